@@ -1,0 +1,28 @@
+"""Sparse training algorithms behind one registry.
+
+Adding an algorithm is one module here (a ``SparseAlgorithm`` subclass decorated with
+``@ALGORITHMS.register("name")``) plus one ``conf/sparse/<name>.yaml``; see the README.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Mapping
+
+from snfs.algorithms.base import SparseAlgorithm, TrainingContext
+from snfs.registry import Registry
+
+ALGORITHMS: Registry = Registry("sparse")
+
+# Import every module of this package so that its @ALGORITHMS.register runs.
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name != "base":
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+
+def build_algorithm(ctx: TrainingContext, cfg: Mapping[str, Any]) -> SparseAlgorithm:
+    return ALGORITHMS.get(cfg["name"])(ctx, cfg)
+
+
+__all__ = ["ALGORITHMS", "SparseAlgorithm", "TrainingContext", "build_algorithm"]

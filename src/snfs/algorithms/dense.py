@@ -1,0 +1,20 @@
+"""Dense training: every weight active; the baseline the sparse methods are measured against."""
+
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
+from snfs.masks import MaskState
+
+import torch
+
+
+@ALGORITHMS.register("dense")
+class Dense(SparseAlgorithm):
+    name = "dense"
+    mask_gradients = False
+
+    def init_masks(self) -> MaskState:
+        self.masks = MaskState({k: torch.ones_like(p, dtype=torch.bool) for k, p in self.params.items()})
+        return self.masks
+
+    def after_step(self, step: int) -> dict | None:
+        return None  # nothing to re-mask

@@ -1,0 +1,9 @@
+"""Static sparse training: a random mask (uniform or ERK) fixed for all of training."""
+
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
+
+
+@ALGORITHMS.register("static")
+class StaticSparse(SparseAlgorithm):
+    name = "static"

@@ -1,0 +1,75 @@
+"""wandb logging that never kills or loses a run.
+
+Offline by default. If wandb cannot start (no network, bad key, service error) the logger
+falls back to offline with a warning, and if that fails too it logs nothing to wandb; the
+local results JSON is written regardless.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping
+
+
+class RunLogger:
+    def __init__(self, cfg: Mapping[str, Any], run_name: str, config: dict, wandb_id: str | None = None, enabled: bool = True):
+        self.run = None
+        self.mode = str(cfg.get("mode", "offline"))
+        if not enabled or self.mode == "disabled":
+            self.mode = "disabled"
+            return
+        modes = [self.mode] + (["offline"] if self.mode != "offline" else [])
+        for mode in modes:
+            try:
+                import wandb
+
+                self.run = wandb.init(
+                    project=cfg.get("project", "snfs"),
+                    entity=cfg.get("entity"),
+                    group=cfg.get("group"),
+                    tags=list(cfg.get("tags") or []),
+                    dir=str(cfg.get("dir", ".")),
+                    mode=mode,
+                    name=run_name,
+                    id=wandb_id,
+                    resume="allow" if wandb_id else None,
+                    config=config,
+                    reinit="finish_previous",
+                )
+                self.mode = mode
+                return
+            except Exception as exc:  # wandb raises many kinds; none may stop training
+                warnings.warn(f"wandb could not start in {mode} mode ({type(exc).__name__}: {exc}); "
+                              f"{'trying offline' if mode != 'offline' else 'logging to the local results store only'}")
+        self.mode = "disabled"
+
+    @property
+    def wandb_id(self) -> str | None:
+        return getattr(self.run, "id", None)
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log(dict(metrics), step=step)
+        except Exception as exc:
+            warnings.warn(f"wandb logging failed ({exc}); continuing without wandb")
+            self.run = None
+
+    def summary(self, values: Mapping[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            for k, v in values.items():
+                self.run.summary[k] = v
+        except Exception as exc:
+            warnings.warn(f"wandb summary failed ({exc})")
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.finish(exit_code=exit_code)
+        except Exception as exc:
+            warnings.warn(f"wandb finish failed ({exc})")
+        self.run = None

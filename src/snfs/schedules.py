@@ -1,0 +1,28 @@
+"""Prune-rate schedules p(t) over optimizer steps (Dettmers & Zettlemoyer 2019, Sec. 3)."""
+
+from __future__ import annotations
+
+from snfs.errors import ConfigError
+
+import math
+
+
+def cosine_prune_rate(step: int, total_steps: int, initial: float, final: float) -> float:
+    """p(t) = final + (initial - final) * (1 + cos(pi t / T)) / 2."""
+    t = min(max(step, 0), total_steps) / max(1, total_steps)
+    return final + (initial - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def linear_prune_rate(step: int, total_steps: int, initial: float, final: float) -> float:
+    """p(t) = initial + (final - initial) * t / T."""
+    t = min(max(step, 0), total_steps) / max(1, total_steps)
+    return initial + (final - initial) * t
+
+
+PRUNE_RATE_DECAYS = {"cosine": cosine_prune_rate, "linear": linear_prune_rate}
+
+
+def prune_rate(decay: str, step: int, total_steps: int, initial: float, final: float) -> float:
+    if decay not in PRUNE_RATE_DECAYS:
+        raise ConfigError(f"sparse.decay={decay!r} is not valid; valid choices: {', '.join(PRUNE_RATE_DECAYS)}")
+    return PRUNE_RATE_DECAYS[decay](step, total_steps, initial, final)

@@ -1,0 +1,302 @@
+"""``python -m snfs.train``: train one dataset x model x sparse algorithm, from Hydra configs.
+
+The loop below knows nothing about any single algorithm: it calls the hooks of
+``snfs.algorithms.base.SparseAlgorithm`` around the optimizer step and at the end of each epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from snfs.algorithms import ALGORITHMS, build_algorithm
+from snfs.algorithms.base import TrainingContext
+from snfs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from snfs.data import DATASETS, build_data
+from snfs.errors import ConfigError, DivergenceError, SnfsError
+from snfs.logger import RunLogger
+from snfs.models import MODELS, build_model
+from snfs.results import git_commit, result_path, write_json
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LOGGER_MODES = ("offline", "online", "disabled")
+# Keys that change where or how a run is stored or shown, not what it computes.
+NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data")
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the key for every value the run cannot use."""
+    d = cfg.density
+    if not isinstance(d, (int, float)) or isinstance(d, bool) or not (0.0 < float(d) <= 1.0):
+        raise ConfigError(f"density={d!r} must be a number in (0, 1]")
+    for key in ("epochs", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
+    if cfg.logger.mode not in LOGGER_MODES:
+        raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
+    DATASETS.get(cfg.dataset.name)
+    MODELS.get(cfg.model.name)
+    ALGORITHMS.get(cfg.sparse.name)
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """A short hash of everything that changes what a run computes."""
+    semantic = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NON_SEMANTIC_KEYS}
+    semantic.get("dataset", {}).pop("download", None)
+    return hashlib.sha1(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def make_run_id(cfg: DictConfig) -> str:
+    if cfg.get("run_id"):
+        return str(cfg.run_id)
+    return f"{cfg.dataset.name}-{cfg.model.name}-{cfg.sparse.name}-d{cfg.density:g}-s{cfg.seed}-{config_fingerprint(cfg)}"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available here; valid choices: auto, cpu")
+    return device
+
+
+# --- optimizer and learning-rate schedule ----------------------------------------------------
+
+
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.name != "sgd":
+        raise ConfigError(f"optim.name={cfg.name!r} is not a valid choice; valid choices: sgd")
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
+        foreach=True,
+    )
+
+
+def build_lr_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int, epochs: int):
+    """A per-optimizer-step LR schedule; milestones given in epochs are converted to steps."""
+    if cfg.name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg.every_steps), gamma=cfg.gamma)
+    if cfg.name == "multistep":
+        steps = [int(e) * steps_per_epoch for e in cfg.milestones]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=cfg.gamma)
+    if cfg.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps_per_epoch * epochs)
+    raise ConfigError(f"optim.schedule.name={cfg.name!r} is not a valid choice; valid choices: step, multistep, cosine")
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, autocast) -> tuple[float, float]:
+    """(mean loss, error in percent) over all batches."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    wrong = 0
+    n = 0
+    for x, y in batches:
+        with autocast():
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double().cpu()
+        wrong += int((out.argmax(1) != y).sum())
+        n += len(y)
+    model.train()
+    return float(loss_sum) / max(1, n), 100.0 * wrong / max(1, n)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    elapsed_s: float = 0.0  # training wall time before this process
+    history: list[dict] = field(default_factory=list)
+    wandb_id: str | None = None
+
+
+def train(cfg: DictConfig) -> dict | None:
+    """Run (or resume) one experiment; returns the result record, or None when stopped early."""
+    validate_config(cfg)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    run_id = make_run_id(cfg)
+    fingerprint = config_fingerprint(cfg)
+    results_dir = Path(cfg.results_dir)
+    ckpt = checkpoint_path(results_dir, run_id)
+
+    data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
+    model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
+    optimizer = build_optimizer(cfg.optim, model)
+    steps_per_epoch = len(data.train)
+    lr_schedule = build_lr_schedule(cfg.optim.schedule, optimizer, steps_per_epoch, cfg.epochs)
+    ctx = TrainingContext(
+        model=model, optimizer=optimizer, density=float(cfg.density), epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch, seed=cfg.seed, sample_batch=lambda: next(iter(data.train)),
+        loss_fn=F.cross_entropy,
+    )
+    sparse_cfg = OmegaConf.to_container(cfg.sparse, resolve=True)
+    sparse_cfg["dense_layers"] = list(sparse_cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
+    algo = build_algorithm(ctx, sparse_cfg)
+    algo.init_masks()
+
+    amp_dtype = PRECISIONS[cfg.precision]
+    use_amp = amp_dtype is not None and device.type == "cuda"
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    progress = Progress()
+    if cfg.resume and ckpt.exists():
+        state = load_checkpoint(ckpt, fingerprint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        algo.load_state_dict(state["algorithm"])
+        scaler.load_state_dict(state["scaler"])
+        data.train.generator.set_state(state["rng"]["train_batches"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        progress = Progress(**state["progress"])
+        print(f"resuming {run_id} after epoch {progress.epoch}", file=sys.stderr)
+
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    logger = RunLogger(cfg.logger, run_id, config_dict, wandb_id=progress.wandb_id)
+    progress.wandb_id = logger.wandb_id
+
+    def save() -> None:
+        save_checkpoint(ckpt, {
+            "fingerprint": fingerprint, "run_id": run_id,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "lr_schedule": lr_schedule.state_dict(), "algorithm": algo.state_dict(), "scaler": scaler.state_dict(),
+            "rng": {"train_batches": data.train.generator.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "progress": progress.__dict__,
+        })
+
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs, initial=progress.epoch, desc=run_id, unit="epoch", dynamic_ncols=True)
+
+    started = time.perf_counter()
+    model.train()
+    try:
+        for epoch in range(progress.epoch, cfg.epochs):
+            loss_sum = torch.zeros((), device=device)
+            wrong = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            for x, y in data.train:
+                with autocast():
+                    out = model(x)
+                    loss = F.cross_entropy(out, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                algo.before_step(progress.step)
+                scaler.step(optimizer)
+                scaler.update()
+                algo.after_step(progress.step)
+                lr_schedule.step()
+                progress.step += 1
+                loss_sum += loss.detach() * len(y)
+                wrong += (out.detach().argmax(1) != y).sum()
+                seen += len(y)
+            train_loss = float(loss_sum) / seen
+            if not math.isfinite(train_loss):
+                raise DivergenceError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
+            record: dict[str, Any] = {
+                "epoch": epoch + 1, "step": progress.step, "train_loss": train_loss,
+                "train_error": 100.0 * float(wrong) / seen, "lr": optimizer.param_groups[0]["lr"],
+            }
+            if data.val is not None:
+                record["val_loss"], record["val_error"] = evaluate(model, data.val, autocast)
+            record.update(algo.log_stats())
+            update = algo.on_epoch_end(epoch)
+            if update:
+                record.update({f"update/{k}": v for k, v in update.items()})
+            record["density"] = algo.masks.density()
+            record["layer_density"] = algo.masks.layer_densities()
+            progress.epoch = epoch + 1
+            progress.history.append(record)
+            logger.log({k: v for k, v in record.items() if not isinstance(v, dict)}
+                       | {f"layer_density/{k}": v for k, v in record["layer_density"].items()}, step=progress.step)
+            progress.elapsed_s += time.perf_counter() - started
+            started = time.perf_counter()
+            save()
+            if bar is not None:
+                bar.set_postfix(loss=f"{train_loss:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}")
+                bar.update(1)
+            if cfg.stop_after_epoch is not None and progress.epoch >= cfg.stop_after_epoch and progress.epoch < cfg.epochs:
+                logger.finish()
+                return None
+    finally:
+        if bar is not None:
+            bar.close()
+
+    test_loss, test_error = evaluate(model, data.test, autocast)
+    result = {
+        "status": "finished",
+        "run_id": run_id,
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "algorithm": cfg.sparse.name,
+        "density": float(cfg.density),
+        "final_density": algo.masks.density(),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "test_error": test_error,
+        "test_loss": test_loss,
+        "val_error": progress.history[-1].get("val_error"),
+        "wall_time_s": progress.elapsed_s,
+        "git_commit": git_commit(),
+        "device": str(device),
+        "fingerprint": fingerprint,
+        "config": config_dict,
+        "history": progress.history,
+    }
+    write_json(result_path(results_dir, run_id), result)
+    logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s")})
+    logger.finish()
+    print(f"{run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
+          f"density {result['final_density']:.4f}, {result['wall_time_s']:.1f} s", file=sys.stderr)
+    return result
+
+
+def _main_entry() -> None:
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="config")
+    def main(cfg: DictConfig) -> Any:
+        try:
+            result = train(cfg)
+        except SnfsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        return None if result is None else result["test_error"]
+
+    main()
+
+
+if __name__ == "__main__":
+    _main_entry()
