@@ -52,7 +52,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
     DATASETS.get(cfg.dataset.name)
     MODELS.get(cfg.model.name)
-    ALGORITHMS.get(cfg.sparse.name)
+    ALGORITHMS.get(cfg.sparse.name).check_config(cfg.sparse)
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
@@ -121,6 +121,19 @@ def evaluate(model: torch.nn.Module, batches, autocast) -> tuple[float, float]:
     return float(loss_sum) / max(1, n), 100.0 * wrong / max(1, n)
 
 
+def summarise_updates(updates: list[dict]) -> dict:
+    """Per-epoch totals of the mask updates: how many, and weights pruned and regrown."""
+    if not updates:
+        return {"mask_updates": 0, "pruned": 0, "regrown": 0}
+    out = {"mask_updates": len(updates), "pruned": sum(int(u.get("pruned", 0)) for u in updates),
+           "regrown": sum(int(u.get("regrown", 0)) for u in updates)}
+    last = updates[-1]
+    for key in ("pruned_per_layer", "regrown_per_layer"):
+        if key in last:
+            out[key] = last[key]
+    return out
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -147,7 +160,7 @@ def train(cfg: DictConfig) -> dict | None:
     model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
     optimizer = build_optimizer(cfg.optim, model)
-    steps_per_epoch = len(data.train)
+    steps_per_epoch = len(data.train) if cfg.limit_batches is None else min(len(data.train), int(cfg.limit_batches))
     lr_schedule = build_lr_schedule(cfg.optim.schedule, optimizer, steps_per_epoch, cfg.epochs)
     ctx = TrainingContext(
         model=model, optimizer=optimizer, density=float(cfg.density), epochs=cfg.epochs,
@@ -206,7 +219,10 @@ def train(cfg: DictConfig) -> dict | None:
             loss_sum = torch.zeros((), device=device)
             wrong = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
-            for x, y in data.train:
+            updates: list[dict] = []  # mask updates made during this epoch, by any hook
+            for batch_index, (x, y) in enumerate(data.train):
+                if batch_index >= steps_per_epoch:
+                    break
                 with autocast():
                     out = model(x)
                     loss = F.cross_entropy(out, y)
@@ -216,7 +232,9 @@ def train(cfg: DictConfig) -> dict | None:
                 algo.before_step(progress.step)
                 scaler.step(optimizer)
                 scaler.update()
-                algo.after_step(progress.step)
+                step_update = algo.after_step(progress.step)
+                if step_update:
+                    updates.append(step_update)
                 lr_schedule.step()
                 progress.step += 1
                 loss_sum += loss.detach() * len(y)
@@ -232,9 +250,10 @@ def train(cfg: DictConfig) -> dict | None:
             if data.val is not None:
                 record["val_loss"], record["val_error"] = evaluate(model, data.val, autocast)
             record.update(algo.log_stats())
-            update = algo.on_epoch_end(epoch)
-            if update:
-                record.update({f"update/{k}": v for k, v in update.items()})
+            epoch_update = algo.on_epoch_end(epoch)
+            if epoch_update:
+                updates.append(epoch_update)
+            record.update(summarise_updates(updates))
             record["density"] = algo.masks.density()
             record["layer_density"] = algo.masks.layer_densities()
             progress.epoch = epoch + 1

@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from snfs.masks import MaskState, init_masks, sparse_parameters
+from snfs.errors import ConfigError
+from snfs.masks import DISTRIBUTIONS, MaskState, init_masks, sparse_parameters
 
 
 @dataclass
@@ -56,10 +57,21 @@ class SparseAlgorithm:
 
     def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]):
         self.ctx = ctx
+        self.check_config(cfg)
         self.cfg = dict(cfg)
         self.params: dict[str, nn.Parameter] = sparse_parameters(ctx.model, self.cfg.get("dense_layers") or ())
         self.generator = torch.Generator().manual_seed(int(ctx.seed))
         self.masks: MaskState | None = None
+
+    #: option -> valid values, checked before any data is loaded
+    choices: dict[str, tuple[str, ...]] = {"distribution": tuple(DISTRIBUTIONS)}
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Raise ConfigError for an option value this algorithm does not support."""
+        for key, valid in cls.choices.items():
+            if key in cfg and cfg[key] not in valid:
+                raise ConfigError(f"sparse.{key}={cfg[key]!r} is not valid for sparse={cls.name}; valid choices: {', '.join(valid)}")
 
     # --- hooks -----------------------------------------------------------------------------
     def init_masks(self) -> MaskState:

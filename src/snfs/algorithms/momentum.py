@@ -7,7 +7,6 @@ masks are updated with the prune rate p(t) of the current step.
 
 from __future__ import annotations
 
-from snfs.errors import ConfigError
 
 import math
 from typing import Mapping
@@ -16,7 +15,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.schedules import prune_rate
+from snfs.schedules import PRUNE_RATE_DECAYS, prune_rate
 
 
 def prune_smallest(weight: torch.Tensor, mask: torch.Tensor, n_prune: int) -> torch.Tensor:
@@ -106,15 +105,15 @@ class SparseMomentum(SparseAlgorithm):
     name = "momentum"
     mask_gradients = False
 
+    choices = {
+        **SparseAlgorithm.choices,
+        "redistribution": ("momentum", "magnitude", "nonzero", "none"),
+        "growth": ("momentum", "random"),
+        "decay": tuple(PRUNE_RATE_DECAYS),
+    }
+
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
-        for key, valid in (
-            ("redistribution", ("momentum", "magnitude", "nonzero", "none")),
-            ("growth", ("momentum", "random")),
-            ("decay", ("cosine", "linear")),
-        ):
-            if self.cfg.get(key) not in valid:
-                raise ConfigError(f"sparse.{key}={self.cfg.get(key)!r} is not valid; valid choices: {', '.join(valid)}")
         self.step = 0
 
     def after_step(self, step: int) -> dict | None:
@@ -165,6 +164,9 @@ class SparseMomentum(SparseAlgorithm):
             pruned_masks[k] = prune_smallest(p, m, n_prune)
             removed[k] = n_prune
         total_removed = sum(removed.values())
+        for k, pm in pruned_masks.items():  # pruned weights become exactly 0, even if regrown below
+            self.masks.set(k, pm)
+        self.masks.apply(self.params)
         capacity = {k: pm.numel() - int(pm.sum()) for k, pm in pruned_masks.items()}
         if self.cfg["redistribution"] == "none":
             regrow = dict(removed)
@@ -176,7 +178,7 @@ class SparseMomentum(SparseAlgorithm):
             else:
                 new = grow_random(pruned_masks[k], regrow[k], self.generator)
             self.masks.set(k, new)
-        self.masks.apply(self.params)  # grown weights start at exactly 0; pruned ones become 0
+        self.masks.apply(self.params)
         return {
             "prune_rate": rate,
             "pruned": total_removed,

@@ -1,0 +1,119 @@
+"""Config composition, one-batch runs, bad overrides, results JSON and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONF, REPO, compose_cfg
+from snfs.train import train
+
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("dataset", "model", "sparse", "optim", "logger")}
+MNIST_MODELS = ["lenet300_100", "lenet5_caffe"]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes(group, option):
+    cfg = compose_cfg([f"{group}={option}"])
+    assert cfg[group].name if group not in ("logger",) else cfg.logger.mode
+
+
+def test_defaults_are_the_paper_protocol():
+    cfg = compose_cfg()
+    assert (cfg.dataset.name, cfg.model.name, cfg.sparse.name) == ("mnist", "lenet300_100", "momentum")
+    assert (cfg.density, cfg.epochs, cfg.batch_size, cfg.seed) == (0.05, 100, 100, 17)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov, cfg.optim.weight_decay) == (0.1, 0.9, True, 5e-4)
+    assert (cfg.optim.schedule.name, cfg.optim.schedule.every_steps, cfg.optim.schedule.gamma) == ("step", 25000, 0.1)
+    assert (cfg.sparse.prune_rate, cfg.sparse.prune_rate_min, cfg.sparse.decay) == (0.5, 0.005, "cosine")
+    assert cfg.dataset.val_fraction == 0.1 and cfg.results_dir == "results/runs" and cfg.logger.mode == "offline"
+
+
+@pytest.mark.parametrize("model", MNIST_MODELS)
+def test_one_batch_cpu_run_per_model(model, quick_overrides, tmp_path):
+    cfg = compose_cfg(quick_overrides + [f"model={model}", "epochs=1", "limit_batches=1"])
+    result = train(cfg)
+    assert result["status"] == "finished" and result["model"] == model
+    saved = json.loads((Path(cfg.results_dir) / f"{result['run_id']}.json").read_text())
+    for key in ("dataset", "model", "algorithm", "density", "final_density", "seed", "epochs", "test_error",
+                "val_error", "wall_time_s", "git_commit", "config"):
+        assert key in saved, key
+    assert saved["final_density"] == pytest.approx(0.05, abs=1e-3)
+    assert 0.0 <= saved["test_error"] <= 100.0
+
+
+def test_short_run_learns_and_logs_updates(quick_overrides):
+    cfg = compose_cfg(quick_overrides + ["epochs=4", "density=0.3", "model=lenet300_100", "batch_size=50"])
+    result = train(cfg)
+    hist = result["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[0]["pruned"] > 0 and hist[0]["pruned"] == hist[0]["regrown"]
+    assert hist[-1]["pruned"] == 0  # no mask update after the last epoch
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert result["test_error"] < 50.0  # generated classes are easy; chance is 90%
+    assert hist[0]["prune_rate"] > hist[-1]["prune_rate"]
+
+
+def run_cli(*overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-m", "snfs.train", *overrides], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model=resnet9000", "model"),
+    ("sparse=magic", "sparse"),
+    ("density=1.5", "density=1.5"),
+    ("density=0", "density=0"),
+    ("precision=fp8", "precision"),
+    ("sparse.growth=gradient", "sparse.growth"),
+])
+def test_bad_override_exits_nonzero_naming_key(override, needle, tmp_path):
+    proc = run_cli(override, "logger.mode=disabled", f"results_dir={tmp_path}", "data.root=/nonexistent",
+                   "dataset.download=false", "progress=false")
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert needle in err, err
+    if "=" in override and override.split("=")[0] in ("model", "sparse"):
+        assert "lenet300_100" in err or "momentum" in err  # the valid choices are listed
+    if override.startswith(("precision", "sparse.growth")):
+        assert "valid choices" in err
+    assert "Traceback" not in err
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    proc = run_cli("logger.mode=disabled", f"results_dir={tmp_path}", f"data.root={tmp_path / 'nodata'}",
+                   "dataset.download=false", "progress=false")
+    assert proc.returncode == 2
+    assert "MNIST files missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_matches_uninterrupted_run(quick_overrides, tmp_path):
+    common = quick_overrides + ["epochs=3", "limit_batches=8", "sparse.distribution=erk"]
+    straight = train(compose_cfg(common + [f"results_dir={tmp_path / 'a'}"]))
+    assert train(compose_cfg(common + [f"results_dir={tmp_path / 'b'}", "stop_after_epoch=1"])) is None
+    assert not (tmp_path / "b" / f"{straight['run_id']}.json").exists()
+    resumed = train(compose_cfg(common + [f"results_dir={tmp_path / 'b'}", "resume=true"]))
+    assert resumed["run_id"] == straight["run_id"]
+    a = torch.load(tmp_path / "a" / "checkpoints" / f"{straight['run_id']}.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoints" / f"{straight['run_id']}.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["algorithm"]["masks"]:
+        assert torch.equal(a["algorithm"]["masks"][k], b["algorithm"]["masks"][k]), k
+    assert resumed["test_error"] == straight["test_error"]
+    assert len(resumed["history"]) == 3
+
+
+def test_resume_rejects_checkpoint_of_other_config(quick_overrides, tmp_path):
+    common = quick_overrides + ["epochs=2", "limit_batches=2", "run_id=fixed"]
+    assert train(compose_cfg(common + ["stop_after_epoch=1"])) is None
+    from snfs.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="different model or config"):
+        train(compose_cfg(common + ["resume=true", "model=lenet5_caffe"]))
