@@ -1,0 +1,153 @@
+"""FLOP accounting against hand counts, the per-algorithm table, and the speedup estimate's structure."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from snfs.costs import (
+    FlopCounter,
+    densities_from_masks,
+    forward_flops,
+    layer_macs,
+    speedup_estimate,
+    training_flops_per_sample,
+)
+from snfs.models import build_model
+
+LENET_MACS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "fc3.weight": 100 * 10}
+
+
+def test_lenet300_100_macs():
+    macs = layer_macs(build_model("lenet300_100", 10), (1, 28, 28))
+    assert macs == LENET_MACS
+    assert forward_flops(macs) == 266_200
+
+
+def test_conv_macs_and_training_mode_restored():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 5))
+    model.train()
+    macs = layer_macs(model, (3, 8, 8))
+    assert macs == {"0.weight": 16 * 3 * 9 * 64, "4.weight": 16 * 64 * 5}
+    assert model.training
+
+
+def test_grouped_and_strided_conv_macs():
+    model = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=4)
+    assert layer_macs(model, (8, 8, 8)) == {"weight": 16 * (8 // 4) * 9 * 16}
+
+
+def test_forward_flops_with_densities():
+    densities = {"fc1.weight": 0.1, "fc2.weight": 0.5, "not_a_layer.weight": 0.0}
+    expected = 784 * 300 * 0.1 + 300 * 100 * 0.5 + 100 * 10
+    assert forward_flops(LENET_MACS, densities) == pytest.approx(expected)
+
+
+def test_training_flops_table():
+    fs, fd = 10.0, 100.0
+    assert training_flops_per_sample("dense", fd, fd) == 300.0
+    for alg in ["static", "set", "dsr", "deepr", "snip"]:
+        assert training_flops_per_sample(alg, fs, fd) == 30.0
+    assert training_flops_per_sample("momentum", fs, fd) == 2 * fs + fd
+    assert training_flops_per_sample("rigl", fs, fd, rigl_delta_t=100) == pytest.approx(
+        (3 * fs * 100 + 2 * fs + fd) / 101
+    )
+    assert training_flops_per_sample("rigl", fs, fd, rigl_delta_t=1) == pytest.approx((3 * fs + 2 * fs + fd) / 2)
+    with pytest.raises(ValueError, match="momentum"):
+        training_flops_per_sample("lottery", fs, fd)
+
+
+def test_flop_counter_momentum_ratio_lenet():
+    macs = layer_macs(build_model("lenet300_100", 10), (784,))
+    densities = {name: 0.05 for name in macs}
+    counter = FlopCounter(macs, "momentum")
+    for _ in range(3):
+        counter.update(densities, 100)
+    counter.update(densities, 60000)
+    fd = 266_200
+    fs = 0.05 * fd
+    assert counter.dense_total == pytest.approx(3 * fd * 60300)
+    assert counter.total == pytest.approx((2 * fs + fd) * 60300)
+    assert counter.ratio == pytest.approx((2 * 0.05 + 1) / 3)  # 0.3667
+    assert counter.samples == 60300
+
+    restored = FlopCounter(macs, "momentum")
+    restored.load_state_dict(counter.state_dict())
+    assert restored.total == counter.total and restored.ratio == counter.ratio
+    with pytest.raises(ValueError):
+        FlopCounter(macs, "rigl").load_state_dict(counter.state_dict())
+
+
+def test_flop_counter_dense_and_static():
+    dense = FlopCounter(LENET_MACS, "dense")
+    assert math.isnan(dense.ratio)
+    dense.update(None, 10)
+    assert dense.ratio == 1.0
+    static = FlopCounter(LENET_MACS, "static")
+    static.update({n: 0.1 for n in LENET_MACS}, 10)
+    assert static.ratio == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="valid"):
+        FlopCounter(LENET_MACS, "nope")
+
+
+def test_densities_from_masks():
+    masks = {"a": torch.tensor([1, 0, 0, 1], dtype=torch.bool)}
+    assert densities_from_masks(masks) == {"a": 0.5}
+
+
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_speedup_estimate_structure():
+    torch.manual_seed(0)
+    model = SmallConvNet()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    mask = torch.rand_like(model.conv2.weight) < 0.1
+    mask[:, :4] = False  # four empty input channels
+    result = speedup_estimate(model, (3, 16, 16), {"conv2.weight": mask}, repeats=3, batch_size=8)
+
+    assert set(result["layers"]) == {"conv1.weight", "conv2.weight"}
+    for layer in result["layers"].values():
+        assert layer["dense_time_s"] > 0
+        assert 0 < layer["sparse_conv_time_estimate_s"] <= layer["dense_time_s"]
+        assert 0 < layer["dense_conv_time_estimate_s"] <= layer["dense_time_s"]
+    conv1, conv2 = result["layers"]["conv1.weight"], result["layers"]["conv2.weight"]
+    assert conv1["weight_density"] == 1.0 and conv1["channel_share"] == 1.0
+    assert conv2["weight_density"] == pytest.approx(mask.float().mean().item())
+    assert conv2["channel_share"] == pytest.approx(12 / 16)
+    assert 0 < conv2["input_density"] < 1  # post-ReLU activations
+    assert result["dense_time_s"] > 0
+    assert result["speedup_sparse_conv_estimate"] >= 1
+    assert result["speedup_dense_conv_estimate"] >= 1
+    # the model's weights are left untouched
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_speedup_estimate_without_convs():
+    result = speedup_estimate(build_model("lenet300_100", 10), (784,), {}, repeats=1, batch_size=2)
+    assert result["layers"] == {} and math.isnan(result["speedup_sparse_conv_estimate"])
+
+
+def test_speedup_estimate_on_a_paper_model():
+    torch.manual_seed(0)
+    model = build_model("alexnet_s", 10)
+    masks = {
+        n: torch.rand_like(p) < 0.05 for n, p in model.named_parameters() if p.dim() > 1 and n != "features.0.weight"
+    }
+    result = speedup_estimate(model, (3, 32, 32), masks, repeats=1, batch_size=4)
+    assert len(result["layers"]) == 5
+    assert result["speedup_sparse_conv_estimate"] > 1
+    assert result["speedup_dense_conv_estimate"] >= 1

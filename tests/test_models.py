@@ -1,0 +1,106 @@
+"""Architectures: parameter counts against the paper's networks, one CPU forward+backward each, configs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from snfs.models import build_model
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+
+# registry name -> (num_classes, parameter count)
+COUNTS = {
+    "alexnet_s": (10, 5_077_066),
+    "alexnet_b": (10, 8_501_322),
+    "vgg16_c": (10, 11_323_466),
+    "vgg16_d": (10, 15_255_626),
+    "vgg_like": (10, 14_991_946),
+    "wrn16_8": (10, 10_961_370),
+    "wrn16_10": (10, 17_116_634),
+    "wrn22_8": (10, 17_158_106),
+    "wrn28_2": (10, 1_467_610),
+    "resnet50": (1000, 25_557_032),
+}
+CIFAR_MODELS = [name for name in COUNTS if name != "resnet50"]
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list(COUNTS))
+def test_parameter_count(name):
+    num_classes, expected = COUNTS[name]
+    assert n_params(build_model(name, num_classes)) == expected
+
+
+def _forward_backward(model, x, num_classes):
+    model.train()
+    out = model(x)
+    assert out.shape == (x.shape[0], num_classes)
+    assert torch.isfinite(out).all()
+    torch.nn.functional.cross_entropy(out, torch.arange(x.shape[0]) % num_classes).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", CIFAR_MODELS)
+def test_cifar_forward_backward(name):
+    torch.manual_seed(0)
+    model = build_model(name, 10)
+    _forward_backward(model, torch.randn(2, 3, 32, 32), 10)
+
+
+def test_resnet50_forward_backward():
+    torch.manual_seed(0)
+    model = build_model("resnet50", 1000)
+    start = time.perf_counter()
+    _forward_backward(model, torch.randn(2, 3, 224, 224), 1000)
+    assert time.perf_counter() - start < 60
+
+
+def test_other_num_classes():
+    assert build_model("wrn28_2", 100)(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    assert build_model("vgg16_c", 100)(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_wrn_dropout_option():
+    model = build_model("wrn28_2", 10, dropout=0.0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    model = build_model("wrn28_2", 10)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+    assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_resnet50_dense_layer_names():
+    dense = build_model("resnet50", 1000, partially_dense=True)
+    names = dense.dense_layer_names
+    assert names == [
+        "conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer2.0.downsample.0.weight",
+        "layer3.0.downsample.0.weight",
+        "layer4.0.downsample.0.weight",
+    ]
+    params = dict(dense.named_parameters())
+    assert all(params[n].dim() == 4 for n in names)
+    assert build_model("resnet50", 1000).dense_layer_names == []
+    assert not getattr(build_model("wrn28_2", 10), "dense_layer_names", [])
+
+
+@pytest.mark.parametrize(
+    "yaml_name",
+    [*CIFAR_MODELS, "resnet50", "resnet50_partial"],
+)
+def test_model_configs_build(yaml_name):
+    cfg = OmegaConf.load(CONF / f"{yaml_name}.yaml")
+    options = {k: v for k, v in cfg.items() if k != "name"}
+    num_classes, expected = COUNTS[cfg.name]
+    model = build_model(cfg.name, num_classes, **options)
+    assert n_params(model) == expected
+    assert bool(getattr(model, "dense_layer_names", [])) == (yaml_name == "resnet50_partial")
