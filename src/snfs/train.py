@@ -216,6 +216,7 @@ def train(cfg: DictConfig) -> dict | None:
     model.train()
     try:
         for epoch in range(progress.epoch, cfg.epochs):
+            epoch_started = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
             wrong = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
@@ -227,11 +228,16 @@ def train(cfg: DictConfig) -> dict | None:
                     out = model(x)
                     loss = F.cross_entropy(out, y)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                algo.before_step(progress.step)
-                scaler.step(optimizer)
-                scaler.update()
+                if scaler.is_enabled():  # fp16: hooks must see unscaled gradients
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                    algo.before_step(progress.step)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    algo.before_step(progress.step)
+                    optimizer.step()
                 step_update = algo.after_step(progress.step)
                 if step_update:
                     updates.append(step_update)
@@ -254,6 +260,7 @@ def train(cfg: DictConfig) -> dict | None:
             if epoch_update:
                 updates.append(epoch_update)
             record.update(summarise_updates(updates))
+            record["epoch_time_s"] = time.perf_counter() - epoch_started
             record["density"] = algo.masks.density()
             record["layer_density"] = algo.masks.layer_densities()
             progress.epoch = epoch + 1
