@@ -1,0 +1,147 @@
+"""DeepR, deep rewiring (Bellec et al. 2018, Algorithm 1): fixed-sign connections, L1 + noise, dormant below zero.
+
+Every connection k of a sparse layer has a fixed sign s_k, and the trained parameter is
+theta_k >= 0 with w_k = s_k theta_k while active (w_k = 0 while dormant). Signs are those of
+the dense initial weights (random, +-1), recorded before the first masking. Each step:
+
+    theta <- theta - lr * grad - lr * alpha + sqrt(2 lr T) * N(0, 1)        (Bellec et al., Eq. 2)
+
+The gradient term is the optimizer's own step on w (the same step in theta, since
+dL/dtheta = s dL/dw); with SGD momentum it is the momentum step, as in the DSR authors' DeepR
+comparison. The L1 and noise terms are added in ``after_step`` to active connections only, with
+the step's lr and noise from ``self.generator`` (CPU, moved to the device). A connection whose
+theta is then < 0 becomes dormant (w = 0); in the same layer the same number of connections that
+were dormant before this step, chosen at random, become active with theta = 0 (so w = 0, keeping
+their sign) and a zeroed momentum buffer. The active count per layer never changes. Gradients are
+masked, so dormant connections do not train.
+
+Weight decay: the published DeepR settings have none (only the L1 term alpha). The optimizer's
+single param group (the LR schedule is built over it) is left alone; with ``cancel_weight_decay:
+true`` DeepR subtracts weight_decay * w from the sparse weights' gradients before the step, which
+the optimizer adds back, so their net update has no L2 term (biases keep the optimizer's).
+
+Temperature T: ``temperatures`` is a list of [fraction of total steps, T]; published:
+1e-5 -> 1e-8 -> 1e-12 -> 1e-15 at 25/50/75% of training. alpha = 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
+from snfs.errors import ConfigError
+from snfs.masks import DISTRIBUTIONS, MaskState
+
+
+def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``k`` distinct integers from range(n), uniformly at random (CPU, from ``generator``)."""
+    if k > n:
+        raise ValueError(f"cannot draw {k} distinct indices from {n}")
+    if 4 * k >= n:  # dense draw: one permutation
+        return torch.randperm(n, generator=generator)[:k]
+    while True:  # sparse draw: oversample, then a random k of the distinct values (uniform by symmetry)
+        distinct = torch.unique(torch.randint(n, (2 * k + 16,), generator=generator))
+        if distinct.numel() >= k:
+            return distinct[torch.randperm(distinct.numel(), generator=generator)[:k]]
+
+
+def temperature_at(schedule, step: int, total_steps: int) -> float:
+    """T of the last [fraction, T] pair whose fraction of ``total_steps`` has been reached."""
+    t = float(schedule[0][1])
+    for fraction, value in schedule:
+        if step >= float(fraction) * total_steps:
+            t = float(value)
+    return t
+
+
+@ALGORITHMS.register("deepr")
+class DeepR(SparseAlgorithm):
+    """Fixed-sign connections trained with L1 and Langevin noise; those crossing zero are swapped for random dormant ones."""
+
+    name = "deepr"
+    mask_gradients = True
+    choices = {"distribution": tuple(DISTRIBUTIONS)}
+
+    def __init__(self, ctx, cfg):
+        super().__init__(ctx, cfg)
+        self.alpha = float(self.cfg.get("alpha", 1.0e-5))
+        self.schedule = sorted(((float(f), float(t)) for f, t in (self.cfg.get("temperatures") or [[0.0, 1.0e-5]])),
+                               key=lambda pair: pair[0])
+        if self.alpha < 0 or any(t < 0 for _, t in self.schedule):
+            raise ConfigError("sparse.alpha and every sparse.temperatures value must be >= 0")
+        self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", True))
+        self.signs: dict[str, torch.Tensor] = {}
+        self._sparse_ids = {id(p) for p in self.params.values()}
+        self.step = 0
+
+    def init_masks(self) -> MaskState:
+        # every connection's fixed sign: that of its dense initial weight (+1 where it is exactly 0)
+        self.signs = {k: torch.where(p.detach() < 0, -1.0, 1.0).to(p.dtype) for k, p in self.params.items()}
+        return super().init_masks()
+
+    def temperature(self, step: int) -> float:
+        return temperature_at(self.schedule, step, self.ctx.total_steps)
+
+    def log_stats(self) -> dict:
+        return {"temperature": self.temperature(self.step)}
+
+    def before_step(self, step: int) -> None:
+        super().before_step(step)
+        if not self.cancel_weight_decay:
+            return
+        for group in self.ctx.optimizer.param_groups:
+            wd = float(group.get("weight_decay", 0.0))
+            if wd == 0.0:
+                continue
+            for p in group["params"]:
+                if p.grad is not None and id(p) in self._sparse_ids:
+                    p.grad.add_(p.detach(), alpha=-wd)
+
+    def after_step(self, step: int) -> dict | None:
+        self.step = step
+        self.masks.apply(self.params)
+        lr = self.ctx.lr()
+        std = math.sqrt(2.0 * lr * self.temperature(step))
+        removed, added = {}, {}
+        for k, p in self.params.items():
+            mask, sign = self.masks.masks[k], self.signs[k]
+            with torch.no_grad():
+                n_active = int(mask.sum())
+                step_theta = torch.full((n_active,), -lr * self.alpha, dtype=p.dtype)
+                if std > 0:
+                    step_theta += std * torch.randn(n_active, generator=self.generator, dtype=p.dtype)
+                p[mask] += sign[mask] * step_theta.to(p.device)  # theta update, written in w = s * theta
+                crossed = mask & (sign * p < 0)
+                n = int(crossed.sum())
+                removed[k] = added[k] = n
+                if n == 0:
+                    continue
+                dormant = ~mask  # dormant before this step: just-deactivated ones are not candidates
+                free = torch.nonzero(dormant.flatten()).flatten()
+                if free.numel() < n:  # (nearly dense layer) let the just-deactivated compete too
+                    free = torch.nonzero((dormant | crossed).flatten()).flatten()
+                pick = free[sample_indices(free.numel(), n, self.generator).to(free.device)]
+                new = (mask & ~crossed).flatten().clone()
+                new[pick] = True
+                new = new.view_as(mask)
+                self.masks.set(k, new)
+                p[~new] = 0.0  # dormant: w = 0
+                p.view(-1)[pick] = 0.0  # activated at theta = 0
+                buf = self.momentum_buffer(k)
+                if buf is not None:
+                    buf.view(-1)[pick] = 0.0
+        total = sum(removed.values())
+        if total == 0:
+            return None
+        return {"pruned": total, "regrown": sum(added.values()),
+                "pruned_per_layer": removed, "regrown_per_layer": added}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()}}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype) for k, p in self.params.items()}

@@ -1,0 +1,122 @@
+"""DSR, dynamic sparse reparameterization (Mostafa & Wang 2019, Algorithm 1): global adaptive threshold, regrow by survivors.
+
+Every K optimizer steps (after the step, when ``step % K == 0`` and ``step > 0``, as the authors'
+code counts), every active weight with |w| < H is pruned, H one threshold over all sparse layers.
+H then moves towards a target prune count N_p: halved if more than (1 + tol) N_p were pruned,
+doubled if fewer than (1 - tol) N_p (tol = 0.1, H0 = 1e-3). The same total is regrown at random
+inactive positions, shared between layers in proportion to each layer's surviving active weights
+(``redistribute``, capped by free slots, exact total); new weights and their momentum start at 0.
+Gradients are masked.
+
+K follows ``rewire_periods``, a list of [epoch, period] pairs (the period of the last pair whose
+epoch has started). N_p is ``target_prune``: an absolute count if >= 1, else a fraction of the
+total number of active weights. Defaults are the authors' MNIST LeNet-300-100 settings (their
+code's defaults and mnist_schedule.yaml): N_p = 600, K = 100/200/400/800 from epochs 0/25/50/75.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.momentum import grow_random, redistribute
+from snfs.errors import ConfigError
+from snfs.masks import DISTRIBUTIONS, MaskState
+
+
+def threshold_update(threshold: float, n_pruned: int, target: float, tolerance: float) -> float:
+    """H /= 2 if pruned > (1 + tol) N_p, H *= 2 if pruned < (1 - tol) N_p (Mostafa & Wang 2019, Algorithm 1)."""
+    if n_pruned > (1.0 + tolerance) * target:
+        return threshold / 2.0
+    if n_pruned < (1.0 - tolerance) * target:
+        return threshold * 2.0
+    return threshold
+
+
+def period_at(schedule, epoch: int) -> int:
+    """The rewire period of the last [epoch, period] pair whose epoch is <= ``epoch``."""
+    period = int(schedule[0][1])
+    for start, value in schedule:
+        if epoch >= int(start):
+            period = int(value)
+    return period
+
+
+@ALGORITHMS.register("dsr")
+class DSR(SparseAlgorithm):
+    """Prune below one global adaptive threshold; regrow at random, shared by surviving weights per layer."""
+
+    name = "dsr"
+    mask_gradients = True
+    choices = {"distribution": tuple(DISTRIBUTIONS)}
+
+    def __init__(self, ctx, cfg):
+        super().__init__(ctx, cfg)
+        self.threshold = float(self.cfg.get("initial_threshold", 1.0e-3))
+        self.tolerance = float(self.cfg.get("tolerance", 0.1))
+        self.schedule = [tuple(pair) for pair in (self.cfg.get("rewire_periods") or [[0, 100]])]
+        if any(len(pair) != 2 or int(pair[1]) < 1 for pair in self.schedule):
+            raise ConfigError(f"sparse.rewire_periods={self.schedule!r} must be [epoch, period >= 1] pairs")
+        self.schedule.sort(key=lambda pair: int(pair[0]))
+        self.target_cfg = float(self.cfg.get("target_prune", 600))
+        if self.target_cfg <= 0:
+            raise ConfigError(f"sparse.target_prune={self.target_cfg!r} must be > 0 (count >= 1 or fraction < 1)")
+        self.target = self.target_cfg
+        stop = self.cfg.get("stop_epoch")
+        self.stop_epoch = None if stop is None else int(stop)
+
+    def init_masks(self) -> MaskState:
+        masks = super().init_masks()
+        if self.target_cfg < 1.0:  # a fraction of the active weights
+            self.target = self.target_cfg * masks.total_active()
+        return masks
+
+    def period(self, step: int) -> int:
+        return period_at(self.schedule, step // max(1, self.ctx.steps_per_epoch))
+
+    def log_stats(self) -> dict:
+        return {"threshold": self.threshold, "target_prune": self.target}
+
+    def rewire(self) -> dict:
+        """Prune |w| < H in every layer, adapt H, regrow the same total at random by surviving weights."""
+        self.masks.apply(self.params)
+        pruned, removed = {}, {}
+        for k, p in self.params.items():
+            m = self.masks.masks[k]
+            pruned[k] = m & (p.detach().abs() >= self.threshold)
+            removed[k] = int(m.sum()) - int(pruned[k].sum())
+        total = sum(removed.values())
+        self.threshold = threshold_update(self.threshold, total, self.target, self.tolerance)
+        survivors = {k: float(pm.sum()) for k, pm in pruned.items()}
+        capacity = {k: pm.numel() - int(pm.sum()) for k, pm in pruned.items()}
+        regrow = redistribute(total, survivors, capacity)
+        for k, p in self.params.items():
+            new = grow_random(pruned[k], regrow[k], self.generator)
+            grown = new & ~pruned[k]
+            self.masks.set(k, new)
+            with torch.no_grad():
+                p[~new] = 0.0
+                p[grown] = 0.0  # includes just-pruned positions picked again
+                buf = self.momentum_buffer(k)
+                if buf is not None:
+                    buf[grown] = 0.0
+        return {"pruned": total, "regrown": sum(regrow.values()), "threshold": self.threshold,
+                "pruned_per_layer": removed, "regrown_per_layer": regrow}
+
+    def after_step(self, step: int) -> dict | None:
+        self.masks.apply(self.params)
+        epoch = step // max(1, self.ctx.steps_per_epoch)
+        if self.stop_epoch is not None and epoch >= self.stop_epoch:
+            return None
+        if step > 0 and step % self.period(step) == 0:
+            return self.rewire()
+        return None
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "threshold": self.threshold, "target": self.target}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self.threshold = float(state["threshold"])
+        self.target = float(state["target"])

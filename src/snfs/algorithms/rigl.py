@@ -1,0 +1,99 @@
+"""RigL, rigged lottery (Evci et al. 2020, Algorithm 1): drop smallest |w|, grow largest |dense gradient|, per layer.
+
+Every ``delta_t`` optimizer steps (``step % delta_t == 0``, ``0 < step < end_fraction * total
+steps``) each layer drops the fraction alpha(t) = alpha/2 * (1 + cos(pi t / T_end)) (Eq. 1, cosine
+decay) of its active weights with the smallest |w| and grows the same number of inactive ones with
+the largest |dense gradient| (just-dropped positions included). New weights start at 0 and their
+momentum buffer is reset to 0. Gradients are masked, except that on update steps ``before_step``
+first records the dense gradient of the step's mini-batch (the only steps that need it); the swap
+itself happens in ``after_step``, on the weights after that step. Initial distribution: ERK by
+default (the paper's), configurable. Defaults: delta_t = 100, alpha = 0.3, T_end = 75% of training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.momentum import grow_largest, prune_smallest
+from snfs.errors import ConfigError
+from snfs.masks import DISTRIBUTIONS
+
+
+def drop_fraction(step: int, end_step: int, alpha: float) -> float:
+    """alpha(t) = alpha/2 * (1 + cos(pi t / T_end)) (Evci et al. 2020, Eq. 1 with cosine decay); 0 from T_end on."""
+    if step >= end_step:
+        return 0.0
+    return 0.5 * alpha * (1.0 + math.cos(math.pi * step / end_step))
+
+
+@ALGORITHMS.register("rigl")
+class RigL(SparseAlgorithm):
+    """Periodically drop the smallest weights and grow where the dense gradient is largest."""
+
+    name = "rigl"
+    mask_gradients = True
+    choices = {"distribution": tuple(DISTRIBUTIONS)}
+
+    def __init__(self, ctx, cfg):
+        super().__init__(ctx, cfg)
+        self.delta_t = int(self.cfg.get("delta_t", 100))
+        self.alpha = float(self.cfg.get("alpha", 0.3))
+        self.end_fraction = float(self.cfg.get("end_fraction", 0.75))
+        if self.delta_t < 1 or not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.end_fraction <= 1.0:
+            raise ConfigError(f"sparse.delta_t={self.delta_t} must be >= 1, sparse.alpha={self.alpha} and "
+                              f"sparse.end_fraction={self.end_fraction} in [0, 1]")
+        self.dense_grads: dict[str, torch.Tensor] = {}
+        self.step = 0
+
+    @property
+    def end_step(self) -> int:
+        return int(round(self.end_fraction * self.ctx.total_steps))
+
+    def is_update_step(self, step: int) -> bool:
+        return 0 < step < self.end_step and step % self.delta_t == 0
+
+    def log_stats(self) -> dict:
+        return {"drop_fraction": drop_fraction(self.step, self.end_step, self.alpha)}
+
+    def before_step(self, step: int) -> None:
+        if self.is_update_step(step):  # the dense gradient, read before it is masked
+            self.dense_grads = {k: p.grad.detach().abs().clone() for k, p in self.params.items() if p.grad is not None}
+        super().before_step(step)
+
+    def update_masks(self, step: int) -> dict:
+        """Drop alpha(t) of each layer's active weights by |w|, grow as many by |dense gradient|."""
+        fraction = drop_fraction(step, self.end_step, self.alpha)
+        removed = {}
+        for k, p in self.params.items():
+            old = self.masks.masks[k]
+            n = int(round(fraction * int(old.sum())))
+            score = self.dense_grads.get(k)
+            if score is None:  # no gradient for this layer: nothing to grow towards
+                n = 0
+                score = torch.zeros_like(p)
+            pruned = prune_smallest(p, old, n)
+            new = grow_largest(score, pruned, n)
+            grown = new & ~pruned
+            self.masks.set(k, new)
+            with torch.no_grad():
+                p[~new] = 0.0
+                p[grown] = 0.0
+                buf = self.momentum_buffer(k)
+                if buf is not None:
+                    buf[grown] = 0.0
+            removed[k] = n
+        self.dense_grads = {}
+        total = sum(removed.values())
+        return {"drop_fraction": fraction, "pruned": total, "regrown": total,
+                "pruned_per_layer": removed, "regrown_per_layer": dict(removed)}
+
+    def after_step(self, step: int) -> dict | None:
+        self.step = step + 1
+        self.masks.apply(self.params)
+        if self.is_update_step(step) and self.dense_grads:
+            return self.update_masks(step)
+        return None

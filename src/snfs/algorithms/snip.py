@@ -1,0 +1,70 @@
+"""SNIP, single-shot network pruning (Lee et al. 2019, Eq. 6): keep the global top-k of |g * w| at initialisation.
+
+Once, in ``init_masks``, one mini-batch from ``ctx.sample_batch()`` is passed through the dense
+model at its initial weights; every sparse weight is scored by |dL/dw * w| (the saliency of
+Eq. 6 up to its normalisation, which does not change the ranking), and the k = round(d * total)
+highest scores over all sparse layers together stay active. The mask is then fixed and gradients
+are masked, as for static sparse training.
+
+The scoring pass leaves the model as it found it: it uses ``torch.autograd.grad`` (no ``.grad``
+is written) and restores buffers (e.g. BatchNorm running statistics). It is deterministic given the seed, but it is not free:
+``ctx.sample_batch()`` draws the first batch of a fresh permutation from the training batches'
+generator, so a SNIP run's training batch order differs from that of other algorithms with the
+same seed (all epochs shift by one permutation).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
+from snfs.masks import MaskState
+
+
+def snip_masks(scores: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """Boolean masks keeping the ``k`` largest scores over all layers together (Lee et al. 2019, Eq. 6)."""
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().flatten().float() for n in names])
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if k > 0:
+        keep[torch.topk(flat, k, largest=True, sorted=False).indices] = True
+    masks, start = {}, 0
+    for n in names:
+        numel = scores[n].numel()
+        masks[n] = keep[start:start + numel].view_as(scores[n])
+        start += numel
+    return masks
+
+
+@ALGORITHMS.register("snip")
+class SNIP(SparseAlgorithm):
+    """Connection sensitivity |g * w| on one batch at initialisation; fixed global top-k mask."""
+
+    name = "snip"
+    mask_gradients = True
+    def saliency(self) -> dict[str, torch.Tensor]:
+        """|dL/dw * w| of every sparse weight on one training mini-batch, at the current (dense) weights."""
+        if self.ctx.sample_batch is None or self.ctx.loss_fn is None:
+            raise RuntimeError("SNIP needs ctx.sample_batch and ctx.loss_fn to score connections")
+        model = self.ctx.model
+        buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+        x, y = self.ctx.sample_batch()
+        loss = self.ctx.loss_fn(model(x), y)
+        weights = list(self.params.values())
+        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        scores = {}
+        for (k, p), g in zip(self.params.items(), grads):
+            scores[k] = (g * p).detach().abs() if g is not None else torch.zeros_like(p)
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(buffers[k])
+        return scores
+
+    def init_masks(self) -> MaskState:
+        scores = self.saliency()
+        total = sum(p.numel() for p in self.params.values())
+        k = int(round(self.ctx.density * total))
+        self.masks = MaskState(snip_masks(scores, k))
+        self.masks.apply(self.params)
+        return self.masks
