@@ -62,5 +62,5 @@ def quick_overrides(fake_mnist_root, tmp_path) -> list[str]:
     """A fast CPU run on generated data, nothing written outside tmp_path."""
     return [
         f"data.root={fake_mnist_root}", f"results_dir={tmp_path / 'runs'}", "logger.mode=disabled",
-        "progress=false", "device=cpu", "dataset.download=false",
+        "progress=false", "device=cpu", "dataset.download=false", "dataset.verify_md5=false",
     ]

@@ -95,11 +95,12 @@ class MaskState:
         self._float = None
 
     def checksum(self) -> int:
-        """A cheap fingerprint used to confirm that ranks agree on the masks."""
+        """A fingerprint of which weights are active, used to confirm that ranks agree on the masks."""
         total = 0
         for i, m in enumerate(self.masks.values()):
-            idx = torch.nonzero(m.flatten()).flatten().to(torch.float64)
-            total += int(((idx % 9973) * (i + 1)).sum().item()) + int(m.sum()) * 31
+            positions = torch.nonzero(m.flatten()).flatten().double()
+            # kept below 2**52 so that a float64 all-reduce compares it exactly
+            total = (total * 1_000_003 + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item()) + int(m.sum())) % (2**52)
         return total
 
 

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
 from snfs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import DATASETS, build_data
+from snfs.distributed import all_reduce_sum, assert_same_on_all_ranks, cleanup, init_distributed
 from snfs.errors import ConfigError, DivergenceError, SnfsError
 from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
@@ -32,7 +36,8 @@ from snfs.results import git_commit, result_path, write_json
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOGGER_MODES = ("offline", "online", "disabled")
 # Keys that change where or how a run is stored or shown, not what it computes.
-NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data")
+NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
+                     "speedup_estimate")
 
 
 # --- config --------------------------------------------------------------------------------
@@ -134,22 +139,67 @@ def summarise_updates(updates: list[dict]) -> dict:
     return out
 
 
-# --- the run ----------------------------------------------------------------------------------
+# --- the run ---------------------------------------------------------------------------------
 
 
 @dataclass
 class Progress:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
+    batch: int = 0  # batches done in the current epoch (non-zero only in a preemption checkpoint)
     elapsed_s: float = 0.0  # training wall time before this process
     history: list[dict] = field(default_factory=list)
+    partial: dict = field(default_factory=dict)  # the current epoch's running sums, for a mid-epoch resume
     wandb_id: str | None = None
+
+
+class Preemption:
+    """Catches SIGTERM/SIGUSR1 so the loop can checkpoint and exit; then hands over to the old handler.
+
+    Handing over matters on SLURM: submitit's own handler requeues the job after we saved.
+    """
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "Preemption":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def hand_over(self) -> None:
+        handler = self.previous.get(self.signum)
+        if callable(handler):
+            handler(self.signum, None)
+
+
+def record_failure(results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str) -> None:
+    write_json(result_path(results_dir, run_id), {
+        "status": "failed", "run_id": run_id, "reason": reason, "epochs_completed": progress.epoch,
+        "dataset": cfg.dataset.name, "model": cfg.model.name, "algorithm": cfg.sparse.name,
+        "density": float(cfg.density), "seed": cfg.seed, "git_commit": git_commit(),
+        "config": OmegaConf.to_container(cfg, resolve=True), "history": progress.history,
+    })
 
 
 def train(cfg: DictConfig) -> dict | None:
     """Run (or resume) one experiment; returns the result record, or None when stopped early."""
     validate_config(cfg)
-    device = resolve_device(cfg.device)
+    dist_info, dist_device = init_distributed(cfg.device)
+    device = dist_device or resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed)
     run_id = make_run_id(cfg)
     fingerprint = config_fingerprint(cfg)
@@ -157,125 +207,190 @@ def train(cfg: DictConfig) -> dict | None:
     ckpt = checkpoint_path(results_dir, run_id)
 
     data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
+    if dist_info.enabled:
+        data.train.shard(dist_info.rank, dist_info.world_size)
     model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
+    channels_last = bool(cfg.channels_last) and device.type == "cuda" and len(data.input_shape) == 3
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg.optim, model)
     steps_per_epoch = len(data.train) if cfg.limit_batches is None else min(len(data.train), int(cfg.limit_batches))
     lr_schedule = build_lr_schedule(cfg.optim.schedule, optimizer, steps_per_epoch, cfg.epochs)
+
+    def first_training_batch():
+        """The first batch of the run's batch order, without consuming the order (SNIP scores on it)."""
+        state = data.train.generator.get_state()
+        batch = next(iter(data.train))
+        data.train.generator.set_state(state)
+        return batch
+
     ctx = TrainingContext(
         model=model, optimizer=optimizer, density=float(cfg.density), epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch, seed=cfg.seed, sample_batch=lambda: next(iter(data.train)),
-        loss_fn=F.cross_entropy,
+        steps_per_epoch=steps_per_epoch, seed=cfg.seed, sample_batch=first_training_batch, loss_fn=F.cross_entropy,
     )
     sparse_cfg = OmegaConf.to_container(cfg.sparse, resolve=True)
     sparse_cfg["dense_layers"] = list(sparse_cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
     algo = build_algorithm(ctx, sparse_cfg)
     algo.init_masks()
+    train_model = model
+    if dist_info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     amp_dtype = PRECISIONS[cfg.precision]
     use_amp = amp_dtype is not None and device.type == "cuda"
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    flops = FlopCounter(layer_macs(model, data.input_shape), algo.flops_accounting, **algo.flops_options())
 
     progress = Progress()
-    if cfg.resume and ckpt.exists():
+    epoch_rng = data.train.generator.get_state()
+    if ckpt.exists() and (cfg.resume or _was_preempted(ckpt)):
         state = load_checkpoint(ckpt, fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         lr_schedule.load_state_dict(state["lr_schedule"])
         algo.load_state_dict(state["algorithm"])
         scaler.load_state_dict(state["scaler"])
+        flops.load_state_dict(state["flops"])
         data.train.generator.set_state(state["rng"]["train_batches"])
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         progress = Progress(**state["progress"])
-        print(f"resuming {run_id} after epoch {progress.epoch}", file=sys.stderr)
+        if dist_info.is_main:
+            print(f"resuming {run_id} at epoch {progress.epoch + 1}, batch {progress.batch}", file=sys.stderr)
 
     config_dict = OmegaConf.to_container(cfg, resolve=True)
-    logger = RunLogger(cfg.logger, run_id, config_dict, wandb_id=progress.wandb_id)
-    progress.wandb_id = logger.wandb_id
+    logger = RunLogger(cfg.logger, run_id, config_dict, wandb_id=progress.wandb_id, enabled=dist_info.is_main)
+    progress.wandb_id = logger.wandb_id or progress.wandb_id
 
-    def save() -> None:
+    def save(preempted: bool = False) -> None:
+        if not dist_info.is_main:
+            return
         save_checkpoint(ckpt, {
-            "fingerprint": fingerprint, "run_id": run_id,
+            "fingerprint": fingerprint, "run_id": run_id, "preempted": preempted,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "lr_schedule": lr_schedule.state_dict(), "algorithm": algo.state_dict(), "scaler": scaler.state_dict(),
-            "rng": {"train_batches": data.train.generator.get_state(), "torch": torch.get_rng_state(),
+            "flops": flops.state_dict(),
+            "rng": {"train_batches": epoch_rng if preempted else data.train.generator.get_state(),
+                    "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "progress": progress.__dict__,
+            "progress": dict(progress.__dict__),
         })
 
+    def masks_changed() -> None:
+        if dist_info.enabled:
+            assert_same_on_all_ranks(algo.masks.checksum(), "mask checksum", device)
+
     bar = None
-    if cfg.progress:
+    if cfg.progress and dist_info.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.epochs, initial=progress.epoch, desc=run_id, unit="epoch", dynamic_ncols=True)
 
     started = time.perf_counter()
-    model.train()
+    train_model.train()
     try:
-        for epoch in range(progress.epoch, cfg.epochs):
-            epoch_started = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            wrong = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            updates: list[dict] = []  # mask updates made during this epoch, by any hook
-            for batch_index, (x, y) in enumerate(data.train):
-                if batch_index >= steps_per_epoch:
-                    break
-                with autocast():
-                    out = model(x)
-                    loss = F.cross_entropy(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler.is_enabled():  # fp16: hooks must see unscaled gradients
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    algo.before_step(progress.step)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    algo.before_step(progress.step)
-                    optimizer.step()
-                step_update = algo.after_step(progress.step)
-                if step_update:
-                    updates.append(step_update)
-                lr_schedule.step()
-                progress.step += 1
-                loss_sum += loss.detach() * len(y)
-                wrong += (out.detach().argmax(1) != y).sum()
-                seen += len(y)
-            train_loss = float(loss_sum) / seen
-            if not math.isfinite(train_loss):
-                raise DivergenceError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
-            record: dict[str, Any] = {
-                "epoch": epoch + 1, "step": progress.step, "train_loss": train_loss,
-                "train_error": 100.0 * float(wrong) / seen, "lr": optimizer.param_groups[0]["lr"],
-            }
-            if data.val is not None:
-                record["val_loss"], record["val_error"] = evaluate(model, data.val, autocast)
-            record.update(algo.log_stats())
-            epoch_update = algo.on_epoch_end(epoch)
-            if epoch_update:
-                updates.append(epoch_update)
-            record.update(summarise_updates(updates))
-            record["epoch_time_s"] = time.perf_counter() - epoch_started
-            record["density"] = algo.masks.density()
-            record["layer_density"] = algo.masks.layer_densities()
-            progress.epoch = epoch + 1
-            progress.history.append(record)
-            logger.log({k: v for k, v in record.items() if not isinstance(v, dict)}
-                       | {f"layer_density/{k}": v for k, v in record["layer_density"].items()}, step=progress.step)
-            progress.elapsed_s += time.perf_counter() - started
-            started = time.perf_counter()
-            save()
-            if bar is not None:
-                bar.set_postfix(loss=f"{train_loss:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}")
-                bar.update(1)
-            if cfg.stop_after_epoch is not None and progress.epoch >= cfg.stop_after_epoch and progress.epoch < cfg.epochs:
-                logger.finish()
-                return None
+        with Preemption() as preemption:
+            for epoch in range(progress.epoch, cfg.epochs):
+                epoch_started = time.perf_counter()
+                epoch_rng = data.train.generator.get_state()
+                part = progress.partial or {}
+                loss_sum = torch.tensor(part.get("loss_sum", 0.0), device=device)
+                wrong = torch.tensor(part.get("wrong", 0), device=device, dtype=torch.long)
+                seen = int(part.get("seen", 0))
+                updates: list[dict] = list(part.get("updates", []))  # mask updates made this epoch
+                densities = algo.masks.layer_densities()
+                pending_samples = int(part.get("pending_samples", 0))  # trained since the masks last changed
+                skip, progress.batch, progress.partial = progress.batch, 0, {}
+                for batch_index, (x, y) in enumerate(data.train):
+                    if batch_index >= steps_per_epoch:
+                        break
+                    if batch_index < skip:  # resuming mid-epoch: replay the order, not the work
+                        continue
+                    if channels_last and x.dim() == 4:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast():
+                        out = train_model(x)
+                        loss = F.cross_entropy(out, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler.is_enabled():  # fp16: hooks must see unscaled gradients
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(optimizer)
+                        algo.before_step(progress.step)
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        algo.before_step(progress.step)
+                        optimizer.step()
+                    step_update = algo.after_step(progress.step)
+                    lr_schedule.step()
+                    progress.step += 1
+                    loss_sum += loss.detach().float() * len(y)
+                    wrong += (out.detach().argmax(1) != y).sum()
+                    seen += len(y)
+                    pending_samples += len(y) * dist_info.world_size
+                    if step_update:
+                        updates.append(step_update)
+                        flops.update(densities, pending_samples)
+                        pending_samples, densities = 0, algo.masks.layer_densities()
+                        masks_changed()
+                    if progress.step % 100 == 0 and not torch.isfinite(loss_sum):
+                        raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
+                    if preemption.signum is not None:
+                        progress.batch = batch_index + 1
+                        progress.partial = {"loss_sum": float(loss_sum), "wrong": int(wrong), "seen": seen,
+                                            "updates": updates, "pending_samples": pending_samples}
+                        progress.elapsed_s += time.perf_counter() - started
+                        save(preempted=True)
+                        logger.finish()
+                        if dist_info.is_main:
+                            print(f"signal {preemption.signum}: checkpoint saved to {ckpt}; run the same command "
+                                  f"again to resume", file=sys.stderr)
+                        preemption.hand_over()
+                        return None
+                train_loss_sum, wrong_sum, seen_sum = all_reduce_sum([float(loss_sum), float(wrong), float(seen)], device)
+                train_loss = train_loss_sum / max(1.0, seen_sum)
+                if not math.isfinite(train_loss):
+                    raise DivergenceError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1, "step": progress.step, "train_loss": train_loss,
+                    "train_error": 100.0 * wrong_sum / max(1.0, seen_sum), "lr": optimizer.param_groups[0]["lr"],
+                }
+                if data.val is not None:
+                    record["val_loss"], record["val_error"] = evaluate(model, data.val, autocast)
+                record.update(algo.log_stats())
+                flops.update(densities, pending_samples)
+                epoch_update = algo.on_epoch_end(epoch)
+                if epoch_update:
+                    updates.append(epoch_update)
+                    masks_changed()
+                record.update(summarise_updates(updates))
+                record["epoch_time_s"] = time.perf_counter() - epoch_started
+                record["density"] = algo.masks.density()
+                record["layer_density"] = algo.masks.layer_densities()
+                record["train_flops"], record["flops_ratio"] = flops.total, flops.ratio
+                progress.epoch = epoch + 1
+                progress.history.append(record)
+                logger.log({k: v for k, v in record.items() if not isinstance(v, dict)}
+                           | {f"layer_density/{k}": v for k, v in record["layer_density"].items()}, step=progress.step)
+                progress.elapsed_s += time.perf_counter() - started
+                started = time.perf_counter()
+                save()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{train_loss:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}")
+                    bar.update(1)
+                if cfg.stop_after_epoch is not None and progress.epoch >= cfg.stop_after_epoch and progress.epoch < cfg.epochs:
+                    logger.finish()
+                    return None
+    except DivergenceError as exc:
+        if dist_info.is_main:
+            record_failure(results_dir, run_id, cfg, progress, str(exc))
+        logger.finish(exit_code=1)
+        raise DivergenceError(f"{exc}; the run is recorded as failed in {result_path(results_dir, run_id)}, "
+                              f"the last good checkpoint (epoch {progress.epoch}) is kept at {ckpt}") from None
     finally:
         if bar is not None:
             bar.close()
@@ -295,18 +410,43 @@ def train(cfg: DictConfig) -> dict | None:
         "test_loss": test_loss,
         "val_error": progress.history[-1].get("val_error"),
         "wall_time_s": progress.elapsed_s,
+        "train_flops": flops.total,
+        "dense_train_flops": flops.dense_total,
+        "flops_ratio": flops.ratio,
         "git_commit": git_commit(),
         "device": str(device),
+        "world_size": dist_info.world_size,
+        "machine": machine_description(device),
         "fingerprint": fingerprint,
         "config": config_dict,
         "history": progress.history,
     }
-    write_json(result_path(results_dir, run_id), result)
-    logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s")})
+    if cfg.speedup_estimate and dist_info.is_main:
+        result["speedup_estimate"] = speedup_estimate(model, data.input_shape, algo.masks.masks, device=device)
+    if dist_info.is_main:
+        write_json(result_path(results_dir, run_id), result)
+        print(f"{run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
+              f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
+              f"{result['wall_time_s']:.1f} s", file=sys.stderr)
+    logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s", "flops_ratio")})
     logger.finish()
-    print(f"{run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
-          f"density {result['final_density']:.4f}, {result['wall_time_s']:.1f} s", file=sys.stderr)
     return result
+
+
+def _was_preempted(ckpt: Path) -> bool:
+    """A preemption checkpoint resumes by itself: rerunning the same command continues the run."""
+    try:
+        return bool(torch.load(ckpt, map_location="cpu", weights_only=False).get("preempted"))
+    except Exception:
+        return False
+
+
+def machine_description(device: torch.device) -> str:
+    import platform
+
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, {platform.node()}"
+    return f"{platform.processor() or platform.machine()} CPU x{torch.get_num_threads()} threads, {platform.node()}"
 
 
 def _main_entry() -> None:
@@ -319,6 +459,8 @@ def _main_entry() -> None:
         except SnfsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        finally:
+            cleanup()
         return None if result is None else result["test_error"]
 
     main()

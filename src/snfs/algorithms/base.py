@@ -54,6 +54,9 @@ class SparseAlgorithm:
     name = "base"
     #: whether gradients of inactive weights are zeroed before the optimizer step
     mask_gradients = True
+    #: which row of the FLOP table in ALGORITHMS.md applies (see snfs.costs): sparse forward and
+    #: backward ("static"), a dense weight gradient every step ("momentum"), "dense", or "rigl"
+    flops_accounting = "static"
 
     def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]):
         self.ctx = ctx
@@ -89,6 +92,10 @@ class SparseAlgorithm:
 
     def on_epoch_end(self, epoch: int) -> dict | None:
         return None
+
+    def flops_options(self) -> dict:
+        """Extra arguments of this algorithm's FLOP formula (RigL: its update period)."""
+        return {}
 
     def log_stats(self) -> dict:
         """Scalars worth logging every epoch (e.g. the current prune rate)."""

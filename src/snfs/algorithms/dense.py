@@ -11,6 +11,7 @@ import torch
 class Dense(SparseAlgorithm):
     name = "dense"
     mask_gradients = False
+    flops_accounting = "dense"
 
     def init_masks(self) -> MaskState:
         self.masks = MaskState({k: torch.ones_like(p, dtype=torch.bool) for k, p in self.params.items()})

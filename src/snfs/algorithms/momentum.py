@@ -104,6 +104,7 @@ class SparseMomentum(SparseAlgorithm):
 
     name = "momentum"
     mask_gradients = False
+    flops_accounting = "momentum"  # the dense weight gradient feeds the momentum of every weight
 
     choices = {
         **SparseAlgorithm.choices,

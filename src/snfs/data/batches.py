@@ -35,6 +35,10 @@ class TensorBatches:
         self.transform = transform
         self.rank, self.world_size = rank, world_size
 
+    def shard(self, rank: int, world_size: int) -> None:
+        """Under DDP: this rank trains on its contiguous share of every global batch."""
+        self.rank, self.world_size = rank, world_size
+
     def __len__(self) -> int:
         return (len(self.inputs) + self.batch_size - 1) // self.batch_size
 

@@ -10,30 +10,29 @@ import torch
 
 from snfs.data import DATASETS, DataSplits, DatasetError
 from snfs.data.batches import TensorBatches
-
-RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+from snfs.data.mnist_fetch import RAW_FILES, ensure_mnist, verify_mnist
 
 
-def load_mnist_tensors(root: str | Path, download: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 images (N, 28, 28) and int64 labels for 'train' and 'test', via torchvision."""
+
+def load_mnist_tensors(root: str | Path, download: bool, verify: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 images (N, 28, 28) and int64 labels for 'train' and 'test', via torchvision.
+
+    With ``verify`` every file must match the official md5 (``snfs.data.mnist_fetch``).
+    """
     from torchvision.datasets import MNIST
 
     root = Path(root)
     raw = root / "MNIST" / "raw"
+    if verify and raw.is_dir():
+        verify_mnist(raw)  # deletes (and warns about) any file whose md5 is not the official one
     if download and not all((raw / f).exists() for f in RAW_FILES):
-        from snfs.data.mnist_fetch import ensure_mnist
-
         ensure_mnist(root)
     missing = [f for f in RAW_FILES if not (raw / f).exists()]
     if missing:
         raise DatasetError(
             f"MNIST files missing under {raw}: {', '.join(missing)}. Set data.root to a folder that has "
-            f"MNIST/raw/<the four idx files>, or set dataset.download=true to fetch them."
+            f"MNIST/raw/<the four idx files> (uncompressed, as torchvision stores them), or set "
+            f"dataset.download=true to fetch them."
         )
     out = {}
     for split, train in (("train", True), ("test", False)):
@@ -48,7 +47,7 @@ def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 
 @DATASETS.register("mnist")
 def mnist(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
-    tensors = load_mnist_tensors(data_root, bool(cfg.get("download", True)))
+    tensors = load_mnist_tensors(data_root, bool(cfg.get("download", True)), bool(cfg.get("verify_md5", True)))
     mean, std = float(cfg["mean"][0]), float(cfg["std"][0])
     x_train, y_train = tensors["train"]
     x_test, y_test = tensors["test"]
