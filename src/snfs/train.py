@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -449,22 +450,21 @@ def machine_description(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU x{torch.get_num_threads()} threads, {platform.node()}"
 
 
-def _main_entry() -> None:
-    import hydra
-
-    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="config")
-    def main(cfg: DictConfig) -> Any:
-        try:
-            result = train(cfg)
-        except SnfsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        finally:
-            cleanup()
-        return None if result is None else result["test_error"]
-
-    main()
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="config")
+def main(cfg: DictConfig) -> Any:
+    try:
+        result = train(cfg)
+    except SnfsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        cleanup()
+    return None if result is None else result["test_error"]
 
 
 if __name__ == "__main__":
-    _main_entry()
+    # Call the importable module's ``main``, not this __main__ copy, so that launchers such as
+    # submitit pickle it by reference.
+    from snfs import train as _module
+
+    _module.main()
