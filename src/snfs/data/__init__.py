@@ -30,4 +30,4 @@ def build_data(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: 
     return DATASETS.get(cfg["name"])(cfg, data_root=data_root, batch_size=batch_size, device=device, seed=seed)
 
 
-from snfs.data import fake, mnist  # noqa: E402,F401  (registers builders)
+from snfs.data import cifar10, fake, imagenet, mnist  # noqa: E402,F401  (registers builders)
