@@ -68,13 +68,18 @@ class MaskState:
         self.masks[name] = mask.bool()
         self._float = None
 
+    def as_float(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """The masks as 0/1 tensors of ``dtype``, cached until a mask changes (multiplying by them is fast)."""
+        if self._float is None or next(iter(self._float.values())).dtype != dtype:
+            self._float = {k: m.to(dtype=dtype) for k, m in self.masks.items()}
+        return self._float
+
     def apply(self, params: Mapping[str, torch.Tensor]) -> None:
         """Zero every inactive weight in place (one fused multiply over all layers)."""
-        if self._float is None:
-            self._float = {k: m.to(dtype=params[k].dtype) for k, m in self.masks.items()}
         names = list(self.masks)
+        masks = self.as_float(params[names[0]].dtype) if names else {}
         with torch.no_grad():
-            torch._foreach_mul_([params[k].data for k in names], [self._float[k] for k in names])
+            torch._foreach_mul_([params[k].data for k in names], [masks[k] for k in names])
 
     def to(self, device: torch.device | str) -> "MaskState":
         self.masks = {k: m.to(device) for k, m in self.masks.items()}

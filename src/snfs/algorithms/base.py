@@ -103,10 +103,10 @@ class SparseAlgorithm:
 
     # --- helpers for subclasses --------------------------------------------------------------
     def mask_grads(self) -> None:
-        grads = [p.grad for k, p in self.params.items() if p.grad is not None]
-        masks = [self.masks.masks[k] for k, p in self.params.items() if p.grad is not None]
-        if grads:
-            torch._foreach_mul_(grads, masks)
+        names = [k for k, p in self.params.items() if p.grad is not None]
+        if names:
+            masks = self.masks.as_float(self.params[names[0]].grad.dtype)
+            torch._foreach_mul_([self.params[k].grad for k in names], [masks[k] for k in names])
 
     def momentum_buffer(self, name: str) -> torch.Tensor | None:
         state = self.ctx.optimizer.state.get(self.params[name], {})
