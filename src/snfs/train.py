@@ -208,7 +208,7 @@ def train(cfg: DictConfig) -> dict | None:
     ckpt = checkpoint_path(results_dir, run_id)
 
     data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
-    if dist_info.enabled:
+    if dist_info.enabled and hasattr(data.train, "shard"):  # loaders with a DistributedSampler shard themselves
         data.train.shard(dist_info.rank, dist_info.world_size)
     model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
