@@ -194,244 +194,299 @@ def record_failure(results_dir: Path, run_id: str, cfg: DictConfig, progress: Pr
     })
 
 
-def train(cfg: DictConfig) -> dict | None:
-    """Run (or resume) one experiment; returns the result record, or None when stopped early."""
-    validate_config(cfg)
-    dist_info, dist_device = init_distributed(cfg.device)
-    device = dist_device or resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(cfg.seed)
-    run_id = make_run_id(cfg)
-    fingerprint = config_fingerprint(cfg)
-    results_dir = Path(cfg.results_dir)
-    ckpt = checkpoint_path(results_dir, run_id)
+@dataclass
+class EpochSums:
+    """Running sums of one epoch; saved in a mid-epoch checkpoint so a resumed epoch reports the same."""
 
-    data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
-    if dist_info.enabled and hasattr(data.train, "shard"):  # loaders with a DistributedSampler shard themselves
-        data.train.shard(dist_info.rank, dist_info.world_size)
-    model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
-    model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
-    channels_last = bool(cfg.channels_last) and device.type == "cuda" and len(data.input_shape) == 3
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg.optim, model)
-    steps_per_epoch = len(data.train) if cfg.limit_batches is None else min(len(data.train), int(cfg.limit_batches))
-    lr_schedule = build_lr_schedule(cfg.optim.schedule, optimizer, steps_per_epoch, cfg.epochs)
+    loss_sum: float = 0.0
+    wrong: int = 0
+    seen: int = 0
+    updates: list[dict] = field(default_factory=list)  # mask updates made this epoch, by any hook
+    pending_samples: int = 0  # samples trained since the masks last changed (for the FLOP count)
 
-    def first_training_batch():
+
+class Trainer:
+    """One run, built from its config: ``fit()`` trains (or resumes), checkpoints and reports."""
+
+    def __init__(self, cfg: DictConfig):
+        validate_config(cfg)
+        self.cfg = cfg
+        self.dist, dist_device = init_distributed(cfg.device)
+        self.device = device = dist_device or resolve_device(cfg.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.seed)
+        self.run_id = make_run_id(cfg)
+        self.fingerprint = config_fingerprint(cfg)
+        self.results_dir = Path(cfg.results_dir)
+        self.ckpt = checkpoint_path(self.results_dir, self.run_id)
+
+        self.data = data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
+        if self.dist.enabled and hasattr(data.train, "shard"):  # loaders with a DistributedSampler shard themselves
+            data.train.shard(self.dist.rank, self.dist.world_size)
+        model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+        self.model = model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
+        self.channels_last = bool(cfg.channels_last) and device.type == "cuda" and len(data.input_shape) == 3
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(cfg.optim, model)
+        n_batches = len(data.train)
+        self.steps_per_epoch = n_batches if cfg.limit_batches is None else min(n_batches, int(cfg.limit_batches))
+        self.lr_schedule = build_lr_schedule(cfg.optim.schedule, self.optimizer, self.steps_per_epoch, cfg.epochs)
+
+        ctx = TrainingContext(
+            model=model, optimizer=self.optimizer, density=float(cfg.density), epochs=cfg.epochs,
+            steps_per_epoch=self.steps_per_epoch, seed=cfg.seed, sample_batch=self.first_training_batch,
+            loss_fn=F.cross_entropy,
+        )
+        sparse_cfg = OmegaConf.to_container(cfg.sparse, resolve=True)
+        sparse_cfg["dense_layers"] = list(sparse_cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
+        self.algo = build_algorithm(ctx, sparse_cfg)
+        self.algo.init_masks()
+        self.train_model = model
+        if self.dist.enabled:
+            ids = [device] if device.type == "cuda" else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+        amp_dtype = PRECISIONS[cfg.precision]
+        use_amp = amp_dtype is not None and device.type == "cuda"
+        self.autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+        self.scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+        self.flops = FlopCounter(layer_macs(model, data.input_shape), self.algo.flops_accounting, **self.algo.flops_options())
+        self.progress = Progress()
+        self.epoch_rng = data.train.generator.get_state()  # batch order of the current epoch
+        self.config_dict = OmegaConf.to_container(cfg, resolve=True)
+        self.logger: RunLogger | None = None
+
+    # --- pieces -----------------------------------------------------------------------------
+    def first_training_batch(self):
         """The first batch of the run's batch order, without consuming the order (SNIP scores on it)."""
-        state = data.train.generator.get_state()
-        batch = next(iter(data.train))
-        data.train.generator.set_state(state)
+        state = self.data.train.generator.get_state()
+        batch = next(iter(self.data.train))
+        self.data.train.generator.set_state(state)
         return batch
 
-    ctx = TrainingContext(
-        model=model, optimizer=optimizer, density=float(cfg.density), epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch, seed=cfg.seed, sample_batch=first_training_batch, loss_fn=F.cross_entropy,
-    )
-    sparse_cfg = OmegaConf.to_container(cfg.sparse, resolve=True)
-    sparse_cfg["dense_layers"] = list(sparse_cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
-    algo = build_algorithm(ctx, sparse_cfg)
-    algo.init_masks()
-    train_model = model
-    if dist_info.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    def say(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, file=sys.stderr)
 
-    amp_dtype = PRECISIONS[cfg.precision]
-    use_amp = amp_dtype is not None and device.type == "cuda"
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    flops = FlopCounter(layer_macs(model, data.input_shape), algo.flops_accounting, **algo.flops_options())
-
-    progress = Progress()
-    epoch_rng = data.train.generator.get_state()
-    if ckpt.exists() and (cfg.resume or _was_preempted(ckpt)):
-        state = load_checkpoint(ckpt, fingerprint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
-        algo.load_state_dict(state["algorithm"])
-        scaler.load_state_dict(state["scaler"])
-        flops.load_state_dict(state["flops"])
-        data.train.generator.set_state(state["rng"]["train_batches"])
+    def resume(self) -> None:
+        state = load_checkpoint(self.ckpt, self.fingerprint)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.algo.load_state_dict(state["algorithm"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.flops.load_state_dict(state["flops"])
+        self.data.train.generator.set_state(state["rng"]["train_batches"])
         torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        progress = Progress(**state["progress"])
-        if dist_info.is_main:
-            print(f"resuming {run_id} at epoch {progress.epoch + 1}, batch {progress.batch}", file=sys.stderr)
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.progress = Progress(**state["progress"])
+        self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
 
-    config_dict = OmegaConf.to_container(cfg, resolve=True)
-    logger = RunLogger(cfg.logger, run_id, config_dict, wandb_id=progress.wandb_id, enabled=dist_info.is_main)
-    progress.wandb_id = logger.wandb_id or progress.wandb_id
-
-    def save(preempted: bool = False) -> None:
-        if not dist_info.is_main:
+    def save_checkpoint(self, preempted: bool = False) -> None:
+        """Rank 0 writes everything a resume needs; mid-epoch (preempted) it keeps the epoch's batch order."""
+        if not self.dist.is_main:
             return
-        save_checkpoint(ckpt, {
-            "fingerprint": fingerprint, "run_id": run_id, "preempted": preempted,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "lr_schedule": lr_schedule.state_dict(), "algorithm": algo.state_dict(), "scaler": scaler.state_dict(),
-            "flops": flops.state_dict(),
-            "rng": {"train_batches": epoch_rng if preempted else data.train.generator.get_state(),
+        save_checkpoint(self.ckpt, {
+            "fingerprint": self.fingerprint, "run_id": self.run_id, "preempted": preempted,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(), "algorithm": self.algo.state_dict(),
+            "scaler": self.scaler.state_dict(), "flops": self.flops.state_dict(),
+            "rng": {"train_batches": self.epoch_rng if preempted else self.data.train.generator.get_state(),
                     "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "progress": dict(progress.__dict__),
+                    "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+            "progress": dict(self.progress.__dict__),
         })
 
-    def masks_changed() -> None:
-        if dist_info.enabled:
-            assert_same_on_all_ranks(algo.masks.checksum(), "mask checksum", device)
+    def masks_changed(self) -> None:
+        if self.dist.enabled:
+            assert_same_on_all_ranks(self.algo.masks.checksum(), "mask checksum", self.device)
 
-    bar = None
-    if cfg.progress and dist_info.is_main:
-        from tqdm.auto import tqdm
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """Forward, backward and optimizer step with the algorithm's hooks around the step."""
+        algo, optimizer, step = self.algo, self.optimizer, self.progress.step
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            out = self.train_model(x)
+            loss = F.cross_entropy(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():  # fp16: hooks must see unscaled gradients
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+            algo.before_step(step)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            algo.before_step(step)
+            optimizer.step()
+        update = algo.after_step(step)
+        self.lr_schedule.step()
+        self.progress.step += 1
+        return loss.detach(), out.detach(), update
 
-        bar = tqdm(total=cfg.epochs, initial=progress.epoch, desc=run_id, unit="epoch", dynamic_ncols=True)
+    def run_epoch(self, epoch: int, preemption: "Preemption") -> bool:
+        """Train one epoch (or its remainder after a mid-epoch resume); False if a signal stopped it."""
+        progress = self.progress
+        sums = EpochSums(**progress.partial) if progress.partial else EpochSums()
+        skip, progress.batch, progress.partial = progress.batch, 0, {}
+        self.epoch_rng = self.data.train.generator.get_state()
+        loss_sum = torch.tensor(sums.loss_sum, device=self.device)
+        wrong = torch.tensor(sums.wrong, device=self.device, dtype=torch.long)
+        densities = self.algo.masks.layer_densities()
+        for batch_index, (x, y) in enumerate(self.data.train):
+            if batch_index >= self.steps_per_epoch:
+                break
+            if batch_index < skip:  # resuming mid-epoch: replay the batch order, not the work
+                continue
+            loss, out, update = self.train_step(x, y)
+            loss_sum += loss.float() * len(y)
+            wrong += (out.argmax(1) != y).sum()
+            sums.seen += len(y)
+            sums.pending_samples += len(y) * self.dist.world_size
+            if update:
+                sums.updates.append(update)
+                self.flops.update(densities, sums.pending_samples)
+                sums.pending_samples, densities = 0, self.algo.masks.layer_densities()
+                self.masks_changed()
+            if progress.step % 100 == 0 and not torch.isfinite(loss_sum):
+                raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
+            if preemption.signum is not None:
+                sums.loss_sum, sums.wrong = float(loss_sum), int(wrong)
+                progress.batch, progress.partial = batch_index + 1, dict(sums.__dict__)
+                return False
+        sums.loss_sum, sums.wrong = float(loss_sum), int(wrong)
+        self.flops.update(densities, sums.pending_samples)
+        self.end_epoch(epoch, sums)
+        return True
 
-    started = time.perf_counter()
-    train_model.train()
-    try:
-        with Preemption() as preemption:
-            for epoch in range(progress.epoch, cfg.epochs):
-                epoch_started = time.perf_counter()
-                epoch_rng = data.train.generator.get_state()
-                part = progress.partial or {}
-                loss_sum = torch.tensor(part.get("loss_sum", 0.0), device=device)
-                wrong = torch.tensor(part.get("wrong", 0), device=device, dtype=torch.long)
-                seen = int(part.get("seen", 0))
-                updates: list[dict] = list(part.get("updates", []))  # mask updates made this epoch
-                densities = algo.masks.layer_densities()
-                pending_samples = int(part.get("pending_samples", 0))  # trained since the masks last changed
-                skip, progress.batch, progress.partial = progress.batch, 0, {}
-                for batch_index, (x, y) in enumerate(data.train):
-                    if batch_index >= steps_per_epoch:
-                        break
-                    if batch_index < skip:  # resuming mid-epoch: replay the order, not the work
-                        continue
-                    if channels_last and x.dim() == 4:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with autocast():
-                        out = train_model(x)
-                        loss = F.cross_entropy(out, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler.is_enabled():  # fp16: hooks must see unscaled gradients
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(optimizer)
-                        algo.before_step(progress.step)
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        algo.before_step(progress.step)
-                        optimizer.step()
-                    step_update = algo.after_step(progress.step)
-                    lr_schedule.step()
-                    progress.step += 1
-                    loss_sum += loss.detach().float() * len(y)
-                    wrong += (out.detach().argmax(1) != y).sum()
-                    seen += len(y)
-                    pending_samples += len(y) * dist_info.world_size
-                    if step_update:
-                        updates.append(step_update)
-                        flops.update(densities, pending_samples)
-                        pending_samples, densities = 0, algo.masks.layer_densities()
-                        masks_changed()
-                    if progress.step % 100 == 0 and not torch.isfinite(loss_sum):
-                        raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
-                    if preemption.signum is not None:
-                        progress.batch = batch_index + 1
-                        progress.partial = {"loss_sum": float(loss_sum), "wrong": int(wrong), "seen": seen,
-                                            "updates": updates, "pending_samples": pending_samples}
-                        progress.elapsed_s += time.perf_counter() - started
-                        save(preempted=True)
-                        logger.finish()
-                        if dist_info.is_main:
-                            print(f"signal {preemption.signum}: checkpoint saved to {ckpt}; run the same command "
-                                  f"again to resume", file=sys.stderr)
+    def end_epoch(self, epoch: int, sums: EpochSums) -> dict:
+        """Validate, let the algorithm update its masks, log, and record the epoch."""
+        loss_sum, wrong, seen = all_reduce_sum([sums.loss_sum, float(sums.wrong), float(sums.seen)], self.device)
+        train_loss = loss_sum / max(1.0, seen)
+        if not math.isfinite(train_loss):
+            raise DivergenceError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
+        record: dict[str, Any] = {
+            "epoch": epoch + 1, "step": self.progress.step, "train_loss": train_loss,
+            "train_error": 100.0 * wrong / max(1.0, seen), "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        if self.data.val is not None:  # before the mask update: the error of the network as trained
+            record["val_loss"], record["val_error"] = evaluate(self.model, self.data.val, self.autocast)
+        record.update(self.algo.log_stats())
+        update = self.algo.on_epoch_end(epoch)
+        if update:
+            sums.updates.append(update)
+            self.masks_changed()
+        record.update(summarise_updates(sums.updates))
+        record["density"] = self.algo.masks.density()
+        record["layer_density"] = self.algo.masks.layer_densities()
+        record["train_flops"], record["flops_ratio"] = self.flops.total, self.flops.ratio
+        self.progress.epoch = epoch + 1
+        self.progress.history.append(record)
+        return record
+
+    # --- the run ------------------------------------------------------------------------------
+    def fit(self) -> dict | None:
+        """Train to the end (result record) or until stopped by a signal or stop_after_epoch (None)."""
+        cfg, progress = self.cfg, self.progress
+        if self.ckpt.exists() and (cfg.resume or _was_preempted(self.ckpt)):
+            self.resume()
+            progress = self.progress
+        self.logger = RunLogger(cfg.logger, self.run_id, self.config_dict, wandb_id=progress.wandb_id,
+                                enabled=self.dist.is_main)
+        progress.wandb_id = self.logger.wandb_id or progress.wandb_id
+        bar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.epochs, initial=progress.epoch, desc=self.run_id, unit="epoch", dynamic_ncols=True)
+        started = time.perf_counter()
+        self.train_model.train()
+        try:
+            with Preemption() as preemption:
+                for epoch in range(progress.epoch, cfg.epochs):
+                    epoch_started = time.perf_counter()
+                    finished = self.run_epoch(epoch, preemption)
+                    progress.elapsed_s += time.perf_counter() - started
+                    started = time.perf_counter()
+                    if not finished:
+                        self.save_checkpoint(preempted=True)
+                        self.logger.finish()
+                        self.say(f"signal {preemption.signum}: checkpoint saved to {self.ckpt}; "
+                                 f"run the same command again to resume")
                         preemption.hand_over()
                         return None
-                train_loss_sum, wrong_sum, seen_sum = all_reduce_sum([float(loss_sum), float(wrong), float(seen)], device)
-                train_loss = train_loss_sum / max(1.0, seen_sum)
-                if not math.isfinite(train_loss):
-                    raise DivergenceError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1, "step": progress.step, "train_loss": train_loss,
-                    "train_error": 100.0 * wrong_sum / max(1.0, seen_sum), "lr": optimizer.param_groups[0]["lr"],
-                }
-                if data.val is not None:
-                    record["val_loss"], record["val_error"] = evaluate(model, data.val, autocast)
-                record.update(algo.log_stats())
-                flops.update(densities, pending_samples)
-                epoch_update = algo.on_epoch_end(epoch)
-                if epoch_update:
-                    updates.append(epoch_update)
-                    masks_changed()
-                record.update(summarise_updates(updates))
-                record["epoch_time_s"] = time.perf_counter() - epoch_started
-                record["density"] = algo.masks.density()
-                record["layer_density"] = algo.masks.layer_densities()
-                record["train_flops"], record["flops_ratio"] = flops.total, flops.ratio
-                progress.epoch = epoch + 1
-                progress.history.append(record)
-                logger.log({k: v for k, v in record.items() if not isinstance(v, dict)}
-                           | {f"layer_density/{k}": v for k, v in record["layer_density"].items()}, step=progress.step)
-                progress.elapsed_s += time.perf_counter() - started
-                started = time.perf_counter()
-                save()
-                if bar is not None:
-                    bar.set_postfix(loss=f"{train_loss:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}")
-                    bar.update(1)
-                if cfg.stop_after_epoch is not None and progress.epoch >= cfg.stop_after_epoch and progress.epoch < cfg.epochs:
-                    logger.finish()
-                    return None
-    except DivergenceError as exc:
-        if dist_info.is_main:
-            record_failure(results_dir, run_id, cfg, progress, str(exc))
-        logger.finish(exit_code=1)
-        raise DivergenceError(f"{exc}; the run is recorded as failed in {result_path(results_dir, run_id)}, "
-                              f"the last good checkpoint (epoch {progress.epoch}) is kept at {ckpt}") from None
-    finally:
-        if bar is not None:
-            bar.close()
+                    record = progress.history[-1]
+                    record["epoch_time_s"] = time.perf_counter() - epoch_started
+                    self.logger.log({k: v for k, v in record.items() if not isinstance(v, dict)}
+                                    | {f"layer_density/{k}": v for k, v in record["layer_density"].items()},
+                                    step=progress.step)
+                    self.save_checkpoint()
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}")
+                        bar.update(1)
+                    if cfg.stop_after_epoch is not None and cfg.stop_after_epoch <= progress.epoch < cfg.epochs:
+                        self.logger.finish()
+                        return None
+        except DivergenceError as exc:
+            if self.dist.is_main:
+                record_failure(self.results_dir, self.run_id, cfg, progress, str(exc))
+            self.logger.finish(exit_code=1)
+            raise DivergenceError(f"{exc}; the run is recorded as failed in {result_path(self.results_dir, self.run_id)}, "
+                                  f"the last good checkpoint (epoch {progress.epoch}) is kept at {self.ckpt}") from None
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.finish()
 
-    test_loss, test_error = evaluate(model, data.test, autocast)
-    result = {
-        "status": "finished",
-        "run_id": run_id,
-        "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
-        "algorithm": cfg.sparse.name,
-        "density": float(cfg.density),
-        "final_density": algo.masks.density(),
-        "seed": cfg.seed,
-        "epochs": cfg.epochs,
-        "test_error": test_error,
-        "test_loss": test_loss,
-        "val_error": progress.history[-1].get("val_error"),
-        "wall_time_s": progress.elapsed_s,
-        "train_flops": flops.total,
-        "dense_train_flops": flops.dense_total,
-        "flops_ratio": flops.ratio,
-        "git_commit": git_commit(),
-        "device": str(device),
-        "world_size": dist_info.world_size,
-        "machine": machine_description(device),
-        "fingerprint": fingerprint,
-        "config": config_dict,
-        "history": progress.history,
-    }
-    if cfg.speedup_estimate and dist_info.is_main:
-        result["speedup_estimate"] = speedup_estimate(model, data.input_shape, algo.masks.masks, device=device)
-    if dist_info.is_main:
-        write_json(result_path(results_dir, run_id), result)
-        print(f"{run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
-              f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
-              f"{result['wall_time_s']:.1f} s", file=sys.stderr)
-    logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s", "flops_ratio")})
-    logger.finish()
-    return result
+    def finish(self) -> dict:
+        """Test the final model and write the run to the results store."""
+        cfg, progress, flops = self.cfg, self.progress, self.flops
+        test_loss, test_error = evaluate(self.model, self.data.test, self.autocast)
+        result = {
+            "status": "finished",
+            "run_id": self.run_id,
+            "dataset": cfg.dataset.name,
+            "model": cfg.model.name,
+            "algorithm": cfg.sparse.name,
+            "density": float(cfg.density),
+            "final_density": self.algo.masks.density(),
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "test_error": test_error,
+            "test_loss": test_loss,
+            "val_error": progress.history[-1].get("val_error"),
+            "wall_time_s": progress.elapsed_s,
+            "train_flops": flops.total,
+            "dense_train_flops": flops.dense_total,
+            "flops_ratio": flops.ratio,
+            "git_commit": git_commit(),
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "machine": machine_description(self.device),
+            "fingerprint": self.fingerprint,
+            "config": self.config_dict,
+            "history": progress.history,
+        }
+        if cfg.speedup_estimate and self.dist.is_main:
+            result["speedup_estimate"] = speedup_estimate(self.model, self.data.input_shape, self.algo.masks.masks,
+                                                          device=self.device)
+        if self.dist.is_main:
+            write_json(result_path(self.results_dir, self.run_id), result)
+        self.say(f"{self.run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
+                 f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
+                 f"{result['wall_time_s']:.1f} s")
+        self.logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s", "flops_ratio")})
+        self.logger.finish()
+        return result
+
+
+def train(cfg: DictConfig) -> dict | None:
+    """Run (or resume) one experiment; returns the result record, or None when stopped early."""
+    return Trainer(cfg).fit()
 
 
 def _was_preempted(ckpt: Path) -> bool:
