@@ -1,0 +1,275 @@
+"""The paper's figures, redrawn with our runs beside its numbers (matplotlib, Agg backend, PNG).
+
+* ``mnist_compression.png``: test error vs weight % on MNIST, sparse momentum (paper and ours)
+  and the compression methods the paper compares with (results/reference/mnist_compression_*.csv);
+* ``mnist_methods.png``, ``wrn28_2_methods.png``: accuracy vs weight % per sparse method;
+* ``sensitivity_momentum.png``, ``sensitivity_prune_rate.png``: error vs the hyper-parameter with
+  95% confidence intervals (ours: Student's t over seeds; paper: 1.96 x its standard error);
+* ``layer_density_<dataset>_<model>.png``: the per-layer density of a sparse momentum run over
+  training (its history's ``layer_density``): momentum redistribution at work.
+
+Every function takes a built ``snfs.report.tables.Table`` (or a run) and an output path.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+from snfs.report import reference
+from snfs.report.stats import Z975
+
+OURS_STYLE = {"linestyle": "-", "marker": "o", "markersize": 4, "capsize": 3}
+PAPER_STYLE = {"linestyle": "--", "marker": "s", "markersize": 4, "capsize": 3, "alpha": 0.8}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _nan0(x: float) -> float:
+    return 0.0 if not _finite(x) else x
+
+
+def _title(table, text: str) -> str:
+    return ("QUICK smoke run (meaningless numbers): " if table.quick else "") + text
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+    return path
+
+
+def _ours_series(rows, ci: bool = False):
+    """x-sorted (x, mean, bar) of the rows that have runs; bar = se, or the 95% CI half-width."""
+    pts = sorted((r._x, r.ours.mean, _nan0(r.ours.ci95 if ci else r.ours.se)) for r in rows if r.ours.n > 0)
+    return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+
+
+def _paper_series(rows, scale: float = 1.0):
+    pts = sorted((r._x, r.paper.value, _nan0(r.paper.se) * scale) for r in rows if r.paper is not None)
+    return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+
+
+def _with_x(rows: Iterable, key: str):
+    out = []
+    for r in rows:
+        r._x = float(r.setting[key])
+        out.append(r)
+    return out
+
+
+def _no_runs_note(ax, rows) -> None:
+    if not any(r.ours.n for r in rows):
+        ax.text(0.5, 0.02, "ours: no runs yet", transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
+                color="gray")
+
+
+# --- MNIST compression -------------------------------------------------------------------------
+
+
+def figure_mnist_compression(table, path: str | Path) -> Path:
+    """One panel per network: every paper point from the reference CSV, ours from the table."""
+    plt = _plt()
+    models = ["lenet300_100", "lenet5_caffe"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 6.4), squeeze=False)
+    markers = "v^<>PXD*hp"
+    for ax, model in zip(axes[0], models):
+        rows = _with_x([r for r in table.rows if r.setting["model"] == model], "weights_pct")
+        sparse = [r for r in rows if r.setting["method"] == "sparse_momentum"]
+        dense = [r for r in rows if r.setting["method"] == "dense"]
+        ref = reference.load(f"mnist_compression_{model}")
+        others = [x for x in ref if x["method"] not in ("sparse_momentum", "dense")]
+        for i, method in enumerate(dict.fromkeys(x["method"] for x in others)):
+            pts = [x for x in others if x["method"] == method]
+            ax.scatter([p["weights_pct"] for p in pts], [p["test_error_pct"] for p in pts], marker=markers[i % len(markers)],
+                       s=36, label=f"{method.replace('_', ' ')} ({pts[0]['source']}, paper)", alpha=0.8)
+        pts = sorted((x["weights_pct"], x["test_error_pct"], _nan0(x["se"])) for x in ref if x["method"] == "sparse_momentum")
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], color="tab:blue",
+                    label="sparse momentum (paper, ± se)", **PAPER_STYLE)
+        x, y, e = _ours_series(sparse)
+        if x:
+            ax.errorbar(x, y, yerr=e, color="tab:red", label="sparse momentum (ours, ± se)", **OURS_STYLE)
+        for x_ in ref:
+            if x_["method"] == "dense":
+                ax.axhline(x_["test_error_pct"], color="tab:blue", linestyle=":", linewidth=1, label="dense (paper)")
+        for r in dense:
+            if r.ours.n:
+                ax.axhline(r.ours.mean, color="tab:red", linestyle=":", linewidth=1, label="dense (ours)")
+        _no_runs_note(ax, sparse + dense)
+        ax.set_xlabel("weights (%)")
+        ax.set_ylabel("test error (%)")
+        ax.set_title(_title(table, f"{model}, MNIST"), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    return _save(fig, path)
+
+
+# --- sparse methods (MNIST LeNet-300-100, CIFAR-10 WRN-28-2) ----------------------------------------
+
+
+def figure_methods(table, path: str | Path, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    rows = _with_x(table.rows, "weights_pct")
+    colors = {"sparse_momentum": "tab:red", "dsr": "tab:green", "set": "tab:orange", "deepr": "tab:purple",
+              "dense": "black"}
+    for method in dict.fromkeys(r.setting["method"] for r in rows):
+        mrows = [r for r in rows if r.setting["method"] == method]
+        color = colors.get(method)
+        if method == "dense":
+            for r in mrows:
+                if r.paper:
+                    ax.axhline(r.paper.value, color="gray", linestyle=":", linewidth=1, label="dense (paper)")
+                if r.ours.n:
+                    ax.axhline(r.ours.mean, color="black", linestyle=":", linewidth=1, label="dense (ours)")
+            continue
+        x, y, e = _paper_series(mrows)
+        if x:
+            ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (paper)", **PAPER_STYLE)
+        x, y, e = _ours_series(mrows)
+        if x:
+            ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (ours, ± se)", **OURS_STYLE)
+    _no_runs_note(ax, rows)
+    ax.set_xlabel("weights (%)")
+    ax.set_ylabel(table.spec.metric)
+    ax.set_title(_title(table, title), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+# --- sensitivity --------------------------------------------------------------------------------
+
+
+def _sensitivity(table, path, x_key: str, series_key: str, x_label: str, what: str) -> Path:
+    plt = _plt()
+    models = list(dict.fromkeys(r.setting["model"] for r in table.rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.4), squeeze=False)
+    palette = ["tab:red", "tab:blue", "tab:green", "tab:purple"]
+    for ax, model in zip(axes[0], models):
+        rows = _with_x([r for r in table.rows if r.setting["model"] == model], x_key)
+        for i, series in enumerate(dict.fromkeys(r.setting[series_key] for r in rows)):
+            srows = [r for r in rows if r.setting[series_key] == series]
+            color = palette[i % len(palette)]
+            x, y, e = _paper_series(srows, scale=Z975)
+            if x:
+                ax.errorbar(x, y, yerr=e, color=color, label=f"{series} (paper, 95% CI)", **PAPER_STYLE)
+            x, y, e = _ours_series(srows, ci=True)
+            if x:
+                ax.errorbar(x, y, yerr=e, color=color, label=f"{series} (ours, 95% CI)", **OURS_STYLE)
+        _no_runs_note(ax, rows)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("test error (%)")
+        ax.set_title(_title(table, f"{model}, CIFAR-10: {what}"), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def figure_sensitivity_momentum(table, path: str | Path) -> Path:
+    return _sensitivity(table, path, "momentum", "method", "momentum coefficient", "sensitivity to momentum")
+
+
+def figure_sensitivity_prune_rate(table, path: str | Path) -> Path:
+    return _sensitivity(table, path, "prune_rate", "decay", "initial prune rate", "prune rate and its decay")
+
+
+# --- per-layer density over training ---------------------------------------------------------------
+
+
+def figure_layer_density(run: dict, path: str | Path, quick: bool = False) -> Path:
+    """Per-layer density after each epoch's mask update, for one sparse momentum run."""
+    from snfs.report.store import history
+
+    plt = _plt()
+    hist = [h for h in history(run) if h.get("layer_density")]
+    if not hist:
+        raise ValueError(f"run {run.get('run_id')} has no per-epoch layer_density history")
+    layers = list(hist[0]["layer_density"])
+    epochs = [h["epoch"] for h in hist]
+    fig, ax = plt.subplots(figsize=(7.5 + (3.5 if len(layers) > 12 else 2.0) * (len(layers) <= 24), 4.6))
+    cmap = plt.get_cmap("viridis")
+    for i, layer in enumerate(layers):
+        ax.plot(epochs, [100 * h["layer_density"].get(layer, math.nan) for h in hist], marker="." if len(epochs) < 30 else None,
+                color=cmap(i / max(1, len(layers) - 1)), label=layer, linewidth=1.2)
+    overall = [100 * h["density"] for h in hist if "density" in h]
+    if len(overall) == len(epochs):
+        ax.plot(epochs, overall, color="black", linestyle="--", linewidth=1.5, label="all sparse layers")
+    ax.set_xlabel("epoch (densities after that epoch's mask update)")
+    ax.set_ylabel("weights kept (%)")
+    cfg = run.get("config") or {}
+    ax.set_title(("QUICK smoke run: " if quick else "") +
+                 f"{run.get('model')} on {run.get('dataset')}, sparse momentum at {100 * float(run.get('density', 0)):g}% "
+                 f"weights, seed {run.get('seed')}\nper-layer density over training (momentum redistribution)", fontsize=9)
+    if cfg.get("sparse", {}).get("redistribution") not in (None, "momentum"):
+        ax.text(0.01, 0.98, f"redistribution={cfg['sparse']['redistribution']}", transform=ax.transAxes, va="top",
+                fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    values = [v for h in hist for v in h["layer_density"].values() if v and v > 0]
+    if values and max(values) / min(values) > 20:
+        ax.set_yscale("log")
+    if len(layers) <= 24:
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=2 if len(layers) > 12 else 1,
+                  frameon=False)
+    return _save(fig, path)
+
+
+def pick_layer_density_runs(runs: Iterable[dict]) -> list[dict]:
+    """One sparse momentum run per (dataset, model): seed 17 first, then density nearest the paper's
+    default 5%, then the longest, then the run id (deterministic)."""
+    best: dict[tuple, dict] = {}
+
+    def rank(r):
+        return (r.get("seed") != 17, abs(float(r.get("density") or 0) - 0.05), -int(r.get("epochs") or 0),
+                str(r.get("run_id")))
+
+    for r in runs:
+        cfg = r.get("config") or {}
+        sparse = cfg.get("sparse", {})
+        if r.get("algorithm") != "momentum" or sparse.get("redistribution", "momentum") != "momentum" \
+                or sparse.get("growth", "momentum") != "momentum":
+            continue
+        key = (r.get("dataset"), r.get("model"))
+        if key not in best or rank(r) < rank(best[key]):
+            best[key] = r
+    return [best[k] for k in sorted(best, key=str)]
+
+
+TABLE_FIGURES = {
+    "mnist_compression": figure_mnist_compression,
+    "mnist_methods": lambda t, p: figure_methods(t, p, "LeNet-300-100, MNIST: sparse methods"),
+    "wrn28_2_methods": lambda t, p: figure_methods(t, p, "WRN-28-2, CIFAR-10: sparse methods"),
+    "sensitivity_momentum": figure_sensitivity_momentum,
+    "sensitivity_prune_rate": figure_sensitivity_prune_rate,
+}
+
+
+def draw_table_figure(table, out_dir: str | Path) -> Path | None:
+    fn = TABLE_FIGURES.get(table.spec.name)
+    return fn(table, Path(out_dir) / f"{table.spec.name}.png") if fn else None
+
+
+def draw_layer_density_figures(runs: Iterable[dict], out_dir: str | Path, quick: bool = False) -> list[Path]:
+    out = []
+    for run in pick_layer_density_runs(runs):
+        name = f"layer_density_{run.get('dataset')}_{run.get('model')}.png"
+        try:
+            out.append(figure_layer_density(run, Path(out_dir) / name, quick=quick))
+        except ValueError:
+            continue
+    return out

@@ -1,0 +1,312 @@
+"""Tables and figures: statistics on hand-made run JSONs, run matching, the wandb source (mocked
+Api), figure files, the reference CSVs, and one QUICK sweep end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from snfs.report import reference
+from snfs.report.paths import REFERENCE_DIR
+from snfs.report.stats import summarise, t975
+from snfs.report.store import RunIndex, load_local, load_wandb
+from snfs.report.sweep import Composer, expand
+from snfs.report.tables import TABLES, Paper, Row, Table, build_table, csv_rows, to_markdown, write_table
+
+POINTS = ["+experiment/mnist_point=lenet300_100_5.0,lenet300_100_dense"]  # 2 settings x 3 seeds
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    with Composer() as composer:
+        return expand(composer, "mnist_compression", POINTS).jobs
+
+
+def run_json(job, test_error, **extra) -> dict:
+    return {"status": "finished", "run_id": job.run_id, "dataset": job.config["dataset"]["name"],
+            "model": job.config["model"]["name"], "algorithm": job.config["sparse"]["name"],
+            "density": job.config["density"], "seed": job.config["seed"], "epochs": job.config["epochs"],
+            "test_error": test_error, "val_error": test_error, "git_commit": "0123456789abcdef0123", "device": "cpu",
+            "machine": "test CPU x2 threads, box", "config": job.config, "history": [], **extra}
+
+
+def write_runs(store: Path, runs: list[dict]) -> None:
+    store.mkdir(parents=True, exist_ok=True)
+    for r in runs:
+        (store / f"{r['run_id']}.json").write_text(json.dumps(r))
+
+
+def table_of(index, overrides=POINTS, name="mnist_compression", **kw) -> Table:
+    with Composer() as composer:
+        return build_table(TABLES[name], index, composer, extra_overrides=lambda g: list(overrides), **kw)
+
+
+# --- statistics --------------------------------------------------------------------------------------
+
+
+def test_mean_standard_error_and_ci():
+    s = summarise([1.0, 2.0, 3.0])
+    assert (s.n, s.mean) == (3, 2.0)
+    assert s.se == pytest.approx(1.0 / math.sqrt(3))          # sample sd 1, over sqrt(3)
+    assert s.ci95 == pytest.approx(4.303 / math.sqrt(3))
+    one = summarise([1.5])
+    assert one.n == 1 and one.mean == 1.5 and math.isnan(one.se) and math.isnan(one.ci95)
+    assert summarise([]).n == 0 and math.isnan(summarise([float("nan")]).mean)
+    assert t975(1) == 12.706 and t975(30) == 2.042 and 1.96 < t975(1000) < 1.963 and t975(40) == pytest.approx(2.021, abs=2e-3)
+
+
+def test_table_from_hand_made_runs(tmp_path, jobs):
+    """3 seeds at 5% (errors 1.5, 1.6, 1.8) and 2 of 3 dense seeds (1.3, 1.4): mean, se, n, paper, diff."""
+    sparse = [j for j in jobs if j.config["sparse"]["name"] == "momentum"]
+    dense = [j for j in jobs if j.config["sparse"]["name"] == "dense"]
+    assert [j.config["seed"] for j in sparse] == [17, 18, 19]
+    write_runs(tmp_path, [run_json(j, e) for j, e in zip(sparse, (1.5, 1.6, 1.8))] +
+               [run_json(j, e) for j, e in zip(dense, (1.3, 1.4))] +
+               [{"status": "failed", "run_id": "x", "config": {}}])
+    table = table_of(load_local(tmp_path))
+    by = {(r.setting["method"], r.setting["weights_pct"]): r for r in table.rows}
+    assert list(by) == [("sparse_momentum", 5.0), ("dense", 100.0)]
+    sm, dn = by["sparse_momentum", 5.0], by["dense", 100.0]
+    assert (sm.ours.n, sm.n_expected) == (3, 3) and sm.ours.mean == pytest.approx(1.6333333)
+    sd = math.sqrt(((1.5 - 1.6333333) ** 2 + (1.6 - 1.6333333) ** 2 + (1.8 - 1.6333333) ** 2) / 2)
+    assert sm.ours.se == pytest.approx(sd / math.sqrt(3))
+    assert (sm.paper.value, sm.paper.se) == (1.53, 0.02) and sm.diff == pytest.approx(1.6333333 - 1.53)
+    assert (dn.ours.n, dn.n_expected) == (2, 3) and dn.ours.mean == pytest.approx(1.35)
+    assert dn.ours.se == pytest.approx(0.05) and dn.paper.value == 1.34
+    assert (table.done, len(table.jobs), table.complete) == (5, 6, False)
+
+    md = to_markdown(table)
+    assert "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 1.530 ± 0.020 | +0.103 |" in md
+    assert "| lenet300_100 | dense | 100 | 1.350 ± 0.050 | 2/3 | 1.340 ± 0.011 | +0.010 |" in md
+    assert "not yet reproduced" in md and "5 of 6 runs" in md
+    assert "`0123456789ab` (5 runs)" in md and "test CPU x2 threads, box (5 runs)" in md
+    assert "make reproduce-table-mnist_compression" in md and "python -m snfs.train +experiment=mnist_compression" in md
+    md_path, csv_path = write_table(table, tmp_path / "tables")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["method"] for r in rows] == ["sparse_momentum", "dense"]
+    assert float(rows[0]["ours_se"]) == pytest.approx(sd / math.sqrt(3), abs=1e-6)
+    assert rows[0]["n"] == "3" and rows[1]["n_expected"] == "3" and float(rows[0]["paper"]) == 1.53
+    assert rows[0]["status"] == "not yet reproduced" and md_path.read_text() == md
+
+
+def test_accuracy_table_converts_error(tmp_path):
+    with Composer() as composer:
+        job = expand(composer, "mnist_methods", ["sparse=momentum", "density=0.05", "seed=17"]).jobs[0]
+    write_runs(tmp_path, [run_json(job, 1.5)])
+    table = table_of(load_local(tmp_path), ["sparse=momentum", "density=0.05", "seed=17"], name="mnist_methods")
+    row = [r for r in table.rows if r.setting["method"] == "sparse_momentum"][0]
+    assert row.ours.mean == pytest.approx(98.5) and row.paper.value == 98.53 and row.diff == pytest.approx(-0.03)
+    assert "test accuracy (%)" in to_markdown(table)
+
+
+def test_runs_match_by_config_when_the_run_id_differs(jobs):
+    """A run made before a new default option existed (other run id, key missing) still counts;
+    a run with another value of a key both configs have does not."""
+    job = jobs[0]
+    old = json.loads(json.dumps(run_json(job, 1.0)))
+    old["run_id"] = "made-before-a-new-option"
+    del old["config"]["sparse"]["prune_rate_min"]
+    old["config"]["results_dir"] = "/elsewhere"          # where a run is stored does not matter
+    other = json.loads(json.dumps(run_json(job, 9.0)))
+    other["run_id"] = "other-lr"
+    other["config"]["optim"]["lr"] = 0.05
+    index = RunIndex([other, old])
+    assert index.match(job.run_id, job.config) is old
+    assert RunIndex([other]).match(job.run_id, job.config) is None
+
+
+def test_not_yet_reproduced_table_names_what_is_lacking(tmp_path):
+    table = table_of(RunIndex([], "empty store"), ["+experiment/cifar10_net=alexnet_s"], name="cifar10_main",
+                     data_root=tmp_path)
+    md = to_markdown(table)
+    assert "**not yet reproduced**: 0 of 9 runs" in md
+    assert "cifar10 data under data.root" in md and "make reproduce-table-cifar10_main" in md
+    import torch
+
+    assert ("a GPU" in md) == (not torch.cuda.is_available())
+    assert [r.setting["method"] for r in table.rows] == ["dense", "snip", "sparse_momentum"]
+    assert table.rows[0].paper.value == 12.68 and table.rows[2].paper.value == 14.5   # AlexNet-s, inferred row
+    header, rows = csv_rows(table)
+    assert "inference FLOP speedup" in header and len(rows) == 3
+
+
+def test_cifar10_speedup_columns_from_a_run(tmp_path):
+    with Composer() as composer:
+        job = expand(composer, "cifar10_main", ["+experiment/cifar10_net=alexnet_s", "sparse=momentum", "seed=17"]).jobs[0]
+    from snfs.costs import layer_macs
+    from snfs.models import build_model
+
+    macs = layer_macs(build_model("alexnet_s", 10), (3, 32, 32))
+    densities = {name: 0.1 for name in macs}
+    run = run_json(job, 14.0, flops_ratio=0.5, history=[{"epoch": 1, "layer_density": densities}],
+                   speedup_estimate={"speedup_sparse_conv_estimate": 3.0, "speedup_dense_conv_estimate": 1.2})
+    write_runs(tmp_path, [run])
+    table = table_of(load_local(tmp_path), ["+experiment/cifar10_net=alexnet_s", "sparse=momentum", "seed=17"],
+                     name="cifar10_main")
+    extra = table.rows[0].extra
+    assert extra["inference FLOP speedup"] == pytest.approx(10.0)
+    assert extra["training FLOP speedup"] == pytest.approx(2.0)
+    assert extra["est. speedup, sparse conv (paper's method)"] == 3.0
+
+
+# --- wandb source ------------------------------------------------------------------------------------------
+
+
+class FakeRun:
+    def __init__(self, record: dict, state: str = "finished"):
+        self.name = record["run_id"]
+        self.id = "w" + str(abs(hash(record["run_id"])))[:7]
+        self.state = state
+        self.config = record["config"]
+        self.summary = {"test_error": record["test_error"], "val_error": record["val_error"], "final_density": 0.05,
+                        "wall_time_s": 1.0, "_runtime": 1.0}
+        self.commit = "feedfacecafe"
+        self.path = ["me", "snfs", self.id]
+        self._history = [{"_step": 10, "epoch": 1, "layer_density/fc1.weight": 0.04, "layer_density/fc2.weight": 0.1},
+                         {"_step": 20, "epoch": 2, "layer_density/fc1.weight": 0.03, "layer_density/fc2.weight": 0.2}]
+
+    def scan_history(self, keys=None, page_size=1000):
+        return iter(self._history)
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self._runs = runs
+        self.calls = []
+
+    def runs(self, path=None, filters=None, **kw):
+        self.calls.append((path, filters))
+        return list(self._runs)
+
+
+def test_wandb_source_with_a_mocked_api(tmp_path, jobs, monkeypatch):
+    sparse = [j for j in jobs if j.config["sparse"]["name"] == "momentum"]
+    records = [run_json(j, e) for j, e in zip(sparse, (1.5, 1.6, 1.8))]
+    fake = FakeApi([FakeRun(r) for r in records] + [FakeRun(run_json(jobs[-1], 1.3), state="crashed")])
+    index = load_wandb("me/snfs", api=fake)
+    assert fake.calls == [("me/snfs", {})] and len(index) == 3
+    table = table_of(index)
+    row = table.rows[0]
+    assert (row.ours.n, row.ours.mean) == (3, pytest.approx(1.6333333))
+    assert table.rows[1].ours.n == 0                         # the crashed run does not count
+    md = to_markdown(table)
+    assert "wandb project `me/snfs`" in md and "`feedfacecafe` (3 runs)" in md
+
+    # the CLI path: `make tables SOURCE=wandb WANDB_PROJECT=me/snfs` with wandb.Api patched
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", lambda *a, **k: fake)
+    from snfs.report.cli import main
+
+    out = tmp_path / "tables"
+    assert main(["tables", "mnist_compression", "--source", "wandb", "--wandb-project", "me/snfs",
+                 "--tables-dir", str(out)]) == 0
+    text = (out / "mnist_compression.md").read_text()
+    assert "wandb project `me/snfs`" in text and "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 |" in text
+
+    # layer densities come from the run's logged history
+    from snfs.report.figures import figure_layer_density
+    from snfs.report.store import history
+
+    rec = index.runs[0]
+    assert [h["layer_density"]["fc2.weight"] for h in history(rec)] == [0.1, 0.2]
+    assert figure_layer_density(rec, tmp_path / "ld.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- figures -----------------------------------------------------------------------------------------------
+
+
+def test_sensitivity_figures_with_confidence_intervals(tmp_path):
+    from snfs.report import figures
+
+    spec = TABLES["sensitivity_momentum"]
+    rows = []
+    for model in ("alexnet_s", "vgg16_d"):
+        for method in ("sparse_momentum", "dense"):
+            for m in (0.5, 0.9, 0.99):
+                setting = {"model": model, "method": method, "momentum": m}
+                row = Row(setting=setting, ours=summarise([14.0 + m, 14.2 + m, 14.1 + m]), paper=spec.paper_of(setting))
+                rows.append(row)
+    table = Table(spec=spec, rows=rows, expansions=[], source="test")
+    path = figures.draw_table_figure(table, tmp_path)
+    assert path.name == "sensitivity_momentum.png" and path.read_bytes()[:4] == b"\x89PNG"
+    spec = TABLES["sensitivity_prune_rate"]
+    rows = [Row(setting=s, ours=summarise([6.5, 6.6]), paper=spec.paper_of(s))
+            for s in ({"model": "vgg16_d", "prune_rate": p, "decay": d} for p in (0.2, 0.5) for d in ("cosine", "linear"))]
+    assert figures.draw_table_figure(Table(spec=spec, rows=rows, expansions=[], source="t"), tmp_path).exists()
+    assert rows[0].paper == Paper(6.39, 0.04, "Dettmers2019 result CSVs")
+
+
+def test_layer_density_figure_picks_a_sparse_momentum_run(tmp_path):
+    from snfs.report.figures import draw_layer_density_figures, pick_layer_density_runs
+
+    def run(seed, density, algorithm="momentum"):
+        hist = [{"epoch": e, "density": density, "layer_density": {"fc1.weight": density * (1 - 0.1 * e),
+                                                                     "fc2.weight": density * (1 + 0.5 * e)}}
+                for e in (1, 2, 3)]
+        return {"run_id": f"r{seed}{density}{algorithm}", "dataset": "mnist", "model": "lenet300_100",
+                "algorithm": algorithm, "density": density, "seed": seed, "epochs": 3, "history": hist,
+                "config": {"sparse": {"name": algorithm, "redistribution": "momentum", "growth": "momentum"}}}
+
+    runs = [run(18, 0.05), run(17, 0.02), run(17, 0.05), run(17, 0.05, "set")]
+    assert pick_layer_density_runs(runs) == [runs[2]]
+    paths = draw_layer_density_figures(runs, tmp_path)
+    assert [p.name for p in paths] == ["layer_density_mnist_lenet300_100.png"]
+
+
+# --- reference CSVs ------------------------------------------------------------------------------------------
+
+
+def test_reference_csvs_are_documented_and_load():
+    readme = (REFERENCE_DIR / "README.md").read_text()
+    names = reference.files()
+    assert len(names) == 8
+    for name in names:
+        assert f"`{name}.csv`" in readme
+        assert reference.load(name)
+    shared = REPO.parent / "shared" / "reference"
+    if shared.is_dir():
+        for p in shared.glob("*.csv"):
+            assert (REFERENCE_DIR / p.name).read_bytes() == p.read_bytes(), p.name
+    assert reference.find(reference.load("mnist_compression_lenet5_caffe"), method="sparse_momentum",
+                          weights_pct=0.9)["test_error_pct"] == 0.894
+
+
+# --- one QUICK sweep, end to end -----------------------------------------------------------------------------
+
+
+def test_quick_sweep_end_to_end(tmp_path, jobs):
+    """Two QUICK runs on generated data through `scripts/reproduce.py run` (a real Hydra multirun):
+    the run JSONs have the expected run ids, the table has exactly those rows, the figures exist,
+    and a second call finds nothing to run."""
+    cmd = [sys.executable, str(REPO / "scripts" / "reproduce.py"), "run", "mnist_compression",
+           "+experiment/mnist_point=lenet300_100_5.0,lenet300_100_dense", "--quick", "--fake-data",
+           "--results", str(tmp_path / "runs"), "--tables-dir", str(tmp_path / "tables"),
+           "--figures-dir", str(tmp_path / "figures")]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    made = sorted(p.stem for p in (tmp_path / "runs").glob("*.json"))
+    assert len(made) == 2 and all(m.startswith("fake-lenet300_100-") for m in made)
+    with Composer() as composer:
+        from snfs.report.quick import quick_overrides
+
+        expected = expand(composer, "mnist_compression", POINTS + quick_overrides("mnist", tmp_path, force_fake=True))
+    assert made == sorted(j.run_id for j in expected.jobs)   # our run ids are the ones Hydra's jobs computed
+    md = (tmp_path / "tables" / "mnist_compression.md").read_text()
+    assert md.startswith("# QUICK") and "**reproduced**: all 2 runs" in md
+    table_rows = [line for line in md.splitlines() if line.startswith("| lenet")]
+    assert [r.split(" | ")[1:3] for r in table_rows] == [["sparse_momentum", "5"], ["dense", "100"]]
+    assert all(" | 1/1 | " in r for r in table_rows)
+    assert (tmp_path / "figures" / "mnist_compression.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "figures" / "layer_density_fake_lenet300_100.png").exists()
+    again = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert "2 runs, 2 finished, 0 to run" in again.stdout
