@@ -20,7 +20,7 @@ from typing import Iterable
 from snfs.report import reference
 from snfs.report.stats import Z975
 
-OURS_STYLE = {"linestyle": "-", "marker": "o", "markersize": 4, "capsize": 3}
+OURS_STYLE = {"linestyle": "-", "marker": "o", "markersize": 6, "capsize": 3, "zorder": 3}
 PAPER_STYLE = {"linestyle": "--", "marker": "s", "markersize": 4, "capsize": 3, "alpha": 0.8}
 
 
@@ -54,23 +54,15 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def _ours_series(rows, ci: bool = False):
+def _ours_series(rows, key: str, ci: bool = False):
     """x-sorted (x, mean, bar) of the rows that have runs; bar = se, or the 95% CI half-width."""
-    pts = sorted((r._x, r.ours.mean, _nan0(r.ours.ci95 if ci else r.ours.se)) for r in rows if r.ours.n > 0)
+    pts = sorted((float(r.setting[key]), r.ours.mean, _nan0(r.ours.ci95 if ci else r.ours.se)) for r in rows if r.ours.n)
     return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
 
 
-def _paper_series(rows, scale: float = 1.0):
-    pts = sorted((r._x, r.paper.value, _nan0(r.paper.se) * scale) for r in rows if r.paper is not None)
+def _paper_series(rows, key: str, scale: float = 1.0):
+    pts = sorted((float(r.setting[key]), r.paper.value, _nan0(r.paper.se) * scale) for r in rows if r.paper is not None)
     return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
-
-
-def _with_x(rows: Iterable, key: str):
-    out = []
-    for r in rows:
-        r._x = float(r.setting[key])
-        out.append(r)
-    return out
 
 
 def _no_runs_note(ax, rows) -> None:
@@ -89,7 +81,7 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 6.4), squeeze=False)
     markers = "v^<>PXD*hp"
     for ax, model in zip(axes[0], models):
-        rows = _with_x([r for r in table.rows if r.setting["model"] == model], "weights_pct")
+        rows = [r for r in table.rows if r.setting["model"] == model]
         sparse = [r for r in rows if r.setting["method"] == "sparse_momentum"]
         dense = [r for r in rows if r.setting["method"] == "dense"]
         ref = reference.load(f"mnist_compression_{model}")
@@ -101,7 +93,7 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
         pts = sorted((x["weights_pct"], x["test_error_pct"], _nan0(x["se"])) for x in ref if x["method"] == "sparse_momentum")
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], color="tab:blue",
                     label="sparse momentum (paper, ± se)", **PAPER_STYLE)
-        x, y, e = _ours_series(sparse)
+        x, y, e = _ours_series(sparse, "weights_pct")
         if x:
             ax.errorbar(x, y, yerr=e, color="tab:red", label="sparse momentum (ours, ± se)", **OURS_STYLE)
         for x_ in ref:
@@ -125,7 +117,7 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
 def figure_methods(table, path: str | Path, title: str) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6))
-    rows = _with_x(table.rows, "weights_pct")
+    rows = table.rows
     colors = {"sparse_momentum": "tab:red", "dsr": "tab:green", "set": "tab:orange", "deepr": "tab:purple",
               "dense": "black"}
     for method in dict.fromkeys(r.setting["method"] for r in rows):
@@ -138,10 +130,10 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
                 if r.ours.n:
                     ax.axhline(r.ours.mean, color="black", linestyle=":", linewidth=1, label="dense (ours)")
             continue
-        x, y, e = _paper_series(mrows)
+        x, y, e = _paper_series(mrows, "weights_pct")
         if x:
             ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (paper)", **PAPER_STYLE)
-        x, y, e = _ours_series(mrows)
+        x, y, e = _ours_series(mrows, "weights_pct")
         if x:
             ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (ours, ± se)", **OURS_STYLE)
     _no_runs_note(ax, rows)
@@ -162,14 +154,14 @@ def _sensitivity(table, path, x_key: str, series_key: str, x_label: str, what: s
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.4), squeeze=False)
     palette = ["tab:red", "tab:blue", "tab:green", "tab:purple"]
     for ax, model in zip(axes[0], models):
-        rows = _with_x([r for r in table.rows if r.setting["model"] == model], x_key)
+        rows = [r for r in table.rows if r.setting["model"] == model]
         for i, series in enumerate(dict.fromkeys(r.setting[series_key] for r in rows)):
             srows = [r for r in rows if r.setting[series_key] == series]
             color = palette[i % len(palette)]
-            x, y, e = _paper_series(srows, scale=Z975)
+            x, y, e = _paper_series(srows, x_key, scale=Z975)
             if x:
                 ax.errorbar(x, y, yerr=e, color=color, label=f"{series} (paper, 95% CI)", **PAPER_STYLE)
-            x, y, e = _ours_series(srows, ci=True)
+            x, y, e = _ours_series(srows, x_key, ci=True)
             if x:
                 ax.errorbar(x, y, yerr=e, color=color, label=f"{series} (ours, 95% CI)", **OURS_STYLE)
         _no_runs_note(ax, rows)

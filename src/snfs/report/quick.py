@@ -20,13 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# dataset name -> (one file that exists when the real data is there, relative to data.root;
-#                  the generated stand-in: sample shape, classes, train/val/test sizes, batch size)
-DATASETS = {
-    "mnist": ("MNIST/raw/train-images-idx3-ubyte", ([1, 28, 28], 10, 64, 32, 64, 32)),
-    "cifar10": ("cifar-10-batches-py/data_batch_1", ([3, 32, 32], 10, 8, 4, 8, 4)),
-    "imagenet": ("imagenet/train", ([3, 224, 224], 1000, 4, 2, 4, 2)),
-    "fake": (None, None),
+# dataset name -> the generated stand-in: sample shape, classes, train/val/test sizes, batch size
+FAKE = {
+    "mnist": ([1, 28, 28], 10, 64, 32, 64, 32),
+    "cifar10": ([3, 32, 32], 10, 8, 4, 8, 4),
+    "imagenet": ([3, 224, 224], 1000, 4, 2, 4, 2),
 }
 QUICK_SEED = 17
 QUICK_EPOCHS = 2
@@ -34,14 +32,32 @@ QUICK_LIMIT_BATCHES = 2
 
 
 def real_data_present(dataset: str, data_root: str | Path) -> bool:
-    """Whether the real files of ``dataset`` are under ``data_root`` (torchvision's layouts)."""
-    probe = DATASETS.get(dataset, (None, None))[0]
-    return probe is not None and (Path(data_root) / probe).exists()
+    """Whether the real files of ``dataset`` are under ``data_root``, by the dataset loader's own checks
+    (the layouts of conf/dataset/<name>.yaml; ImageNet under the default ``subdir``)."""
+    root = Path(data_root)
+    if dataset == "mnist":
+        from snfs.data.mnist_fetch import RAW_FILES, raw_dir_for
+
+        return all((raw_dir_for(root) / f).is_file() for f in RAW_FILES)
+    if dataset == "cifar10":
+        from snfs.data.cifar10 import missing_files
+
+        return not missing_files(root)
+    if dataset == "imagenet":
+        from snfs.data.imagenet import check_imagenet_tree
+        from snfs.errors import DatasetError
+
+        try:
+            check_imagenet_tree(root / "imagenet")
+        except (DatasetError, OSError):
+            return False
+        return True
+    return False
 
 
 def fake_overrides(dataset: str) -> list[str]:
     """``dataset=fake`` shaped like ``dataset`` (small splits)."""
-    spec = DATASETS.get(dataset, (None, None))[1]
+    spec = FAKE.get(dataset)
     if spec is None:
         return []
     shape, classes, n_train, n_val, n_test, _ = spec
@@ -51,7 +67,7 @@ def fake_overrides(dataset: str) -> list[str]:
 
 def quick_overrides(dataset: str, data_root: str | Path, force_fake: bool = False) -> list[str]:
     """The overrides that cut a preset down to a QUICK run (see the module doc)."""
-    spec = DATASETS.get(dataset, (None, None))[1]
+    spec = FAKE.get(dataset)
     batch = spec[5] if spec else 32
     out = [f"seed={QUICK_SEED}", f"epochs={QUICK_EPOCHS}", f"limit_batches={QUICK_LIMIT_BATCHES}",
            f"batch_size={batch}", "logger.mode=disabled", "progress=false", "speedup_estimate=false"]

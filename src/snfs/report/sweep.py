@@ -73,14 +73,9 @@ class Expansion:
     preset: str
     keys: list[str]                 # every key of the job overrides, in Hydra's order
     values: list[list[str]]         # the values each key takes (one value: not swept)
-    cli_overrides: list[str]        # the command-line overrides (besides the grid's)
     hydra_overrides: list[str]      # hydra.* overrides: command line only, never in the job config
     jobs: list[Job] = field(default_factory=list)
     group: RunGroup | None = None
-
-    @property
-    def swept(self) -> list[str]:
-        return [k for k, v in zip(self.keys, self.values) if len(v) > 1]
 
 
 def is_hydra_override(text: str) -> bool:
@@ -212,7 +207,7 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
     params = sweep_params(composer, preset, cli[1:])
     ordered = hydra_job_order(params, cli)
     keys, values = list(ordered), list(ordered.values())
-    exp = Expansion(preset=preset, keys=keys, values=values, cli_overrides=cli, hydra_overrides=hydra_over,
+    exp = Expansion(preset=preset, keys=keys, values=values, hydra_overrides=hydra_over,
                     group=group)
     if compose_jobs:
         from snfs.train import validate_config
