@@ -48,6 +48,30 @@ def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
             return distinct[torch.randperm(distinct.numel(), generator=generator)[:k]]
 
 
+def sample_dormant(flat_mask: torch.Tensor, n_active: int, crossed: torch.Tensor, n: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """``n`` distinct positions, uniformly at random among those inactive in ``flat_mask``.
+
+    Connections that were active (``flat_mask``) cannot be picked, so the ones that have just
+    crossed zero are not revived; only if too few are dormant do those join the candidates.
+    """
+    numel = flat_mask.numel()
+    n_dormant = numel - n_active
+    if n_dormant < n:
+        free = (~flat_mask).clone()
+        free[crossed] = True
+        free = free.nonzero().squeeze(1)
+        return free[sample_indices(free.numel(), n, generator).to(free.device)]
+    if 2 * n_dormant < numel or 4 * n >= n_dormant:  # few dormant or many wanted: list them
+        free = (~flat_mask).nonzero().squeeze(1)
+        return free[sample_indices(free.numel(), n, generator).to(free.device)]
+    while True:  # mostly dormant: draw positions, keep dormant ones, a random n of the distinct (uniform by symmetry)
+        draw = torch.randint(numel, (4 * n + 16,), generator=generator).to(flat_mask.device)
+        distinct = torch.unique(draw[~flat_mask[draw]])
+        if distinct.numel() >= n:
+            return distinct[torch.randperm(distinct.numel(), generator=generator)[:n].to(distinct.device)]
+
+
 def temperature_at(schedule, step: int, total_steps: int) -> float:
     """T of the last [fraction, T] pair whose fraction of ``total_steps`` has been reached."""
     t = float(schedule[0][1])
@@ -75,10 +99,13 @@ class DeepR(SparseAlgorithm):
         self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", True))
         self.signs: dict[str, torch.Tensor] = {}
         self._sparse_ids = {id(p) for p in self.params.values()}
+        # flat indices of each layer's active connections, with the mask tensor they were read from
+        self._active: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.step = 0
 
     def init_masks(self) -> MaskState:
         # every connection's fixed sign: that of its dense initial weight (+1 where it is exactly 0)
+        self._active = {}
         self.signs = {k: torch.where(p.detach() < 0, -1.0, 1.0).to(p.dtype) for k, p in self.params.items()}
         return super().init_masks()
 
@@ -94,11 +121,17 @@ class DeepR(SparseAlgorithm):
             return
         for group in self.ctx.optimizer.param_groups:
             wd = float(group.get("weight_decay", 0.0))
-            if wd == 0.0:
-                continue
-            for p in group["params"]:
-                if p.grad is not None and id(p) in self._sparse_ids:
-                    p.grad.add_(p.detach(), alpha=-wd)
+            ps = [p for p in group["params"] if p.grad is not None and id(p) in self._sparse_ids]
+            if wd != 0.0 and ps:  # the optimizer adds wd * w back: no net L2 on the sparse weights
+                torch._foreach_add_([p.grad for p in ps], [p.detach() for p in ps], alpha=-wd)
+
+    def active_indices(self, name: str) -> torch.Tensor:
+        """Flat indices of the layer's active connections (recomputed if the mask was replaced from outside)."""
+        mask = self.masks.masks[name]
+        cached = self._active.get(name)
+        if cached is None or cached[0] is not mask:
+            cached = self._active[name] = (mask, mask.view(-1).nonzero().squeeze(1))
+        return cached[1]
 
     def after_step(self, step: int) -> dict | None:
         self.step = step
@@ -107,31 +140,34 @@ class DeepR(SparseAlgorithm):
         std = math.sqrt(2.0 * lr * self.temperature(step))
         removed, added = {}, {}
         for k, p in self.params.items():
-            mask, sign = self.masks.masks[k], self.signs[k]
+            mask = self.masks.masks[k]
+            flat_mask, sign = mask.view(-1), self.signs[k].view(-1)
             with torch.no_grad():
-                n_active = int(mask.sum())
-                step_theta = torch.full((n_active,), -lr * self.alpha, dtype=p.dtype)
+                w = p.view(-1)
+                active = self.active_indices(k)
+                s_active = sign[active]
+                theta = w[active] * s_active - lr * self.alpha
                 if std > 0:
-                    step_theta += std * torch.randn(n_active, generator=self.generator, dtype=p.dtype)
-                p[mask] += sign[mask] * step_theta.to(p.device)  # theta update, written in w = s * theta
-                crossed = mask & (sign * p < 0)
-                n = int(crossed.sum())
+                    theta += std * torch.randn(active.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
+                crossed_here = theta < 0
+                w[active] = s_active * theta.clamp_(min=0.0)  # crossed below 0: dormant, w = 0
+                crossed = active[crossed_here]
+                n = crossed.numel()
                 removed[k] = added[k] = n
                 if n == 0:
                     continue
-                dormant = ~mask  # dormant before this step: just-deactivated ones are not candidates
-                free = torch.nonzero(dormant.flatten()).flatten()
-                if free.numel() < n:  # (nearly dense layer) let the just-deactivated compete too
-                    free = torch.nonzero((dormant | crossed).flatten()).flatten()
-                pick = free[sample_indices(free.numel(), n, self.generator).to(free.device)]
-                new = (mask & ~crossed).flatten().clone()
+                pick = sample_dormant(flat_mask, active.numel(), crossed, n, self.generator)
+                new = flat_mask.clone()
+                new[crossed] = False
                 new[pick] = True
-                new = new.view_as(mask)
-                self.masks.set(k, new)
-                p[~new] = 0.0  # dormant: w = 0
-                p.view(-1)[pick] = 0.0  # activated at theta = 0
+                self.masks.set(k, new.view_as(mask))
+                active = active.clone()
+                active[crossed_here] = pick  # the new connections take the crossed ones' slots
+                self._active[k] = (self.masks.masks[k], active)
+                w[pick] = 0.0  # activated at theta = 0
                 buf = self.momentum_buffer(k)
-                if buf is not None:
+                if buf is not None:  # new connections start without momentum; dormant ones keep none
+                    buf.view(-1)[crossed] = 0.0
                     buf.view(-1)[pick] = 0.0
         total = sum(removed.values())
         if total == 0:
@@ -140,8 +176,11 @@ class DeepR(SparseAlgorithm):
                 "pruned_per_layer": removed, "regrown_per_layer": added}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()}}
+        return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
+                "active": {k: self.active_indices(k).cpu().clone() for k in self.params}}  # order sets the noise
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
+        self._active = {k: (self.masks.masks[k], idx.to(self.masks.masks[k].device))
+                        for k, idx in state.get("active", {}).items()}
         self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype) for k, p in self.params.items()}
