@@ -469,6 +469,8 @@ def to_markdown(table: Table) -> str:
     commits = Counter(short_commit(r.get("git_commit")) for r in runs)
     w(f"- Commits of the runs: {_counter_line(commits, lambda c: f'`{c}`')}\n")
     w(f"- Machines of the runs: {_counter_line(Counter(run_machine(r) for r in runs))}\n")
+    datasets = Counter(str(r.get("dataset")) + (" (generated)" if r.get("dataset") == "fake" else "") for r in runs)
+    w(f"- Data of the runs: {_counter_line(datasets)}\n")
     w(f"- Table built by `scripts/reproduce.py` at commit `{table.built_at_commit[:12]}`"
       f"{' (+ uncommitted changes)' if table.built_at_commit.endswith('+dirty') else ''}.\n\n")
 
