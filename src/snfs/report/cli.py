@@ -165,7 +165,11 @@ def cmd_tables(args: argparse.Namespace, figures: bool = False, tables_out: bool
     if unknown:
         print(f"unknown table(s) {', '.join(unknown)}; valid choices: {', '.join(TABLES)}", file=sys.stderr)
         return 2
-    index = ctx.index()
+    try:
+        index = ctx.index()
+    except ValueError as exc:  # e.g. --source wandb without a project: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with Composer() as composer:
         tables = _build(ctx, names, composer, index)
     _write(ctx, tables, figures=figures, tables_out=tables_out)
@@ -191,6 +195,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from snfs.report.sweep import LAUNCHERS
+    from snfs.report.tables import TABLES
 
     p = argparse.ArgumentParser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -207,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--wandb-project", help="entity/project for --source wandb")
 
     run = sub.add_parser("run", help="run a table's sweep (only missing runs), then write the table and figures")
-    run.add_argument("name", help="table / preset name (`list` shows them)")
+    run.add_argument("name", choices=list(TABLES), metavar="NAME", help=f"table / preset: {', '.join(TABLES)}")
     run.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. seed=17 or hydra.launcher.partition=gpu")
     run.add_argument("--launcher", choices=tuple(LAUNCHERS), default="basic", help="Hydra launcher (default basic)")
     run.add_argument("--jobs", type=int, default=None, help="parallel jobs for the joblib launcher")
