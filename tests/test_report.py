@@ -283,7 +283,7 @@ def test_reference_csvs_are_documented_and_load():
 # --- one QUICK sweep, end to end -----------------------------------------------------------------------------
 
 
-def test_quick_sweep_end_to_end(tmp_path, jobs):
+def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
     """Two QUICK runs on generated data through `scripts/reproduce.py run` (a real Hydra multirun):
     the run JSONs have the expected run ids, the table has exactly those rows, the figures exist,
     and a second call finds nothing to run."""
@@ -308,5 +308,8 @@ def test_quick_sweep_end_to_end(tmp_path, jobs):
     assert all(" | 1/1 | " in r for r in table_rows)
     assert (tmp_path / "figures" / "mnist_compression.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "figures" / "layer_density_fake_lenet300_100.png").exists()
-    again = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
-    assert "2 runs, 2 finished, 0 to run" in again.stdout
+    assert not list((tmp_path / "runs" / "checkpoints").glob("*.pt"))   # QUICK keeps no checkpoints
+    from snfs.report.cli import main
+
+    assert main(cmd[2:] + ["--dry-run"]) == 0
+    assert "2 runs, 2 finished, 0 to run" in capsys.readouterr().out

@@ -103,6 +103,19 @@ def _write(ctx: Context, tables, figures: bool = True, tables_out: bool = True) 
                 print(f"[reproduce] figure -> {paths.display(fig)}")
 
 
+def _drop_finished_checkpoints(index) -> None:
+    """QUICK runs are smoke tests: their end-of-epoch checkpoints (hundreds of MB for a WRN or a
+    ResNet-50) are deleted once the run's JSON is written."""
+    from snfs.checkpoint import checkpoint_path
+
+    for run in index.runs:
+        source = run.get("_source")
+        if source:
+            ckpt = checkpoint_path(Path(source).parent, run["run_id"])
+            if ckpt.exists():
+                ckpt.unlink()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from snfs.report.figures import draw_layer_density_figures
     from snfs.report.store import load_local
@@ -142,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return 0
         index = load_local(ctx.results)
+        if ctx.quick:
+            _drop_finished_checkpoints(index)
         tables = _build(ctx, [args.name], composer, index)
     _write(ctx, tables)
     if spec.name in ("mnist_compression", "cifar10_main") or ctx.quick:

@@ -11,6 +11,8 @@
 * ``logger.mode=disabled``, ``speedup_estimate=false`` (timing every conv of a WRN on a CPU takes
   longer than the run) and ``results_dir=results/quick/runs``: QUICK runs never mix with real
   ones, and their tables and figures go to ``results/quick/`` with a QUICK banner.
+* once a QUICK run's JSON is written, ``scripts/reproduce.py`` deletes its checkpoint (a WRN's is
+  hundreds of MB; the whole QUICK grid would keep gigabytes).
 
 The grid itself (networks, densities, methods, hyper-parameter values) is kept, so a QUICK table
 has exactly the rows of the real one.
