@@ -36,6 +36,7 @@ class RigL(SparseAlgorithm):
 
     name = "rigl"
     mask_gradients = True
+    flops_accounting = "rigl"  # a dense gradient once every delta_t steps
     choices = {"distribution": tuple(DISTRIBUTIONS)}
 
     def __init__(self, ctx, cfg):
@@ -48,6 +49,9 @@ class RigL(SparseAlgorithm):
                               f"sparse.end_fraction={self.end_fraction} in [0, 1]")
         self.dense_grads: dict[str, torch.Tensor] = {}
         self.step = 0
+
+    def flops_options(self) -> dict:
+        return {"rigl_delta_t": self.delta_t}
 
     @property
     def end_step(self) -> int:

@@ -7,10 +7,9 @@ highest scores over all sparse layers together stay active. The mask is then fix
 are masked, as for static sparse training.
 
 The scoring pass leaves the model as it found it: it uses ``torch.autograd.grad`` (no ``.grad``
-is written) and restores buffers (e.g. BatchNorm running statistics). It is deterministic given the seed, but it is not free:
-``ctx.sample_batch()`` draws the first batch of a fresh permutation from the training batches'
-generator, so a SNIP run's training batch order differs from that of other algorithms with the
-same seed (all epochs shift by one permutation).
+is written) and restores buffers (e.g. BatchNorm running statistics). ``ctx.sample_batch()``
+returns the first batch of the run's own batch order and restores the batch generator, so a SNIP
+run sees the same batches in the same order as any other algorithm with the same seed.
 """
 
 from __future__ import annotations
