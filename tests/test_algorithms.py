@@ -234,7 +234,7 @@ def test_deepr_noise_keeps_signs_and_count_and_temperature_schedule():
 
 
 def test_deepr_cancels_weight_decay_on_sparse_weights():
-    model, opt, algo, p, sign = deepr_case(weight_decay=0.5, temperatures=[[0.0, 0.0]], alpha=0.0)
+    model, opt, algo, p, sign = deepr_case(weight_decay=0.5, temperatures=[[0.0, 0.0]], alpha=0.0, cancel_weight_decay=True)
     del opt.state[p]["momentum_buffer"]
     before = p.detach().clone()
     p.grad = torch.full((4, 5), 0.01)

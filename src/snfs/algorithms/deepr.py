@@ -15,9 +15,10 @@ were dormant before this step, chosen at random, become active with theta = 0 (s
 their sign) and a zeroed momentum buffer. The active count per layer never changes. Gradients are
 masked, so dormant connections do not train.
 
-Weight decay: the published DeepR settings have none (only the L1 term alpha). The optimizer's
-single param group (the LR schedule is built over it) is left alone; with ``cancel_weight_decay:
-true`` DeepR subtracts weight_decay * w from the sparse weights' gradients before the step, which
+Weight decay: the published DeepR settings have none (only the L1 term alpha), but by default the
+protocol's weight decay stays on, as for the other methods (without it LeNet-300-100 overfits; see
+conf/sparse/deepr.yaml). The optimizer's single param group (the LR schedule is built over it) is
+left alone; with ``cancel_weight_decay: true`` (the published setting) DeepR subtracts weight_decay * w from the sparse weights' gradients before the step, which
 the optimizer adds back, so their net update has no L2 term (biases keep the optimizer's).
 
 Temperature T: ``temperatures`` is a list of [fraction of total steps, T]; published:
@@ -96,7 +97,7 @@ class DeepR(SparseAlgorithm):
                                key=lambda pair: pair[0])
         if self.alpha < 0 or any(t < 0 for _, t in self.schedule):
             raise ConfigError("sparse.alpha and every sparse.temperatures value must be >= 0")
-        self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", True))
+        self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", False))
         self.signs: dict[str, torch.Tensor] = {}
         self._sparse_ids = {id(p) for p in self.params.values()}
         # flat indices of each layer's active connections, with the mask tensor they were read from
