@@ -479,7 +479,9 @@ class Trainer:
         self.say(f"{self.run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
                  f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
                  f"{result['wall_time_s']:.1f} s")
-        self.logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s", "flops_ratio")})
+        # what a wandb-sourced table needs besides the config (snfs.report reads these keys)
+        self.logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s", "flops_ratio",
+                                                    "git_commit", "device", "machine", "speedup_estimate") if k in result})
         self.logger.finish()
         return result
 
