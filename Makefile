@@ -70,7 +70,7 @@ REPRO_READ_FLAGS = $(REPRO_COMMON) --source $(SOURCE) $(if $(WANDB_PROJECT),--wa
 reproduce-table-mnist_compression: $(STAMP) ## table+figure: LeNet-300-100 & LeNet-5-Caffe error vs weight % (54 CPU runs); QUICK=1 LAUNCHER=joblib JOBS=2
 	$(REPRO) run mnist_compression $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
 
-reproduce-table-mnist_methods: $(STAMP) ## table+figure: LeNet-300-100, sparse momentum vs DSR/SET/DeepR at 1-10% (75 CPU runs)
+reproduce-table-mnist_methods: $(STAMP) ## table+figure: LeNet-300-100, sparse momentum vs DSR/SET/DeepR at 1-10%, plus static and RigL at 2/5% (87 CPU runs)
 	$(REPRO) run mnist_methods $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
 
 reproduce-table-cifar10_main: $(STAMP) ## table: 8 CIFAR-10 nets, dense vs SNIP vs sparse momentum + speedups (GPU; LAUNCHER=slurm)

@@ -119,7 +119,7 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     rows = table.rows
     colors = {"sparse_momentum": "tab:red", "dsr": "tab:green", "set": "tab:orange", "deepr": "tab:purple",
-              "dense": "black"}
+              "static": "tab:gray", "rigl": "tab:brown", "dense": "black"}
     for method in dict.fromkeys(r.setting["method"] for r in rows):
         mrows = [r for r in rows if r.setting["method"] == method]
         color = colors.get(method)

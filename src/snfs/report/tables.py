@@ -249,13 +249,16 @@ TABLES: dict[str, TableSpec] = OrderedDict((s.name, s) for s in [
     TableSpec(
         name="mnist_methods",
         title="MNIST, LeNet-300-100: sparse momentum vs DSR, SET and DeepR at 1-10% of the weights",
-        groups=(RunGroup("mnist_methods"), RunGroup("mnist_methods", ("sparse=dense", "density=1.0"))),
+        groups=(RunGroup("mnist_methods"), RunGroup("mnist_methods", ("sparse=dense", "density=1.0")),
+                RunGroup("mnist_methods", ("sparse=static,rigl", "density=0.02,0.05"))),
         columns=(("method", "method"), ("weights_pct", "weights %")),
         rows_of=lambda c: [{"method": method_of(c), "weights_pct": weights_pct(c)}],
         paper_of=_mnist_methods_paper, accuracy=True, cost=MNIST_COST,
         notes=("Seeds 17, 18, 19 for every method (the paper gives standard errors for sparse momentum; the "
                "DSR/SET/DeepR numbers are 5-run means from Mostafa & Wang 2019 without errors).",
-               "Each method with its conf/sparse/<name>.yaml defaults (DSR: the authors' LeNet-300-100 settings)."),
+               "Each method with its conf/sparse/<name>.yaml defaults (DSR: the authors' LeNet-300-100 settings; "
+               "DeepR: with the protocol's weight decay, see conf/sparse/deepr.yaml).",
+               "static (a fixed random mask) and RigL at 2% and 5% are beyond the paper: no paper number."),
     ),
     TableSpec(
         name="cifar10_main",
