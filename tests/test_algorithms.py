@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from snfs.algorithms import build_algorithm
+from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
+from snfs.errors import ConfigError
 from snfs.algorithms.deepr import sample_indices, temperature_at
 from snfs.algorithms.dsr import period_at, threshold_update
 from snfs.algorithms.rigl import drop_fraction
@@ -231,6 +232,33 @@ def test_deepr_noise_keeps_signs_and_count_and_temperature_schedule():
         assert torch.all(sign[mask] * p.detach()[mask] >= 0) and torch.all(p.detach()[~mask] == 0)
     sched = [[0.0, 1e-5], [0.25, 1e-8], [0.5, 1e-12], [0.75, 1e-15]]
     assert [temperature_at(sched, s, 100) for s in (0, 24, 25, 50, 99)] == [1e-5, 1e-5, 1e-8, 1e-12, 1e-15]
+
+
+def test_deepr_global_scope_keeps_the_network_total_and_moves_connections_between_layers():
+    torch.manual_seed(0)
+    model = Two()
+    _, _, algo = make(model, "deepr", density=0.3, scope="global", temperatures=[[0.0, 0.05]], alpha=0.0)
+    algo.init_masks()
+    signs = {k: s.clone() for k, s in algo.signs.items()}
+    start = algo.masks.active_counts()
+    moved = False
+    for step in range(40):
+        stats = algo.after_step(step)
+        counts = algo.masks.active_counts()
+        assert sum(counts.values()) == sum(start.values())  # the network total is fixed, not each layer's
+        moved |= counts != start
+        if stats:
+            assert stats["pruned"] == stats["regrown"] == sum(stats["regrown_per_layer"].values())
+        for k, p in algo.params.items():
+            m = algo.masks.masks[k]
+            assert torch.all(p.detach()[~m] == 0) and torch.all(signs[k][m] * p.detach()[m] >= 0)
+            assert torch.equal(algo.active_indices(k).sort().values, m.view(-1).nonzero().squeeze(1))
+    assert moved
+
+
+def test_deepr_rejects_an_unknown_scope():
+    with pytest.raises(ConfigError, match="valid choices: layer, global"):
+        ALGORITHMS.get("deepr").check_config({"scope": "network"})
 
 
 def test_deepr_cancels_weight_decay_on_sparse_weights():

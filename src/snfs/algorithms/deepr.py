@@ -13,7 +13,9 @@ the step's lr and noise from ``self.generator`` (CPU, moved to the device). A co
 theta is then < 0 becomes dormant (w = 0); in the same layer the same number of connections that
 were dormant before this step, chosen at random, become active with theta = 0 (so w = 0, keeping
 their sign) and a zeroed momentum buffer. The active count per layer never changes. Gradients are
-masked, so dormant connections do not train.
+masked, so dormant connections do not train. With ``scope: global`` the replacements are drawn
+uniformly from the dormant connections of all sparse layers together instead (Bellec et al. keep
+the network's total fixed), so connections can move between layers.
 
 Weight decay: the published DeepR settings have none (only the L1 term alpha), but by default the
 protocol's weight decay stays on, as for the other methods (without it LeNet-300-100 overfits; see
@@ -88,7 +90,7 @@ class DeepR(SparseAlgorithm):
 
     name = "deepr"
     mask_gradients = True
-    choices = {"distribution": tuple(DISTRIBUTIONS)}
+    choices = {"distribution": tuple(DISTRIBUTIONS), "scope": ("layer", "global")}
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -98,6 +100,7 @@ class DeepR(SparseAlgorithm):
         if self.alpha < 0 or any(t < 0 for _, t in self.schedule):
             raise ConfigError("sparse.alpha and every sparse.temperatures value must be >= 0")
         self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", False))
+        self.scope = str(self.cfg.get("scope", "layer"))
         self.signs: dict[str, torch.Tensor] = {}
         self._sparse_ids = {id(p) for p in self.params.values()}
         # flat indices of each layer's active connections, with the mask tensor they were read from
@@ -139,10 +142,9 @@ class DeepR(SparseAlgorithm):
         self.masks.apply(self.params)
         lr = self.ctx.lr()
         std = math.sqrt(2.0 * lr * self.temperature(step))
-        removed, added = {}, {}
+        crossed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (crossed positions, mask over its active list)
         for k, p in self.params.items():
-            mask = self.masks.masks[k]
-            flat_mask, sign = mask.view(-1), self.signs[k].view(-1)
+            sign = self.signs[k].view(-1)
             with torch.no_grad():
                 w = p.view(-1)
                 active = self.active_indices(k)
@@ -152,29 +154,64 @@ class DeepR(SparseAlgorithm):
                     theta += std * torch.randn(active.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
                 crossed_here = theta < 0
                 w[active] = s_active * theta.clamp_(min=0.0)  # crossed below 0: dormant, w = 0
-                crossed = active[crossed_here]
-                n = crossed.numel()
-                removed[k] = added[k] = n
-                if n == 0:
-                    continue
-                pick = sample_dormant(flat_mask, active.numel(), crossed, n, self.generator)
-                new = flat_mask.clone()
-                new[crossed] = False
-                new[pick] = True
-                self.masks.set(k, new.view_as(mask))
-                active = active.clone()
-                active[crossed_here] = pick  # the new connections take the crossed ones' slots
-                self._active[k] = (self.masks.masks[k], active)
-                w[pick] = 0.0  # activated at theta = 0
-                buf = self.momentum_buffer(k)
-                if buf is not None:  # new connections start without momentum; dormant ones keep none
-                    buf.view(-1)[crossed] = 0.0
-                    buf.view(-1)[pick] = 0.0
+                crossed[k] = (active[crossed_here], crossed_here)
+            if self.scope == "layer" and crossed[k][0].numel():  # swap now: the draw order sets the random streams
+                self.swap(k, p, *crossed[k], crossed[k][0].numel())
+        removed = {k: int(c.numel()) for k, (c, _) in crossed.items()}
+        added = self.regrowth_counts(removed)
+        if self.scope == "global":
+            for k, p in self.params.items():
+                if removed[k] or added[k]:
+                    self.swap(k, p, *crossed[k], added[k])
         total = sum(removed.values())
         if total == 0:
             return None
         return {"pruned": total, "regrown": sum(added.values()),
                 "pruned_per_layer": removed, "regrown_per_layer": added}
+
+    def regrowth_counts(self, removed: dict[str, int]) -> dict[str, int]:
+        """How many dormant connections each layer activates: its own losses (layer scope), or a
+        uniform draw over the dormant connections of all layers together (global scope)."""
+        if self.scope == "layer":
+            return dict(removed)
+        total = sum(removed.values())
+        names = list(self.params)
+        dormant = [self.masks.masks[k].numel() - self.active_indices(k).numel() for k in names]
+        if sum(dormant) < total:  # too few dormant: the just-crossed ones become candidates too
+            dormant = [d + removed[k] for d, k in zip(dormant, names)]
+        counts = dict.fromkeys(names, 0)
+        if total == 0:
+            return counts
+        # n distinct positions, uniform over the union of every layer's dormant connections
+        pick = sample_indices(sum(dormant), total, self.generator)
+        bounds = torch.tensor(dormant).cumsum(0)
+        layer_of = torch.bucketize(pick, bounds, right=True)
+        for i, n in zip(*torch.unique(layer_of, return_counts=True)):
+            counts[names[int(i)]] = int(n)
+        return counts
+
+    def swap(self, k: str, p: torch.Tensor, crossed: torch.Tensor, crossed_here: torch.Tensor, n_new: int) -> None:
+        """Deactivate ``crossed`` and activate ``n_new`` random dormant connections at theta = 0 in layer ``k``."""
+        mask = self.masks.masks[k]
+        flat_mask = mask.view(-1)
+        active = self.active_indices(k)
+        with torch.no_grad():
+            pick = sample_dormant(flat_mask, active.numel(), crossed, n_new, self.generator)
+            new = flat_mask.clone()
+            new[crossed] = False
+            new[pick] = True
+            self.masks.set(k, new.view_as(mask))
+            if n_new == crossed.numel():
+                active = active.clone()
+                active[crossed_here] = pick  # the new connections take the crossed ones' slots
+            else:
+                active = torch.cat([active[~crossed_here], pick])
+            self._active[k] = (self.masks.masks[k], active)
+            p.view(-1)[pick] = 0.0  # activated at theta = 0
+            buf = self.momentum_buffer(k)
+            if buf is not None:  # new connections start without momentum; dormant ones keep none
+                buf.view(-1)[crossed] = 0.0
+                buf.view(-1)[pick] = 0.0
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
