@@ -7,7 +7,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all train bench clean-venv
+.PHONY: help install test test-all train bench throughput clean-venv
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -32,6 +32,9 @@ train: $(STAMP) ## train the default experiment (paper's MNIST protocol); overri
 
 bench: $(STAMP) ## epoch time of sparse momentum vs a plain dense loop (LeNet-300-100, MNIST); final line is JSON
 	$(PY) scripts/bench.py $(ARGS)
+
+throughput: $(STAMP) ## training images/s on generated data: WRN-16-8 and VGG16-D, sparse momentum 5% (ARGS="--device cuda --precision bf16 ...")
+	$(PY) scripts/throughput.py $(ARGS)
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)
