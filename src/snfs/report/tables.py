@@ -261,7 +261,8 @@ TABLES: dict[str, TableSpec] = OrderedDict((s.name, s) for s in [
                "static (a fixed random mask) and RigL at 2% and 5% are beyond the paper: no paper number. "
                "Static at 2% leaves the 10-way output layer 20 random weights, so some classes get no input "
                "weight at all and are never predicted (seeds 17/18/19: 3/2/2 such classes); its error is "
-               "mostly those classes."),
+               "mostly those classes. DeepR at 1% meets the same wall (10 output weights, fixed per layer): "
+               "see the DeepR note in the README for the network-wide variant (+sparse.scope=global)."),
     ),
     TableSpec(
         name="cifar10_main",
