@@ -228,7 +228,7 @@ def _sens_prune_paper(s: dict) -> Paper | None:
 
 
 SEEDS_3 = "Seeds 17, 18, 19 (the paper's 17 plus two): the paper reports error bars for this table."
-MNIST_COST = ("a CPU is enough (measured on 2 cores: about 2 min per LeNet-300-100 run, roughly an hour per LeNet-5-Caffe run); MNIST is "
+MNIST_COST = ("a CPU is enough (measured on 2 cores: about 2 min per LeNet-300-100 run, about 20 min per LeNet-5-Caffe run); MNIST is "
               "fetched into data.root on first use")
 CIFAR_COST = "a GPU per run (250 epochs on CIFAR-10)"
 CIFAR_NOTE = ("Protocol: the paper's CIFAR-10 protocol with 250 epochs (the author's recommendation; "
