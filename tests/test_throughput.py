@@ -3,9 +3,8 @@
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 
 def load_script():

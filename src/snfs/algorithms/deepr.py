@@ -20,8 +20,9 @@ the network's total fixed), so connections can move between layers.
 Weight decay: the published DeepR settings have none (only the L1 term alpha), but by default the
 protocol's weight decay stays on, as for the other methods (without it LeNet-300-100 overfits; see
 conf/sparse/deepr.yaml). The optimizer's single param group (the LR schedule is built over it) is
-left alone; with ``cancel_weight_decay: true`` (the published setting) DeepR subtracts weight_decay * w from the sparse weights' gradients before the step, which
-the optimizer adds back, so their net update has no L2 term (biases keep the optimizer's).
+left alone; with ``cancel_weight_decay: true`` (the published setting) DeepR subtracts
+weight_decay * w from the sparse weights' gradients before the step, which the optimizer adds
+back, so their net update has no L2 term (biases keep the optimizer's).
 
 Temperature T: ``temperatures`` is a list of [fraction of total steps, T]; published:
 1e-5 -> 1e-8 -> 1e-12 -> 1e-15 at 25/50/75% of training. alpha = 1e-5.
