@@ -256,6 +256,74 @@ def test_deepr_global_scope_keeps_the_network_total_and_moves_connections_betwee
     assert moved
 
 
+def test_deepr_first_update_sign_new_connections_take_the_sign_of_their_first_update():
+    # new_sign=first_update (the DSR authors' DeepR): a woken connection has no sign until it moves
+    model, opt, algo, p, sign = deepr_case(alpha=0.05, temperatures=[[0.0, 0.0]], new_sign="first_update")
+    algo.after_step(0)                                       # 3 cross (as above), 3 wake with sign 0
+    mask = algo.masks.masks["a.weight"]
+    woken = mask & ~M20
+    assert int(woken.sum()) == 3 and torch.all(algo.signs["a.weight"][woken] == 0)
+    assert torch.all(algo.signs["a.weight"][M20 & mask] == sign[M20 & mask])  # old connections keep theirs
+    with torch.no_grad():                                    # their first optimizer update
+        p[woken] = torch.tensor([0.02, -0.03, 0.001])
+    stats = algo.after_step(1)
+    assert stats is None                                     # none of them goes dormant on its first update
+    assert torch.equal(algo.masks.masks["a.weight"], mask)
+    assert algo.signs["a.weight"][woken].tolist() == [1.0, -1.0, 1.0]
+    assert p.detach()[woken].tolist() == pytest.approx([0.015, -0.025, 0.0])  # |u| - lr*alpha, floored at 0
+    with torch.no_grad():                                    # now fixed: crossing zero makes it dormant
+        p[woken] = torch.tensor([0.015, 0.01, 0.0])
+    stats = algo.after_step(2)
+    assert stats["pruned"] == 2                              # the one that flipped and the one left at 0
+    assert int(algo.masks.masks["a.weight"].sum()) == 10
+
+
+def test_deepr_fixed_sign_is_the_default_and_kills_a_new_connection_that_moves_against_it():
+    model, opt, algo, p, sign = deepr_case(alpha=0.05, temperatures=[[0.0, 0.0]])
+    algo.after_step(0)
+    mask = algo.masks.masks["a.weight"]
+    woken = mask & ~M20
+    assert torch.equal(algo.signs["a.weight"], sign)         # signs never change
+    with torch.no_grad():
+        p[woken] = -sign[woken] * 0.02                       # every new connection moves against its sign
+    stats = algo.after_step(1)
+    assert stats["pruned"] == 3 and not torch.any(algo.masks.masks["a.weight"] & woken)
+
+
+def test_deepr_gradient_mode_puts_l1_on_the_active_gradients_and_nothing_after_the_step():
+    # noise_and_l1=gradient (the DSR authors' DeepR): alpha * sign(w) joins the gradient of active
+    # connections only, and after_step adds no L1 of its own
+    model, opt, algo, p, sign = deepr_case(alpha=0.05, temperatures=[[0.0, 0.0]], noise_and_l1="gradient")
+    p.grad = torch.full((4, 5), 0.5)
+    algo.before_step(0)
+    g = p.grad
+    assert torch.allclose(g[M20], 0.5 + 0.05 * sign[M20]) and torch.all(g[~M20] == 0)
+    before = p.detach().clone()
+    assert algo.after_step(0) is None                        # no weight crossed: nothing moved, nothing swapped
+    assert torch.equal(p.detach(), before)
+    with torch.no_grad():
+        p[0, 0] = -0.01                                      # the optimizer pushed it across zero
+    stats = algo.after_step(1)
+    assert stats["pruned"] == 1 and not algo.masks.masks["a.weight"][0, 0]
+
+
+def test_deepr_gradient_mode_noise_follows_noise_eta_and_the_temperature():
+    model, opt, algo, p, sign = deepr_case(alpha=0.0, temperatures=[[0.0, 0.5]], noise_and_l1="gradient", noise_eta=0.01)
+    draws = []
+    for _ in range(200):
+        p.grad = torch.zeros(4, 5)
+        algo.before_step(0)
+        draws.append(p.grad[M20].clone())
+        assert torch.all(p.grad[~M20] == 0)
+    std = torch.cat(draws).std().item()
+    assert std == pytest.approx(math.sqrt(2 * 0.01 * 0.5), rel=0.1)
+
+
+def test_deepr_rejects_an_unknown_new_sign():
+    with pytest.raises(ConfigError, match="valid choices: fixed, first_update"):
+        ALGORITHMS.get("deepr").check_config({"new_sign": "random"})
+
+
 def test_deepr_rejects_an_unknown_scope():
     with pytest.raises(ConfigError, match="valid choices: layer, global"):
         ALGORITHMS.get("deepr").check_config({"scope": "network"})
@@ -358,10 +426,12 @@ def test_rigl_grows_at_largest_dense_gradient_and_resets_momentum():
 # --- persistence -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["set", "dsr", "deepr", "rigl", "snip"])
+@pytest.mark.parametrize("name", ["set", "dsr", "deepr", "deepr_dsr_code", "rigl", "snip"])
 def test_state_dict_resume_matches_uninterrupted(name):
     """Saving after 30 steps and resuming in fresh objects gives the same weights and masks at step 60."""
-    fast = {"dsr": {"rewire_periods": [[0, 5]]}, "rigl": {"delta_t": 5}, "set": {"schedule": "step", "period": 4}}
+    fast = {"dsr": {"rewire_periods": [[0, 5]]}, "rigl": {"delta_t": 5}, "set": {"schedule": "step", "period": 4},
+            "deepr_dsr_code": {"new_sign": "first_update", "noise_and_l1": "gradient"}}
+    algorithm = "deepr" if name == "deepr_dsr_code" else name
     data = torch.Generator().manual_seed(3)
     xs, ys = torch.randn(60, 16, 10, generator=data), torch.randint(0, 10, (60, 16), generator=data)
 
@@ -371,7 +441,7 @@ def test_state_dict_resume_matches_uninterrupted(name):
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         ctx = TrainingContext(model=model, optimizer=opt, density=0.3, epochs=3, steps_per_epoch=20, seed=5,
                               sample_batch=lambda: (xs[0], ys[0]), loss_fn=F.cross_entropy)
-        algo = build_algorithm(ctx, yaml_cfg(name, **fast.get(name, {})))
+        algo = build_algorithm(ctx, yaml_cfg(algorithm, **fast.get(name, {})))
         algo.init_masks()
         return model, opt, algo
 

@@ -22,14 +22,17 @@ FAST = {"dsr": {"rewire_periods": [[0, 5], [5, 10]], "target_prune": 0.05},
         "rigl": {"delta_t": 10},
         "set": {"schedule": "step", "period": 7},
         "deepr": {"temperatures": [[0.0, 1.0e-4], [0.5, 1.0e-8]]}}
+# Variants: (registered algorithm, options over its YAML), as the conf/sparse/<variant>.yaml files set them.
+VARIANTS = {"deepr_dsr_code": ("deepr", {"new_sign": "first_update", "noise_and_l1": "gradient"})}
 
 
 def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
 
 
-@pytest.mark.parametrize("name", ALGORITHMS.names())
-def test_density_is_exact_at_every_step(name):
+@pytest.mark.parametrize("variant", [*ALGORITHMS.names(), *VARIANTS])
+def test_density_is_exact_at_every_step(variant):
+    name, options = VARIANTS.get(variant, (variant, {}))
     torch.manual_seed(0)
     data = torch.Generator().manual_seed(1)
     xs, ys = torch.randn(256, 20, generator=data), torch.randint(0, 4, (256,), generator=data)
@@ -50,7 +53,7 @@ def test_density_is_exact_at_every_step(name):
                           seed=0, sample_batch=next_batch, loss_fn=F.cross_entropy)
     yaml = CONF / "sparse" / f"{name}.yaml"
     cfg = OmegaConf.to_container(OmegaConf.load(yaml), resolve=True) if yaml.exists() else {"name": name}
-    algo = build_algorithm(ctx, {**cfg, **FAST.get(name, {})})
+    algo = build_algorithm(ctx, {**cfg, **FAST.get(name, {}), **options})
     algo.init_masks()
     weights = algo.params
     biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
@@ -85,3 +88,11 @@ def test_density_is_exact_at_every_step(name):
         assert changed > 0, f"{name} never changed its masks"
     if name in ("static", "snip", "dense"):
         assert changed == 0
+
+
+def test_variants_here_match_their_yaml():
+    from conftest import compose_cfg
+    for variant, (name, options) in VARIANTS.items():
+        sparse = compose_cfg([f"sparse={variant}"]).sparse
+        assert sparse.name == name and sparse.label == variant
+        assert {k: sparse[k] for k in options} == options

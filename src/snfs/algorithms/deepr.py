@@ -91,7 +91,8 @@ class DeepR(SparseAlgorithm):
 
     name = "deepr"
     mask_gradients = True
-    choices = {"distribution": tuple(DISTRIBUTIONS), "scope": ("layer", "global")}
+    choices = {"distribution": tuple(DISTRIBUTIONS), "scope": ("layer", "global"), "new_sign": ("fixed", "first_update"),
+               "noise_and_l1": ("step", "gradient")}
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -102,6 +103,9 @@ class DeepR(SparseAlgorithm):
             raise ConfigError("sparse.alpha and every sparse.temperatures value must be >= 0")
         self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", False))
         self.scope = str(self.cfg.get("scope", "layer"))
+        self.new_sign = str(self.cfg.get("new_sign", "fixed"))
+        self.noise_and_l1 = str(self.cfg.get("noise_and_l1", "step"))
+        self.noise_eta = float(self.cfg.get("noise_eta", 1.0e-3))
         self.signs: dict[str, torch.Tensor] = {}
         self._sparse_ids = {id(p) for p in self.params.values()}
         # flat indices of each layer's active connections, with the mask tensor they were read from
@@ -122,6 +126,8 @@ class DeepR(SparseAlgorithm):
 
     def before_step(self, step: int) -> None:
         super().before_step(step)
+        if self.noise_and_l1 == "gradient":
+            self.add_noise_and_l1_to_gradients(step)
         if not self.cancel_weight_decay:
             return
         for group in self.ctx.optimizer.param_groups:
@@ -129,6 +135,21 @@ class DeepR(SparseAlgorithm):
             ps = [p for p in group["params"] if p.grad is not None and id(p) in self._sparse_ids]
             if wd != 0.0 and ps:  # the optimizer adds wd * w back: no net L2 on the sparse weights
                 torch._foreach_add_([p.grad for p in ps], [p.detach() for p in ps], alpha=-wd)
+
+    def add_noise_and_l1_to_gradients(self, step: int) -> None:
+        """``noise_and_l1: gradient`` (the DSR authors' DeepR): alpha*sign(w) + N(0, 2*noise_eta*T) on the
+        active connections' gradients, so both go through the optimizer (lr schedule, momentum)."""
+        std = math.sqrt(2.0 * self.noise_eta * self.temperature(step))
+        for k, p in self.params.items():
+            if p.grad is None:
+                continue
+            with torch.no_grad():
+                active = self.active_indices(k)
+                g = p.grad.view(-1)
+                extra = self.alpha * torch.sign(p.view(-1)[active])
+                if std > 0:
+                    extra += std * torch.randn(active.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
+                g[active] += extra
 
     def active_indices(self, name: str) -> torch.Tensor:
         """Flat indices of the layer's active connections (recomputed if the mask was replaced from outside)."""
@@ -142,7 +163,10 @@ class DeepR(SparseAlgorithm):
         self.step = step
         self.masks.apply(self.params)
         lr = self.ctx.lr()
-        std = math.sqrt(2.0 * lr * self.temperature(step))
+        if self.noise_and_l1 == "step":
+            lr_alpha, std = lr * self.alpha, math.sqrt(2.0 * lr * self.temperature(step))
+        else:  # already in this step's gradient (before_step)
+            lr_alpha, std = 0.0, 0.0
         crossed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (crossed positions, mask over its active list)
         for k, p in self.params.items():
             sign = self.signs[k].view(-1)
@@ -150,9 +174,11 @@ class DeepR(SparseAlgorithm):
                 w = p.view(-1)
                 active = self.active_indices(k)
                 s_active = sign[active]
-                theta = w[active] * s_active - lr * self.alpha
+                theta = w[active] * s_active - lr_alpha
                 if std > 0:
                     theta += std * torch.randn(active.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
+                if self.new_sign == "first_update":
+                    theta = self.take_first_signs(sign, active, s_active, w[active], theta, lr_alpha)
                 crossed_here = theta < 0
                 w[active] = s_active * theta.clamp_(min=0.0)  # crossed below 0: dormant, w = 0
                 crossed[k] = (active[crossed_here], crossed_here)
@@ -169,6 +195,26 @@ class DeepR(SparseAlgorithm):
             return None
         return {"pruned": total, "regrown": sum(added.values()),
                 "pruned_per_layer": removed, "regrown_per_layer": added}
+
+    @staticmethod
+    def take_first_signs(sign: torch.Tensor, active: torch.Tensor, s_active: torch.Tensor, w_active: torch.Tensor,
+                         theta: torch.Tensor, lr_alpha: float) -> torch.Tensor:
+        """``new_sign: first_update``: a connection without a sign yet (0) takes that of its first update.
+
+        Where s = 0, ``theta`` holds -lr*alpha + noise; the connection's update is u = w + noise,
+        its sign becomes sign(u) and theta = max(|u| - lr*alpha, 0). It cannot go dormant in this
+        step: in the DSR authors' DeepR a sign of 0 never counts as a sign change.
+        """
+        unset = s_active == 0
+        if not bool(unset.any()):
+            return theta
+        update = w_active[unset] + theta[unset] + lr_alpha
+        first = torch.sign(update)
+        sign[active[unset]] = first
+        s_active[unset] = first
+        theta = theta.clone()
+        theta[unset] = (update.abs() - lr_alpha).clamp(min=0.0)
+        return theta
 
     def regrowth_counts(self, removed: dict[str, int]) -> dict[str, int]:
         """How many dormant connections each layer activates: its own losses (layer scope), or a
@@ -209,6 +255,8 @@ class DeepR(SparseAlgorithm):
                 active = torch.cat([active[~crossed_here], pick])
             self._active[k] = (self.masks.masks[k], active)
             p.view(-1)[pick] = 0.0  # activated at theta = 0
+            if self.new_sign == "first_update":
+                self.signs[k].view(-1)[pick] = 0.0  # unset until the connection's first update
             buf = self.momentum_buffer(k)
             if buf is not None:  # new connections start without momentum; dormant ones keep none
                 buf.view(-1)[crossed] = 0.0

@@ -119,7 +119,8 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     rows = table.rows
     colors = {"sparse_momentum": "tab:red", "dsr": "tab:green", "set": "tab:orange", "deepr": "tab:purple",
-              "static": "tab:gray", "rigl": "tab:brown", "dense": "black"}
+              "static": "tab:gray", "rigl": "tab:brown", "dense": "black", "deepr_dsr_code": "tab:pink"}
+    drawn_paper: set = set()  # (x, y) points; a variant shares another method's published numbers: draw once
     for method in dict.fromkeys(r.setting["method"] for r in rows):
         mrows = [r for r in rows if r.setting["method"] == method]
         color = colors.get(method)
@@ -131,7 +132,8 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
                     ax.axhline(r.ours.mean, color="black", linestyle=":", linewidth=1, label="dense (ours)")
             continue
         x, y, e = _paper_series(mrows, "weights_pct")
-        if x:
+        if x and not set(zip(x, y)) <= drawn_paper:
+            drawn_paper.update(zip(x, y))
             ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (paper)", **PAPER_STYLE)
         x, y, e = _ours_series(mrows, "weights_pct")
         if x:
