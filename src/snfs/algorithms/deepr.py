@@ -26,6 +26,12 @@ back, so their net update has no L2 term (biases keep the optimizer's).
 
 Temperature T: ``temperatures`` is a list of [fraction of total steps, T]; published:
 1e-5 -> 1e-8 -> 1e-12 -> 1e-15 at 25/50/75% of training. alpha = 1e-5.
+
+Two options reproduce the DeepR of the DSR authors' code (Mostafa & Wang 2019), which produced
+the published DeepR numbers (``sparse=deepr_dsr_code`` sets both): ``new_sign: first_update`` (a
+woken connection has sign 0 until its first update sets it, instead of its fixed random sign) and
+``noise_and_l1: gradient`` (alpha*sign(w) + N(0, 2*noise_eta*T) added to the gradient before the
+optimizer step, instead of lr*alpha and sqrt(2 lr T) N(0, 1) on theta after it).
 """
 
 from __future__ import annotations
