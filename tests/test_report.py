@@ -123,6 +123,28 @@ def test_runs_match_by_config_when_the_run_id_differs(jobs):
     assert RunIndex([other]).match(job.run_id, job.config) is None
 
 
+def test_variant_runs_and_default_runs_never_stand_in_for_each_other():
+    """DeepR variants differ from the default by options absent from the default's config: a
+    registered option matches its absence only at its default, and a label never does."""
+    with Composer() as composer:
+        default = expand(composer, "mnist_methods", ["sparse=deepr", "density=0.02", "seed=17"]).jobs[0]
+        variant = expand(composer, "mnist_methods", ["sparse=deepr_dsr_code", "density=0.02", "seed=17"]).jobs[0]
+        scoped = expand(composer, "mnist_methods", ["sparse=deepr", "+sparse.scope=global", "density=0.02",
+                                                    "seed=17"]).jobs[0]
+        explicit = expand(composer, "mnist_methods", ["sparse=deepr", "+sparse.scope=layer", "density=0.02",
+                                                      "seed=17"]).jobs[0]
+    assert len({default.run_id, variant.run_id, scoped.run_id, explicit.run_id}) == 4
+    old_default = run_json(default, 2.6)
+    assert RunIndex([old_default]).match(variant.run_id, variant.config) is None      # the row stays empty
+    assert RunIndex([run_json(variant, 2.1)]).match(default.run_id, default.config) is None
+    assert RunIndex([run_json(scoped, 2.4)]).match(default.run_id, default.config) is None
+    assert RunIndex([old_default]).match(scoped.run_id, scoped.config) is None
+    assert RunIndex([old_default]).match(explicit.run_id, explicit.config) is old_default  # layer is the default
+    stray = json.loads(json.dumps(old_default))
+    stray["config"]["sparse"]["some_override"] = 1                                      # only the run has it
+    assert RunIndex([stray]).match(explicit.run_id, explicit.config) is None
+
+
 def test_not_yet_reproduced_table_names_what_is_lacking(tmp_path):
     table = table_of(RunIndex([], "empty store"), ["+experiment/cifar10_net=alexnet_s"], name="cifar10_main",
                      data_root=tmp_path)

@@ -68,6 +68,13 @@ class SparseAlgorithm:
 
     #: option -> valid values, checked before any data is loaded
     choices: dict[str, tuple[str, ...]] = {"distribution": tuple(DISTRIBUTIONS)}
+    #: option -> the value an absent option means. Options added after runs were logged belong here:
+    #: the results store then matches an old run (without the key) only to configs with this value.
+    option_defaults: dict[str, Any] = {}
+
+    def option(self, key: str) -> Any:
+        """The configured value of ``key``, or its entry in ``option_defaults``."""
+        return self.cfg.get(key, self.option_defaults[key])
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:

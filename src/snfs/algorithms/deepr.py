@@ -99,6 +99,9 @@ class DeepR(SparseAlgorithm):
     mask_gradients = True
     choices = {"distribution": tuple(DISTRIBUTIONS), "scope": ("layer", "global"), "new_sign": ("fixed", "first_update"),
                "noise_and_l1": ("step", "gradient")}
+    # Bellec et al.'s definition; options added after the first DeepR runs were logged
+    option_defaults = {"cancel_weight_decay": False, "scope": "layer", "new_sign": "fixed", "noise_and_l1": "step",
+                       "noise_eta": 1.0e-3}
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -107,11 +110,11 @@ class DeepR(SparseAlgorithm):
                                key=lambda pair: pair[0])
         if self.alpha < 0 or any(t < 0 for _, t in self.schedule):
             raise ConfigError("sparse.alpha and every sparse.temperatures value must be >= 0")
-        self.cancel_weight_decay = bool(self.cfg.get("cancel_weight_decay", False))
-        self.scope = str(self.cfg.get("scope", "layer"))
-        self.new_sign = str(self.cfg.get("new_sign", "fixed"))
-        self.noise_and_l1 = str(self.cfg.get("noise_and_l1", "step"))
-        self.noise_eta = float(self.cfg.get("noise_eta", 1.0e-3))
+        self.cancel_weight_decay = bool(self.option("cancel_weight_decay"))
+        self.scope = str(self.option("scope"))
+        self.new_sign = str(self.option("new_sign"))
+        self.noise_and_l1 = str(self.option("noise_and_l1"))
+        self.noise_eta = float(self.option("noise_eta"))
         self.signs: dict[str, torch.Tensor] = {}
         self._sparse_ids = {id(p) for p in self.params.values()}
         # flat indices of each layer's active connections, with the mask tensor they were read from

@@ -5,9 +5,15 @@ Both sources give the same run records (the fields of ``<results_dir>/<run_id>.j
 git_commit, device, config, history``), so tables and figures do not care which one was read.
 
 ``RunIndex.match(job)`` finds the run of a grid point: the run with the job's run id, else a
-run whose config agrees with the job's on every key both configs have (keys that only change
-where a run is stored or shown are ignored). The second rule keeps a run usable after a new
-option with a default is added to a config group, which changes every run id.
+run whose config agrees with the job's (keys that only change where a run is stored or shown are
+ignored). The second rule keeps a run usable after a new option with a default is added to a
+config group, which changes every run id. A key that only one of the two configs has:
+- an algorithm option with a registered meaning when absent (``option_defaults`` of its class,
+  e.g. DeepR's ``new_sign: fixed``) agrees only if its value is that default, so a variant run
+  (``+sparse.new_sign=first_update``) never fills a default row, nor a default run a variant's row;
+- ``sparse.label`` (a variant's row name) never agrees with its absence;
+- any other key agrees if it is missing from the run (an option newer than the run), and not if
+  only the run has it (the run was made with an override the grid point does not have).
 """
 
 from __future__ import annotations
@@ -84,11 +90,39 @@ class RunIndex:
         if run_id in self.by_id:
             return self.by_id[run_id]
         expected = semantic(config)
+        defaults = absent_defaults(expected.get("sparse.name"))
         for run in self.by_coarse.get(_coarse(config), []):
-            have = self._sem(run)
-            if all(same_value(v, have[k]) for k, v in expected.items() if k in have):
+            if configs_agree(expected, self._sem(run), defaults):
                 return run
         return None
+
+
+NEVER_ASSUMED = {"sparse.label"}
+
+
+def absent_defaults(algorithm: Any) -> dict[str, Any]:
+    """``sparse.<option>`` -> what its absence means, for the algorithm's registered options."""
+    from snfs.algorithms import ALGORITHMS
+
+    try:
+        cls = ALGORITHMS.get(str(algorithm))
+    except Exception:  # noqa: BLE001 - an unknown algorithm has no registered defaults
+        return {}
+    return {f"sparse.{k}": v for k, v in getattr(cls, "option_defaults", {}).items()}
+
+
+def configs_agree(expected: Mapping[str, Any], have: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+    """Whether a run's flattened config (``have``) is the grid point's (``expected``); see the module docstring."""
+    for key in expected.keys() | have.keys():
+        if key in expected and key in have:
+            if not same_value(expected[key], have[key]):
+                return False
+        elif key in defaults:
+            if not same_value(expected.get(key, have.get(key)), defaults[key]):
+                return False
+        elif key in NEVER_ASSUMED or key not in expected:
+            return False
+    return True
 
 
 # --- sources ------------------------------------------------------------------------------------
