@@ -115,12 +115,35 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
 
 
 def figure_methods(table, path: str | Path, title: str) -> Path:
+    """Every method's accuracy vs weight %, ours and the paper's: the full range, and a zoom on the top."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.8))
     rows = table.rows
+    ys = [y for ax in axes[:1] for y in _draw_methods(ax, rows)]
+    for ax, zoom in zip(axes, (False, True)):
+        _no_runs_note(ax, rows)
+        ax.set_xlabel("weights (%)")
+        ax.set_ylabel(table.spec.metric)
+        ax.grid(alpha=0.3)
+        if zoom:
+            _draw_methods(ax, rows)
+            top = sorted(ys)[len(ys) // 4:] if ys else []   # the upper three quarters of all points
+            if top:
+                low, high = min(top), max(top)
+                ax.set_ylim(low - 0.5, high + 0.2)
+                ax.set_title("zoom (points below the axis are off the chart)", fontsize=9)
+            ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        else:
+            ax.set_title(_title(table, title), fontsize=10)
+    return _save(fig, path)
+
+
+def _draw_methods(ax, rows) -> list[float]:
+    """Draw each method's paper and our series on ``ax``; return the plotted y values."""
     colors = {"sparse_momentum": "tab:red", "dsr": "tab:green", "set": "tab:orange", "deepr": "tab:purple",
               "static": "tab:gray", "rigl": "tab:brown", "dense": "black", "deepr_dsr_code": "tab:pink"}
     drawn_paper: set = set()  # (x, y) points; a variant shares another method's published numbers: draw once
+    ys: list[float] = []
     for method in dict.fromkeys(r.setting["method"] for r in rows):
         mrows = [r for r in rows if r.setting["method"] == method]
         color = colors.get(method)
@@ -128,23 +151,21 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
             for r in mrows:
                 if r.paper:
                     ax.axhline(r.paper.value, color="gray", linestyle=":", linewidth=1, label="dense (paper)")
+                    ys.append(r.paper.value)
                 if r.ours.n:
                     ax.axhline(r.ours.mean, color="black", linestyle=":", linewidth=1, label="dense (ours)")
+                    ys.append(r.ours.mean)
             continue
         x, y, e = _paper_series(mrows, "weights_pct")
         if x and not set(zip(x, y)) <= drawn_paper:
             drawn_paper.update(zip(x, y))
             ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (paper)", **PAPER_STYLE)
+            ys.extend(y)
         x, y, e = _ours_series(mrows, "weights_pct")
         if x:
             ax.errorbar(x, y, yerr=e, color=color, label=f"{method} (ours, ± se)", **OURS_STYLE)
-    _no_runs_note(ax, rows)
-    ax.set_xlabel("weights (%)")
-    ax.set_ylabel(table.spec.metric)
-    ax.set_title(_title(table, title), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+            ys.extend(y)
+    return ys
 
 
 # --- sensitivity --------------------------------------------------------------------------------
