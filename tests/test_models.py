@@ -77,6 +77,17 @@ def test_wrn_dropout_option():
     assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
+def test_lenet300_100_batch_norm_option():
+    plain, bn = build_model("lenet300_100", 10), build_model("lenet300_100", 10, batch_norm=True)
+    assert n_params(plain) == 266_610 and n_params(bn) == 266_610 + 2 * (300 + 100)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    bn.train()
+    h = torch.nn.functional.relu(bn.bn1(bn.fc1(torch.randn(64, 784))))
+    assert h.shape == (64, 300) and bn(torch.randn(64, 1, 28, 28)).shape == (64, 10)
+    from snfs.masks import sparse_parameters
+    assert set(sparse_parameters(bn)) == {"fc1.weight", "fc2.weight", "fc3.weight"}  # BN stays dense
+
+
 def test_resnet50_dense_layer_names():
     dense = build_model("resnet50", 1000, partially_dense=True)
     names = dense.dense_layer_names
