@@ -117,24 +117,21 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
 def figure_methods(table, path: str | Path, title: str) -> Path:
     """Every method's accuracy vs weight %, ours and the paper's: the full range, and a zoom on the top."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.8))
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(13.5, 4.8))
     rows = table.rows
-    ys = [y for ax in axes[:1] for y in _draw_methods(ax, rows)]
-    for ax, zoom in zip(axes, (False, True)):
+    ys = _draw_methods(full, rows)
+    _draw_methods(zoom, rows)
+    for ax in (full, zoom):
         _no_runs_note(ax, rows)
         ax.set_xlabel("weights (%)")
         ax.set_ylabel(table.spec.metric)
         ax.grid(alpha=0.3)
-        if zoom:
-            _draw_methods(ax, rows)
-            top = sorted(ys)[len(ys) // 4:] if ys else []   # the upper three quarters of all points
-            if top:
-                low, high = min(top), max(top)
-                ax.set_ylim(low - 0.5, high + 0.2)
-                ax.set_title("zoom (points below the axis are off the chart)", fontsize=9)
-            ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        else:
-            ax.set_title(_title(table, title), fontsize=10)
+    full.set_title(_title(table, title), fontsize=10)
+    top = sorted(ys)[len(ys) // 4:]  # the upper three quarters of all points
+    if top:
+        zoom.set_ylim(min(top) - 0.5, max(top) + 0.2)
+        zoom.set_title("zoom (points below the axis are off the chart)", fontsize=9)
+    zoom.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 

@@ -104,11 +104,9 @@ def absent_defaults(algorithm: Any) -> dict[str, Any]:
     """``sparse.<option>`` -> what its absence means, for the algorithm's registered options."""
     from snfs.algorithms import ALGORITHMS
 
-    try:
-        cls = ALGORITHMS.get(str(algorithm))
-    except Exception:  # noqa: BLE001 - an unknown algorithm has no registered defaults
+    if str(algorithm) not in ALGORITHMS:  # an unknown algorithm has no registered defaults
         return {}
-    return {f"sparse.{k}": v for k, v in getattr(cls, "option_defaults", {}).items()}
+    return {f"sparse.{k}": v for k, v in ALGORITHMS.get(str(algorithm)).option_defaults.items()}
 
 
 def configs_agree(expected: Mapping[str, Any], have: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
