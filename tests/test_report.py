@@ -290,7 +290,7 @@ def test_layer_density_figure_picks_a_sparse_momentum_run(tmp_path):
 def test_reference_csvs_are_documented_and_load():
     readme = (REFERENCE_DIR / "README.md").read_text()
     names = reference.files()
-    assert len(names) == 8
+    assert len(names) == 9
     for name in names:
         assert f"`{name}.csv`" in readme
         assert reference.load(name)
@@ -335,3 +335,13 @@ def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
 
     assert main(cmd[2:] + ["--dry-run"]) == 0
     assert "2 runs, 2 finished, 0 to run" in capsys.readouterr().out
+
+
+def test_mnist_methods_paper_se_comes_from_the_supplement_only_where_the_main_file_has_none():
+    from snfs.report.tables import _mnist_methods_paper
+
+    deepr = _mnist_methods_paper({"method": "deepr_dsr_code", "weights_pct": 2.0})
+    assert (deepr.value, deepr.se) == (98.21, 0.135)
+    momentum = _mnist_methods_paper({"method": "sparse_momentum", "weights_pct": 2.0})
+    assert (momentum.value, momentum.se) == (98.20, 0.018)
+    assert math.isnan(_mnist_methods_paper({"method": "set", "weights_pct": 5.0}).se)  # blank in the source too
