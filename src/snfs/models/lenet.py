@@ -16,7 +16,7 @@ class LeNet300100(nn.Module):
         self.fc1 = nn.Linear(in_features, 300)
         self.fc2 = nn.Linear(300, 100)
         self.fc3 = nn.Linear(100, num_classes)
-        # off in the paper; the DSR authors' MNIST MLP has it by default (Linear -> BN -> ReLU)
+        # off in the paper; the DSR authors' MNIST MLP has Linear -> BN -> ReLU by default (and BN on the logits)
         self.bn1 = nn.BatchNorm1d(300) if batch_norm else nn.Identity()
         self.bn2 = nn.BatchNorm1d(100) if batch_norm else nn.Identity()
 
