@@ -1,0 +1,509 @@
+"""A local dashboard over the results store, and the same as static HTML files.
+
+    python -m snfs.report.dashboard serve  [--results DIR] [--tables DIR] [--host 127.0.0.1] [--port 8050]
+    python -m snfs.report.dashboard report [--results DIR] [--tables DIR] [--out results/report]
+    python -m snfs.report.dashboard check  [--results DIR] [--screenshot results/report/dashboard.png]
+
+``serve`` (``make dashboard``) is a Dash app: the run list with filters (dataset, model, algorithm,
+density, seed, status) and the final numbers; the curves of the selected run, or of several
+selected runs overlaid; the tables of ``results/tables/`` with the paper's numbers beside ours. It
+re-reads the results folder every few seconds, so records that change while a run trains show
+their new epochs. ``report`` (``make report``) writes the same as plain HTML pages with Plotly
+figures that open from disk, without a server. ``check`` (``make check-dashboard``) serves the
+dashboard on a free local port, opens it in headless Chromium, asserts that the run list and a
+curve are on the page, and keeps a screenshot.
+
+Nothing here imports torch, hydra or ``snfs.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html as htmlmod
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from snfs.report import paths
+from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunFolder, SkippedFile
+
+REFRESH_S = 5
+PAGE_SIZE = 15
+NUMBER_FORMATS = {"density": "{:g}", "test_error": "{:.2f}", "val_error": "{:.2f}", "final_density": "{:.4f}",
+                  "flops_ratio": "{:.3f}", "wall_time_s": "{:.0f}"}
+
+
+def fmt(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if key in NUMBER_FORMATS and isinstance(value, (int, float)):
+        return NUMBER_FORMATS[key].format(value)
+    return str(value)
+
+
+def table_files(tables_dir: Path) -> list[Path]:
+    """The markdown tables, the index (README.md) first."""
+    if not tables_dir.is_dir():
+        return []
+    files = sorted(tables_dir.glob("*.md"))
+    return sorted(files, key=lambda p: (p.name != "README.md", p.name))
+
+
+def latest(runs: Sequence[Run]) -> Run | None:
+    return max(runs, key=lambda r: (r.mtime, r.run_id)) if runs else None
+
+
+# --- the Dash app ----------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, -apple-system, 'DejaVu Sans', sans-serif; margin: 0 1.2em; color: #222; }
+h1 { font-size: 1.35em; margin: 0.6em 0 0.2em 0; }
+.status { color: #555; font-size: 0.9em; margin-bottom: 0.6em; }
+.filters { display: grid; grid-template-columns: repeat(6, 1fr); gap: 0.5em; margin: 0.5em 0; }
+.filters label { font-size: 0.8em; color: #555; }
+.buttons button { margin: 0.4em 0.4em 0.4em 0; padding: 0.25em 0.8em; }
+.md table { border-collapse: collapse; font-size: 0.9em; margin: 0.6em 0; }
+.md th, .md td { border: 1px solid #ccc; padding: 0.2em 0.5em; }
+.md th { background: #f3f3f3; }
+.warn { color: #a55; font-size: 0.85em; }
+"""
+
+
+def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
+    """The Dash app over ``results`` (run JSONs) and ``tables_dir`` (``*.md`` tables)."""
+    from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
+
+    from snfs.report.figures_live import empty_figure, overlay_figure, run_figure
+
+    store = RunFolder(results)
+    store.refresh()  # fails here, with a clear message, when the folder does not exist
+    lock = threading.Lock()
+
+    def current() -> list[Run]:
+        with lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedFile)  # each skipped file is warned about once, on the console
+            return store.refresh()
+
+    app = Dash(__name__, title="snfs runs", update_title=None)
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
+    from dash.dash_table.Format import Format, Scheme
+
+    decimals = {"test_error": 2, "val_error": 2, "final_density": 4, "flops_ratio": 3, "wall_time_s": 0}
+    columns = [{"name": header, "id": key, "type": "numeric" if key in NUMBER_FORMATS or key == "seed" else "text"}
+               | ({"format": Format(precision=decimals[key], scheme=Scheme.fixed)} if key in decimals else {})
+               for key, header in SUMMARY_COLUMNS]
+    tables = table_files(tables_dir)
+    app.layout = html.Div([
+        html.H1(f"snfs runs: {paths.display(results)}"),
+        html.Div(id="status", className="status"),
+        dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
+        dcc.Tabs([
+            dcc.Tab(label="Runs", children=[
+                html.Div([html.Div([html.Label(k), dcc.Dropdown(id=f"filter-{k}", multi=True, placeholder="any")])
+                          for k in FILTER_KEYS], className="filters"),
+                dash_table.DataTable(
+                    id="runs", columns=columns, data=[], row_selectable="multi", selected_rows=[],
+                    sort_action="native", filter_action="native", page_action="native", page_size=PAGE_SIZE,
+                    style_table={"overflowX": "auto"},
+                    style_cell={"fontFamily": "inherit", "fontSize": "12px", "padding": "2px 6px", "textAlign": "left",
+                                "maxWidth": "420px", "overflow": "hidden", "textOverflow": "ellipsis"},
+                    style_header={"fontWeight": "bold", "backgroundColor": "#f3f3f3"},
+                    style_data_conditional=[{"if": {"filter_query": '{status} = "failed"'}, "color": "#b00"},
+                                            {"if": {"filter_query": '{status} != "finished" && {status} != "failed"'},
+                                             "color": "#06c"}]),
+                html.Div([html.Button("overlay every listed run", id="select-listed"),
+                          html.Button("add the other seeds of the selected rows", id="select-seeds"),
+                          html.Button("clear the selection", id="select-none"),
+                          dcc.RadioItems(id="color-by", value="run", inline=True,
+                                         options=[{"label": f"colour by {k}", "value": k}
+                                                  for k in ("run", "algorithm", "density", "seed", "model")])],
+                         className="buttons"),
+                dcc.Graph(id="curves", figure=empty_figure("select a run"), config={"displaylogo": False}),
+            ]),
+            dcc.Tab(label="Tables (ours beside the paper's)", children=[
+                dcc.Dropdown(id="table-name", options=[{"label": p.stem if p.name != "README.md" else "index", "value": p.name}
+                                                       for p in tables],
+                             value=tables[0].name if tables else None, clearable=False),
+                html.Div(id="table-body", className="md"),
+            ]),
+        ]),
+    ])
+
+    @app.callback(
+        [Output("runs", "data"), Output("runs", "selected_rows"), Output("status", "children")]
+        + [Output(f"filter-{k}", "options") for k in FILTER_KEYS],
+        [Input("tick", "n_intervals"), Input("select-listed", "n_clicks"), Input("select-seeds", "n_clicks"),
+         Input("select-none", "n_clicks")] + [Input(f"filter-{k}", "value") for k in FILTER_KEYS],
+        [State("runs", "data"), State("runs", "selected_rows"), State("runs", "derived_virtual_data")])
+    def update_list(_tick, _listed, _seeds, _none, *args):
+        filters = dict(zip(FILTER_KEYS, args[:len(FILTER_KEYS)]))
+        old_data, old_selected, visible = args[len(FILTER_KEYS):]
+        runs = sorted(current(), key=lambda r: (r.mtime, r.run_id), reverse=True)  # newest (training) first
+        summaries = [r.summary() for r in runs]
+        shown = [s for s in summaries if all(not v or s[k] in v for k, v in filters.items())]
+        data = [dict(s, id=s["run_id"]) for s in shown]
+        selected_ids = [old_data[i]["id"] for i in (old_selected or []) if old_data and i < len(old_data)]
+        trigger = ctx.triggered_id
+        if trigger == "select-listed":
+            selected_ids = [row["id"] for row in (visible if visible is not None else data)]
+        elif trigger == "select-seeds":
+            rows = {s["row"] for s in summaries if s["run_id"] in set(selected_ids)}
+            selected_ids = [s["run_id"] for s in shown if s["row"] in rows]
+        elif trigger == "select-none":
+            selected_ids = []
+        elif old_data is None or (not old_data and not old_selected):  # first load: the latest run
+            newest = latest([r for r in runs if r.run_id in {s["run_id"] for s in shown}])
+            selected_ids = [newest.run_id] if newest else []
+        index = {row["id"]: i for i, row in enumerate(data)}
+        selected = [index[i] for i in selected_ids if i in index]
+        if trigger == "tick" and data == old_data and selected == (old_selected or []):
+            data_out, selected_out = no_update, no_update
+        else:
+            data_out, selected_out = data, selected
+        counts = defaultdict(int)
+        for s in summaries:
+            counts[s["status"]] += 1
+        status = [f"{len(runs)} runs (" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"), {len(shown)} listed; "
+                  f"re-read every {refresh_s:g} s, last at {time.strftime('%H:%M:%S')}"]
+        if store.skipped:
+            status.append(html.Div(f"skipped {len(store.skipped)} file(s) that are not run records: "
+                                   + "; ".join(f"{name}: {why}" for name, why in sorted(store.skipped.items())[:5]),
+                                   className="warn"))
+        options = []
+        for k in FILTER_KEYS:
+            values = sorted({s[k] for s in summaries if s[k] is not None}, key=lambda v: (str(type(v)), v))
+            options.append([{"label": fmt(k, v), "value": v} for v in values])
+        return [data_out, selected_out, status] + options
+
+    @app.callback(Output("curves", "figure"),
+                  [Input("runs", "selected_rows"), Input("runs", "data"), Input("color-by", "value")])
+    def update_curves(selected, data, color_by):
+        ids = [data[i]["id"] for i in (selected or []) if data and i < len(data)]
+        if not ids:
+            return empty_figure("select a run in the list (several runs are overlaid)")
+        by_id = {r.run_id: r for r in current()}
+        runs = [by_id[i] for i in ids if i in by_id]
+        if len(runs) == 1:
+            return run_figure(runs[0])
+        return overlay_figure(runs, color_by=color_by)
+
+    @app.callback(Output("table-body", "children"), Input("table-name", "value"))
+    def show_table(name):
+        if not name:
+            return html.P(f"no tables in {paths.display(tables_dir)} (make tables writes them)")
+        text = (tables_dir / name).read_text()
+        text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", text)  # links between tables: the dropdown shows them
+        return dcc.Markdown(text)
+
+    return app
+
+
+class _Server:
+    """The app on a werkzeug server in a background thread (``check`` and the tests)."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        import logging
+
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+
+        self.httpd = make_server(host, port, app.server, threaded=True)
+        self.url = f"http://{host}:{self.httpd.server_port}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.thread.join(timeout=10)
+        self.httpd.server_close()
+
+
+def serve(results: Path, tables_dir: Path, host: str, port: int) -> None:
+    app = make_app(results, tables_dir)
+    print(f"dashboard of {paths.display(results)} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    app.run(host=host, port=port, debug=False)
+
+
+# --- the static report -------------------------------------------------------------------------
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+{script}<style>{css}
+table.runs {{ border-collapse: collapse; font-size: 12px; }}
+table.runs th, table.runs td {{ border-bottom: 1px solid #ddd; padding: 2px 6px; text-align: left; }}
+table.runs th {{ background: #f3f3f3; }}
+nav a {{ margin-right: 1em; }}
+.filterbar {{ font-size: 0.85em; margin: 0.3em 0; }}
+.filterbar a {{ margin-right: 0.5em; }}
+</style></head>
+<body><nav><a href="{root}index.html">runs</a><a href="{root}compare.html">overlays</a><a href="{root}tables.html">tables</a></nav>
+<h1>{title}</h1>
+{body}
+</body></html>
+"""
+
+
+def page(title: str, body: str, root: str = "", plotly: bool = False) -> str:
+    script = f'<script src="{root}plotly.min.js"></script>\n' if plotly else ""
+    return PAGE.format(title=htmlmod.escape(title), script=script, css=CSS, root=root, body=body)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "_"
+
+
+def figure_div(fig, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
+
+
+def runs_table(runs: Sequence[Run], root: str) -> str:
+    cols = [(k, h) for k, h in SUMMARY_COLUMNS if k != "updated"]  # mtimes would change a committed report on every checkout
+    head = "".join(f"<th>{htmlmod.escape(h)}</th>" for _, h in cols)
+    rows = []
+    for run in runs:
+        s = run.summary()
+        cells = []
+        for k, _ in cols:
+            text = htmlmod.escape(fmt(k, s[k]))
+            if k == "run_id":
+                text = f'<a href="{root}runs/{slug(run.run_id)}.html">{text}</a> (<a href="{root}rows/{s["row"]}.html">seeds</a>)'
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="runs"><tr>{head}</tr>\n' + "\n".join(rows) + "</table>"
+
+
+def filter_bar(runs: Sequence[Run], root: str) -> str:
+    """Links to the run list filtered by one value of each filter key (static pages have no widgets)."""
+    lines = []
+    for k in FILTER_KEYS:
+        values = sorted({r.summary()[k] for r in runs if r.summary()[k] is not None}, key=lambda v: (str(type(v)), v))
+        links = " ".join(f'<a href="{root}filters/{k}-{slug(fmt(k, v))}.html">{htmlmod.escape(fmt(k, v))}</a>' for v in values)
+        lines.append(f"<div><b>{k}</b>: {links}</div>")
+    return '<div class="filterbar">' + "\n".join(lines) + "</div>"
+
+
+def render_tables(tables_dir: Path) -> str:
+    import markdown
+
+    parts, index = [], []
+    for p in table_files(tables_dir):
+        name = p.stem if p.name != "README.md" else "index"
+        text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", p.read_text())
+        index.append(f'<a href="#{name}">{name}</a>')
+        parts.append(f'<section id="{name}" class="md">' + markdown.markdown(text, extensions=["tables"]) + "</section><hr>")
+    if not parts:
+        return f"<p>no tables in {htmlmod.escape(paths.display(tables_dir))} (make tables writes them)</p>"
+    return "<p>" + " · ".join(index) + "</p>" + "\n".join(parts)
+
+
+def _write(path: Path, text: str, written: set[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    written.add(path)
+
+
+def write_report(results: Path, tables_dir: Path, out: Path, progress: bool = True) -> dict[str, int]:
+    """Every page of the dashboard as static files under ``out``; returns counts of what was written."""
+    import plotly.offline
+    from tqdm.auto import tqdm
+
+    from snfs.report.figures_live import overlay_figure, run_figure
+
+    folder = RunFolder(results)
+    runs = folder.refresh()
+    out.mkdir(parents=True, exist_ok=True)
+    written: set[Path] = set()
+    _write(out / "plotly.min.js", plotly.offline.get_plotlyjs(), written)
+    rows: dict[str, list[Run]] = defaultdict(list)
+    compare: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        s = run.summary()
+        rows[s["row"]].append(run)
+        compare[(s["dataset"], s["model"], s["density"])].append(run)
+    jobs = len(runs) + len(rows) + len(compare)
+    bar = tqdm(total=jobs, desc="report", unit="page", disable=not progress)
+
+    for run in runs:
+        s = run.summary()
+        facts = "".join(f"<li>{htmlmod.escape(h)}: {htmlmod.escape(fmt(k, s[k]))}</li>" for k, h in SUMMARY_COLUMNS
+                        if k not in ("run_id", "updated"))
+        body = (f'<p><a href="../rows/{s["row"]}.html">every seed of this table row</a></p><ul>{facts}</ul>'
+                + figure_div(run_figure(run), "curves"))
+        _write(out / "runs" / f"{slug(run.run_id)}.html", page(run.run_id, body, "../", plotly=True), written)
+        bar.update(1)
+    for row, members in rows.items():
+        s = members[0].summary()
+        title = f"{s['dataset']} {s['model']} {s['algorithm']} {s['variant']} density {fmt('density', s['density'])}: {len(members)} seed(s)"
+        body = runs_table(members, "../") + figure_div(overlay_figure(members, title=title), "curves")
+        _write(out / "rows" / f"{row}.html", page(title, body, "../", plotly=True), written)
+        bar.update(1)
+    compare_links = []
+    for (dataset, model, density), members in sorted(compare.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        algos = sorted({r.summary()["algorithm"] for r in members})
+        name = slug(f"{dataset}-{model}-d{fmt('density', density)}")
+        title = f"{dataset} {model} at density {fmt('density', density)}: {', '.join(algos)}"
+        body = runs_table(members, "../") + figure_div(overlay_figure(members, color_by="algorithm", title=title), "curves")
+        _write(out / "compare" / f"{name}.html", page(title, body, "../", plotly=True), written)
+        compare_links.append(f'<li><a href="compare/{name}.html">{htmlmod.escape(title)}</a> ({len(members)} runs)</li>')
+        bar.update(1)
+    bar.close()
+
+    for k in FILTER_KEYS:
+        for v in {r.summary()[k] for r in runs if r.summary()[k] is not None}:
+            members = [r for r in runs if r.summary()[k] == v]
+            title = f"runs with {k} = {fmt(k, v)}"
+            _write(out / "filters" / f"{k}-{slug(fmt(k, v))}.html",
+                   page(title, filter_bar(runs, "../") + runs_table(members, "../"), "../"), written)
+    row_links = []
+    for row, members in sorted(rows.items(), key=lambda kv: kv[1][0].run_id):
+        s = members[0].summary()
+        row_links.append(f'<li><a href="rows/{row}.html">{htmlmod.escape(" ".join(str(x) for x in (s["dataset"], s["model"], s["algorithm"], s["variant"]) if x))}'
+                         f' density {fmt("density", s["density"])}</a> ({len(members)} seed(s))</li>')
+    _write(out / "compare.html", page("Overlays", "<h2>Algorithms at one density</h2><ul>" + "\n".join(compare_links)
+                                      + "</ul><h2>Seeds of one table row</h2><ul>" + "\n".join(row_links) + "</ul>"), written)
+    _write(out / "tables.html", page(f"Tables: {paths.display(tables_dir)}", render_tables(tables_dir)), written)
+    skipped = "".join(f"<li>{htmlmod.escape(n)}: {htmlmod.escape(w)}</li>" for n, w in sorted(folder.skipped.items()))
+    index = (f"<p>{len(runs)} runs from <code>{htmlmod.escape(paths.display(results))}</code>. Each run id opens its curves; "
+             f"'seeds' overlays every seed of its table row. The live version with filters and selection: "
+             f"<code>make dashboard</code>.</p>" + (f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else "") + filter_bar(runs, "") + runs_table(runs, ""))
+    _write(out / "index.html", page("snfs runs", index), written)
+    # pages of runs that are no longer in the store go, so a committed report matches the store
+    for sub in ("runs", "rows", "compare", "filters"):
+        for old in (out / sub).glob("*.html"):
+            if old not in written:
+                old.unlink()
+    return {"runs": len(runs), "rows": len(rows), "compare": len(compare), "files": len(written)}
+
+
+# --- the browser check ---------------------------------------------------------------------------
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def find_chromium() -> str | None:
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def chromium(browser: str, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="snfs-chromium-") as profile:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1700",
+               "--virtual-time-budget=30000", *args, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def page_facts(dom: str) -> dict[str, Any]:
+    """What the rendered page shows: the run ids in the run list, and the plotted lines."""
+    run_ids = re.findall(r'data-dash-column="run_id"[^>]*>\s*<div[^>]*>([^<]+)</div>', dom)
+    lines = [d for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', dom) if d.count("L") >= 1]
+    return {"run_ids": run_ids, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom}
+
+
+def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None = None) -> dict[str, Any]:
+    """Serve the dashboard, open it in headless Chromium, assert a run list and a curve; keep a screenshot."""
+    browser = browser or find_chromium()
+    if browser is None:
+        raise RuntimeError("no Chromium found (apt-get install chromium)")
+    app = make_app(results, tables_dir)
+    runs = RunFolder(results).refresh()
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    with _Server(app) as server:
+        dom = chromium(browser, server.url, "--dump-dom")
+        if dom.returncode != 0:
+            raise RuntimeError(f"chromium failed ({dom.returncode}): {dom.stderr[-2000:]}")
+        facts = page_facts(dom.stdout)
+        shot = chromium(browser, server.url, f"--screenshot={screenshot.resolve()}")
+        if shot.returncode != 0 or not screenshot.exists():
+            raise RuntimeError(f"chromium took no screenshot ({shot.returncode}): {shot.stderr[-2000:]}")
+    expected = min(len(runs), PAGE_SIZE)
+    newest = latest(runs)
+    problems = []
+    if len(facts["run_ids"]) != expected:
+        problems.append(f"the run list shows {len(facts['run_ids'])} runs, expected {expected}")
+    if newest is not None and newest.run_id not in facts["run_ids"]:
+        problems.append(f"the latest run {newest.run_id} is not in the run list")
+    if newest is not None and facts["lines"] == 0:
+        problems.append("no curve is drawn")
+    facts.update(url=server.url, screenshot=str(screenshot), expected_rows=expected, problems=problems,
+                 latest=newest.run_id if newest else None)
+    return facts
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m snfs.report.dashboard", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "serve the dashboard"), ("report", "write it as static HTML files"),
+                            ("check", "open it in headless Chromium, assert, keep a screenshot")):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("--results", help="folder of run JSONs (default results/runs; --quick: results/quick/runs)")
+        s.add_argument("--tables", help="folder of tables (default results/tables; --quick: results/quick/tables)")
+        s.add_argument("--quick", action="store_true", help="the QUICK=1 store (results/quick/)")
+        if name == "serve":
+            s.add_argument("--host", default="127.0.0.1")
+            s.add_argument("--port", type=int, default=8050)
+        if name == "report":
+            s.add_argument("--out", help="output folder (default results/report; --quick: results/quick/report)")
+        if name == "check":
+            s.add_argument("--screenshot", help="PNG to write (default results/report/dashboard.png)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _args(argv)
+    results = Path(args.results) if args.results else (paths.QUICK_RUNS_DIR if args.quick else paths.RUNS_DIR)
+    tables_dir = Path(args.tables) if args.tables else (paths.QUICK_TABLES_DIR if args.quick else paths.TABLES_DIR)
+    report_dir = paths.QUICK_DIR / "report" if args.quick else paths.RESULTS_DIR / "report"
+    if not results.is_dir():
+        print(f"error: results folder {results} does not exist (RESULTS=<folder of run JSONs>; "
+              f"`make train` or `make reproduce-table-<name>` fill results/runs)", file=sys.stderr)
+        return 2
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    try:
+        if args.command == "serve":
+            serve(results, tables_dir, args.host, args.port)
+        elif args.command == "report":
+            out = Path(args.out) if args.out else report_dir
+            counts = write_report(results, tables_dir, out)
+            print(f"report of {counts['runs']} runs ({counts['rows']} table rows, {counts['compare']} comparisons, "
+                  f"{counts['files']} files) in {paths.display(out)}; open {paths.display(out / 'index.html')}")
+        else:
+            shot = Path(args.screenshot) if args.screenshot else report_dir / "dashboard.png"
+            facts = check(results, tables_dir, shot)
+            print(json.dumps({k: facts[k] for k in ("url", "expected_rows", "lines", "latest", "screenshot", "problems")}
+                             | {"rows_shown": len(facts["run_ids"])}))
+            if facts["problems"]:
+                print("error: " + "; ".join(facts["problems"]), file=sys.stderr)
+                return 1
+            print(f"ok: run list ({len(facts['run_ids'])} rows) and {facts['lines']} curve(s) rendered; "
+                  f"screenshot {paths.display(shot)}")
+    except (OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

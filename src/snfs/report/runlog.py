@@ -1,0 +1,244 @@
+"""Read the results store for the dashboard: every run JSON, re-read when it changes.
+
+This module imports neither torch nor hydra nor ``snfs.train`` (``snfs.report.store`` does), so
+the dashboard starts fast on any laptop. ``RunFolder.refresh()`` stats ``<folder>/*.json`` and
+parses only the files whose size or modification time changed since the last call, so a run whose
+record is rewritten while it trains (a growing ``history``) shows its new epochs on the next
+refresh. A file that is not valid JSON (half-written, truncated) or is not a run record (some
+other tool's JSON) is skipped with one warning per version of the file, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+# Top-level config keys that do not change what a run computes (where it is stored, how it is
+# shown, which device). A copy of ``snfs.train.NON_SEMANTIC_KEYS``, which we may not import here
+# (it pulls in torch); tests/test_dashboard.py checks that the two agree.
+NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
+                     "speedup_estimate")
+IGNORED_KEYS = {"dataset.download", "dataset.verify_md5"}
+
+# The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.
+SCHEDULE_KEYS = ("prune_rate", "zeta", "drop_fraction", "target_prune", "temperature", "threshold")
+
+# Columns of the run list, in order: (key, header).
+SUMMARY_COLUMNS = (
+    ("run_id", "run"), ("status", "status"), ("dataset", "dataset"), ("model", "model"),
+    ("algorithm", "algorithm"), ("variant", "variant"), ("density", "density"), ("seed", "seed"),
+    ("epochs_done", "epochs"), ("test_error", "test err %"), ("val_error", "val err %"),
+    ("final_density", "final density"), ("flops_ratio", "FLOPs / dense"), ("wall_time_s", "wall time s"),
+    ("updated", "updated"),
+)
+FILTER_KEYS = ("dataset", "model", "algorithm", "density", "seed", "status")
+
+
+class SkippedFile(UserWarning):
+    """A file in the results folder that is not a readable run record."""
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def row_key(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened config that defines a table row: what a run computes, less its seed."""
+    return {k: v for k, v in flatten(config).items()
+            if k.split(".", 1)[0] not in NON_SEMANTIC_KEYS and k not in IGNORED_KEYS and k != "seed"}
+
+
+def _number(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _problem(obj: Any) -> str | None:
+    """Why ``obj`` is not a run record, or None when it is one."""
+    if not isinstance(obj, dict):
+        return f"a JSON {type(obj).__name__}, not a run record"
+    missing = [k for k in ("run_id", "dataset", "model", "algorithm") if not isinstance(obj.get(k), str)]
+    if missing:
+        return "not a run record (no " + ", ".join(missing) + ")"
+    if "history" in obj and not isinstance(obj["history"], list):
+        return "its history is not a list"
+    return None
+
+
+@dataclass
+class Run:
+    """One run record and what the dashboard derives from it."""
+
+    record: dict
+    path: Path
+    mtime: float
+    history: list[dict] = field(default_factory=list)
+    _summary: dict | None = field(default=None, repr=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.record["run_id"]
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status") or "unknown")
+
+    @property
+    def row(self) -> str:
+        """An id shared by the runs of one table row (same config but the seed)."""
+        config = self.record.get("config")
+        if isinstance(config, Mapping):
+            blob = json.dumps(row_key(config), sort_keys=True, default=str)
+        else:
+            blob = json.dumps([self.record.get(k) for k in ("dataset", "model", "algorithm", "density")], default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+    @property
+    def variant(self) -> str:
+        """``sparse.label`` where the run has one, else empty (the row id tells variants apart)."""
+        config = self.record.get("config")
+        label = config.get("sparse", {}).get("label") if isinstance(config, Mapping) and isinstance(config.get("sparse"), Mapping) else None
+        return str(label) if label else ""
+
+    def summary(self) -> dict[str, Any]:
+        if self._summary is None:
+            self._summary = self._make_summary()
+        return self._summary
+
+    def _make_summary(self) -> dict[str, Any]:
+        r = self.record
+        epochs = r.get("epochs")
+        if not isinstance(epochs, int) and isinstance(r.get("config"), Mapping):
+            epochs = r["config"].get("epochs")
+        done = len(self.history)
+        return {
+            "run_id": self.run_id, "status": self.status, "dataset": r["dataset"], "model": r["model"],
+            "algorithm": r["algorithm"], "variant": self.variant, "row": self.row,
+            "density": _number(r.get("density")), "seed": r.get("seed") if isinstance(r.get("seed"), int) else None,
+            "epochs_done": f"{done}/{epochs}" if isinstance(epochs, int) else str(done),
+            "test_error": _number(r.get("test_error")),
+            "val_error": _number(r.get("val_error")) if r.get("val_error") is not None
+            else (_number(self.history[-1].get("val_error")) if self.history else None),
+            "final_density": _number(r.get("final_density")) if r.get("final_density") is not None
+            else (_number(self.history[-1].get("density")) if self.history else None),
+            "flops_ratio": _number(r.get("flops_ratio")),
+            "wall_time_s": _number(r.get("wall_time_s")),
+            "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(self.mtime)),
+        }
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """(epochs, values) of one per-epoch quantity; epochs without it are left out."""
+        xs, ys = [], []
+        for i, h in enumerate(self.history):
+            y = _number(h.get(key))
+            if y is not None:
+                xs.append(_number(h.get("epoch")) or float(i + 1))
+                ys.append(y)
+        return xs, ys
+
+    def schedule_key(self) -> str | None:
+        """The algorithm's prune-rate-like quantity that this run logged (see ``SCHEDULE_KEYS``)."""
+        for key in SCHEDULE_KEYS:
+            if any(_number(h.get(key)) is not None for h in self.history):
+                return key
+        return None
+
+    def layers(self) -> list[str]:
+        names: dict[str, None] = {}
+        for h in self.history:
+            if isinstance(h.get("layer_density"), Mapping):
+                names.update(dict.fromkeys(h["layer_density"]))
+        return list(names)
+
+    def layer_series(self, layer: str, key: str = "layer_density") -> tuple[list[float], list[float]]:
+        xs, ys = [], []
+        for i, h in enumerate(self.history):
+            per = h.get(key)
+            y = _number(per.get(layer)) if isinstance(per, Mapping) else None
+            if y is not None:
+                xs.append(_number(h.get("epoch")) or float(i + 1))
+                ys.append(y)
+        return xs, ys
+
+
+class RunFolder:
+    """The run JSONs of one folder, re-read by ``refresh()`` whenever a file changes."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._cache: dict[Path, tuple[tuple[int, int], Run | None]] = {}
+        self.skipped: dict[str, str] = {}  # file name -> why it was skipped (the latest refresh)
+
+    def refresh(self) -> list[Run]:
+        """The readable run records now in the folder, sorted by run id."""
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)")
+        seen: set[Path] = set()
+        runs: list[Run] = []
+        skipped: dict[str, str] = {}
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                st = path.stat()
+            except OSError:  # removed between the listing and now
+                continue
+            seen.add(path)
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(path)
+            if cached is None or cached[0] != stamp:
+                run, why = self._read(path, st.st_mtime)
+                if why is not None:
+                    warnings.warn(f"skipped {path}: {why}", SkippedFile, stacklevel=2)
+                cached = (stamp, run)
+                self._cache[path] = cached
+                if why is not None:
+                    skipped[path.name] = why
+            if cached[1] is None:
+                skipped.setdefault(path.name, self.skipped.get(path.name, "unreadable"))
+            else:
+                runs.append(cached[1])
+        for gone in set(self._cache) - seen:
+            del self._cache[gone]
+        self.skipped = skipped
+        runs.sort(key=lambda r: r.run_id)
+        return runs
+
+    @staticmethod
+    def _read(path: Path, mtime: float) -> tuple[Run | None, str | None]:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, f"cannot be read ({exc})"
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, f"not valid JSON, perhaps half-written ({exc})"
+        why = _problem(obj)
+        if why is not None:
+            return None, why
+        history = [h for h in obj.get("history") or [] if isinstance(h, Mapping)]
+        return Run(record=obj, path=path, mtime=mtime, history=history), None
+
+
+def filter_runs(runs: Iterable[Run], **selected: Iterable[Any] | None) -> list[Run]:
+    """The runs whose summary value of each key is among the selected values (None or empty: any)."""
+    out = []
+    for run in runs:
+        s = run.summary()
+        if all(not values or s.get(key) in set(values) for key, values in selected.items()):
+            out.append(run)
+    return out
