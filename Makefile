@@ -106,3 +106,22 @@ tables: $(STAMP) ## rebuild results/tables/*.{md,csv} from results/runs (QUICK=1
 
 figures: $(STAMP) ## rebuild results/figures/*.png from results/runs (same QUICK / SOURCE / WANDB_PROJECT options)
 	$(REPRO) figures $(REPRO_READ_FLAGS)
+
+# --- dashboard: the results store in a browser (src/snfs/report/dashboard.py) -------------------------------
+# make dashboard [RESULTS=dir] [QUICK=1] [PORT=8050] [HOST=127.0.0.1]; make report [OUT=results/report]
+PORT ?= 8050
+HOST ?= 127.0.0.1
+OUT ?=
+DASH := $(PY) -m snfs.report.dashboard
+DASH_FLAGS = $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(RESULTS),--results $(RESULTS))
+
+.PHONY: dashboard report check-dashboard
+
+dashboard: $(STAMP) ## serve a local dashboard of the results store at http://127.0.0.1:8050 (RESULTS=dir, QUICK=1, PORT=, HOST=)
+	$(DASH) serve $(DASH_FLAGS) --host $(HOST) --port $(PORT)
+
+report: $(STAMP) ## write the dashboard as static HTML (no server needed) to results/report/ (RESULTS=dir, QUICK=1, OUT=dir)
+	$(DASH) report $(DASH_FLAGS) $(if $(OUT),--out $(OUT))
+
+check-dashboard: $(STAMP) ## open the dashboard in headless Chromium, assert the run list and a curve, screenshot results/report/dashboard.png
+	$(DASH) check $(DASH_FLAGS)

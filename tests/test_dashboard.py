@@ -1,0 +1,243 @@
+"""The dashboard (make dashboard / report / check-dashboard) over a results store made here.
+
+The store holds finished runs of two algorithms and three seeds, a run still training, a
+half-written JSON and two foreign ones. The browser test opens the served page in headless
+Chromium (Debian's package), as a user would, and needs nothing but that binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from snfs.report import dashboard
+from snfs.report.figures_live import labels, overlay_figure, run_figure
+from snfs.report.runlog import NON_SEMANTIC_KEYS, RunFolder, SkippedFile
+
+LAYERS = ("fc1.weight", "fc2.weight", "fc3.weight")
+
+
+def record(algorithm: str, density: float, seed: int, epochs_done: int, epochs: int = 6, status: str = "finished") -> dict:
+    run_id = f"mnist-lenet300_100-{algorithm}-d{density}-s{seed}-{algorithm[:2]}{seed}"
+    history = []
+    for e in range(1, epochs_done + 1):
+        history.append({
+            "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_error": 10.0 / e, "val_error": 12.0 / e,
+            "lr": 0.1 if e < 4 else 0.01, "prune_rate": 0.5 - 0.05 * e, "density": density,
+            "layer_density": {name: density * (1 + i) / 2 for i, name in enumerate(LAYERS)},
+            "pruned": 1000 - 100 * e, "regrown": 1000 - 100 * e,
+        })
+    rec = {"status": status, "run_id": run_id, "dataset": "mnist", "model": "lenet300_100", "algorithm": algorithm,
+           "density": density, "seed": seed, "epochs": epochs, "history": history,
+           "config": {"dataset": {"name": "mnist"}, "model": {"name": "lenet300_100"}, "sparse": {"name": algorithm},
+                      "density": density, "seed": seed, "epochs": epochs, "results_dir": "somewhere", "device": "cpu"}}
+    if status == "finished":
+        rec.update(test_error=1.5 + seed / 100, val_error=history[-1]["val_error"], final_density=density,
+                   flops_ratio=0.4, wall_time_s=12.0)
+    return rec
+
+
+def write(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj))
+
+
+@pytest.fixture
+def store(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for algorithm in ("momentum", "set"):
+        for seed in (17, 18, 19):
+            rec = record(algorithm, 0.05, seed, 6)
+            write(runs / f"{rec['run_id']}.json", rec)
+    live = record("momentum", 0.02, 17, 2, status="running")
+    write(runs / f"{live['run_id']}.json", live)
+    (runs / "half-written.json").write_text(json.dumps(record("set", 0.02, 17, 6))[:500])
+    write(runs / "foreign.json", {"name": "some other tool", "values": [1, 2, 3]})
+    write(runs / "a-list.json", [1, 2, 3])
+    (runs / "checkpoints").mkdir()
+    (runs / "checkpoints" / "x.json").write_text("not looked at")
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "README.md").write_text("# Tables\n\n| table | what |\n|---|---|\n| [toy](toy.md) | a toy |\n")
+    (tables / "toy.md").write_text("# Toy\n\n| method | ours | paper |\n|---|---:|---:|\n| sparse_momentum | 98.50 ± 0.04 | 98.53 |\n")
+    return {"runs": runs, "tables": tables, "live": live["run_id"], "tmp": tmp_path}
+
+
+def test_dashboard_imports_no_training_stack(tmp_path):
+    (tmp_path / "runs").mkdir()
+    code = ("import sys; from pathlib import Path; import snfs.report.dashboard as d; "
+            f"d.make_app(Path({str(tmp_path / 'runs')!r}), Path({str(tmp_path)!r})); "
+            "print([m for m in ('torch', 'hydra', 'snfs.train', 'wandb') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_non_semantic_keys_are_the_training_scripts():
+    from snfs.train import NON_SEMANTIC_KEYS as train_keys
+
+    assert tuple(NON_SEMANTIC_KEYS) == tuple(train_keys)
+
+
+def test_bad_files_are_skipped_with_one_warning_each(store):
+    folder = RunFolder(store["runs"])
+    with pytest.warns(SkippedFile) as caught:
+        runs = folder.refresh()
+    assert len(runs) == 7
+    assert set(folder.skipped) == {"half-written.json", "foreign.json", "a-list.json"}
+    assert "not valid JSON" in folder.skipped["half-written.json"]
+    assert "not a run record" in folder.skipped["foreign.json"]
+    assert len([w for w in caught if issubclass(w.category, SkippedFile)]) == 3
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        assert len(folder.refresh()) == 7
+    assert not [w for w in again if issubclass(w.category, SkippedFile)]  # unchanged files: no new warning
+    assert set(folder.skipped) == {"half-written.json", "foreign.json", "a-list.json"}
+
+
+def _touch_later(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+
+
+def test_a_growing_run_is_reread(store):
+    folder = RunFolder(store["runs"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        live = {r.run_id: r for r in folder.refresh()}[store["live"]]
+        assert (len(live.history), live.summary()["epochs_done"], live.status) == (2, "2/6", "running")
+        path = store["runs"] / f"{store['live']}.json"
+        write(path, record("momentum", 0.02, 17, 4, status="running"))
+        _touch_later(path)
+        live = {r.run_id: r for r in folder.refresh()}[store["live"]]
+        assert len(live.history) == 4 and live.summary()["epochs_done"] == "4/6"
+        # a half-written version is skipped (the last good one is not kept), then read once complete
+        path.write_text(json.dumps(record("momentum", 0.02, 17, 5, status="running"))[:300])
+        _touch_later(path)
+        assert store["live"] not in {r.run_id for r in folder.refresh()}
+        write(path, record("momentum", 0.02, 17, 6))
+        _touch_later(path)
+        done = {r.run_id: r for r in folder.refresh()}[store["live"]]
+    assert done.status == "finished" and len(done.history) == 6
+    assert "half-written.json" in folder.skipped and f"{store['live']}.json" not in folder.skipped
+
+
+def test_run_figure_and_overlay(store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        runs = RunFolder(store["runs"]).refresh()
+    run = next(r for r in runs if r.run_id.endswith("momentum-d0.05-s18-mo18"))
+    fig = run_figure(run)
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["val error"].y) == pytest.approx([12.0 / e for e in range(1, 7)], rel=1e-6)
+    assert list(by_name["lr"].y) == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+    assert list(by_name["prune rate"].y) == pytest.approx([0.45, 0.4, 0.35, 0.3, 0.25, 0.2])
+    assert list(by_name["fc3.weight"].y) == pytest.approx([0.075] * 6)
+    assert list(by_name["pruned"].y) == pytest.approx([900, 800, 700, 600, 500, 400])
+    assert by_name["test error 1.68"].y[0] == pytest.approx(1.68)
+    seeds = [r for r in runs if r.summary()["row"] == run.summary()["row"]]
+    assert sorted(r.summary()["seed"] for r in seeds) == [17, 18, 19]  # one table row = every seed
+    assert sorted(labels(seeds).values()) == ["seed 17", "seed 18", "seed 19"]
+    at_5 = [r for r in runs if r.summary()["density"] == 0.05 and r.summary()["seed"] == 17]
+    assert sorted(labels(at_5).values()) == ["momentum", "set"]
+    over = overlay_figure(at_5 + seeds, color_by="algorithm")
+    legend = [t.name for t in over.data if t.showlegend]
+    assert sorted(legend) == ["momentum", "set"]  # one legend entry per algorithm
+    assert len(over.data) == 6 * len(at_5 + seeds)
+
+
+def test_static_report(store):
+    out = store["tmp"] / "report"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "gone.html").write_text("a run no longer in the store")
+    with pytest.warns(SkippedFile):
+        counts = dashboard.write_report(store["runs"], store["tables"], out, progress=False)
+    assert counts["runs"] == 7 and counts["rows"] == 3 and counts["compare"] == 2
+    index = (out / "index.html").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        runs = RunFolder(store["runs"]).refresh()
+    for run in runs:
+        assert f'href="runs/{run.run_id}.html"' in index
+        page = (out / "runs" / f"{run.run_id}.html").read_text()
+        assert '<script src="../plotly.min.js"></script>' in page and "Plotly.newPlot" in page
+    assert "half-written.json" in index and "foreign.json" in index  # skipped files are listed, not fatal
+    assert not (out / "runs" / "gone.html").exists()
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    row = runs[-1].summary()["row"]
+    row_page = (out / "rows" / f"{row}.html").read_text()
+    assert sum(r.run_id in row_page for r in runs if r.summary()["row"] == row) == 3
+    compare = (out / "compare" / "mnist-lenet300_100-d0.05.html").read_text()
+    assert "momentum, set" in compare
+    assert (out / "filters" / "algorithm-set.html").exists()
+    filtered = (out / "filters" / "status-running.html").read_text()
+    assert store["live"] in filtered and "-s18-" not in filtered
+    tables = (out / "tables.html").read_text()
+    assert "<table>" in tables and ">98.50 ± 0.04</td>" in tables and 'href="#toy"' in tables
+
+
+def test_cli_missing_folder_is_one_line(tmp_path, capsys):
+    assert dashboard.main(["report", "--results", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: results folder") and "does not exist" in err
+    assert not (tmp_path / "r").exists()
+
+
+def _post_curves(client, run_id: str) -> str:
+    """The server's answer to 'draw this run' (the callback the page calls), as the figure title."""
+    payload = {"output": "curves.figure", "outputs": {"id": "curves", "property": "figure"},
+               "inputs": [{"id": "runs", "property": "selected_rows", "value": [0]},
+                          {"id": "runs", "property": "data", "value": [{"id": run_id}]},
+                          {"id": "color-by", "property": "value", "value": "run"}],
+               "changedPropIds": ["runs.selected_rows"], "state": []}
+    answer = client.post("/_dash-update-component", json=payload)
+    assert answer.status_code == 200, answer.data[:500]
+    return answer.get_json()["response"]["curves"]["figure"]["layout"]["title"]["text"]
+
+
+def test_served_curves_follow_a_training_run(store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        app = dashboard.make_app(store["runs"], store["tables"])
+        client = app.server.test_client()
+        assert client.get("/").status_code == 200
+        assert _post_curves(client, store["live"]).endswith("(running, 2 epochs)")
+        path = store["runs"] / f"{store['live']}.json"
+        write(path, record("momentum", 0.02, 17, 3, status="running"))
+        _touch_later(path)
+        assert _post_curves(client, store["live"]).endswith("(running, 3 epochs)")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_browser_shows_run_list_and_curve(store):
+    browser = dashboard.find_chromium()
+    if browser is None:
+        if os.environ.get("SNFS_REQUIRE_CHROMIUM"):
+            pytest.fail("SNFS_REQUIRE_CHROMIUM is set but no chromium is on PATH")
+        pytest.skip("no Chromium on PATH (apt-get install chromium); .ci/run installs it")
+    shot = store["tmp"] / "shot" / "dashboard.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        facts = dashboard.check(store["runs"], store["tables"], shot, browser=browser)
+        expected = sorted(r.run_id for r in RunFolder(store["runs"]).refresh())
+    assert facts["problems"] == []
+    assert sorted(facts["run_ids"]) == expected
+    assert facts["run_ids"][0] == facts["latest"]  # newest first, and drawn
+    assert facts["lines"] >= 5  # losses, errors, lr, prune rate, densities of the selected run
+    assert png_size(shot) == (1400, 1700)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.std() > 0.05  # not a blank page
