@@ -32,6 +32,7 @@ from snfs.distributed import all_reduce_sum, assert_same_on_all_ranks, cleanup, 
 from snfs.errors import ConfigError, DivergenceError, SnfsError
 from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
+from snfs.options import Option, check_options
 from snfs.results import git_commit, result_path, write_json
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -42,6 +43,24 @@ NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_ep
 
 
 # --- config --------------------------------------------------------------------------------
+
+#: the ``optim`` group's options (conf/optim/sgd.yaml), checked by ``validate_config``
+OPTIM_OPTIONS = (
+    Option("name", str, "sgd", choices=("sgd",), doc="the optimizer"),
+    Option("lr", float, 0.1, low=0.0, low_open=True, doc="initial learning rate"),
+    Option("momentum", float, 0.9, low=0.0, high=1.0, high_open=True, doc="SGD momentum"),
+    Option("nesterov", bool, True, doc="Nesterov momentum (needs momentum > 0)"),
+    Option("weight_decay", float, 5.0e-4, low=0.0, doc="L2 coefficient"),
+    Option("schedule", dict, doc="the LR schedule (SCHEDULE_OPTIONS)"),
+)
+SCHEDULE_OPTIONS = (
+    Option("name", str, "step", choices=("step", "multistep", "cosine"), doc="the LR schedule"),
+    Option("every_steps", int, 25000, low=1, doc="step: x gamma every this many optimizer steps"),
+    Option("gamma", float, 0.1, low=0.0, low_open=True, doc="step, multistep: the LR factor"),
+    Option("milestones", list, [], items=lambda v: None if all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
+                                                                for e in v) else "must be a list of epochs (integers >= 0)",
+           doc="multistep: the epochs at which the LR is multiplied by gamma"),
+)
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -58,7 +77,16 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
     DATASETS.get(cfg.dataset.name)
     MODELS.get(cfg.model.name)
-    ALGORITHMS.get(cfg.sparse.name).check_config(cfg.sparse)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
+    check_options("optim.schedule", f"optim.schedule.name={optim['schedule'].get('name')}", SCHEDULE_OPTIONS,
+                  optim["schedule"])
+    if optim["nesterov"] and optim["momentum"] == 0:
+        raise ConfigError("optim.nesterov=true is not valid with optim.momentum=0; Nesterov needs optim.momentum > 0")
+    sparse = OmegaConf.to_container(cfg.sparse, resolve=True)
+    algorithm = ALGORITHMS.get(sparse.get("name"))
+    algorithm.check_config(sparse)
+    algorithm.check_optimizer(sparse, optim)
 
 
 def config_fingerprint(cfg: DictConfig) -> str:

@@ -21,8 +21,21 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from omegaconf import DictConfig, OmegaConf
+
 from snfs.errors import ConfigError
 from snfs.masks import DISTRIBUTIONS, MaskState, init_masks, sparse_parameters
+from snfs.options import REQUIRED, Option, check_options, str_list
+
+#: options every algorithm has
+COMMON_OPTIONS = (
+    Option("name", str, doc="the registered algorithm name (the conf/sparse/<file> picks it)"),
+    Option("label", str, None, nullable=True, doc="a variant's own row name in the tables (e.g. deepr_dsr_code)"),
+    Option("dense_layers", list, [], items=str_list, doc="exact parameter names kept dense, e.g. [conv1.weight]"),
+)
+#: the initial per-layer density, for every algorithm that draws a random initial mask
+DISTRIBUTION = Option("distribution", str, "uniform", choices=tuple(DISTRIBUTIONS),
+                      doc="initial per-layer density: uniform | erk | erdos_renyi")
 
 
 @dataclass
@@ -66,26 +79,45 @@ class SparseAlgorithm:
         self.generator = torch.Generator().manual_seed(int(ctx.seed))
         self.masks: MaskState | None = None
 
-    #: option -> valid values, checked before any data is loaded
-    choices: dict[str, tuple[str, ...]] = {"distribution": tuple(DISTRIBUTIONS)}
-    #: option -> the value an absent option means. Options added after runs were logged belong here:
-    #: the results store then matches an old run (without the key) only to configs with this value.
+    #: every option this algorithm accepts under ``sparse.``, declared once (snfs.options.Option): the
+    #: validator, the defaults of absent keys and the results store's reading of absent keys come from it
+    options: tuple[Option, ...] = (*COMMON_OPTIONS, DISTRIBUTION)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        names = [o.name for o in cls.options]
+        if len(names) != len(set(names)):
+            raise TypeError(f"{cls.__name__} declares an option twice: {names}")
+        cls.option_defaults = {o.name: o.default for o in cls.options if o.store_default}
+
+    #: option -> the value an absent option means, for options added after runs were logged
+    #: (``Option.store_default``): the results store then matches an old run (without the key) only
+    #: to configs with this value. Derived from ``options``.
     option_defaults: dict[str, Any] = {}
 
     def option(self, key: str) -> Any:
-        """The configured value of ``key``, or its entry in ``option_defaults``."""
-        return self.cfg.get(key, self.option_defaults[key])
+        """The configured value of ``key``, or its declared default."""
+        if key in self.cfg:
+            return self.cfg[key]
+        declared = {o.name: o for o in self.options}[key]
+        if declared.default is REQUIRED:
+            raise ConfigError(f"sparse.{key} must be set for sparse={self.name}")
+        return declared.default
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
-        """Raise ConfigError for an option value this algorithm does not support."""
-        for key, valid in cls.choices.items():
-            if key in cfg and cfg[key] not in valid:
-                raise ConfigError(f"sparse.{key}={cfg[key]!r} is not valid for sparse={cls.name}; valid choices: {', '.join(valid)}")
+        """Raise ConfigError for a key this algorithm does not declare, or a value its declaration refuses."""
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        check_options("sparse", f"sparse={cls.name}", cls.options, cfg)
+
+    @classmethod
+    def check_optimizer(cls, cfg: Mapping[str, Any], optim: Mapping[str, Any]) -> None:
+        """Raise ConfigError if the optimizer settings (``optim``) cannot serve these options (``cfg``)."""
 
     # --- hooks -----------------------------------------------------------------------------
     def init_masks(self) -> MaskState:
-        self.masks = init_masks(self.params, self.ctx.density, self.cfg.get("distribution", "uniform"), self.generator)
+        self.masks = init_masks(self.params, self.ctx.density, self.option("distribution"), self.generator)
         self.masks.apply(self.params)
         return self.masks
 

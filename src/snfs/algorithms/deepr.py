@@ -42,8 +42,8 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.errors import ConfigError
-from snfs.masks import DISTRIBUTIONS, MaskState
+from snfs.masks import MaskState
+from snfs.options import Option, pairs_check
 
 
 def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -97,19 +97,30 @@ class DeepR(SparseAlgorithm):
 
     name = "deepr"
     mask_gradients = True
-    choices = {"distribution": tuple(DISTRIBUTIONS), "scope": ("layer", "global"), "new_sign": ("fixed", "first_update"),
-               "noise_and_l1": ("step", "gradient")}
-    # Bellec et al.'s definition; options added after the first DeepR runs were logged
-    option_defaults = {"cancel_weight_decay": False, "scope": "layer", "new_sign": "fixed", "noise_and_l1": "step",
-                       "noise_eta": 1.0e-3}
+    # Bellec et al.'s definition. The options after ``temperatures`` were added after the first DeepR
+    # runs were logged (store_default: an old run without the key counts as having the default).
+    options = (
+        *SparseAlgorithm.options,
+        Option("alpha", float, 1.0e-5, low=0.0, doc="L1 coefficient"),
+        Option("temperatures", list, [[0.0, 1.0e-5]],
+               items=pairs_check(Option("fraction", float, low=0.0, high=1.0), Option("T", float, low=0.0),
+                                 "[fraction of training steps, T]"),
+               doc="[fraction of training steps, T] pairs: the temperature schedule"),
+        Option("cancel_weight_decay", bool, False, store_default=True,
+               doc="true: no net L2 on the sparse weights (the published setting)"),
+        Option("scope", str, "layer", choices=("layer", "global"), store_default=True,
+               doc="where a dormant connection wakes: in the layer that lost one, or anywhere"),
+        Option("new_sign", str, "fixed", choices=("fixed", "first_update"), store_default=True,
+               doc="a woken connection's sign: its fixed one, or that of its first update"),
+        Option("noise_and_l1", str, "step", choices=("step", "gradient"), store_default=True,
+               doc="L1 and noise on theta after the step, or added to the gradient"),
+        Option("noise_eta", float, 1.0e-3, low=0.0, store_default=True, doc="noise std sqrt(2 eta T) (gradient mode)"),
+    )
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
-        self.alpha = float(self.cfg.get("alpha", 1.0e-5))
-        self.schedule = sorted(((float(f), float(t)) for f, t in (self.cfg.get("temperatures") or [[0.0, 1.0e-5]])),
-                               key=lambda pair: pair[0])
-        if self.alpha < 0 or any(t < 0 for _, t in self.schedule):
-            raise ConfigError("sparse.alpha and every sparse.temperatures value must be >= 0")
+        self.alpha = float(self.option("alpha"))
+        self.schedule = sorted(((float(f), float(t)) for f, t in self.option("temperatures")), key=lambda pair: pair[0])
         self.cancel_weight_decay = bool(self.option("cancel_weight_decay"))
         self.scope = str(self.option("scope"))
         self.new_sign = str(self.option("new_sign"))

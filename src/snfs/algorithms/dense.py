@@ -1,7 +1,7 @@
 """Dense training: every weight active; the baseline the sparse methods are measured against."""
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import COMMON_OPTIONS, SparseAlgorithm
 from snfs.masks import MaskState
 
 import torch
@@ -12,6 +12,7 @@ class Dense(SparseAlgorithm):
     name = "dense"
     mask_gradients = False
     flops_accounting = "dense"
+    options = COMMON_OPTIONS  # every weight active: no initial distribution
 
     def init_masks(self) -> MaskState:
         self.masks = MaskState({k: torch.ones_like(p, dtype=torch.bool) for k, p in self.params.items()})

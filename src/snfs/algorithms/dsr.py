@@ -21,8 +21,8 @@ import torch
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.algorithms.momentum import grow_random, redistribute
-from snfs.errors import ConfigError
-from snfs.masks import DISTRIBUTIONS, MaskState
+from snfs.masks import MaskState
+from snfs.options import Option, pairs_check
 
 
 def threshold_update(threshold: float, n_pruned: int, target: float, tolerance: float) -> float:
@@ -49,21 +49,26 @@ class DSR(SparseAlgorithm):
 
     name = "dsr"
     mask_gradients = True
-    choices = {"distribution": tuple(DISTRIBUTIONS)}
+    options = (
+        *SparseAlgorithm.options,
+        Option("target_prune", float, 600, low=0.0, low_open=True,
+               doc="N_p: weights pruned per rewiring; >= 1 a count, < 1 a fraction of the active weights"),
+        Option("initial_threshold", float, 1.0e-3, low=0.0, low_open=True, doc="H0"),
+        Option("tolerance", float, 0.1, low=0.0, high=1.0, high_open=True, doc="H moves when outside (1 -+ tol) N_p"),
+        Option("rewire_periods", list, [[0, 100]],
+               items=pairs_check(Option("epoch", int, low=0), Option("period", int, low=1), "[epoch, period]"),
+               doc="[epoch, K] pairs: rewire every K optimizer steps from that epoch on"),
+        Option("stop_epoch", int, None, low=0, nullable=True, doc="no rewiring from this epoch on (null: never stop)"),
+    )
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
-        self.threshold = float(self.cfg.get("initial_threshold", 1.0e-3))
-        self.tolerance = float(self.cfg.get("tolerance", 0.1))
-        self.schedule = [tuple(pair) for pair in (self.cfg.get("rewire_periods") or [[0, 100]])]
-        if any(len(pair) != 2 or int(pair[1]) < 1 for pair in self.schedule):
-            raise ConfigError(f"sparse.rewire_periods={self.schedule!r} must be [epoch, period >= 1] pairs")
-        self.schedule.sort(key=lambda pair: int(pair[0]))
-        self.target_cfg = float(self.cfg.get("target_prune", 600))
-        if self.target_cfg <= 0:
-            raise ConfigError(f"sparse.target_prune={self.target_cfg!r} must be > 0 (count >= 1 or fraction < 1)")
+        self.threshold = float(self.option("initial_threshold"))
+        self.tolerance = float(self.option("tolerance"))
+        self.schedule = sorted((tuple(pair) for pair in self.option("rewire_periods")), key=lambda pair: int(pair[0]))
+        self.target_cfg = float(self.option("target_prune"))
         self.target = self.target_cfg
-        stop = self.cfg.get("stop_epoch")
+        stop = self.option("stop_epoch")
         self.stop_epoch = None if stop is None else int(stop)
 
     def init_masks(self) -> MaskState:

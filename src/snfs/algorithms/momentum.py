@@ -15,6 +15,8 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
+from snfs.errors import ConfigError
+from snfs.options import Option
 from snfs.schedules import PRUNE_RATE_DECAYS, prune_rate
 
 
@@ -106,12 +108,22 @@ class SparseMomentum(SparseAlgorithm):
     mask_gradients = False
     flops_accounting = "momentum"  # the dense weight gradient feeds the momentum of every weight
 
-    choices = {
-        **SparseAlgorithm.choices,
-        "redistribution": ("momentum", "magnitude", "nonzero", "none"),
-        "growth": ("momentum", "random"),
-        "decay": tuple(PRUNE_RATE_DECAYS),
-    }
+    options = (
+        *SparseAlgorithm.options,
+        Option("prune_rate", float, 0.5, low=0.0, high=1.0, doc="p0: fraction of each layer's active weights pruned"),
+        Option("prune_rate_min", float, 0.005, low=0.0, high=1.0, doc="p at the last step"),
+        Option("decay", str, "cosine", choices=tuple(PRUNE_RATE_DECAYS), doc="prune-rate decay p(t)"),
+        Option("redistribution", str, "momentum", choices=("momentum", "magnitude", "nonzero", "none"),
+               doc="how regrowth is split between layers"),
+        Option("growth", str, "momentum", choices=("momentum", "random"), doc="where a layer regrows"),
+    )
+
+    @classmethod
+    def check_optimizer(cls, cfg, optim) -> None:
+        uses = [k for k in ("redistribution", "growth") if cfg.get(k, "momentum") == "momentum"]
+        if uses and not optim.get("momentum"):
+            raise ConfigError(f"optim.momentum={optim.get('momentum')!r} is not valid for sparse={cls.name} with "
+                              f"sparse.{uses[0]}=momentum; it needs optim.momentum > 0")
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -123,7 +135,8 @@ class SparseMomentum(SparseAlgorithm):
         return None
 
     def current_prune_rate(self) -> float:
-        return prune_rate(self.cfg["decay"], self.step, self.ctx.total_steps, self.cfg["prune_rate"], self.cfg["prune_rate_min"])
+        return prune_rate(self.option("decay"), self.step, self.ctx.total_steps, self.option("prune_rate"),
+                          self.option("prune_rate_min"))
 
     def log_stats(self) -> dict:
         return {"prune_rate": self.current_prune_rate()}
@@ -138,7 +151,7 @@ class SparseMomentum(SparseAlgorithm):
 
     def layer_scores(self) -> dict[str, float]:
         """Per-layer redistribution score over the currently active weights."""
-        mode = self.cfg["redistribution"]
+        mode = self.option("redistribution")
         scores = {}
         for k, p in self.params.items():
             m = self.masks.masks[k]
@@ -169,12 +182,12 @@ class SparseMomentum(SparseAlgorithm):
             self.masks.set(k, pm)
         self.masks.apply(self.params)
         capacity = {k: pm.numel() - int(pm.sum()) for k, pm in pruned_masks.items()}
-        if self.cfg["redistribution"] == "none":
+        if self.option("redistribution") == "none":
             regrow = dict(removed)
         else:
             regrow = redistribute(total_removed, scores, capacity)
         for k, p in self.params.items():
-            if self.cfg["growth"] == "momentum":
+            if self.option("growth") == "momentum":
                 new = grow_largest(self._momentum(k), pruned_masks[k], regrow[k])
             else:
                 new = grow_random(pruned_masks[k], regrow[k], self.generator)

@@ -19,8 +19,7 @@ import torch
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.algorithms.momentum import grow_largest, prune_smallest
-from snfs.errors import ConfigError
-from snfs.masks import DISTRIBUTIONS
+from snfs.options import Option
 
 
 def drop_fraction(step: int, end_step: int, alpha: float) -> float:
@@ -37,16 +36,18 @@ class RigL(SparseAlgorithm):
     name = "rigl"
     mask_gradients = True
     flops_accounting = "rigl"  # a dense gradient once every delta_t steps
-    choices = {"distribution": tuple(DISTRIBUTIONS)}
+    options = (
+        *SparseAlgorithm.options,
+        Option("delta_t", int, 100, low=1, doc="optimizer steps between mask updates"),
+        Option("alpha", float, 0.3, low=0.0, high=1.0, doc="initial drop fraction"),
+        Option("end_fraction", float, 0.75, low=0.0, high=1.0, doc="T_end as a fraction of all training steps"),
+    )
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
-        self.delta_t = int(self.cfg.get("delta_t", 100))
-        self.alpha = float(self.cfg.get("alpha", 0.3))
-        self.end_fraction = float(self.cfg.get("end_fraction", 0.75))
-        if self.delta_t < 1 or not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.end_fraction <= 1.0:
-            raise ConfigError(f"sparse.delta_t={self.delta_t} must be >= 1, sparse.alpha={self.alpha} and "
-                              f"sparse.end_fraction={self.end_fraction} in [0, 1]")
+        self.delta_t = int(self.option("delta_t"))
+        self.alpha = float(self.option("alpha"))
+        self.end_fraction = float(self.option("end_fraction"))
         self.dense_grads: dict[str, torch.Tensor] = {}
         self.step = 0
 

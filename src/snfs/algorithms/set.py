@@ -29,8 +29,8 @@ import torch
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.algorithms.momentum import grow_random, prune_smallest
-from snfs.errors import ConfigError
-from snfs.masks import DISTRIBUTIONS, MaskState
+from snfs.masks import MaskState
+from snfs.options import Option
 
 
 def prune_set(weight: torch.Tensor, mask: torch.Tensor, n_half: int) -> torch.Tensor:
@@ -56,18 +56,20 @@ class SET(SparseAlgorithm):
 
     name = "set"
     mask_gradients = True
-    choices = {"distribution": tuple(DISTRIBUTIONS), "new_weights": ("random", "zero"), "schedule": ("epoch", "step")}
+    options = (
+        *SparseAlgorithm.options,
+        Option("zeta", float, 0.3, low=0.0, high=1.0, doc="fraction of each layer's active weights replaced per update"),
+        Option("schedule", str, "epoch", choices=("epoch", "step"), doc="update every `period` epochs or steps"),
+        Option("period", int, 1, low=1, doc="epochs or optimizer steps between updates"),
+        Option("new_weights", str, "random", choices=("random", "zero"), doc="value of a regrown weight"),
+    )
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
-        self.zeta = float(self.cfg.get("zeta", 0.3))
-        if not 0.0 <= self.zeta <= 1.0:
-            raise ConfigError(f"sparse.zeta={self.zeta!r} must be in [0, 1]")
-        self.period = int(self.cfg.get("period", 1))
-        if self.period < 1:
-            raise ConfigError(f"sparse.period={self.period!r} must be a positive integer")
-        self.schedule = self.cfg.get("schedule", "epoch")
-        self.new_weights = self.cfg.get("new_weights", "random")
+        self.zeta = float(self.option("zeta"))
+        self.period = int(self.option("period"))
+        self.schedule = self.option("schedule")
+        self.new_weights = self.option("new_weights")
         self.init_std: dict[str, float] = {}
 
     def init_masks(self) -> MaskState:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import COMMON_OPTIONS, SparseAlgorithm
 from snfs.masks import MaskState
 
 
@@ -42,6 +42,8 @@ class SNIP(SparseAlgorithm):
 
     name = "snip"
     mask_gradients = True
+    options = COMMON_OPTIONS  # the mask comes from the scores, not from an initial distribution
+
     def saliency(self) -> dict[str, torch.Tensor]:
         """|dL/dw * w| of every sparse weight on one training mini-batch, at the current (dense) weights."""
         if self.ctx.sample_batch is None or self.ctx.loss_fn is None:
