@@ -192,11 +192,12 @@ def test_cli_missing_folder_is_one_line(tmp_path, capsys):
 
 def _post_curves(client, run_id: str) -> str:
     """The server's answer to 'draw this run' (the callback the page calls), as the figure title."""
-    payload = {"output": "curves.figure", "outputs": {"id": "curves", "property": "figure"},
-               "inputs": [{"id": "runs", "property": "selected_rows", "value": [0]},
-                          {"id": "runs", "property": "data", "value": [{"id": run_id}]},
-                          {"id": "color-by", "property": "value", "value": "run"}],
-               "changedPropIds": ["runs.selected_rows"], "state": []}
+    payload = {"output": "..curves.figure...plotted.data..",
+               "outputs": [{"id": "curves", "property": "figure"}, {"id": "plotted", "property": "data"}],
+               "inputs": [{"id": "runs", "property": "selectedRows", "value": [{"run_id": run_id}]},
+                          {"id": "color-by", "property": "value", "value": "run"},
+                          {"id": "tick", "property": "n_intervals", "value": 1}],
+               "changedPropIds": ["tick.n_intervals"], "state": [{"id": "plotted", "property": "data", "value": None}]}
     answer = client.post("/_dash-update-component", json=payload)
     assert answer.status_code == 200, answer.data[:500]
     return answer.get_json()["response"]["curves"]["figure"]["layout"]["title"]["text"]

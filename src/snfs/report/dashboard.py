@@ -31,6 +31,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -39,6 +40,7 @@ from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunFolder, Ski
 
 REFRESH_S = 5
 PAGE_SIZE = 15
+DECIMALS = {"test_error": 2, "val_error": 2, "final_density": 4, "flops_ratio": 3, "wall_time_s": 0}
 NUMBER_FORMATS = {"density": "{:g}", "test_error": "{:.2f}", "val_error": "{:.2f}", "final_density": "{:.4f}",
                   "flops_ratio": "{:.3f}", "wall_time_s": "{:.0f}"}
 
@@ -79,9 +81,19 @@ h1 { font-size: 1.35em; margin: 0.6em 0 0.2em 0; }
 """
 
 
+def grid_row(summary: dict) -> dict:
+    """A run-list row: numbers rounded for display (they stay numbers, so they sort and filter as numbers)."""
+    row = dict(summary)
+    for key, digits in DECIMALS.items():
+        if isinstance(row.get(key), float):
+            row[key] = round(row[key], digits)
+    return row
+
+
 def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
     """The Dash app over ``results`` (run JSONs) and ``tables_dir`` (``*.md`` tables)."""
-    from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
+    import dash_ag_grid as dag
+    from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
     from snfs.report.figures_live import empty_figure, overlay_figure, run_figure
 
@@ -96,31 +108,31 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
 
     app = Dash(__name__, title="snfs runs", update_title=None)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
-    from dash.dash_table.Format import Format, Scheme
-
-    decimals = {"test_error": 2, "val_error": 2, "final_density": 4, "flops_ratio": 3, "wall_time_s": 0}
-    columns = [{"name": header, "id": key, "type": "numeric" if key in NUMBER_FORMATS or key == "seed" else "text"}
-               | ({"format": Format(precision=decimals[key], scheme=Scheme.fixed)} if key in decimals else {})
+    numeric = set(NUMBER_FORMATS) | {"seed"}
+    columns = [{"field": key, "headerName": header,
+                "filter": "agNumberColumnFilter" if key in numeric else "agTextColumnFilter"}
+               | ({"pinned": "left", "minWidth": 380} if key == "run_id" else {})
                for key, header in SUMMARY_COLUMNS]
     tables = table_files(tables_dir)
     app.layout = html.Div([
         html.H1(f"snfs runs: {paths.display(results)}"),
         html.Div(id="status", className="status"),
         dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
+        dcc.Store(id="plotted"),
         dcc.Tabs([
             dcc.Tab(label="Runs", children=[
                 html.Div([html.Div([html.Label(k), dcc.Dropdown(id=f"filter-{k}", multi=True, placeholder="any")])
                           for k in FILTER_KEYS], className="filters"),
-                dash_table.DataTable(
-                    id="runs", columns=columns, data=[], row_selectable="multi", selected_rows=[],
-                    sort_action="native", filter_action="native", page_action="native", page_size=PAGE_SIZE,
-                    style_table={"overflowX": "auto"},
-                    style_cell={"fontFamily": "inherit", "fontSize": "12px", "padding": "2px 6px", "textAlign": "left",
-                                "maxWidth": "420px", "overflow": "hidden", "textOverflow": "ellipsis"},
-                    style_header={"fontWeight": "bold", "backgroundColor": "#f3f3f3"},
-                    style_data_conditional=[{"if": {"filter_query": '{status} = "failed"'}, "color": "#b00"},
-                                            {"if": {"filter_query": '{status} != "finished" && {status} != "failed"'},
-                                             "color": "#06c"}]),
+                dag.AgGrid(
+                    id="runs", rowData=[], columnDefs=columns, getRowId="params.data.run_id",
+                    defaultColDef={"sortable": True, "filter": True, "floatingFilter": True, "resizable": True,
+                                   "minWidth": 70},
+                    dashGridOptions={"rowSelection": {"mode": "multiRow", "enableClickSelection": True},
+                                     "pagination": True, "paginationPageSize": PAGE_SIZE,
+                                     "paginationPageSizeSelector": [PAGE_SIZE, 50, 200], "domLayout": "autoHeight",
+                                     "animateRows": False, "rowHeight": 28, "headerHeight": 30,
+                                     "selectionColumnDef": {"pinned": "left"}},
+                    columnSize="autoSize", style={"height": None}),
                 html.Div([html.Button("overlay every listed run", id="select-listed"),
                           html.Button("add the other seeds of the selected rows", id="select-seeds"),
                           html.Button("clear the selection", id="select-none"),
@@ -140,41 +152,37 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
     ])
 
     @app.callback(
-        [Output("runs", "data"), Output("runs", "selected_rows"), Output("status", "children")]
+        [Output("runs", "rowData"), Output("runs", "selectedRows"), Output("status", "children")]
         + [Output(f"filter-{k}", "options") for k in FILTER_KEYS],
         [Input("tick", "n_intervals"), Input("select-listed", "n_clicks"), Input("select-seeds", "n_clicks"),
          Input("select-none", "n_clicks")] + [Input(f"filter-{k}", "value") for k in FILTER_KEYS],
-        [State("runs", "data"), State("runs", "selected_rows"), State("runs", "derived_virtual_data")])
+        [State("runs", "rowData"), State("runs", "selectedRows"), State("runs", "virtualRowData")])
     def update_list(_tick, _listed, _seeds, _none, *args):
         filters = dict(zip(FILTER_KEYS, args[:len(FILTER_KEYS)]))
         old_data, old_selected, visible = args[len(FILTER_KEYS):]
         runs = sorted(current(), key=lambda r: (r.mtime, r.run_id), reverse=True)  # newest (training) first
         summaries = [r.summary() for r in runs]
         shown = [s for s in summaries if all(not v or s[k] in v for k, v in filters.items())]
-        data = [dict(s, id=s["run_id"]) for s in shown]
-        selected_ids = [old_data[i]["id"] for i in (old_selected or []) if old_data and i < len(old_data)]
+        data = [grid_row(s) for s in shown]
+        selected_ids = [row["run_id"] for row in old_selected or [] if isinstance(row, dict) and "run_id" in row]
         trigger = ctx.triggered_id
+        selected_out: Any = no_update
         if trigger == "select-listed":
-            selected_ids = [row["id"] for row in (visible if visible is not None else data)]
+            selected_out = {"ids": [row["run_id"] for row in (visible if visible is not None else data)]}
         elif trigger == "select-seeds":
             rows = {s["row"] for s in summaries if s["run_id"] in set(selected_ids)}
-            selected_ids = [s["run_id"] for s in shown if s["row"] in rows]
+            selected_out = {"ids": [s["run_id"] for s in shown if s["row"] in rows]}
         elif trigger == "select-none":
-            selected_ids = []
-        elif old_data is None or (not old_data and not old_selected):  # first load: the latest run
-            newest = latest([r for r in runs if r.run_id in {s["run_id"] for s in shown}])
-            selected_ids = [newest.run_id] if newest else []
-        index = {row["id"]: i for i, row in enumerate(data)}
-        selected = [index[i] for i in selected_ids if i in index]
-        if trigger == "tick" and data == old_data and selected == (old_selected or []):
-            data_out, selected_out = no_update, no_update
-        else:
-            data_out, selected_out = data, selected
+            selected_out = {"ids": []}
+        elif not old_data and not selected_ids and shown:  # first load: show the newest run
+            selected_out = {"ids": [shown[0]["run_id"]]}
+        data_out = no_update if trigger == "tick" and data == old_data else data
         counts = defaultdict(int)
         for s in summaries:
             counts[s["status"]] += 1
         status = [f"{len(runs)} runs (" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"), {len(shown)} listed; "
-                  f"re-read every {refresh_s:g} s, last at {time.strftime('%H:%M:%S')}"]
+                  f"re-read every {refresh_s:g} s, last at {time.strftime('%H:%M:%S')}. Click a run for its curves; "
+                  f"ctrl-click or tick several to overlay them."]
         if store.skipped:
             status.append(html.Div(f"skipped {len(store.skipped)} file(s) that are not run records: "
                                    + "; ".join(f"{name}: {why}" for name, why in sorted(store.skipped.items())[:5]),
@@ -185,17 +193,21 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
             options.append([{"label": fmt(k, v), "value": v} for v in values])
         return [data_out, selected_out, status] + options
 
-    @app.callback(Output("curves", "figure"),
-                  [Input("runs", "selected_rows"), Input("runs", "data"), Input("color-by", "value")])
-    def update_curves(selected, data, color_by):
-        ids = [data[i]["id"] for i in (selected or []) if data and i < len(data)]
-        if not ids:
-            return empty_figure("select a run in the list (several runs are overlaid)")
+    @app.callback([Output("curves", "figure"), Output("plotted", "data")],
+                  [Input("runs", "selectedRows"), Input("color-by", "value"), Input("tick", "n_intervals")],
+                  State("plotted", "data"))
+    def update_curves(selected, color_by, _tick, plotted):
+        ids = [row["run_id"] for row in selected or [] if isinstance(row, dict) and "run_id" in row]
         by_id = {r.run_id: r for r in current()}
         runs = [by_id[i] for i in ids if i in by_id]
+        version = {"ids": [r.run_id for r in runs], "mtimes": [r.mtime for r in runs], "color_by": color_by}
+        if ctx.triggered_id == "tick" and version == plotted:  # nothing new to draw
+            return no_update, no_update
+        if not runs:
+            return empty_figure("select a run in the list (several runs are overlaid)"), version
         if len(runs) == 1:
-            return run_figure(runs[0])
-        return overlay_figure(runs, color_by=color_by)
+            return run_figure(runs[0]), version
+        return overlay_figure(runs, color_by=color_by), version
 
     @app.callback(Output("table-body", "children"), Input("table-name", "value"))
     def show_table(name):
@@ -410,11 +422,55 @@ def chromium(browser: str, url: str, *args: str, timeout: float = 120) -> subpro
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+class _GridCells(HTMLParser):
+    """The text of the grid cells of one column, and whether each one's row is selected."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self, column: str):
+        super().__init__()
+        self.column = column
+        self.stack: list[dict] = []  # open elements: attributes of each
+        self.cells: list[tuple[str, bool]] = []
+        self._text: list[str] | None = None
+        self._depth = 0
+        self._selected = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID:
+            return
+        a = dict(attrs)
+        self.stack.append(a)
+        if (self._text is None and a.get("role") == "gridcell" and a.get("col-id") == self.column
+                and "ag-cell" in (a.get("class") or "").split()):
+            self._text, self._depth = [], len(self.stack)
+            rows = [x for x in self.stack if x.get("role") == "row"]
+            self._selected = bool(rows) and rows[-1].get("aria-selected") == "true"
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID or not self.stack:
+            return
+        if self._text is not None and len(self.stack) == self._depth:
+            text = "".join(self._text).strip()
+            if text:
+                self.cells.append((text, self._selected))
+            self._text = None
+        self.stack.pop()
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text.append(data)
+
+
 def page_facts(dom: str) -> dict[str, Any]:
-    """What the rendered page shows: the run ids in the run list, and the plotted lines."""
-    run_ids = re.findall(r'data-dash-column="run_id"[^>]*>\s*<div[^>]*>([^<]+)</div>', dom)
-    lines = [d for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', dom) if d.count("L") >= 1]
-    return {"run_ids": run_ids, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom}
+    """What the rendered page shows: the run ids in the run list (AG Grid cells of the run column, in
+    order), the selected ones, and the plotted lines (Plotly's SVG paths with at least two points)."""
+    parser = _GridCells("run_id")
+    parser.feed(dom)
+    run_ids = [text for text, _ in parser.cells]
+    selected = [text for text, sel in parser.cells if sel]
+    lines = [d for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', dom) if "L" in d]
+    return {"run_ids": run_ids, "selected": selected, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom}
 
 
 def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None = None) -> dict[str, Any]:
@@ -440,6 +496,8 @@ def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None
         problems.append(f"the run list shows {len(facts['run_ids'])} runs, expected {expected}")
     if newest is not None and newest.run_id not in facts["run_ids"]:
         problems.append(f"the latest run {newest.run_id} is not in the run list")
+    if newest is not None and newest.run_id not in facts["selected"]:
+        problems.append(f"the latest run {newest.run_id} is not selected")
     if newest is not None and facts["lines"] == 0:
         problems.append("no curve is drawn")
     facts.update(url=server.url, screenshot=str(screenshot), expected_rows=expected, problems=problems,

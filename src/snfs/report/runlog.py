@@ -15,9 +15,10 @@ import json
 import math
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 # Top-level config keys that do not change what a run computes (where it is stored, how it is
 # shown, which device). A copy of ``snfs.train.NON_SEMANTIC_KEYS``, which we may not import here
@@ -88,6 +89,7 @@ class Run:
     path: Path
     mtime: float
     history: list[dict] = field(default_factory=list)
+    differences: str = ""  # set by ``annotate_variants``: how this run's config differs from its algorithm's usual one
     _summary: dict | None = field(default=None, repr=False)
 
     @property
@@ -110,10 +112,11 @@ class Run:
 
     @property
     def variant(self) -> str:
-        """``sparse.label`` where the run has one, else empty (the row id tells variants apart)."""
+        """``sparse.label`` where the run has one, else the options where it differs from the runs of its
+        algorithm (``annotate_variants``), else empty."""
         config = self.record.get("config")
         label = config.get("sparse", {}).get("label") if isinstance(config, Mapping) and isinstance(config.get("sparse"), Mapping) else None
-        return str(label) if label else ""
+        return str(label) if label else self.differences
 
     def summary(self) -> dict[str, Any]:
         if self._summary is None:
@@ -215,6 +218,7 @@ class RunFolder:
             del self._cache[gone]
         self.skipped = skipped
         runs.sort(key=lambda r: r.run_id)
+        annotate_variants(runs)
         return runs
 
     @staticmethod
@@ -232,6 +236,30 @@ class RunFolder:
             return None, why
         history = [h for h in obj.get("history") or [] if isinstance(h, Mapping)]
         return Run(record=obj, path=path, mtime=mtime, history=history), None
+
+
+def annotate_variants(runs: Sequence[Run]) -> None:
+    """Tell apart the variants of an algorithm: for the runs of one (dataset, model, algorithm), each
+    config key (density and seed aside) whose value differs from the value most runs have is listed
+    in the run's ``differences``, e.g. ``new_sign=first_update, noise_and_l1=gradient``."""
+    groups: dict[tuple, list[tuple[Run, dict]]] = {}
+    for run in runs:
+        config = run.record.get("config")
+        flat = row_key(config) if isinstance(config, Mapping) else {}
+        flat = {k: json.dumps(v, sort_keys=True, default=str) for k, v in flat.items() if k not in ("density", "sparse.label")}
+        groups.setdefault((run.record["dataset"], run.record["model"], run.record["algorithm"]), []).append((run, flat))
+    for members in groups.values():
+        counts: dict[str, Counter] = {}
+        for _, flat in members:
+            for k, v in flat.items():
+                counts.setdefault(k, Counter())[v] += 1
+        usual = {k: c.most_common(1)[0][0] for k, c in counts.items() if sum(c.values()) * 2 > len(members)}
+        for run, flat in members:
+            diff = [f"{k.removeprefix('sparse.')}={json.loads(v)}" for k, v in sorted(flat.items()) if usual.get(k, v) != v
+                    or (k not in usual and len(members) > 1)]
+            text = ", ".join(diff)
+            if text != run.differences:
+                run.differences, run._summary = text, None
 
 
 def filter_runs(runs: Iterable[Run], **selected: Iterable[Any] | None) -> list[Run]:
