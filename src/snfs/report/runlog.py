@@ -21,10 +21,28 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 # Top-level config keys that do not change what a run computes (where it is stored, how it is
-# shown, which device). A copy of ``snfs.train.NON_SEMANTIC_KEYS``, which we may not import here
-# (it pulls in torch); tests/test_dashboard.py checks that the two agree.
-NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
-                     "speedup_estimate")
+# shown, which device): ``snfs.train.NON_SEMANTIC_KEYS``, read from train.py's source, because
+# importing snfs.train would pull in torch. The copy below is used only if that fails.
+_NON_SEMANTIC_FALLBACK = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
+                          "speedup_estimate")
+
+
+def _train_non_semantic_keys() -> tuple[str, ...]:
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("snfs.train")
+        tree = ast.parse(Path(spec.origin).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NON_SEMANTIC_KEYS" for t in node.targets):
+                return tuple(ast.literal_eval(node.value))
+    except (AttributeError, OSError, SyntaxError, TypeError, ValueError):
+        pass
+    return _NON_SEMANTIC_FALLBACK
+
+
+NON_SEMANTIC_KEYS = _train_non_semantic_keys()
 IGNORED_KEYS = {"dataset.download", "dataset.verify_md5"}
 
 # The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.
