@@ -40,6 +40,8 @@ class MaskState:
     def __init__(self, masks: Mapping[str, torch.Tensor]):
         self.masks: dict[str, torch.Tensor] = {k: v.bool() for k, v in masks.items()}
         self._float: dict[str, torch.Tensor] | None = None
+        # per layer, bumped whenever its mask changes, so derived structures (CSR patterns) know to rebuild
+        self.versions: dict[str, int] = {k: 0 for k in self.masks}
 
     # --- queries -------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -67,6 +69,7 @@ class MaskState:
     def set(self, name: str, mask: torch.Tensor) -> None:
         self.masks[name] = mask.bool()
         self._float = None
+        self.versions[name] = self.versions.get(name, 0) + 1
 
     def as_float(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The masks as 0/1 tensors of ``dtype``, cached until a mask changes (multiplying by them is fast)."""
@@ -84,6 +87,7 @@ class MaskState:
     def to(self, device: torch.device | str) -> "MaskState":
         self.masks = {k: m.to(device) for k, m in self.masks.items()}
         self._float = None
+        self.versions = {k: v + 1 for k, v in self.versions.items()}
         return self
 
     # --- persistence ---------------------------------------------------------------------
@@ -98,6 +102,7 @@ class MaskState:
                 raise CheckpointError(f"mask {k} has shape {tuple(m.shape)} in the checkpoint, {tuple(self.masks[k].shape)} here")
             self.masks[k] = m.to(self.masks[k].device).bool()
         self._float = None
+        self.versions = {k: v + 1 for k, v in self.versions.items()}
 
     def checksum(self) -> int:
         """A fingerprint of which weights are active, used to confirm that ranks agree on the masks."""

@@ -25,11 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
-from snfs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import DATASETS, build_data
 from snfs.distributed import all_reduce_sum, assert_same_on_all_ranks, cleanup, init_distributed
-from snfs.errors import ConfigError, DivergenceError, SnfsError
+from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
+from snfs.execution import EXECUTIONS, build_execution
 from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
@@ -38,8 +39,10 @@ from snfs.results import git_commit, result_path, write_json
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOGGER_MODES = ("offline", "online", "disabled")
 # Keys that change where or how a run is stored or shown, not what it computes.
+# sync_bn is here for the same reason as the world size: it changes how a run is spread over ranks, and
+# with it a DDP run computes what a single process does (tests/test_reliability.py).
 NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
-                     "speedup_estimate")
+                     "speedup_estimate", "sync_bn", "execution")
 
 
 # --- config --------------------------------------------------------------------------------
@@ -73,6 +76,8 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
+    if cfg.execution not in EXECUTIONS:
+        raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
     DATASETS.get(cfg.dataset.name)
@@ -81,7 +86,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
     check_options("optim.schedule", f"optim.schedule.name={optim['schedule'].get('name')}", SCHEDULE_OPTIONS,
                   optim["schedule"])
-    if optim["nesterov"] and optim["momentum"] == 0:
+    if optim.get("nesterov") and optim.get("momentum") == 0:
         raise ConfigError("optim.nesterov=true is not valid with optim.momentum=0; Nesterov needs optim.momentum > 0")
     sparse = OmegaConf.to_container(cfg.sparse, resolve=True)
     algorithm = ALGORITHMS.get(sparse.get("name"))
@@ -254,6 +259,8 @@ class Trainer:
             data.train.shard(self.dist.rank, self.dist.world_size)
         model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
         self.model = model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
+        if self.dist.enabled and cfg.get("sync_bn"):  # BatchNorm statistics over the global batch, as in one process
+            self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.channels_last = bool(cfg.channels_last) and device.type == "cuda" and len(data.input_shape) == 3
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -269,8 +276,14 @@ class Trainer:
         )
         sparse_cfg = OmegaConf.to_container(cfg.sparse, resolve=True)
         sparse_cfg["dense_layers"] = list(sparse_cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
+        if self.dist.enabled and not hasattr(data.train, "shard"):  # its first batch is this rank's share only
+            ctx.extra["sample_batch_is_shard"] = True
         self.algo = build_algorithm(ctx, sparse_cfg)
         self.algo.init_masks()
+        self.masks_changed()  # every algorithm, the ones that never update their masks too (SNIP, static)
+        # after init_masks: SNIP's scoring pass needs the dense gradient of the dense model
+        self.execution = build_execution(cfg.execution, model, self.algo, device)
+        self.checkpoint_at: str | None = None  # what the checkpoint of this run holds, once there is one
         self.train_model = model
         if self.dist.enabled:
             ids = [device] if device.type == "cuda" else None
@@ -288,18 +301,53 @@ class Trainer:
 
     # --- pieces -----------------------------------------------------------------------------
     def first_training_batch(self):
-        """The first batch of the run's batch order, without consuming the order (SNIP scores on it)."""
-        state = self.data.train.generator.get_state()
-        batch = next(iter(self.data.train))
-        self.data.train.generator.set_state(state)
+        """The first global batch of the run's batch order, without consuming the order (SNIP scores on it).
+
+        Under DDP every rank gets the whole global batch where the loader can give it (in-memory
+        tensors), so every rank scores the same samples as a single process would.
+        """
+        loader = self.data.train
+        state = loader.generator.get_state()
+        shard = (getattr(loader, "rank", 0), getattr(loader, "world_size", 1))
+        if hasattr(loader, "shard"):
+            loader.shard(0, 1)
+        try:
+            batch = next(iter(loader))
+        finally:
+            loader.generator.set_state(state)
+            if hasattr(loader, "shard"):
+                loader.shard(*shard)
         return batch
 
     def say(self, message: str) -> None:
         if self.dist.is_main:
             print(message, file=sys.stderr)
 
-    def resume(self) -> None:
-        state = load_checkpoint(self.ckpt, self.fingerprint)
+    def find_checkpoint(self) -> dict | None:
+        """This run's checkpoint to resume from, or None (none there, or a finished epoch's without resume=true).
+
+        A checkpoint that cannot be read is never ignored, since the run would overwrite it: it is
+        moved aside and the run stops with a CheckpointError that says where it went.
+        """
+        error = state = None
+        if self.ckpt.exists():
+            try:
+                state = read_checkpoint(self.ckpt)
+            except CheckpointError as exc:
+                error = exc
+        if all_reduce_sum([float(error is not None)], self.device)[0] > 0:  # every rank stops if one cannot read
+            where = ""
+            if self.dist.is_main and self.ckpt.exists():
+                where = f"; it was moved to {move_aside(self.ckpt)} so that this run does not overwrite it"
+            raise CheckpointError(f"{error or 'cannot read checkpoint ' + str(self.ckpt) + ' on another rank'}{where}. "
+                                  f"Run the same command again to start the run afresh, or move the file back "
+                                  f"once it is repaired") from None
+        if state is None or not (self.cfg.resume or state.get("preempted")):
+            return None
+        check_fingerprint(self.ckpt, state, self.fingerprint)
+        return state
+
+    def resume(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -311,10 +359,18 @@ class Trainer:
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.progress = Progress(**state["progress"])
+        self.masks_changed()
+        self.checkpoint_at = self.describe_checkpoint(bool(state.get("preempted")))
         self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
+
+    def describe_checkpoint(self, preempted: bool) -> str:
+        if preempted and self.progress.batch:
+            return f"epoch {self.progress.epoch + 1}, batch {self.progress.batch}"
+        return f"end of epoch {self.progress.epoch}"
 
     def save_checkpoint(self, preempted: bool = False) -> None:
         """Rank 0 writes everything a resume needs; mid-epoch (preempted) it keeps the epoch's batch order."""
+        self.checkpoint_at = self.describe_checkpoint(preempted)
         if not self.dist.is_main:
             return
         save_checkpoint(self.ckpt, {
@@ -332,14 +388,29 @@ class Trainer:
         if self.dist.enabled:
             assert_same_on_all_ranks(self.algo.masks.checksum(), "mask checksum", self.device)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
-        """Forward, backward and optimizer step with the algorithm's hooks around the step."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, global_n: int | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """Forward, backward and optimizer step with the algorithm's hooks around the step.
+
+        Returns this rank's mean loss (0 for an empty share), the outputs and the algorithm's update.
+        Under DDP, ``global_n`` is the number of samples of the global batch over all ranks.
+        """
         algo, optimizer, step = self.algo, self.optimizer, self.progress.step
+        self.execution.begin_step(step)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             out = self.train_model(x)
-            loss = F.cross_entropy(out, y)
+            if self.dist.enabled:
+                # This rank's share of the global mean (DDP averages over ranks): ranks with fewer samples
+                # weigh less, an empty share contributes nothing, and the gradient is the global batch's.
+                world = self.dist.world_size
+                local_sum = F.cross_entropy(out, y, reduction="sum")
+                loss = local_sum * (world / float(global_n or len(y) * world))
+                reported = local_sum.detach() / max(1, len(y))
+            else:
+                loss = F.cross_entropy(out, y)
+                reported = loss.detach()
         optimizer.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():  # fp16: hooks must see unscaled gradients
             self.scaler.scale(loss).backward()
@@ -354,7 +425,7 @@ class Trainer:
         update = algo.after_step(step)
         self.lr_schedule.step()
         self.progress.step += 1
-        return loss.detach(), out.detach(), update
+        return reported, out.detach(), update
 
     def run_epoch(self, epoch: int, preemption: "Preemption") -> bool:
         """Train one epoch (or its remainder after a mid-epoch resume); False if a signal stopped it."""
@@ -365,16 +436,18 @@ class Trainer:
         loss_sum = torch.tensor(sums.loss_sum, device=self.device)
         wrong = torch.tensor(sums.wrong, device=self.device, dtype=torch.long)
         densities = self.algo.masks.layer_densities()
+        global_size = getattr(self.data.train, "global_batch_size", None)  # else every rank holds an equal share
         for batch_index, (x, y) in enumerate(self.data.train):
             if batch_index >= self.steps_per_epoch:
                 break
             if batch_index < skip:  # resuming mid-epoch: replay the batch order, not the work
                 continue
-            loss, out, update = self.train_step(x, y)
+            global_n = global_size(batch_index) if global_size else len(y) * self.dist.world_size
+            loss, out, update = self.train_step(x, y, global_n)
             loss_sum += loss.float() * len(y)
             wrong += (out.argmax(1) != y).sum()
             sums.seen += len(y)
-            sums.pending_samples += len(y) * self.dist.world_size
+            sums.pending_samples += global_n
             if update:
                 sums.updates.append(update)
                 self.flops.update(densities, sums.pending_samples)
@@ -420,8 +493,9 @@ class Trainer:
     def fit(self) -> dict | None:
         """Train to the end (result record) or until stopped by a signal or stop_after_epoch (None)."""
         cfg, progress = self.cfg, self.progress
-        if self.ckpt.exists() and (cfg.resume or _was_preempted(self.ckpt)):
-            self.resume()
+        state = self.find_checkpoint()
+        if state is not None:
+            self.resume(state)
             progress = self.progress
         self.logger = RunLogger(cfg.logger, self.run_id, self.config_dict, wandb_id=progress.wandb_id,
                                 enabled=self.dist.is_main)
@@ -463,8 +537,10 @@ class Trainer:
             if self.dist.is_main:
                 record_failure(self.results_dir, self.run_id, cfg, progress, str(exc))
             self.logger.finish(exit_code=1)
+            kept = (f"the last good checkpoint ({self.checkpoint_at}) is kept at {self.ckpt}" if self.checkpoint_at
+                    else "no checkpoint of this run was written before it diverged")
             raise DivergenceError(f"{exc}; the run is recorded as failed in {result_path(self.results_dir, self.run_id)}, "
-                                  f"the last good checkpoint (epoch {progress.epoch}) is kept at {self.ckpt}") from None
+                                  f"{kept}") from None
         finally:
             if bar is not None:
                 bar.close()
@@ -495,6 +571,7 @@ class Trainer:
             "device": str(self.device),
             "world_size": self.dist.world_size,
             "machine": machine_description(self.device),
+            "execution": cfg.execution,
             "fingerprint": self.fingerprint,
             "config": self.config_dict,
             "history": progress.history,
@@ -517,14 +594,6 @@ class Trainer:
 def train(cfg: DictConfig) -> dict | None:
     """Run (or resume) one experiment; returns the result record, or None when stopped early."""
     return Trainer(cfg).fit()
-
-
-def _was_preempted(ckpt: Path) -> bool:
-    """A preemption checkpoint resumes by itself: rerunning the same command continues the run."""
-    try:
-        return bool(torch.load(ckpt, map_location="cpu", weights_only=False).get("preempted"))
-    except Exception:
-        return False
 
 
 def machine_description(device: torch.device) -> str:

@@ -132,6 +132,14 @@ class SparseAlgorithm:
     def on_epoch_end(self, epoch: int) -> dict | None:
         return None
 
+    def needs_dense_grad(self, step: int) -> bool:
+        """Whether ``step`` needs the dense weight gradient; otherwise only the active positions' is used.
+
+        ``execution=sparse`` computes just what this asks for, so an algorithm that masks its
+        gradients gets them restricted to active weights for free.
+        """
+        return not self.mask_gradients
+
     def flops_options(self) -> dict:
         """Extra arguments of this algorithm's FLOP formula (RigL: its update period)."""
         return {}

@@ -64,6 +64,9 @@ class RigL(SparseAlgorithm):
     def log_stats(self) -> dict:
         return {"drop_fraction": drop_fraction(self.step, self.end_step, self.alpha)}
 
+    def needs_dense_grad(self, step: int) -> bool:
+        return self.is_update_step(step)
+
     def before_step(self, step: int) -> None:
         if self.is_update_step(step):  # the dense gradient, read before it is masked
             self.dense_grads = {k: p.grad.detach().abs().clone() for k, p in self.params.items() if p.grad is not None}
@@ -102,3 +105,10 @@ class RigL(SparseAlgorithm):
         if self.is_update_step(step) and self.dense_grads:
             return self.update_masks(step)
         return None
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "step": self.step}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self.step = int(state["step"])

@@ -1,0 +1,190 @@
+"""How sparse layers compute: ``masked`` dense weights, or ``sparse`` kernels over the active weights only.
+
+The execution never changes what an algorithm decides. The dense ``weight`` parameter stays the
+one source of truth: the optimizer, the masks, checkpoints and the results store see only it.
+With ``execution=sparse`` every sparse ``nn.Linear`` reads its active values into a CSR matrix at
+each forward (a gather of the active entries) and computes
+
+- the output, ``x W^T = (W_csr x^T)^T``, and the input gradient, ``g W = (W^T_csr g^T)^T``, with
+  PyTorch's CSR x dense kernels;
+- the weight gradient at the active positions only (``torch.sparse.sampled_addmm``), scattered
+  into a dense gradient that is zero elsewhere, on the steps where the algorithm asks for no more;
+- the full dense weight gradient (one dense GEMM) on the steps where the algorithm needs it
+  (``SparseAlgorithm.needs_dense_grad``: sparse momentum every step, RigL on update steps).
+
+The CSR structure of a layer is rebuilt only when its mask changes (``MaskState.versions``).
+Layers denser than ``max_density`` keep the masked dense route, where the dense GEMM is faster
+(docs/findings/sparse_execution.md has the crossover measurement); so does every convolution,
+for which no route through PyTorch's kernels beat the dense convolution on our CPU.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snfs.errors import ConfigError
+
+EXECUTIONS = ("masked", "sparse")
+# PyTorch marks its CSR tensors "beta" on every construction; we pin the version these kernels were tested on.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+#: layers at or below this density use the sparse kernels (measured crossover, see the module docstring)
+SPARSE_MAX_DENSITY = 0.2
+
+
+@dataclass
+class CsrPattern:
+    """The CSR structure of one (out x in) mask and of its transpose, and where their values sit in the flat weight."""
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    gather: torch.Tensor  # flat positions of W's active entries, in CSR (row-major) order
+    crow_t: torch.Tensor
+    col_t: torch.Tensor
+    gather_t: torch.Tensor  # flat positions of W's active entries, in the CSR order of W^T
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> "CsrPattern":
+        out_f, in_f = mask.shape
+        gather = mask.flatten().nonzero().squeeze(1)
+        rows, cols = gather // in_f, gather % in_f
+        positions_t = mask.t().flatten().nonzero().squeeze(1)  # row-major positions in W^T
+        rows_t, cols_t = positions_t // out_f, positions_t % out_f
+        return cls(
+            crow=_crow(rows, out_f), col=cols, gather=gather,
+            crow_t=_crow(rows_t, in_f), col_t=cols_t, gather_t=cols_t * in_f + rows_t,
+            shape=(out_f, in_f),
+        )
+
+    @property
+    def nnz(self) -> int:
+        return int(self.gather.numel())
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.col, weight.reshape(-1)[self.gather], size=self.shape,
+                                       check_invariants=False)
+
+    def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, weight.reshape(-1)[self.gather_t],
+                                       size=(self.shape[1], self.shape[0]), check_invariants=False)
+
+
+def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return crow
+
+
+class SparseLinearFunction(torch.autograd.Function):
+    """y = x W^T + b through CSR kernels; the weight gradient is dense or restricted to the active positions."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool):
+        w = weight.detach()
+        out = (pattern.matrix(w) @ x.t().contiguous()).t()
+        if bias is not None:
+            out = out + bias
+        ctx.save_for_backward(x, w)
+        ctx.pattern, ctx.dense_weight_grad = pattern, dense_weight_grad
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w = ctx.saved_tensors
+        pattern = ctx.pattern
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (pattern.matrix_t(w) @ grad_out.t().contiguous()).t()
+        if ctx.needs_input_grad[1]:
+            if ctx.dense_weight_grad:
+                grad_w = grad_out.t() @ x
+            else:  # (g^T x) sampled at the active positions only
+                active = torch.sparse.sampled_addmm(pattern.matrix(w), grad_out.t(), x, beta=0.0)
+                grad_w = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
+                grad_w[pattern.gather] = active.values()
+                grad_w = grad_w.view_as(w)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum(0)
+        return grad_x, grad_w, grad_b, None, None
+
+
+class MaskedExecution:
+    """Today's route: every layer computes with its dense weight, in which inactive entries are zero."""
+
+    name = "masked"
+
+    def begin_step(self, step: int) -> None:
+        pass
+
+    def routes(self) -> dict[str, str]:
+        return {}
+
+
+class SparseExecution:
+    """Sparse kernels for every sparse ``nn.Linear`` at or below ``max_density``; see the module docstring."""
+
+    name = "sparse"
+
+    def __init__(self, model: nn.Module, algorithm, max_density: float = SPARSE_MAX_DENSITY):
+        self.algorithm = algorithm
+        self.max_density = max_density
+        self.dense_weight_grad = True  # until the loop says which step this is
+        self.modules: dict[str, nn.Linear] = {}
+        self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
+        for module_name, module in model.named_modules():
+            name = f"{module_name}.weight" if module_name else "weight"
+            if isinstance(module, nn.Linear) and name in algorithm.params:
+                self.modules[name] = module
+                module.forward = self._forward_of(name, module)
+
+    def _forward_of(self, name: str, module: nn.Linear):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            pattern = self.pattern(name)
+            if pattern is None:
+                return F.linear(x, module.weight, module.bias)
+            if x.dtype != module.weight.dtype:  # autocast: the CSR kernels run in the weight's precision
+                x = x.to(module.weight.dtype)
+            lead = x.shape[:-1]
+            out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), module.weight, module.bias, pattern,
+                                             self.dense_weight_grad)
+            return out.reshape(*lead, out.shape[-1])
+
+        return forward
+
+    def pattern(self, name: str) -> CsrPattern | None:
+        """The layer's CSR pattern (None: masked route), rebuilt only when its mask has changed."""
+        masks = self.algorithm.masks
+        mask = masks.masks[name]
+        cached = self._patterns.get(name)
+        if cached is not None and cached[0] is masks and cached[1] is mask and cached[3] == masks.versions[name]:
+            return cached[2]
+        density = float(mask.sum()) / max(1, mask.numel())
+        pattern = CsrPattern.from_mask(mask) if density <= self.max_density else None
+        self._patterns[name] = (masks, mask, pattern, masks.versions[name])
+        return pattern
+
+    def begin_step(self, step: int) -> None:
+        self.dense_weight_grad = bool(self.algorithm.needs_dense_grad(step))
+
+    def routes(self) -> dict[str, str]:
+        """Which route each sparse layer takes with the current masks: ``csr`` or ``masked``."""
+        out = {}
+        for name in self.algorithm.params:
+            out[name] = "csr" if name in self.modules and self.pattern(name) is not None else "masked"
+        return out
+
+
+def build_execution(name: str, model: nn.Module, algorithm, device: torch.device, max_density: float | None = None):
+    if name == "masked":
+        return MaskedExecution()
+    if name != "sparse":
+        raise ConfigError(f"execution={name!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; "
+                          f"use execution=masked")
+    return SparseExecution(model, algorithm, SPARSE_MAX_DENSITY if max_density is None else max_density)

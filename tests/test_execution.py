@@ -1,0 +1,131 @@
+"""``execution=sparse`` computes what ``execution=masked`` computes, for every algorithm, within fp32 rounding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import compose_cfg
+from snfs.algorithms import ALGORITHMS
+from snfs.errors import ConfigError
+from snfs.execution import CsrPattern, SparseExecution, SparseLinearFunction
+from snfs.masks import MaskState
+from snfs.train import Trainer, make_run_id
+
+# Schedules fast enough that every dynamic algorithm changes its masks several times in 4 short epochs.
+FAST = {
+    "rigl": ["sparse.delta_t=5"],
+    "dsr": ["sparse.rewire_periods=[[0,5]]", "sparse.target_prune=0.05"],
+    "deepr": ["sparse.temperatures=[[0.0,1e-4]]"],
+}
+ALGOS = [*ALGORITHMS.names(), "deepr_dsr_code"]
+
+
+def _run(overrides: list[str]) -> Trainer:
+    trainer = Trainer(compose_cfg(overrides))
+    trainer.fit()
+    return trainer
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path, monkeypatch):
+    monkeypatch.setattr("snfs.execution.SPARSE_MAX_DENSITY", 1.0)  # every sparse layer on the CSR route
+    base = quick_overrides + [f"sparse={algorithm}", "density=0.1", "epochs=4", "limit_batches=8",
+                              *FAST.get(algorithm.split("_")[0], [])]
+    masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"])
+    sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"])
+    assert sparse.execution.name == "sparse"
+    assert set(sparse.execution.routes().values()) == {"csr"}
+    updates = [h["mask_updates"] for h in masked.progress.history]
+    if algorithm not in ("dense", "static", "snip"):
+        assert sum(updates) >= 2, f"{algorithm} changed its masks {sum(updates)} times; the test needs several"
+    assert [h["pruned"] for h in sparse.progress.history] == [h["pruned"] for h in masked.progress.history]
+    for name, mask in masked.algo.masks.masks.items():
+        assert torch.equal(mask, sparse.algo.masks.masks[name]), f"{algorithm}: masks of {name} differ"
+    for (name, a), (_, b) in zip(masked.model.state_dict().items(), sparse.model.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{algorithm}: {name} differs")
+
+
+def test_sparse_linear_gradients_match_dense():
+    torch.manual_seed(0)
+    mask = torch.rand(7, 11) < 0.3
+    w = (torch.randn(7, 11) * mask).requires_grad_()
+    b = torch.randn(7, requires_grad=True)
+    x = torch.randn(5, 11, requires_grad=True)
+    pattern = CsrPattern.from_mask(mask)
+    for dense_grad in (True, False):
+        out = SparseLinearFunction.apply(x, w, b, pattern, dense_grad)
+        g = torch.randn_like(out)
+        gx, gw, gb = torch.autograd.grad(out, (x, w, b), g)
+        ref = F.linear(x, w, b)
+        rx, rw, rb = torch.autograd.grad(ref, (x, w, b), g)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(gx, rx)
+        torch.testing.assert_close(gb, rb)
+        if dense_grad:
+            torch.testing.assert_close(gw, rw)
+        else:
+            torch.testing.assert_close(gw, rw * mask)
+            assert torch.count_nonzero(gw[~mask]) == 0
+
+
+class _Algo:
+    """The part of an algorithm the execution reads: its weights, masks and gradient needs."""
+
+    def __init__(self, model):
+        self.params = {"0.weight": model[0].weight, "2.weight": model[2].weight}
+        self.masks = MaskState({k: torch.rand(p.shape) < 0.1 for k, p in self.params.items()})
+        self.dense = False
+
+    def needs_dense_grad(self, step):
+        return self.dense
+
+
+def test_csr_pattern_is_rebuilt_only_when_a_mask_changes(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
+    algo = _Algo(model)
+    execution = SparseExecution(model, algo)
+    builds = []
+    original = CsrPattern.from_mask
+    monkeypatch.setattr(CsrPattern, "from_mask", classmethod(lambda cls, m: builds.append(1) or original(m)))
+    x = torch.randn(4, 30)
+    for step in range(3):
+        execution.begin_step(step)
+        model(x).sum().backward()
+    assert len(builds) == 2  # one per layer, at the first forward
+    algo.masks.set("0.weight", torch.rand(20, 30) < 0.1)
+    model(x)
+    assert len(builds) == 3  # only the changed layer
+    algo.masks.load_state_dict(algo.masks.state_dict())
+    model(x)
+    assert len(builds) == 5
+
+
+def test_dense_layers_above_the_crossover_keep_the_masked_route():
+    model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
+    algo = _Algo(model)
+    algo.masks.set("2.weight", torch.ones(5, 20, dtype=torch.bool))
+    execution = SparseExecution(model, algo, max_density=0.2)
+    assert execution.routes() == {"0.weight": "csr", "2.weight": "masked"}
+
+
+def test_execution_is_checked_and_not_part_of_the_run_id(quick_overrides):
+    with pytest.raises(ConfigError, match="execution='fast' is not a valid choice; valid choices: masked, sparse"):
+        Trainer(compose_cfg(quick_overrides + ["execution=fast"]))
+    assert make_run_id(compose_cfg(["execution=sparse"])) == make_run_id(compose_cfg(["execution=masked"]))
+
+
+def test_checkpoint_written_masked_resumes_sparse(quick_overrides, tmp_path):
+    base = quick_overrides + ["sparse=set", "density=0.1", "epochs=3", "limit_batches=6",
+                              f"results_dir={tmp_path / 'runs'}"]
+    whole = _run(base + [f"results_dir={tmp_path / 'whole'}"])
+    _run(base + ["stop_after_epoch=1"])
+    resumed = _run(base + ["resume=true", "execution=sparse"])
+    assert resumed.progress.epoch == 3
+    for name, mask in whole.algo.masks.masks.items():
+        assert torch.equal(mask, resumed.algo.masks.masks[name])
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
