@@ -115,3 +115,13 @@ def test_model_configs_build(yaml_name):
     model = build_model(cfg.name, num_classes, **options)
     assert n_params(model) == expected
     assert bool(getattr(model, "dense_layer_names", [])) == (yaml_name == "resnet50_partial")
+
+
+def test_mlp_config_builds_the_wide_benchmark_model():
+    cfg = OmegaConf.load(CONF / "mlp.yaml")
+    model = build_model(cfg.name, 10, **{k: v for k, v in cfg.items() if k != "name"})
+    # 784*4096 + 4096 + 4096*4096 + 4096 + 4096*10 + 10
+    assert n_params(model) == 20_037_642
+    small = build_model("mlp", 3, hidden=[5], in_features=4)
+    assert n_params(small) == 4 * 5 + 5 + 5 * 3 + 3
+    assert small(torch.randn(2, 1, 2, 2)).shape == (2, 3)

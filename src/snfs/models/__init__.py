@@ -8,7 +8,7 @@ from snfs.registry import Registry
 
 MODELS: Registry = Registry("model.name")
 
-from snfs.models import alexnet, lenet, resnet, vgg, wrn  # noqa: E402,F401  (registers builders)
+from snfs.models import alexnet, lenet, mlp, resnet, vgg, wrn  # noqa: E402,F401  (registers builders)
 
 
 def build_model(name: str, num_classes: int, **kwargs):
