@@ -30,3 +30,7 @@ class CheckpointError(SnfsError, RuntimeError):
 
 class DivergenceError(SnfsError, RuntimeError):
     """Training produced a non-finite loss."""
+
+
+class RankMismatchError(SnfsError, RuntimeError):
+    """Under DDP, ranks disagree on something that must be identical (e.g. the masks)."""

@@ -22,7 +22,16 @@ for _info in pkgutil.iter_modules(__path__):
 
 
 def build_algorithm(ctx: TrainingContext, cfg: Mapping[str, Any]) -> SparseAlgorithm:
-    return ALGORITHMS.get(cfg["name"])(ctx, cfg)
+    """The configured algorithm; at density 1 every one of them is dense training.
+
+    At density 1 there is nothing to prune or regrow, and nothing dormant to wake: every algorithm
+    trains exactly as ``sparse=dense`` (no masks, no rewiring, no per-step terms). Its options are
+    still checked; the algorithm object is ``Dense`` with the same ``dense_layers``.
+    """
+    algorithm = ALGORITHMS.get(cfg["name"])(ctx, cfg)
+    if ctx.density >= 1.0 and algorithm.name != "dense":
+        return ALGORITHMS.get("dense")(ctx, {"name": "dense", "dense_layers": list(cfg.get("dense_layers") or [])})
+    return algorithm
 
 
 __all__ = ["ALGORITHMS", "SparseAlgorithm", "TrainingContext", "build_algorithm"]

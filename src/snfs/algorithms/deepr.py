@@ -284,10 +284,12 @@ class DeepR(SparseAlgorithm):
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
-                "active": {k: self.active_indices(k).cpu().clone() for k in self.params}}  # order sets the noise
+                "active": {k: self.active_indices(k).cpu().clone() for k in self.params},  # order sets the noise
+                "step": self.step}
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
         self._active = {k: (self.masks.masks[k], idx.to(self.masks.masks[k].device))
                         for k, idx in state.get("active", {}).items()}
         self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype) for k, p in self.params.items()}
+        self.step = int(state["step"])

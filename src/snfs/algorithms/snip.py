@@ -9,12 +9,16 @@ are masked, as for static sparse training.
 The scoring pass leaves the model as it found it: it uses ``torch.autograd.grad`` (no ``.grad``
 is written) and restores buffers (e.g. BatchNorm running statistics). ``ctx.sample_batch()``
 returns the first batch of the run's own batch order and restores the batch generator, so a SNIP
-run sees the same batches in the same order as any other algorithm with the same seed.
+run sees the same batches in the same order as any other algorithm with the same seed. Under DDP
+the trainer hands every rank the whole first global batch, so every rank builds the single-process
+mask; a loader that can only give this rank's share sets ``ctx.extra["sample_batch_is_shard"]``,
+and the gradients are then averaged over ranks before scoring.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, SparseAlgorithm
@@ -54,6 +58,13 @@ class SNIP(SparseAlgorithm):
         loss = self.ctx.loss_fn(model(x), y)
         weights = list(self.params.values())
         grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        if self.ctx.extra.get("sample_batch_is_shard") and dist.is_available() and dist.is_initialized():
+            # under DDP this rank scored its share of the batch only: average the gradients over ranks,
+            # so that every rank scores the whole batch and keeps the same mask
+            grads = [torch.zeros_like(p) if g is None else g.detach().clone() for p, g in zip(weights, grads)]
+            for g in grads:
+                dist.all_reduce(g)
+                g.div_(dist.get_world_size())
         scores = {}
         for (k, p), g in zip(self.params.items(), grads):
             scores[k] = (g * p).detach().abs() if g is not None else torch.zeros_like(p)

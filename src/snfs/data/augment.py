@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from snfs.data.batches import TensorBatches
+from snfs.data.batches import TensorBatches, shard_bounds
 
 
 def reflect_index(size: int, pad: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -99,9 +99,7 @@ class ImageBatches(TensorBatches):
         """This rank's contiguous part of the global batch [start, stop) (as TensorBatches does)."""
         if self.world_size == 1:
             return start, stop
-        share = (stop - start + self.world_size - 1) // self.world_size
-        lo = start + self.rank * share
-        return lo, min(stop, lo + share)
+        return shard_bounds(start, stop, self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.inputs)

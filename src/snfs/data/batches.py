@@ -7,6 +7,17 @@ from typing import Callable, Iterator
 import torch
 
 
+def shard_bounds(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:
+    """This rank's contiguous part of the global batch [start, stop): shares differ by at most one sample.
+
+    A share is empty only when the batch has fewer samples than there are ranks; the training step
+    weighs each rank's loss by its share, so an empty one contributes nothing.
+    """
+    base, extra = divmod(stop - start, world_size)
+    lo = start + rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
 class TensorBatches:
     """Shuffled (or ordered) mini-batches of in-memory tensors.
 
@@ -42,6 +53,10 @@ class TensorBatches:
     def __len__(self) -> int:
         return (len(self.inputs) + self.batch_size - 1) // self.batch_size
 
+    def global_batch_size(self, index: int) -> int:
+        """Samples in global batch ``index``, over all ranks together."""
+        return min(self.batch_size, len(self.inputs) - index * self.batch_size)
+
     @property
     def num_samples(self) -> int:
         return len(self.inputs)
@@ -55,9 +70,7 @@ class TensorBatches:
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             if self.world_size > 1:
-                share = (stop - start + self.world_size - 1) // self.world_size
-                lo = start + self.rank * share
-                stop, start = min(stop, lo + share), lo
+                start, stop = shard_bounds(start, stop, self.rank, self.world_size)
             if order is None:
                 x, y = self.inputs[start:stop], self.targets[start:stop]
             else:
