@@ -242,3 +242,106 @@ def test_browser_shows_run_list_and_curve(store):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.std() > 0.05  # not a blank page
+
+
+# --- runs still training: read from their wandb logs (logger.mode=offline, the default) -------------------
+
+
+def wandb_log(records: list[bytes]) -> bytes:
+    """A run-<id>.wandb file: the header wandb writes, then LevelDB-log records in 32 KiB blocks."""
+    out, block = bytearray(b":W&B\xe1\xbe\x00"), 32768
+    for data in records:
+        first = True
+        while True:
+            left = block - len(out) % block
+            if left < 7:
+                out += b"\x00" * left
+                continue
+            chunk, data = data[:left - 7], data[left - 7:]
+            kind = (1 if not data else 2) if first else (4 if not data else 3)
+            out += b"\x00\x00\x00\x00" + len(chunk).to_bytes(2, "little") + bytes([kind]) + chunk
+            first = False
+            if not data:
+                break
+    return bytes(out)
+
+
+def pb_records(run_id: str, epochs: int, exit_: bool = False, pad: int = 0) -> list[bytes]:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    rec = record("momentum", 0.02, 17, 0, epochs=50, status="running")
+    run = pb.Record()
+    run.run.run_id, run.run.display_name = "abc123", run_id
+    for k, v in rec["config"].items():
+        item = run.run.config.update.add()
+        item.key, item.value_json = k, json.dumps(v)
+    out = [run.SerializeToString()]
+    for h in record("momentum", 0.02, 17, epochs, epochs=50)["history"]:
+        r = pb.Record()
+        for k, v in h.items():
+            for key, value in (v.items() if isinstance(v, dict) else [(None, v)]):
+                item = r.history.item.add()
+                item.key, item.value_json = (f"{k}/{key}" if key else k), json.dumps(value)
+        item = r.history.item.add()
+        item.key, item.value_json = "_padding", json.dumps("x" * pad)
+        out.append(r.SerializeToString())
+    if exit_:
+        r = pb.Record()
+        r.exit.exit_code = 0
+        out.append(r.SerializeToString())
+    return out
+
+
+def test_a_run_in_training_is_read_from_its_wandb_log(store):
+    run_id = "mnist-lenet300_100-momentum-d0.02-s17-inwandb"
+    log = store["runs"] / "wandb" / "offline-run-20260101_000000-abc123" / "run-abc123.wandb"
+    log.parent.mkdir(parents=True)
+    folder = RunFolder(store["runs"])
+
+    def live():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedFile)
+            return {r.run_id: r for r in folder.refresh()}.get(run_id)
+
+    log.write_bytes(wandb_log(pb_records(run_id, 2)))
+    run = live()
+    assert (run.status, run.summary()["epochs_done"], run.summary()["algorithm"], run.summary()["density"]) == \
+        ("running", "2/50", "momentum", 0.02)
+    assert run.layers() == list(LAYERS) and run.series("val_error")[1] == pytest.approx([12.0, 6.0])
+    data = wandb_log(pb_records(run_id, 120, pad=300))  # > 32 KiB: records cross block boundaries
+    assert len(data) > 2 * 32768
+    log.write_bytes(data[:len(data) - 200])  # the writer is in the middle of a record
+    _touch_later(log)
+    assert len(live().history) == 119
+    log.write_bytes(wandb_log(pb_records(run_id, 120, exit_=True, pad=300)))
+    _touch_later(log)
+    run = live()
+    assert (run.status, len(run.history)) == ("stopped", 120)  # exited without a result: stop_after_epoch, a signal
+    assert run.series("epoch")[1] == list(range(1, 121))
+    write(store["runs"] / f"{run_id}.json", dict(record("momentum", 0.02, 17, 50, epochs=50), run_id=run_id))
+    run = live()
+    assert (run.status, len(run.history), run.path.suffix) == ("finished", 50, ".json")  # the record wins
+
+
+def test_a_real_wandb_offline_log_is_read(tmp_path):
+    """The format as wandb itself writes it (offline, as logger.mode=offline does), not our own writer."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    rec = record("set", 0.05, 18, 3)
+    code = f"""
+import json, wandb
+rec = json.loads({json.dumps(json.dumps(rec))})
+run = wandb.init(mode="offline", dir={str(runs)!r}, name=rec["run_id"], project="snfs", config=rec["config"])
+for h in rec["history"]:
+    run.log({{k: v for k, v in h.items() if not isinstance(v, dict)}}
+            | {{f"layer_density/{{k}}": v for k, v in h["layer_density"].items()}}, step=h["epoch"] * 10)
+run.finish()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert list(runs.glob("wandb/offline-run-*/run-*.wandb"))
+    (run,) = RunFolder(runs).refresh()
+    assert (run.run_id, run.status, run.summary()["algorithm"], run.summary()["seed"]) == (rec["run_id"], "stopped", "set", 18)
+    assert run.series("train_loss")[1] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert run.layer_series("fc2.weight")[1] == pytest.approx([0.05] * 3)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 # Top-level config keys that do not change what a run computes (where it is stored, how it is
 # shown, which device): ``snfs.train.NON_SEMANTIC_KEYS``, read from train.py's source, because
@@ -184,7 +185,7 @@ class Run:
         for h in self.history:
             if isinstance(h.get("layer_density"), Mapping):
                 names.update(dict.fromkeys(h["layer_density"]))
-        return list(names)
+        return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
 
     def layer_series(self, layer: str, key: str = "layer_density") -> tuple[list[float], list[float]]:
         xs, ys = [], []
@@ -200,10 +201,11 @@ class Run:
 class RunFolder:
     """The run JSONs of one folder, re-read by ``refresh()`` whenever a file changes."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, wandb: bool = True):
         self.folder = Path(folder)
         self._cache: dict[Path, tuple[tuple[int, int], Run | None]] = {}
         self.skipped: dict[str, str] = {}  # file name -> why it was skipped (the latest refresh)
+        self.wandb = WandbLogs(self.folder / "wandb") if wandb else None
 
     def refresh(self) -> list[Run]:
         """The readable run records now in the folder, sorted by run id."""
@@ -235,6 +237,9 @@ class RunFolder:
         for gone in set(self._cache) - seen:
             del self._cache[gone]
         self.skipped = skipped
+        if self.wandb is not None:  # runs still training (or stopped early) have no JSON yet: their wandb logs
+            recorded = {r.run_id for r in runs}
+            runs.extend(r for r in self.wandb.refresh() if r.run_id not in recorded)
         runs.sort(key=lambda r: r.run_id)
         annotate_variants(runs)
         return runs
@@ -288,3 +293,143 @@ def filter_runs(runs: Iterable[Run], **selected: Iterable[Any] | None) -> list[R
         if all(not values or s.get(key) in set(values) for key, values in selected.items()):
             out.append(run)
     return out
+
+
+# --- runs that have no record yet: their offline wandb logs ------------------------------------------------
+
+STALE_S = 30 * 60  # a wandb log without an exit record, unchanged this long: the run was killed
+
+
+def wandb_log_records(data: bytes) -> Iterator[bytes]:
+    """The records of a ``run-<id>.wandb`` file: a 7-byte header (``:W&B``, magic, version), then
+    LevelDB-log records (4-byte checksum, 2-byte length, 1-byte type; 32 KiB blocks). A record cut
+    off at the end (the file is being written) ends the listing."""
+    if data[:4] != b":W&B":
+        return
+    block, pos, parts = 32768, 7, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # the rest of a block too short for a header is padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0 and length == 0:
+            pos += left
+            continue
+        end = pos + 7 + length
+        if end > len(data):
+            return
+        chunk, pos = data[pos + 7:end], end
+        if kind == 1:  # full
+            yield chunk
+        elif kind == 2:  # first
+            parts = chunk
+        elif kind == 3:  # middle
+            parts += chunk
+        elif kind == 4:  # last
+            yield parts + chunk
+            parts = b""
+        else:
+            return
+
+
+def read_wandb_log(path: Path) -> dict | None:
+    """Run name (= our run id), config, per-epoch history and whether it exited, from a wandb log."""
+    from wandb.proto import wandb_internal_pb2 as pb  # only when there are wandb logs to read
+
+    out: dict[str, Any] = {"run_id": None, "config": {}, "history": [], "exited": False}
+    for raw in wandb_log_records(path.read_bytes()):
+        rec = pb.Record()
+        try:
+            rec.ParseFromString(raw)
+        except Exception:  # a damaged record: keep what came before it
+            break
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            out["run_id"] = rec.run.display_name or out["run_id"]
+            updates = rec.run.config.update
+        elif kind == "config":
+            updates = rec.config.update
+        elif kind == "history":
+            row: dict[str, Any] = {}
+            for item in rec.history.item:
+                key = item.key or "/".join(item.nested_key)
+                if key.startswith("_"):
+                    continue
+                try:
+                    value = json.loads(item.value_json)
+                except ValueError:
+                    continue
+                if key.startswith("layer_density/"):
+                    row.setdefault("layer_density", {})[key.split("/", 1)[1]] = value
+                else:
+                    row[key] = value
+            if "epoch" in row:
+                out["history"].append(row)
+            continue
+        elif kind == "exit":
+            out["exited"] = True
+            continue
+        else:
+            continue
+        for item in updates:
+            key = item.key or "/".join(item.nested_key)
+            if key != "_wandb":
+                try:
+                    out["config"][key] = json.loads(item.value_json)
+                except ValueError:
+                    pass
+    return out if out["run_id"] else None
+
+
+class WandbLogs:
+    """The runs in ``<results>/wandb/`` (offline or online logs), merged per run name; re-read on change."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._cache: dict[Path, tuple[tuple[int, int], dict | None]] = {}
+        self._failed = False
+
+    def refresh(self) -> list[Run]:
+        if self._failed or not self.folder.is_dir():
+            return []
+        logs: dict[str, list[tuple[float, dict, Path]]] = {}
+        for path in sorted(self.folder.glob("*run-*/run-*.wandb")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(path)
+            if cached is None or cached[0] != stamp:
+                try:
+                    cached = (stamp, read_wandb_log(path))
+                except ImportError as exc:
+                    warnings.warn(f"cannot read the wandb logs in {self.folder} ({exc}); runs still training are not shown",
+                                  SkippedFile, stacklevel=3)
+                    self._failed = True
+                    return []
+                except OSError:
+                    continue
+                self._cache[path] = cached
+            if cached[1] is not None:
+                logs.setdefault(cached[1]["run_id"], []).append((st.st_mtime, cached[1], path))
+        runs = []
+        for run_id, parts in logs.items():
+            parts.sort(key=lambda p: p[0])  # a resumed run has one log per start: later epochs win
+            by_epoch: dict[Any, dict] = {}
+            config: dict = {}
+            for _, log, _ in parts:
+                config.update(log["config"])
+                for row in log["history"]:
+                    by_epoch[row["epoch"]] = row
+            mtime, last, path = parts[-1]
+            history = [by_epoch[e] for e in sorted(by_epoch, key=lambda e: (str(type(e)), e))]
+            status = "stopped" if last["exited"] else ("unfinished" if time.time() - mtime > STALE_S else "running")
+            sub = lambda k: config.get(k, {}).get("name") if isinstance(config.get(k), Mapping) else None  # noqa: E731
+            record = {"status": status, "run_id": run_id, "dataset": sub("dataset"), "model": sub("model"),
+                      "algorithm": sub("sparse"), "density": config.get("density"), "seed": config.get("seed"),
+                      "epochs": config.get("epochs"), "config": config, "history": history, "source": str(path)}
+            if _problem(record) is None:
+                runs.append(Run(record=record, path=path, mtime=mtime, history=history))
+        return runs
