@@ -237,11 +237,19 @@ def test_browser_shows_run_list_and_curve(store):
     assert sorted(facts["run_ids"]) == expected
     assert facts["run_ids"][0] == facts["latest"]  # newest first, and drawn
     assert facts["lines"] >= 5  # losses, errors, lr, prune rate, densities of the selected run
-    assert png_size(shot) == (1400, 1700)
+    assert png_size(shot) == (1400, 2100)
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.std() > 0.05  # not a blank page
+    # the static report opens from disk, without a server, and draws its curves
+    out = store["tmp"] / "report"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        dashboard.write_report(store["runs"], store["tables"], out, progress=False)
+    page = dashboard.chromium(browser, (out / "runs" / f"{facts['latest']}.html").resolve().as_uri(), "--dump-dom")
+    assert page.returncode == 0, page.stderr[-2000:]
+    assert dashboard.page_facts(page.stdout)["lines"] >= 5
 
 
 # --- runs still training: read from their wandb logs (logger.mode=offline, the default) -------------------

@@ -245,6 +245,11 @@ class _Server:
 
 
 def serve(results: Path, tables_dir: Path, host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port in use: one line, not Flask's traceback
+        if probe.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0:
+            raise OSError(f"port {port} on {host} is in use (PORT=<another> picks another)")
     app = make_app(results, tables_dir)
     print(f"dashboard of {paths.display(results)} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     app.run(host=host, port=port, debug=False)
@@ -417,7 +422,7 @@ def find_chromium() -> str | None:
 def chromium(browser: str, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="snfs-chromium-") as profile:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1700",
+               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,2100",
                "--virtual-time-budget=30000", *args, url]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 

@@ -83,7 +83,7 @@ def run_figure(run: Run) -> go.Figure:
         xy = _xy(run.series(key))
         fig.add_trace(go.Bar(**xy, name=key, marker_color=color, opacity=0.75), 3, 2)
     fig.update_layout(barmode="group")
-    for row, col in ((1, 1), (1, 2), (2, 1)):  # losses, errors and lr span decades
+    for row, col in ((1, 1), (2, 1)):  # losses and lr span decades (errors stay linear: 0% has no log)
         fig.update_yaxes(type="log", row=row, col=col)
     return _finish(fig, f"{run.run_id} ({run.status}, {len(run.history)} epochs)", 980, run.run_id)
 
@@ -133,6 +133,6 @@ def overlay_figure(runs: Sequence[Run], color_by: str = "run", title: str | None
                                      legendgroup=group, showlegend=first_of_group and p == 0,
                                      hovertemplate=f"{names[run.run_id]}: %{{y:.4g}}<extra></extra>"),
                           p // 2 + 1, p % 2 + 1)
-    for row, col in ((1, 1), (1, 2), (2, 1)):  # validation error, training loss and lr span decades
+    for row, col in ((1, 2), (2, 1)):  # training loss and lr span decades (errors stay linear: 0% has no log)
         fig.update_yaxes(type="log", row=row, col=col)
     return _finish(fig, title or f"{len(runs)} runs overlaid", 980, "|".join(r.run_id for r in runs))
