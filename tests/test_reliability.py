@@ -201,3 +201,86 @@ def test_submitit_local_two_job_multirun(tmp_path):
     assert proc.returncode == 0, err
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
     assert sorted(r["seed"] for r in runs) == [1, 2]
+
+
+# --- issue 14: checkpoints that cannot be read, divergence before the first checkpoint, file modes ---
+
+
+@pytest.mark.parametrize("content", ["garbage", "not_a_dict", "no_algorithm"])
+def test_unreadable_checkpoint_is_moved_aside_never_overwritten(tmp_path, content):
+    """Issue 14 bug 6: without resume=true a corrupt preemption checkpoint was ignored and overwritten;
+    a checkpoint that was not a dict, or lacked its algorithm section, gave a traceback."""
+    from snfs.errors import CheckpointError
+
+    train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}"]))
+    ckpt = tmp_path / "checkpoints" / "fixed.pt"
+    if content == "garbage":
+        ckpt.write_bytes(b"\x80\x04 truncated preemption checkpoint")
+    elif content == "not_a_dict":
+        torch.save([1, 2, 3], ckpt)
+    else:
+        state = torch.load(ckpt, weights_only=False)
+        del state["algorithm"]
+        state["preempted"] = True
+        torch.save(state, ckpt)
+    original = ckpt.read_bytes()
+    for resume in ("false", "true"):
+        with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*fixed\.pt.*moved to .*fixed\.pt\.unreadable"):
+            train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"resume={resume}", f"results_dir={tmp_path}"]))
+        assert not ckpt.exists()
+        ckpt.write_bytes(original)  # the same file again, for the resume=true pass
+    kept = sorted((tmp_path / "checkpoints").glob("fixed.pt.unreadable*"))
+    assert [p.read_bytes() for p in kept] == [original, original]
+    ckpt.unlink()
+    assert train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}"]))["status"] == "finished"
+
+
+def test_unreadable_checkpoint_cli_is_one_line(tmp_path):
+    ckpt = tmp_path / "checkpoints" / "fixed.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"corrupt")
+    proc = _cli(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert f"moved to {ckpt}.unreadable" in err.strip().splitlines()[-1]
+
+
+def test_divergence_in_the_first_epoch_names_no_missing_checkpoint(tmp_path, monkeypatch):
+    """Issue 14 bug 7: a non-finite loss in epoch 1 pointed to an 'epoch 0' checkpoint that does not exist."""
+    real = train_module.F.cross_entropy
+    monkeypatch.setattr(train_module.F, "cross_entropy",
+                        lambda out, y, *a, **kw: real(out, y, *a, **kw) * (1.0 if kw.get("reduction") == "sum" else float("nan")))
+    with pytest.raises(DivergenceError) as err:
+        train(compose_cfg(FAKE + ["epochs=2", "limit_batches=3", f"results_dir={tmp_path}"]))
+    message = str(err.value)
+    assert "epoch 0" not in message and "no checkpoint of this run was written" in message
+    assert not (tmp_path / "checkpoints" / "fixed.pt").exists()
+
+
+def test_divergence_later_names_the_checkpoint_that_is_there(tmp_path, monkeypatch):
+    real = train_module.F.cross_entropy
+    calls = {"train": 0}
+
+    def poisoned(out, y, *a, **kw):
+        if kw.get("reduction") != "sum":
+            calls["train"] += 1
+        return real(out, y, *a, **kw) * (float("nan") if calls["train"] > 5 else 1.0)
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", poisoned)
+    with pytest.raises(DivergenceError, match=r"last good checkpoint \(end of epoch 1\) is kept at .*fixed\.pt"):
+        train(compose_cfg(FAKE + ["epochs=3", "limit_batches=3", f"results_dir={tmp_path}"]))
+    assert torch.load(tmp_path / "checkpoints" / "fixed.pt", weights_only=False)["progress"]["epoch"] == 1
+
+
+def test_results_and_checkpoints_respect_the_umask(tmp_path):
+    """Results and checkpoints were written 0600 (mkstemp's mode); colleagues on a shared cluster could not read them."""
+    old = os.umask(0o022)
+    try:
+        train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path / 'a'}"]))
+        os.umask(0o027)
+        train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path / 'b'}"]))
+    finally:
+        os.umask(old)
+    for d, mode in (("a", 0o644), ("b", 0o640)):
+        for path in (tmp_path / d / "fixed.json", tmp_path / d / "checkpoints" / "fixed.pt"):
+            assert path.stat().st_mode & 0o777 == mode, (path, oct(path.stat().st_mode))

@@ -22,7 +22,7 @@ import snfs.train as train_module
 from conftest import compose_cfg
 from snfs.algorithms import ALGORITHMS
 from snfs.data.batches import TensorBatches, shard_bounds
-from snfs.errors import RankMismatchError
+from snfs.errors import SnfsError
 from snfs.train import Trainer
 
 BASE = ["dataset=fake", "dataset.n_train=193", "dataset.n_val=64", "dataset.n_test=64", "logger.mode=disabled",
@@ -99,8 +99,8 @@ def _ddp_worker(rank: int, world: int, port: int, jobs: dict[str, list[str]], ou
                 result, algo = _run_capturing(cfg)
                 out[name] = {"history": result["history"], "checksum": algo.masks.checksum(),
                              "model": {k: v.clone() for k, v in algo.ctx.model.state_dict().items()}}
-            except RankMismatchError as exc:
-                out[name] = {"error": str(exc)}
+            except SnfsError as exc:
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         train_module.cleanup()
     torch.save(out, Path(out_dir) / f"rank{rank}.pt")
@@ -116,10 +116,14 @@ def test_ddp_every_algorithm_matches_single_process(tmp_path):
     jobs = {v: overrides(v, tmp_path / "ddp" / v) for v in VARIANTS}
     # the post-init mask check catches ranks that disagree from the start (a run-dependent seed)
     jobs["rank_dependent"] = overrides("static", tmp_path / "ddp" / "rank_dependent")
+    # SyncBatchNorm runs on GPUs only: on gloo/CPU sync_bn=true is refused with a clear error
+    jobs["sync_bn_cpu"] = overrides("static", tmp_path / "ddp" / "sync_bn") + ["sync_bn=true", "+model.batch_norm=true"]
     mp.start_processes(_ddp_worker, args=(2, _free_port(), jobs, str(tmp_path)), nprocs=2, start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert "mask checksum differs between ranks" in ranks[0]["rank_dependent"].get("error", ""), ranks[0]["rank_dependent"]
-    assert "error" in ranks[1]["rank_dependent"]
+    assert "RankMismatchError" in ranks[1]["rank_dependent"].get("error", "")
+    for r in (0, 1):
+        assert "ConfigError: sync_bn=true is not valid on device cpu" in ranks[r]["sync_bn_cpu"].get("error", "")
     torch.set_num_threads(1)
     worst = {}
     for variant in VARIANTS:

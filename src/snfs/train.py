@@ -74,6 +74,8 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
+    if not isinstance(cfg.get("sync_bn", False), bool):
+        raise ConfigError(f"sync_bn={cfg.sync_bn!r} is not valid; valid choices: true, false")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
     if cfg.execution not in EXECUTIONS:
@@ -248,6 +250,8 @@ class Trainer:
         self.device = device = dist_device or resolve_device(cfg.device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        if self.dist.enabled and cfg.get("sync_bn") and device.type != "cuda":
+            raise ConfigError(f"sync_bn=true is not valid on device {device.type}; PyTorch's SyncBatchNorm runs on GPUs only")
         torch.manual_seed(cfg.seed)
         self.run_id = make_run_id(cfg)
         self.fingerprint = config_fingerprint(cfg)
