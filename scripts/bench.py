@@ -1,69 +1,244 @@
-"""Benchmark: epoch time of sparse-momentum training vs a plain dense PyTorch loop.
+"""Benchmark: training epoch time under ``execution=masked`` and ``execution=sparse`` against a plain dense loop.
 
-Both run LeNet-300-100 on the same MNIST tensors in the same process. The sparse epoch is the
-real training loop's epoch (training steps, validation, mask update); the dense loop is the
-textbook forward/backward/SGD step and nothing else. Prints one JSON line at the end.
+Everything runs in this one process, interleaved: each round times one epoch of every setting in
+turn (the dense loop first), so that whatever else the machine does hits every setting alike; the
+table keeps the best of the rounds. A sparse epoch is the real training loop's epoch (the steps,
+validation and the epoch-end mask update), each setting with its own model, optimizer and masks
+on shared data. The dense loop is the textbook forward/backward/SGD step and nothing else.
+
+Writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name>.png`` (speedup vs density).
+``--load N`` starts N single-thread busy processes for the whole measurement (a loaded machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import multiprocessing as mp
+import os
+import platform
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from snfs.data import build_data
-from snfs.models import build_model
-from snfs.train import train
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ALGORITHMS = ("static", "set", "rigl", "momentum")
+DEFAULT_DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2)
+PRESETS = {
+    # name: (overrides, algorithms, densities)
+    "lenet300_100": (["model=lenet300_100", "dataset=mnist"], DEFAULT_ALGORITHMS, DEFAULT_DENSITIES),
+    # generated data: 2,000 training images of MNIST's shape, so one epoch is 20 steps
+    "mlp_4096": (["model=mlp", "dataset=fake", "dataset.n_train=2000", "dataset.n_val=200", "dataset.n_test=200"],
+                 ("static", "momentum"), (0.01, 0.05, 0.2)),
+}
 
 
-def dense_epoch_times(cfg, epochs: int) -> list[float]:
-    torch.manual_seed(cfg.seed)
-    data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, torch.device("cpu"), cfg.seed)
-    model = build_model("lenet300_100", 10)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, foreach=True)
-    times = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        for x, y in data.train:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
+def busy(_: int) -> None:
+    """One single-thread CPU hog (the 'loaded machine' condition)."""
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256)
+    while True:
+        a = torch.tanh(a @ a)
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+class SharedData:
+    """Builds each dataset once: every setting trains on the same tensors (the order generator is shared too)."""
+
+    def __init__(self, build):
+        self.build, self.cache = build, {}
+
+    def __call__(self, cfg, data_root, batch_size, device, seed):
+        key = (json.dumps(dict(cfg), sort_keys=True, default=str), data_root, batch_size, str(device))
+        if key not in self.cache:
+            self.cache[key] = self.build(cfg, data_root, batch_size, device, seed)
+        return self.cache[key]
+
+
+class DenseLoop:
+    """The plain PyTorch loop: forward, cross-entropy, backward, SGD (the protocol's optimizer settings)."""
+
+    label = "dense loop"
+
+    def __init__(self, cfg, data):
+        from snfs.models import build_model
+
+        torch.manual_seed(cfg.seed)
+        options = {k: v for k, v in dict(cfg.model).items() if k != "name"}
+        self.model = build_model(cfg.model.name, data.num_classes, **options)
+        o = cfg.optim
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                   weight_decay=o.weight_decay, foreach=True)
+        self.data = data
+
+    def epoch(self, _: int) -> None:
+        for x, y in self.data.train:
+            loss = F.cross_entropy(self.model(x), y)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - t0)
-    return times
+            self.opt.step()
+
+
+class TrainerEpoch:
+    """One setting: the training loop's own epoch (``Trainer.run_epoch``)."""
+
+    def __init__(self, trainer, label: str):
+        from snfs.train import Preemption
+
+        self.trainer, self.label, self.preemption = trainer, label, Preemption()
+        trainer.train_model.train()
+
+    def epoch(self, index: int) -> None:
+        self.trainer.run_epoch(index, self.preemption)
+
+
+def measure(preset: str, args) -> dict:
+    import snfs.train as train_module
+    from snfs.train import Trainer
+
+    overrides, algorithms, densities = PRESETS[preset]
+    algorithms = args.algorithms or algorithms
+    densities = args.densities or densities
+    base = overrides + [f"data.root={args.data_root}", f"epochs={args.rounds + 1}", "device=cpu",
+                        "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}"]
+    train_module.build_data = SharedData(train_module.build_data)
+    settings = []
+    cfg0 = compose(base)
+    dense = DenseLoop(cfg0, train_module.build_data(cfg0.dataset, cfg0.data.root, cfg0.batch_size, torch.device("cpu"),
+                                                    cfg0.seed))
+    settings.append(("dense", None, None, dense))
+    for algorithm in algorithms:
+        for density in densities:
+            for execution in ("masked", "sparse"):
+                trainer = Trainer(compose(base + [f"sparse={algorithm}", f"density={density}", f"execution={execution}"]))
+                settings.append((algorithm, density, execution,
+                                 TrainerEpoch(trainer, f"{algorithm} {density:g} {execution}")))
+    times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
+    from tqdm.auto import tqdm
+
+    with tqdm(total=args.rounds * len(settings), desc=f"bench {preset}", unit="epoch", file=sys.stderr) as bar:
+        for r in range(args.rounds):
+            for i, (*_, runner) in enumerate(settings):
+                t0 = time.perf_counter()
+                runner.epoch(r)
+                times[i].append(time.perf_counter() - t0)
+                bar.update(1)
+    dense_s = min(times[0])
+    rows = []
+    for i, (algorithm, density, execution, runner) in enumerate(settings):
+        best = min(times[i])
+        row = {"setting": runner.label, "algorithm": algorithm, "density": density, "execution": execution,
+               "epoch_s": best, "epochs_s": times[i], "ratio_to_dense_loop": dense_s / best}
+        if isinstance(runner, TrainerEpoch):
+            row["routes"] = runner.trainer.execution.routes()
+            row["final_density"] = runner.trainer.algo.masks.density()
+        rows.append(row)
+    return {"preset": preset, "overrides": overrides, "rows": rows}
+
+
+def machine() -> dict:
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.node()}",
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            "loadavg_at_start": os.getloadavg()}
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    m = result["machine"]
+    lines = [f"# Epoch time: {result['preset']}, masked vs sparse execution", "",
+             f"Machine: {m['machine']}; torch {m['torch']}; {m['threads']} thread(s); OMP_WAIT_POLICY "
+             f"{m['omp_wait_policy']}; extra load: {result['load']} busy single-thread process(es); load average at "
+             f"start {m['loadavg_at_start'][0]:.2f}. Best of {result['rounds']} interleaved epochs per setting, one process.",
+             "Ratio = dense-loop epoch time / this setting's epoch time (> 1: faster than the plain dense loop).", ""]
+    rows = result["rows"]
+    dense = rows[0]
+    lines.append(f"Plain dense loop: {dense['epoch_s']:.3f} s per epoch.")
+    lines.append("")
+    densities = sorted({r["density"] for r in rows[1:]})
+    lines.append("| algorithm | execution | " + " | ".join(f"{d:.0%}" for d in densities) + " |")
+    lines.append("|---|---|" + "---|" * len(densities))
+    for algorithm in dict.fromkeys(r["algorithm"] for r in rows[1:]):
+        for execution in ("masked", "sparse"):
+            cells = []
+            for d in densities:
+                r = next((r for r in rows if r["algorithm"] == algorithm and r["density"] == d
+                          and r["execution"] == execution), None)
+                cells.append("" if r is None else f"{r['epoch_s']:.3f} s ({r['ratio_to_dense_loop']:.2f}x)")
+            lines.append(f"| {algorithm} | {execution} | " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_figure(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"][1:]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
+        for execution, style in (("sparse", "-o"), ("masked", ":x")):
+            pts = sorted((r["density"], r["ratio_to_dense_loop"]) for r in rows
+                         if r["algorithm"] == algorithm and r["execution"] == execution)
+            line = ax.plot([100 * d for d, _ in pts], [s for _, s in pts], style, label=f"{algorithm}, {execution}")
+            if execution == "sparse":
+                color = line[0].get_color()
+            else:
+                line[0].set_color(color)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("weights (%)")
+    ax.set_ylabel("speedup over the plain dense loop")
+    ax.set_title(f"{result['preset']}: epoch time, {result['machine']['threads']} thread(s), load {result['load']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("presets", nargs="*", default=["lenet300_100", "mlp_4096"], choices=sorted(PRESETS))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved epochs per setting; the best counts")
+    parser.add_argument("--algorithms", nargs="*", help="override the preset's algorithms")
+    parser.add_argument("--densities", nargs="*", type=float, help="override the preset's densities")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see docs/findings)")
+    parser.add_argument("--load", type=int, default=0, help="busy single-thread processes to run meanwhile")
     parser.add_argument("--data-root", default="data")
+    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
+    parser.add_argument("--suffix", default="", help="appended to the output names (e.g. _loaded)")
     args = parser.parse_args()
-
-    from hydra import compose, initialize_config_dir
-    from pathlib import Path
-    import tempfile
-
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            f"data.root={args.data_root}", f"epochs={args.epochs}", "device=cpu", "logger.mode=disabled",
-            "progress=false", f"results_dir={tmp}",
-        ])
-        dense = dense_epoch_times(cfg, args.epochs)
-        result = train(cfg)
-        sparse = [h["epoch_time_s"] for h in result["history"]]
-        dense += dense_epoch_times(cfg, args.epochs)
-    # the first epoch of each run warms up allocators and caches
-    sparse_s = statistics.median(sparse[1:] or sparse)
-    dense_s = statistics.median(dense[1:args.epochs] + dense[args.epochs + 1:] or dense)
-    print(f"sparse momentum epochs (s): {[round(t, 3) for t in sparse]}")
-    print(f"dense loop epochs (s):      {[round(t, 3) for t in dense]}")
-    print(json.dumps({"sparse_epoch_s": round(sparse_s, 4), "dense_epoch_s": round(dense_s, 4),
-                      "ratio": round(sparse_s / dense_s, 4), "threads": torch.get_num_threads()}))
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hogs = [mp.get_context("spawn").Process(target=busy, args=(i,), daemon=True) for i in range(args.load)]
+    for h in hogs:
+        h.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            args.tmp = tmp
+            for preset in args.presets:
+                info = machine()
+                result = measure(preset, args)
+                result.update(machine=info, rounds=args.rounds, load=args.load)
+                name = f"{preset}{args.suffix}"
+                (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+                write_markdown(result, out / f"{name}.md")
+                write_figure(result, out / f"{name}.png")
+                print((out / f"{name}.md").read_text())
+    finally:
+        for h in hogs:
+            h.terminate()
 
 
 if __name__ == "__main__":

@@ -66,12 +66,13 @@ class CsrPattern:
         return int(self.gather.numel())
 
     def matrix(self, weight: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(self.crow, self.col, weight.reshape(-1)[self.gather], size=self.shape,
-                                       check_invariants=False)
+        values = torch.index_select(weight.reshape(-1), 0, self.gather)
+        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape, check_invariants=False)
 
     def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(self.crow_t, self.col_t, weight.reshape(-1)[self.gather_t],
-                                       size=(self.shape[1], self.shape[0]), check_invariants=False)
+        values = torch.index_select(weight.reshape(-1), 0, self.gather_t)
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values, size=(self.shape[1], self.shape[0]),
+                                       check_invariants=False)
 
 
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -81,35 +82,41 @@ def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
 
 
 class SparseLinearFunction(torch.autograd.Function):
-    """y = x W^T + b through CSR kernels; the weight gradient is dense or restricted to the active positions."""
+    """y = x W^T + b through CSR kernels; the weight gradient is dense or restricted to the active positions.
+
+    The products are taken transposed, ``y^T = W x^T``, because PyTorch's CSR kernels multiply a
+    sparse matrix from the left; the result is returned as a transposed view, so a following
+    sparse layer receives its ``x^T`` contiguous without a copy.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool):
         w = weight.detach()
-        out = (pattern.matrix(w) @ x.t().contiguous()).t()
-        if bias is not None:
-            out = out + bias
+        matrix = pattern.matrix(w)
+        xt = x.t().contiguous()
+        out_t = torch.mm(matrix, xt) if bias is None else torch.addmm(bias.detach()[:, None], matrix, xt)
         ctx.save_for_backward(x, w)
-        ctx.pattern, ctx.dense_weight_grad = pattern, dense_weight_grad
-        return out
+        ctx.matrix, ctx.pattern, ctx.dense_weight_grad = matrix, pattern, dense_weight_grad
+        return out_t.t()
 
     @staticmethod
     def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
         pattern = ctx.pattern
         grad_x = grad_w = grad_b = None
+        grad_out_t = grad_out.t().contiguous()
         if ctx.needs_input_grad[0]:
-            grad_x = (pattern.matrix_t(w) @ grad_out.t().contiguous()).t()
+            grad_x = torch.mm(pattern.matrix_t(w), grad_out_t).t()
         if ctx.needs_input_grad[1]:
             if ctx.dense_weight_grad:
-                grad_w = grad_out.t() @ x
+                grad_w = torch.mm(grad_out_t, x)
             else:  # (g^T x) sampled at the active positions only
-                active = torch.sparse.sampled_addmm(pattern.matrix(w), grad_out.t(), x, beta=0.0)
+                active = torch.sparse.sampled_addmm(ctx.matrix, grad_out_t, x, beta=0.0)
                 grad_w = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
-                grad_w[pattern.gather] = active.values()
+                grad_w.index_copy_(0, pattern.gather, active.values())
                 grad_w = grad_w.view_as(w)
         if ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum(0)
+            grad_b = grad_out_t.sum(1)
         return grad_x, grad_w, grad_b, None, None
 
 

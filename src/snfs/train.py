@@ -35,6 +35,7 @@ from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
 from snfs.results import git_commit, result_path, write_json
+from snfs.threads import resolve_threads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOGGER_MODES = ("offline", "online", "disabled")
@@ -42,7 +43,7 @@ LOGGER_MODES = ("offline", "online", "disabled")
 # sync_bn is here for the same reason as the world size: it changes how a run is spread over ranks, and
 # with it a DDP run computes what a single process does (tests/test_reliability.py).
 NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
-                     "speedup_estimate", "sync_bn", "execution")
+                     "speedup_estimate", "sync_bn", "execution", "threads")
 
 
 # --- config --------------------------------------------------------------------------------
@@ -78,6 +79,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"sync_bn={cfg.sync_bn!r} is not valid; valid choices: true, false")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
+    resolve_threads(cfg.threads)  # raises for a bad value; "auto" is resolved when the run starts
     if cfg.execution not in EXECUTIONS:
         raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
@@ -248,6 +250,7 @@ class Trainer:
         self.cfg = cfg
         self.dist, dist_device = init_distributed(cfg.device)
         self.device = device = dist_device or resolve_device(cfg.device)
+        torch.set_num_threads(resolve_threads(cfg.threads))
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.dist.enabled and cfg.get("sync_bn") and device.type != "cuda":
@@ -352,6 +355,16 @@ class Trainer:
         return state
 
     def resume(self, state: dict) -> None:
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. written before a state key existed
+            raise CheckpointError(f"checkpoint {self.ckpt} does not fit this code ({type(exc).__name__}: {exc}); "
+                                  f"delete it or set run_id to start a new run") from exc
+        self.masks_changed()
+        self.checkpoint_at = self.describe_checkpoint(bool(state.get("preempted")))
+        self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
+
+    def _load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -363,9 +376,6 @@ class Trainer:
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.progress = Progress(**state["progress"])
-        self.masks_changed()
-        self.checkpoint_at = self.describe_checkpoint(bool(state.get("preempted")))
-        self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
 
     def describe_checkpoint(self, preempted: bool) -> str:
         if preempted and self.progress.batch:
