@@ -66,6 +66,10 @@ def store(tmp_path):
     tables = tmp_path / "tables"
     tables.mkdir()
     (tables / "README.md").write_text("# Tables\n\n| table | what |\n|---|---|\n| [toy](toy.md) | a toy |\n")
+    (tmp_path / "figures").mkdir()
+    import matplotlib.image
+
+    matplotlib.image.imsave(tmp_path / "figures" / "toy.png", [[0.0, 1.0], [1.0, 0.0]])
     (tables / "toy.md").write_text("# Toy\n\n| method | ours | paper |\n|---|---:|---:|\n| sparse_momentum | 98.50 ± 0.04 | 98.53 |\n")
     return {"runs": runs, "tables": tables, "live": live["run_id"], "tmp": tmp_path}
 
@@ -181,6 +185,7 @@ def test_static_report(store):
     assert store["live"] in filtered and "-s18-" not in filtered
     tables = (out / "tables.html").read_text()
     assert "<table>" in tables and ">98.50 ± 0.04</td>" in tables and 'href="#toy"' in tables
+    assert '<img src="../figures/toy.png"' in tables  # the table's figure, found from the report's folder
 
 
 def test_cli_missing_folder_is_one_line(tmp_path, capsys):
@@ -214,6 +219,16 @@ def test_served_curves_follow_a_training_run(store):
         write(path, record("momentum", 0.02, 17, 3, status="running"))
         _touch_later(path)
         assert _post_curves(client, store["live"]).endswith("(running, 3 epochs)")
+        table = client.post("/_dash-update-component", json={
+            "output": "table-body.children", "outputs": {"id": "table-body", "property": "children"},
+            "inputs": [{"id": "table-name", "property": "value", "value": "toy.md"}],
+            "changedPropIds": ["table-name.value"], "state": []})
+        assert table.status_code == 200
+        assert "| sparse_momentum | 98.50 ± 0.04 | 98.53 |" in json.dumps(table.get_json(), ensure_ascii=False)
+        assert "/table-figures/toy.png" in json.dumps(table.get_json())
+        image = client.get("/table-figures/toy.png")
+        assert image.status_code == 200 and image.data[:4] == b"\x89PNG"
+        assert client.get("/table-figures/nothing.png").status_code == 404
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -237,7 +252,7 @@ def test_browser_shows_run_list_and_curve(store):
     assert sorted(facts["run_ids"]) == expected
     assert facts["run_ids"][0] == facts["latest"]  # newest first, and drawn
     assert facts["lines"] >= 5  # losses, errors, lr, prune rate, densities of the selected run
-    assert png_size(shot) == (1400, 2100)
+    assert png_size(shot) == (1400, 1850)
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)

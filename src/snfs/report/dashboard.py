@@ -54,11 +54,20 @@ def fmt(key: str, value: Any) -> str:
 
 
 def table_files(tables_dir: Path) -> list[Path]:
-    """The markdown tables, the index (README.md) first."""
+    """The markdown tables: the index (README.md) first, then in the index's order, then the rest."""
     if not tables_dir.is_dir():
         return []
     files = sorted(tables_dir.glob("*.md"))
-    return sorted(files, key=lambda p: (p.name != "README.md", p.name))
+    index = tables_dir / "README.md"
+    order = re.findall(r"\]\(([\w.-]+\.md)\)", index.read_text()) if index.exists() else []
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(files, key=lambda p: (p.name != "README.md", rank.get(p.name, len(rank)), p.name))
+
+
+def table_figure(tables_dir: Path, name: str) -> Path | None:
+    """The figure drawn beside a table (``make figures``: ``results/figures/<name>.png``), if there is one."""
+    figure = tables_dir.parent / "figures" / f"{Path(name).stem}.png"
+    return figure if figure.is_file() else None
 
 
 def latest(runs: Sequence[Run]) -> Run | None:
@@ -215,7 +224,17 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
             return html.P(f"no tables in {paths.display(tables_dir)} (make tables writes them)")
         text = (tables_dir / name).read_text()
         text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", text)  # links between tables: the dropdown shows them
-        return dcc.Markdown(text)
+        figure = table_figure(tables_dir, name)
+        return [dcc.Markdown(text)] + ([html.Img(src=f"/table-figures/{figure.name}", style={"maxWidth": "100%"})]
+                                       if figure else [])
+
+    @app.server.route("/table-figures/<name>")
+    def table_figures(name):
+        from flask import abort, send_from_directory
+
+        if not name.endswith(".png"):
+            abort(404)
+        return send_from_directory((tables_dir.parent / "figures").resolve(), name)
 
     return app
 
@@ -313,7 +332,7 @@ def filter_bar(runs: Sequence[Run], root: str) -> str:
     return '<div class="filterbar">' + "\n".join(lines) + "</div>"
 
 
-def render_tables(tables_dir: Path) -> str:
+def render_tables(tables_dir: Path, out: Path) -> str:
     import markdown
 
     parts, index = [], []
@@ -321,7 +340,11 @@ def render_tables(tables_dir: Path) -> str:
         name = p.stem if p.name != "README.md" else "index"
         text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", p.read_text())
         index.append(f'<a href="#{name}">{name}</a>')
-        parts.append(f'<section id="{name}" class="md">' + markdown.markdown(text, extensions=["tables"]) + "</section><hr>")
+        figure = table_figure(tables_dir, p.name)
+        image = (f'<p><img src="{htmlmod.escape(os.path.relpath(figure.resolve(), out.resolve()))}" alt="{name}" style="max-width: 100%"></p>'
+                 if figure else "")
+        parts.append(f'<section id="{name}" class="md">' + markdown.markdown(text, extensions=["tables"]) + image
+                     + "</section><hr>")
     if not parts:
         return f"<p>no tables in {htmlmod.escape(paths.display(tables_dir))} (make tables writes them)</p>"
     return "<p>" + " · ".join(index) + "</p>" + "\n".join(parts)
@@ -392,7 +415,7 @@ def write_report(results: Path, tables_dir: Path, out: Path, progress: bool = Tr
                          f' density {fmt("density", s["density"])}</a> ({len(members)} seed(s))</li>')
     _write(out / "compare.html", page("Overlays", "<h2>Algorithms at one density</h2><ul>" + "\n".join(compare_links)
                                       + "</ul><h2>Seeds of one table row</h2><ul>" + "\n".join(row_links) + "</ul>"), written)
-    _write(out / "tables.html", page(f"Tables: {paths.display(tables_dir)}", render_tables(tables_dir)), written)
+    _write(out / "tables.html", page(f"Tables: {paths.display(tables_dir)}", render_tables(tables_dir, out)), written)
     skipped = "".join(f"<li>{htmlmod.escape(n)}: {htmlmod.escape(w)}</li>" for n, w in sorted(folder.skipped.items()))
     index = (f"<p>{len(runs)} runs from <code>{htmlmod.escape(paths.display(results))}</code>. Each run id opens its curves; "
              f"'seeds' overlays every seed of its table row. The live version with filters and selection: "
@@ -422,7 +445,7 @@ def find_chromium() -> str | None:
 def chromium(browser: str, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="snfs-chromium-") as profile:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,2100",
+               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1850",
                "--virtual-time-budget=30000", *args, url]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
