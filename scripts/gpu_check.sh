@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The GPU check, in one call of under 8 minutes on one GPU: JSON lines to $OUT/gpu_check.jsonl (or to
+# the folder given as $1), the full log beside them.
+#   1. two epochs of the MNIST protocol (LeNet-300-100, sparse momentum 5%) on CUDA under
+#      execution=masked and execution=sparse (generated data of MNIST's shape and size when the
+#      real files are absent: the device machine cannot download them);
+#   2. make throughput: WRN-16-8 (CIFAR shape) and ResNet-50 (224x224, 1000 classes), dense vs
+#      sparse momentum, fp32 and bf16, channels_last (the default on CUDA);
+#   3. torchrun --nproc_per_node=1 against a plain run of the same config.
+# The device machine has PyTorch but not Hydra: scripts/gpu_wheels.sh (run here, with network)
+# puts the missing wheels into .whl/, which the device call carries (`carry: [".whl"]`).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${1:-${OUT:-results/bench/gpu}}"
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu_check.log"
+JSONL="$OUT_DIR/gpu_check.jsonl"
+: >"$JSONL"
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import hydra, omegaconf" 2>/dev/null && ls .whl/* >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/site .whl/* \
+    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+note() { echo "{\"check\": \"$1\", \"status\": \"$2\", \"detail\": \"${3:-}\"}" >>"$JSONL"; }
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+} 2>&1 | tee -a "$LOG"
+
+DATA=(dataset=fake "dataset.shape=[1,28,28]" dataset.n_train=54000 dataset.n_val=6000 dataset.n_test=10000)
+if [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] || [ -f data/MNIST/raw/train-images-idx3-ubyte ]; then
+  root=data; [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] && root=../shared/data
+  DATA=(dataset=mnist "data.root=$root" dataset.download=false)
+fi
+COMMON=(epochs=2 device=cuda logger.mode=disabled progress=false "results_dir=$TMP/runs")
+
+# 1. two epochs of the MNIST protocol under both execution modes
+for mode in masked sparse; do
+  start=$(date +%s.%N)
+  if timeout 150 "$PY" -m snfs.train "${DATA[@]}" "${COMMON[@]}" execution=$mode "run_id=mnist-$mode" >>"$LOG" 2>&1; then
+    "$PY" - "$TMP/runs/mnist-$mode.json" "$mode" "$start" >>"$JSONL" <<'EOF'
+import json, sys, time
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"check": "mnist_2_epochs", "execution": sys.argv[2], "test_error": r["test_error"],
+                  "wall_time_s": r["wall_time_s"], "epoch_time_s": [h["epoch_time_s"] for h in r["history"]],
+                  "process_s": round(time.time() - float(sys.argv[3]), 1), "machine": r["machine"]}))
+EOF
+  else
+    note "mnist_2_epochs_$mode" failed "see gpu_check.log"
+  fi
+done
+
+# 2. throughput: dense vs sparse momentum, fp32 and bf16
+for precision in fp32 bf16; do
+  timeout 120 "$PY" scripts/throughput.py --model wrn16_8 --sparse dense momentum --device cuda --precision $precision \
+    --steps 20 --epochs 3 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL" || note "throughput_wrn16_8_$precision" failed
+  timeout 150 "$PY" scripts/throughput.py --model resnet50 --shape 3 224 224 --classes 1000 --batch-size 64 \
+    --sparse dense momentum --device cuda --precision $precision --steps 10 --epochs 3 2>>"$LOG" | tee -a "$LOG" \
+    | grep '^{' >>"$JSONL" || note "throughput_resnet50_$precision" failed
+done
+
+# 3. torchrun with one process against a plain run of the same config
+SMALL=(dataset=fake "dataset.shape=[1,28,28]" dataset.n_train=20000 dataset.n_val=1000 dataset.n_test=1000 epochs=2
+       device=cuda logger.mode=disabled progress=false "results_dir=$TMP/runs")
+for launcher in plain torchrun; do
+  start=$(date +%s.%N)
+  if [ $launcher = plain ]; then cmd=("$PY" -m snfs.train); else cmd=("$PY" -m torch.distributed.run --nproc_per_node=1 -m snfs.train); fi
+  if timeout 120 "${cmd[@]}" "${SMALL[@]}" "run_id=ddp-$launcher" >>"$LOG" 2>&1; then
+    "$PY" - "$TMP/runs/ddp-$launcher.json" "$launcher" "$start" >>"$JSONL" <<'EOF'
+import json, sys, time
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"check": "torchrun_vs_plain", "launcher": sys.argv[2], "test_error": r["test_error"],
+                  "wall_time_s": r["wall_time_s"], "world_size": r["world_size"],
+                  "process_s": round(time.time() - float(sys.argv[3]), 1)}))
+EOF
+  else
+    note "torchrun_vs_plain_$launcher" failed "see gpu_check.log"
+  fi
+done
+echo "wrote $JSONL" | tee -a "$LOG"
+cat "$JSONL"
