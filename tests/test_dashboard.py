@@ -368,3 +368,45 @@ run.finish()
     assert (run.run_id, run.status, run.summary()["algorithm"], run.summary()["seed"]) == (rec["run_id"], "stopped", "set", 18)
     assert run.series("train_loss")[1] == pytest.approx([1.0, 0.5, 1 / 3])
     assert run.layer_series("fc2.weight")[1] == pytest.approx([0.05] * 3)
+
+
+def _post_list(client, changed: str, filters: dict | None = None, selected=None, visible=None, old=None) -> dict:
+    """The run-list callback as the page calls it: ``changed`` is the input that fired."""
+    from snfs.report.runlog import FILTER_KEYS
+
+    outputs = [("runs", "rowData"), ("runs", "selectedRows"), ("status", "children")] + \
+        [(f"filter-{k}", "options") for k in FILTER_KEYS]
+    inputs = [("tick", "n_intervals", 1), ("select-listed", "n_clicks", 1), ("select-seeds", "n_clicks", 1),
+              ("select-none", "n_clicks", 1)] + [(f"filter-{k}", "value", (filters or {}).get(k)) for k in FILTER_KEYS]
+    payload = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+               "outputs": [{"id": i, "property": p} for i, p in outputs],
+               "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+               "state": [{"id": "runs", "property": "rowData", "value": old},
+                         {"id": "runs", "property": "selectedRows", "value": selected},
+                         {"id": "runs", "property": "virtualRowData", "value": visible}],
+               "changedPropIds": [changed] if changed else []}
+    answer = client.post("/_dash-update-component", json=payload)
+    assert answer.status_code == 200, answer.data[:500]
+    return answer.get_json()["response"]
+
+
+def test_run_list_filters_and_selection_buttons(store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        client = dashboard.make_app(store["runs"], store["tables"]).server.test_client()
+        first = _post_list(client, "")  # the page's first call: every run, the newest selected
+        rows = first["runs"]["rowData"]
+        assert len(rows) == 7 and first["runs"]["selectedRows"] == {"ids": [rows[0]["run_id"]]}
+        assert [o["value"] for o in first["filter-algorithm"]["options"]] == ["momentum", "set"]
+        assert [o["value"] for o in first["filter-status"]["options"]] == ["finished", "running"]
+        assert "skipped 3 file(s)" in json.dumps(first["status"]["children"])
+        only_set = _post_list(client, "filter-algorithm.value", {"algorithm": ["set"], "seed": [17, 18]}, old=rows)
+        assert sorted((r["algorithm"], r["seed"]) for r in only_set["runs"]["rowData"]) == [("set", 17), ("set", 18)]
+        s17 = next(r for r in rows if r["algorithm"] == "momentum" and r["seed"] == 17 and r["status"] == "finished")
+        seeds = _post_list(client, "select-seeds.n_clicks", selected=[s17], old=rows)["runs"]["selectedRows"]["ids"]
+        assert sorted(seeds) == sorted(r["run_id"] for r in rows if r["row"] == s17["row"]) and len(seeds) == 3
+        listed = _post_list(client, "select-listed.n_clicks", visible=rows[2:4], old=rows)["runs"]["selectedRows"]
+        assert listed == {"ids": [rows[2]["run_id"], rows[3]["run_id"]]}
+        assert _post_list(client, "select-none.n_clicks", old=rows)["runs"]["selectedRows"] == {"ids": []}
+        tick = _post_list(client, "tick.n_intervals", selected=[s17], old=rows)
+        assert "rowData" not in tick.get("runs", {})  # nothing changed: nothing re-sent
