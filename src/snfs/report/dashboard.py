@@ -7,8 +7,9 @@
 ``serve`` (``make dashboard``) is a Dash app: the run list with filters (dataset, model, algorithm,
 density, seed, status) and the final numbers; the curves of the selected run, or of several
 selected runs overlaid; the tables of ``results/tables/`` with the paper's numbers beside ours. It
-re-reads the results folder every few seconds, so records that change while a run trains show
-their new epochs. ``report`` (``make report``) writes the same as plain HTML pages with Plotly
+re-reads the results folder every few seconds (only changed files), and shows the runs that have
+no record yet from their offline wandb logs (``snfs.report.runlog``), so a run's curves grow while
+it trains. ``report`` (``make report``) writes the same as plain HTML pages with Plotly
 figures that open from disk, without a server. ``check`` (``make check-dashboard``) serves the
 dashboard on a free local port, opens it in headless Chromium, asserts that the run list and a
 curve are on the page, and keeps a screenshot.
@@ -33,7 +34,7 @@ import warnings
 from collections import defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from snfs.report import paths
 from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunFolder, SkippedFile

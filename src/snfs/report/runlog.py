@@ -6,6 +6,12 @@ parses only the files whose size or modification time changed since the last cal
 record is rewritten while it trains (a growing ``history``) shows its new epochs on the next
 refresh. A file that is not valid JSON (half-written, truncated) or is not a run record (some
 other tool's JSON) is skipped with one warning per version of the file, never an exception.
+
+A run writes its JSON only when it finishes or fails. Until then its offline wandb log
+(``<folder>/wandb/*run-*/run-*.wandb``, the default ``logger.mode=offline``) is read instead
+(``WandbLogs``): the run is listed as ``running`` with the epochs logged so far, ``stopped`` when
+wandb logged an exit but no result was written (``stop_after_epoch``, a signal), or
+``unfinished`` when neither happened for ``STALE_S``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 # Top-level config keys that do not change what a run computes (where it is stored, how it is
 # shown, which device): ``snfs.train.NON_SEMANTIC_KEYS``, read from train.py's source, because
@@ -283,16 +289,6 @@ def annotate_variants(runs: Sequence[Run]) -> None:
             text = ", ".join(diff)
             if text != run.differences:
                 run.differences, run._summary = text, None
-
-
-def filter_runs(runs: Iterable[Run], **selected: Iterable[Any] | None) -> list[Run]:
-    """The runs whose summary value of each key is among the selected values (None or empty: any)."""
-    out = []
-    for run in runs:
-        s = run.summary()
-        if all(not values or s.get(key) in set(values) for key, values in selected.items()):
-            out.append(run)
-    return out
 
 
 # --- runs that have no record yet: their offline wandb logs ------------------------------------------------
