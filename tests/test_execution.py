@@ -129,3 +129,33 @@ def test_checkpoint_written_masked_resumes_sparse(quick_overrides, tmp_path):
         assert torch.equal(mask, resumed.algo.masks.masks[name])
     for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_run_record_says_which_execution_ran(quick_overrides, tmp_path):
+    import json
+
+    trainer = Trainer(compose_cfg(quick_overrides + ["execution=sparse", "epochs=3", "limit_batches=3",
+                                                     f"results_dir={tmp_path}"]))
+    result = trainer.fit()
+    record = json.loads((tmp_path / f"{trainer.run_id}.json").read_text())
+    assert record["execution"] == result["execution"] == "sparse"
+    epoch_times = sorted(h["epoch_time_s"] for h in record["history"])
+    assert record["median_epoch_time_s"] == pytest.approx(epoch_times[1])
+
+
+def test_measured_speedup_compares_runs_of_one_machine():
+    from snfs.report.tables import Row, measured_speedup_post
+
+    def run(machine, t):
+        return {"machine": machine, "median_epoch_time_s": t}
+
+    dense = Row(setting={"model": "m", "method": "dense"}, runs=[run("a", 10.0), run("b", 4.0)])
+    sparse = Row(setting={"model": "m", "method": "sparse_momentum"}, runs=[run("a", 5.0), run("a", 5.0)])
+    elsewhere = Row(setting={"model": "m", "method": "snip"}, runs=[run("c", 1.0)])
+    other_model = Row(setting={"model": "n", "method": "snip"}, runs=[run("a", 1.0)])
+    measured_speedup_post([dense, sparse, elsewhere, other_model])
+    key = "wall-clock speedup (measured)"
+    assert sparse.extra[key] == pytest.approx(2.0)  # machine a only: 10 / 5
+    assert dense.extra[key] == pytest.approx(1.0)
+    assert elsewhere.extra[key] != elsewhere.extra[key]  # nan: no dense run on machine c
+    assert other_model.extra[key] != other_model.extra[key]

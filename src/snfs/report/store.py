@@ -26,7 +26,8 @@ from snfs.results import iter_results
 from snfs.train import NON_SEMANTIC_KEYS
 
 IGNORED_KEYS = {"dataset.download", "dataset.verify_md5"}
-SUMMARY_KEYS = ("test_error", "val_error", "final_density", "wall_time_s", "test_loss", "flops_ratio", "speedup_estimate")
+SUMMARY_KEYS = ("test_error", "val_error", "final_density", "wall_time_s", "test_loss", "flops_ratio", "speedup_estimate",
+                "execution", "median_epoch_time_s")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -190,6 +190,27 @@ def _cifar10_main_extras(runs: list[dict]) -> dict:
                if "speedup_sparse_conv_estimate" in out else {})}
 
 
+def measured_speedup_post(rows: list[Row]) -> None:
+    """Measured wall-clock speedup: the dense row's median epoch time / this row's, runs of one machine only.
+
+    Unlike the FLOP ratios and the paper's estimate this is a stopwatch reading of whole training
+    epochs as they ran (``median_epoch_time_s`` of each run, under its ``execution``), so it is only
+    comparable between runs of the same machine; a row with no machine in common gets no number.
+    """
+    def times(row: Row) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for r in row.runs:
+            if r.get("median_epoch_time_s"):
+                out.setdefault(str(r.get("machine")), []).append(float(r["median_epoch_time_s"]))
+        return out
+
+    dense = {r.setting.get("model"): times(r) for r in rows if r.setting.get("method") == "dense"}
+    for row in rows:
+        base, mine = dense.get(row.setting.get("model"), {}), times(row)
+        ratios = [summarise(base[m]).mean / summarise(mine[m]).mean for m in mine if m in base]
+        row.extra["wall-clock speedup (measured)"] = summarise(ratios).mean if ratios else NAN
+
+
 def _wrn_paper(s: dict) -> Paper | None:
     rows = reference.load("cifar10_wrn28_2_sparse_methods")
     return _paper(reference.find(rows, method=s["method"], weights_pct=s["weights_pct"]), "test_accuracy_pct", "se",
@@ -297,13 +318,16 @@ TABLES: dict[str, TableSpec] = OrderedDict((s.name, s) for s in [
         columns=(("model", "model"), ("method", "method"), ("weights_pct", "weights %")),
         rows_of=lambda c: [{"model": c["model"]["name"], "method": method_of(c), "weights_pct": weights_pct(c)}],
         paper_of=_cifar10_main_paper, needs=("gpu", "cifar10"), cost=CIFAR_COST, extras=_cifar10_main_extras,
+        post=measured_speedup_post,
         notes=(SEEDS_3, CIFAR_NOTE,
                "Weight percentages: the paper's (SNIP's sparsity levels): AlexNet-s/b 10%, VGG-like 3%, others 5%.",
                "Speedups: FLOP ratios from each run's per-layer densities (snfs.report.flops): inference = "
                "f_D / f_S at the final mask; training = 3 f_D / (training multiply-adds per sample), sparse momentum "
                "paying 2 f_S + f_D (at most 3x). The paper's timed estimate (dense conv time x weight density x "
                "input density) comes from the runs themselves (the preset sets speedup_estimate=true; timed on the "
-               "run's own device).",
+               "run's own device). The measured wall-clock speedup is a stopwatch reading: the dense row's median "
+               "epoch time over this row's, between runs of the same machine (execution=sparse puts sparse linear "
+               "layers on sparse kernels; see the README, Execution).",
                "The paper's numbers here are partial: each names its source and certainty "
                "(results/reference/cifar10_main_partial.csv). SNIP has no reference numbers."),
     ),
