@@ -284,3 +284,17 @@ def test_results_and_checkpoints_respect_the_umask(tmp_path):
     for d, mode in (("a", 0o644), ("b", 0o640)):
         for path in (tmp_path / d / "fixed.json", tmp_path / d / "checkpoints" / "fixed.pt"):
             assert path.stat().st_mode & 0o777 == mode, (path, oct(path.stat().st_mode))
+
+
+def test_checkpoint_without_an_algorithm_state_key_is_a_clear_error(tmp_path):
+    """A checkpoint written before an algorithm saved a key (RigL's step) stops with CheckpointError, not a KeyError."""
+    from snfs.errors import CheckpointError
+
+    args = FAKE + ["sparse=rigl", "epochs=2", "limit_batches=2", f"results_dir={tmp_path}"]
+    train(compose_cfg(args + ["stop_after_epoch=1"]))
+    ckpt = tmp_path / "checkpoints" / "fixed.pt"
+    state = torch.load(ckpt, weights_only=False)
+    del state["algorithm"]["step"]
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=r"does not fit this code \(KeyError: 'step'\)"):
+        train(compose_cfg(args + ["resume=true"]))
