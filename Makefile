@@ -7,7 +7,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all train bench throughput clean-venv
+.PHONY: help install test test-all train bench bench-loaded throughput clean-venv
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -30,8 +30,13 @@ test-all: $(STAMP) ## run every test, slow ones included
 train: $(STAMP) ## train the default experiment (paper's MNIST protocol); overrides via ARGS="density=0.02 seed=1"
 	$(PY) -m snfs.train $(ARGS)
 
-bench: $(STAMP) ## epoch time of sparse momentum vs a plain dense loop (LeNet-300-100, MNIST); final line is JSON
-	$(PY) scripts/bench.py $(ARGS)
+bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs
+	$(PY) scripts/bench.py --data-root $(or $(DATA_ROOT),data) $(ARGS)
+	$(PY) scripts/bench_threads.py
+	$(PY) scripts/bench_conv.py
+
+bench-loaded: $(STAMP) ## the LeNet-300-100 part of make bench beside two busy single-thread processes
+	$(PY) scripts/bench.py lenet300_100 --load 2 --suffix _loaded --data-root $(or $(DATA_ROOT),data) $(ARGS)
 
 throughput: $(STAMP) ## training images/s on generated data: WRN-16-8 and VGG16-D, sparse momentum 5% (ARGS="--device cuda --precision bf16 ...")
 	$(PY) scripts/throughput.py $(ARGS)
