@@ -342,8 +342,13 @@ def test_a_run_in_training_is_read_from_its_wandb_log(store):
     assert (run.status, len(run.history)) == ("stopped", 120)  # exited without a result: stop_after_epoch, a signal
     assert run.series("epoch")[1] == list(range(1, 121))
     write(store["runs"] / f"{run_id}.json", dict(record("momentum", 0.02, 17, 50, epochs=50), run_id=run_id))
+    _touch_later(log)  # wandb writes its last blocks as the run ends
     run = live()
     assert (run.status, len(run.history), run.path.suffix) == ("finished", 50, ".json")  # the record wins
+    assert folder.wandb._cache[log][1]["partial"]  # and its log is read no further than the run's name
+    (store["runs"] / f"{run_id}.json").unlink()
+    run = live()
+    assert (run.status, len(run.history), run.path) == ("stopped", 120, log)
 
 
 def test_a_real_wandb_offline_log_is_read(tmp_path):

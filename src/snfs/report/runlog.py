@@ -245,7 +245,7 @@ class RunFolder:
         self.skipped = skipped
         if self.wandb is not None:  # runs still training (or stopped early) have no JSON yet: their wandb logs
             recorded = {r.run_id for r in runs}
-            runs.extend(r for r in self.wandb.refresh() if r.run_id not in recorded)
+            runs.extend(self.wandb.refresh(recorded))
         runs.sort(key=lambda r: r.run_id)
         annotate_variants(runs)
         return runs
@@ -329,11 +329,12 @@ def wandb_log_records(data: bytes) -> Iterator[bytes]:
             return
 
 
-def read_wandb_log(path: Path) -> dict | None:
-    """Run name (= our run id), config, per-epoch history and whether it exited, from a wandb log."""
+def read_wandb_log(path: Path, skip: set[str] | frozenset = frozenset()) -> dict | None:
+    """Run name (= our run id), config, per-epoch history and whether it exited, from a wandb log.
+    A run named in ``skip`` (it has its JSON) is not read past its name (``"partial": True``)."""
     from wandb.proto import wandb_internal_pb2 as pb  # only when there are wandb logs to read
 
-    out: dict[str, Any] = {"run_id": None, "config": {}, "history": [], "exited": False}
+    out: dict[str, Any] = {"run_id": None, "config": {}, "history": [], "exited": False, "partial": False}
     for raw in wandb_log_records(path.read_bytes()):
         rec = pb.Record()
         try:
@@ -343,6 +344,9 @@ def read_wandb_log(path: Path) -> dict | None:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out["run_id"] = rec.run.display_name or out["run_id"]
+            if out["run_id"] in skip:
+                out["partial"] = True
+                return out
             updates = rec.run.config.update
         elif kind == "config":
             updates = rec.config.update
@@ -386,7 +390,9 @@ class WandbLogs:
         self._cache: dict[Path, tuple[tuple[int, int], dict | None]] = {}
         self._failed = False
 
-    def refresh(self) -> list[Run]:
+    def refresh(self, recorded: set[str] | frozenset = frozenset()) -> list[Run]:
+        """The runs of the logs, less those in ``recorded`` (they have a JSON: their logs are read only to
+        their name)."""
         if self._failed or not self.folder.is_dir():
             return []
         logs: dict[str, list[tuple[float, dict, Path]]] = {}
@@ -397,9 +403,10 @@ class WandbLogs:
                 continue
             stamp = (st.st_mtime_ns, st.st_size)
             cached = self._cache.get(path)
-            if cached is None or cached[0] != stamp:
+            stale = cached is not None and cached[1] is not None and cached[1]["partial"] and cached[1]["run_id"] not in recorded
+            if cached is None or cached[0] != stamp or stale:
                 try:
-                    cached = (stamp, read_wandb_log(path))
+                    cached = (stamp, read_wandb_log(path, recorded))
                 except ImportError as exc:
                     warnings.warn(f"cannot read the wandb logs in {self.folder} ({exc}); runs still training are not shown",
                                   SkippedFile, stacklevel=3)
@@ -408,7 +415,7 @@ class WandbLogs:
                 except OSError:
                     continue
                 self._cache[path] = cached
-            if cached[1] is not None:
+            if cached[1] is not None and cached[1]["run_id"] not in recorded:
                 logs.setdefault(cached[1]["run_id"], []).append((st.st_mtime, cached[1], path))
         runs = []
         for run_id, parts in logs.items():
