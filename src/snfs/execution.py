@@ -177,6 +177,8 @@ class SparseExecution:
 
     def begin_step(self, step: int) -> None:
         self.dense_weight_grad = bool(self.algorithm.needs_dense_grad(step))
+        self.algorithm.grads_already_masked = frozenset() if self.dense_weight_grad else frozenset(
+            name for name in self.modules if self.pattern(name) is not None)
 
     def routes(self) -> dict[str, str]:
         """Which route each sparse layer takes with the current masks: ``csr`` or ``masked``."""

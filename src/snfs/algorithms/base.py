@@ -78,6 +78,9 @@ class SparseAlgorithm:
         self.params: dict[str, nn.Parameter] = sparse_parameters(ctx.model, self.cfg.get("dense_layers") or ())
         self.generator = torch.Generator().manual_seed(int(ctx.seed))
         self.masks: MaskState | None = None
+        #: layers whose gradient of the current step is already zero outside the mask (set by
+        #: ``execution=sparse``), so that masking it again is skipped
+        self.grads_already_masked: frozenset[str] = frozenset()
 
     #: every option this algorithm accepts under ``sparse.``, declared once (snfs.options.Option): the
     #: validator, the defaults of absent keys and the results store's reading of absent keys come from it
@@ -150,7 +153,7 @@ class SparseAlgorithm:
 
     # --- helpers for subclasses --------------------------------------------------------------
     def mask_grads(self) -> None:
-        names = [k for k, p in self.params.items() if p.grad is not None]
+        names = [k for k, p in self.params.items() if p.grad is not None and k not in self.grads_already_masked]
         if names:
             masks = self.masks.as_float(self.params[names[0]].grad.dtype)
             torch._foreach_mul_([self.params[k].grad for k in names], [masks[k] for k in names])
