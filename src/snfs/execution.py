@@ -90,6 +90,7 @@ class SparseLinearFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # CSR kernels in fp32 under autocast
     def forward(ctx, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool):
         w = weight.detach()
         matrix = pattern.matrix(w)
@@ -100,6 +101,7 @@ class SparseLinearFunction(torch.autograd.Function):
         return out_t.t()
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
         pattern = ctx.pattern
@@ -154,8 +156,6 @@ class SparseExecution:
             pattern = self.pattern(name)
             if pattern is None:
                 return F.linear(x, module.weight, module.bias)
-            if x.dtype != module.weight.dtype:  # autocast: the CSR kernels run in the weight's precision
-                x = x.to(module.weight.dtype)
             lead = x.shape[:-1]
             out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), module.weight, module.bias, pattern,
                                              self.dense_weight_grad)
