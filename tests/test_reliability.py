@@ -235,6 +235,7 @@ def test_unreadable_checkpoint_is_moved_aside_never_overwritten(tmp_path, conten
     assert train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}"]))["status"] == "finished"
 
 
+@pytest.mark.slow  # a subprocess; the in-process test above covers the behaviour
 def test_unreadable_checkpoint_cli_is_one_line(tmp_path):
     ckpt = tmp_path / "checkpoints" / "fixed.pt"
     ckpt.parent.mkdir(parents=True)
