@@ -128,5 +128,5 @@ dashboard: $(STAMP) ## serve a local dashboard of the results store at http://12
 report: $(STAMP) ## write the dashboard as static HTML (no server needed) to results/report/ (RESULTS=dir, QUICK=1, OUT=dir)
 	$(DASH) report $(DASH_FLAGS) $(if $(OUT),--out $(OUT))
 
-check-dashboard: $(STAMP) ## open the dashboard in headless Chromium, assert the run list and a curve, screenshot results/report/dashboard.png
-	$(DASH) check $(DASH_FLAGS)
+check-dashboard: $(STAMP) ## open the dashboard in headless Chromium, assert the run list and a curve, screenshot results/report/dashboard.png (ARGS="--run ID --run ID": overlaid)
+	$(DASH) check $(DASH_FLAGS) $(ARGS)

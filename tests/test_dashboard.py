@@ -252,11 +252,19 @@ def test_browser_shows_run_list_and_curve(store):
     assert sorted(facts["run_ids"]) == expected
     assert facts["run_ids"][0] == facts["latest"]  # newest first, and drawn
     assert facts["lines"] >= 5  # losses, errors, lr, prune rate, densities of the selected run
+    assert facts["title"] == f"{facts['latest']} (" + ("running, 2" if facts["latest"] == store["live"] else "finished, 6") + " epochs)"
     assert png_size(shot) == (1400, 1850)
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.std() > 0.05  # not a blank page
+    # a link that opens several runs overlaid (?run=...&run=...), e.g. every seed of one table row
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedFile)
+        seeds = sorted(r.run_id for r in RunFolder(store["runs"]).refresh() if "-set-d0.05-" in r.run_id)
+        overlaid = dashboard.check(store["runs"], store["tables"], shot, browser=browser, select=seeds)
+    assert overlaid["problems"] == [] and overlaid["title"] == "3 runs overlaid"
+    assert overlaid["lines"] == 3 * 6  # six panels, one line per run in each
     # the static report opens from disk, without a server, and draws its curves
     out = store["tmp"] / "report"
     with warnings.catch_warnings():
@@ -375,7 +383,8 @@ run.finish()
     assert run.layer_series("fc2.weight")[1] == pytest.approx([0.05] * 3)
 
 
-def _post_list(client, changed: str, filters: dict | None = None, selected=None, visible=None, old=None) -> dict:
+def _post_list(client, changed: str, filters: dict | None = None, selected=None, visible=None, old=None,
+               search: str = "") -> dict:
     """The run-list callback as the page calls it: ``changed`` is the input that fired."""
     from snfs.report.runlog import FILTER_KEYS
 
@@ -388,7 +397,8 @@ def _post_list(client, changed: str, filters: dict | None = None, selected=None,
                "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
                "state": [{"id": "runs", "property": "rowData", "value": old},
                          {"id": "runs", "property": "selectedRows", "value": selected},
-                         {"id": "runs", "property": "virtualRowData", "value": visible}],
+                         {"id": "runs", "property": "virtualRowData", "value": visible},
+                         {"id": "url", "property": "search", "value": search}],
                "changedPropIds": [changed] if changed else []}
     answer = client.post("/_dash-update-component", json=payload)
     assert answer.status_code == 200, answer.data[:500]
@@ -403,6 +413,9 @@ def test_run_list_filters_and_selection_buttons(store):
         rows = first["runs"]["rowData"]
         assert len(rows) == 7 and first["runs"]["selectedRows"] == {"ids": [rows[0]["run_id"]]}
         assert [o["value"] for o in first["filter-algorithm"]["options"]] == ["momentum", "set"]
+        linked = [rows[3]["run_id"], rows[5]["run_id"]]
+        opened = _post_list(client, "", search="?run=" + "&run=".join(linked + ["not-a-run"]))
+        assert opened["runs"]["selectedRows"] == {"ids": linked}  # a link to several runs opens them overlaid
         assert [o["value"] for o in first["filter-status"]["options"]] == ["finished", "running"]
         assert "skipped 3 file(s)" in json.dumps(first["status"]["children"])
         only_set = _post_list(client, "filter-algorithm.value", {"algorithm": ["set"], "seed": [17, 18]}, old=rows)

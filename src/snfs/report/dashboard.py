@@ -127,6 +127,7 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
     app.layout = html.Div([
         html.H1(f"snfs runs: {paths.display(results)}"),
         html.Div(id="status", className="status"),
+        dcc.Location(id="url", refresh=False),
         dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
         dcc.Store(id="plotted"),
         dcc.Tabs([
@@ -166,10 +167,10 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
         + [Output(f"filter-{k}", "options") for k in FILTER_KEYS],
         [Input("tick", "n_intervals"), Input("select-listed", "n_clicks"), Input("select-seeds", "n_clicks"),
          Input("select-none", "n_clicks")] + [Input(f"filter-{k}", "value") for k in FILTER_KEYS],
-        [State("runs", "rowData"), State("runs", "selectedRows"), State("runs", "virtualRowData")])
+        [State("runs", "rowData"), State("runs", "selectedRows"), State("runs", "virtualRowData"), State("url", "search")])
     def update_list(_tick, _listed, _seeds, _none, *args):
         filters = dict(zip(FILTER_KEYS, args[:len(FILTER_KEYS)]))
-        old_data, old_selected, visible = args[len(FILTER_KEYS):]
+        old_data, old_selected, visible, search = args[len(FILTER_KEYS):]
         runs = sorted(current(), key=lambda r: (r.mtime, r.run_id), reverse=True)  # newest (training) first
         summaries = [r.summary() for r in runs]
         shown = [s for s in summaries if all(not v or s[k] in v for k, v in filters.items())]
@@ -184,8 +185,11 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
             selected_out = {"ids": [s["run_id"] for s in shown if s["row"] in rows]}
         elif trigger == "select-none":
             selected_out = {"ids": []}
-        elif not old_data and not selected_ids and shown:  # first load: show the newest run
-            selected_out = {"ids": [shown[0]["run_id"]]}
+        elif not old_data and not selected_ids and shown:  # first load: ?run=<id>&run=<id> (a link), else the newest run
+            from urllib.parse import parse_qs
+
+            wanted = [i for i in parse_qs((search or "").lstrip("?")).get("run", []) if i in {s["run_id"] for s in shown}]
+            selected_out = {"ids": wanted or [shown[0]["run_id"]]}
         data_out = no_update if trigger == "tick" and data == old_data else data
         counts = defaultdict(int)
         for s in summaries:
@@ -499,23 +503,30 @@ def page_facts(dom: str) -> dict[str, Any]:
     run_ids = [text for text, _ in parser.cells]
     selected = [text for text, sel in parser.cells if sel]
     lines = [d for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', dom) if "L" in d]
-    return {"run_ids": run_ids, "selected": selected, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom}
+    title = re.search(r'<text class="gtitle"[^>]*>([^<]*)</text>', dom)
+    return {"run_ids": run_ids, "selected": selected, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom,
+            "title": htmlmod.unescape(title.group(1)) if title else None}
 
 
-def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None = None) -> dict[str, Any]:
-    """Serve the dashboard, open it in headless Chromium, assert a run list and a curve; keep a screenshot."""
+def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None = None,
+          select: Sequence[str] = ()) -> dict[str, Any]:
+    """Serve the dashboard, open it in headless Chromium, assert a run list and a curve; keep a screenshot.
+    ``select``: run ids to open the page with (``?run=...``), overlaid; by default the newest run."""
     browser = browser or find_chromium()
     if browser is None:
         raise RuntimeError("no Chromium found (apt-get install chromium)")
     app = make_app(results, tables_dir)
     runs = RunFolder(results).refresh()
     screenshot.parent.mkdir(parents=True, exist_ok=True)
+    from urllib.parse import urlencode
+
     with _Server(app) as server:
-        dom = chromium(browser, server.url, "--dump-dom")
+        url = server.url + (("?" + urlencode([("run", i) for i in select])) if select else "")
+        dom = chromium(browser, url, "--dump-dom")
         if dom.returncode != 0:
             raise RuntimeError(f"chromium failed ({dom.returncode}): {dom.stderr[-2000:]}")
         facts = page_facts(dom.stdout)
-        shot = chromium(browser, server.url, f"--screenshot={screenshot.resolve()}")
+        shot = chromium(browser, url, f"--screenshot={screenshot.resolve()}")
         if shot.returncode != 0 or not screenshot.exists():
             raise RuntimeError(f"chromium took no screenshot ({shot.returncode}): {shot.stderr[-2000:]}")
     expected = min(len(runs), PAGE_SIZE)
@@ -525,10 +536,13 @@ def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None
         problems.append(f"the run list shows {len(facts['run_ids'])} runs, expected {expected}")
     if newest is not None and newest.run_id not in facts["run_ids"]:
         problems.append(f"the latest run {newest.run_id} is not in the run list")
-    if newest is not None and newest.run_id not in facts["selected"]:
+    if newest is not None and not select and newest.run_id not in facts["selected"]:
         problems.append(f"the latest run {newest.run_id} is not selected")
     if newest is not None and facts["lines"] == 0:
         problems.append("no curve is drawn")
+    title = f"{len(select)} runs overlaid" if len(select) > 1 else (select[0] if select else (newest.run_id if newest else None))
+    if title is not None and not (facts["title"] or "").startswith(title):
+        problems.append(f"the figure's title is {facts['title']!r}, expected {title!r}")
     facts.update(url=server.url, screenshot=str(screenshot), expected_rows=expected, problems=problems,
                  latest=newest.run_id if newest else None)
     return facts
@@ -553,6 +567,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
             s.add_argument("--out", help="output folder (default results/report; --quick: results/quick/report)")
         if name == "check":
             s.add_argument("--screenshot", help="PNG to write (default results/report/dashboard.png)")
+            s.add_argument("--run", action="append", default=[], help="open the page with this run selected (repeat: overlaid)")
     return p.parse_args(argv)
 
 
@@ -576,8 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{counts['files']} files) in {paths.display(out)}; open {paths.display(out / 'index.html')}")
         else:
             shot = Path(args.screenshot) if args.screenshot else report_dir / "dashboard.png"
-            facts = check(results, tables_dir, shot)
-            print(json.dumps({k: facts[k] for k in ("url", "expected_rows", "lines", "latest", "screenshot", "problems")}
+            facts = check(results, tables_dir, shot, select=args.run)
+            print(json.dumps({k: facts[k] for k in ("url", "expected_rows", "lines", "title", "latest", "screenshot", "problems")}
                              | {"rows_shown": len(facts["run_ids"])}))
             if facts["problems"]:
                 print("error: " + "; ".join(facts["problems"]), file=sys.stderr)

@@ -107,8 +107,9 @@ def labels(runs: Sequence[Run]) -> dict[str, str]:
     return out
 
 
+FRACTION_KEYS = ("prune_rate", "zeta", "drop_fraction")
 OVERLAY_PANELS = (("val_error", "validation error (%)"), ("train_loss", "training loss"), ("lr", "learning rate"),
-                  ("_schedule", "prune rate (or the algorithm's schedule)"), ("density", "density (sparse layers)"),
+                  ("_schedule", "prune rate (SET: zeta, RigL: drop fraction)"), ("density", "density (sparse layers)"),
                   ("pruned", "weights pruned per mask update"))
 
 
@@ -126,8 +127,8 @@ def overlay_figure(runs: Sequence[Run], color_by: str = "run", title: str | None
         legend_name = names[run.run_id] if color_by == "run" else group
         first_of_group = color_by == "run" or sum(1 for r in runs[:i] if str(r.summary().get(color_by)) == group) == 0
         for p, (key, _) in enumerate(OVERLAY_PANELS):
-            if key == "_schedule":
-                key = run.schedule_key() or "prune_rate"
+            if key == "_schedule":  # fractions only: DSR's target count or DeepR's temperature would swamp the axis
+                key = next((k for k in FRACTION_KEYS if run.series(k)[0]), "prune_rate")
             xy = _xy(run.series(key))
             fig.add_trace(go.Scatter(**xy, mode="lines", line=dict(color=color, width=1.6), name=legend_name,
                                      legendgroup=group, showlegend=first_of_group and p == 0,
