@@ -85,6 +85,7 @@ def run_figure(run: Run) -> go.Figure:
     fig.update_layout(barmode="group")
     for row, col in ((1, 1), (2, 1)):  # losses and lr span decades (errors stay linear: 0% has no log)
         fig.update_yaxes(type="log", row=row, col=col)
+    fig.update_yaxes(range=[0, 1.05], row=3, col=1)  # a layer's density is a fraction; constant lines need a range
     return _finish(fig, f"{run.run_id} ({run.status}, {len(run.history)} epochs)", 980, run.run_id)
 
 
@@ -136,4 +137,6 @@ def overlay_figure(runs: Sequence[Run], color_by: str = "run", title: str | None
                           p // 2 + 1, p % 2 + 1)
     for row, col in ((1, 2), (2, 1)):  # training loss and lr span decades (errors stay linear: 0% has no log)
         fig.update_yaxes(type="log", row=row, col=col)
+    densest = max((y for r in runs for y in r.series("density")[1]), default=1.0)
+    fig.update_yaxes(range=[0, min(1.05, densest * 1.25) or 1.0], row=3, col=1)  # constant densities: a range from 0
     return _finish(fig, title or f"{len(runs)} runs overlaid", 980, "|".join(r.run_id for r in runs))
