@@ -32,6 +32,7 @@ def _run(overrides: list[str]) -> Trainer:
 @pytest.mark.parametrize("algorithm", ALGOS)
 def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path, monkeypatch):
     monkeypatch.setattr("snfs.execution.SPARSE_MAX_DENSITY", 1.0)  # every sparse layer on the CSR route
+    monkeypatch.setattr("snfs.execution.SPARSE_MIN_WEIGHTS", 0)
     base = quick_overrides + [f"sparse={algorithm}", "density=0.1", "epochs=4", "limit_batches=8",
                               *FAST.get(algorithm.split("_")[0], [])]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"])
@@ -87,7 +88,7 @@ def test_csr_pattern_is_rebuilt_only_when_a_mask_changes(monkeypatch):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
     algo = _Algo(model)
-    execution = SparseExecution(model, algo)
+    execution = SparseExecution(model, algo, min_weights=0)
     builds = []
     original = CsrPattern.from_mask
     monkeypatch.setattr(CsrPattern, "from_mask", classmethod(lambda cls, m: builds.append(1) or original(m)))
@@ -104,12 +105,16 @@ def test_csr_pattern_is_rebuilt_only_when_a_mask_changes(monkeypatch):
     assert len(builds) == 5
 
 
-def test_dense_layers_above_the_crossover_keep_the_masked_route():
+def test_layers_too_dense_or_too_small_keep_the_masked_route():
     model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
     algo = _Algo(model)
     algo.masks.set("2.weight", torch.ones(5, 20, dtype=torch.bool))
-    execution = SparseExecution(model, algo, max_density=0.2)
+    execution = SparseExecution(model, algo, max_density=0.2, min_weights=0)
     assert execution.routes() == {"0.weight": "csr", "2.weight": "masked"}
+    algo.masks.set("2.weight", torch.rand(5, 20) < 0.1)
+    assert SparseExecution(model, algo, max_density=0.2, min_weights=0).routes()["2.weight"] == "csr"
+    assert SparseExecution(model, algo, max_density=0.2, min_weights=101).routes() == {"0.weight": "csr",
+                                                                                        "2.weight": "masked"}
 
 
 def test_execution_is_checked_and_not_part_of_the_run_id(quick_overrides):

@@ -13,9 +13,11 @@ each forward (a gather of the active entries) and computes
   (``SparseAlgorithm.needs_dense_grad``: sparse momentum every step, RigL on update steps).
 
 The CSR structure of a layer is rebuilt only when its mask changes (``MaskState.versions``).
-Layers denser than ``max_density`` keep the masked dense route, where the dense GEMM is faster
-(docs/findings/sparse_execution.md has the crossover measurement); so does every convolution,
-for which no route through PyTorch's kernels beat the dense convolution on our CPU.
+Layers denser than ``max_density``, or smaller than ``min_weights`` (where the route's fixed cost
+per call, about 0.15 ms of autograd and sparse-tensor overhead on our CPU, exceeds the whole dense
+product), keep the masked dense route; docs/findings/sparse_execution.md has both measurements.
+So do convolutions: PyTorch's only sparse route for them (unfold + CSR) is measured in
+results/bench/conv.md.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ EXECUTIONS = ("masked", "sparse")
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 #: layers at or below this density use the sparse kernels (measured crossover, see the module docstring)
 SPARSE_MAX_DENSITY = 0.2
+#: ... and only layers with at least this many weights (LeNet-300-100: fc1 yes, fc2 and fc3 no)
+SPARSE_MIN_WEIGHTS = 50_000
 
 
 @dataclass
@@ -51,13 +55,15 @@ class CsrPattern:
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "CsrPattern":
         out_f, in_f = mask.shape
+        # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call (about 30% slower)
+        index = torch.int32 if mask.numel() < 2**31 else torch.int64
         gather = mask.flatten().nonzero().squeeze(1)
         rows, cols = gather // in_f, gather % in_f
         positions_t = mask.t().flatten().nonzero().squeeze(1)  # row-major positions in W^T
         rows_t, cols_t = positions_t // out_f, positions_t % out_f
         return cls(
-            crow=_crow(rows, out_f), col=cols, gather=gather,
-            crow_t=_crow(rows_t, in_f), col_t=cols_t, gather_t=cols_t * in_f + rows_t,
+            crow=_crow(rows, out_f).to(index), col=cols.to(index), gather=gather,
+            crow_t=_crow(rows_t, in_f).to(index), col_t=cols_t.to(index), gather_t=cols_t * in_f + rows_t,
             shape=(out_f, in_f),
         )
 
@@ -90,7 +96,6 @@ class SparseLinearFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # CSR kernels in fp32 under autocast
     def forward(ctx, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool):
         w = weight.detach()
         matrix = pattern.matrix(w)
@@ -101,7 +106,6 @@ class SparseLinearFunction(torch.autograd.Function):
         return out_t.t()
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
         pattern = ctx.pattern
@@ -135,13 +139,14 @@ class MaskedExecution:
 
 
 class SparseExecution:
-    """Sparse kernels for every sparse ``nn.Linear`` at or below ``max_density``; see the module docstring."""
+    """Sparse kernels for every sparse ``nn.Linear`` within ``max_density`` and ``min_weights``; see the module docstring."""
 
     name = "sparse"
 
-    def __init__(self, model: nn.Module, algorithm, max_density: float = SPARSE_MAX_DENSITY):
+    def __init__(self, model: nn.Module, algorithm, max_density: float = SPARSE_MAX_DENSITY,
+                 min_weights: int = SPARSE_MIN_WEIGHTS):
         self.algorithm = algorithm
-        self.max_density = max_density
+        self.max_density, self.min_weights = max_density, min_weights
         self.dense_weight_grad = True  # until the loop says which step this is
         self.modules: dict[str, nn.Linear] = {}
         self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
@@ -157,8 +162,13 @@ class SparseExecution:
             if pattern is None:
                 return F.linear(x, module.weight, module.bias)
             lead = x.shape[:-1]
-            out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), module.weight, module.bias, pattern,
-                                             self.dense_weight_grad)
+            if x.is_cuda and torch.is_autocast_enabled("cuda"):  # the CSR kernels run in fp32 under autocast
+                with torch.autocast("cuda", enabled=False):
+                    out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]).float(), module.weight, module.bias,
+                                                     pattern, self.dense_weight_grad)
+            else:
+                out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), module.weight, module.bias, pattern,
+                                                 self.dense_weight_grad)
             return out.reshape(*lead, out.shape[-1])
 
         return forward
@@ -171,7 +181,8 @@ class SparseExecution:
         if cached is not None and cached[0] is masks and cached[1] is mask and cached[3] == masks.versions[name]:
             return cached[2]
         density = float(mask.sum()) / max(1, mask.numel())
-        pattern = CsrPattern.from_mask(mask) if density <= self.max_density else None
+        small = mask.numel() < self.min_weights
+        pattern = CsrPattern.from_mask(mask) if density <= self.max_density and not small else None
         self._patterns[name] = (masks, mask, pattern, masks.versions[name])
         return pattern
 
@@ -188,7 +199,7 @@ class SparseExecution:
         return out
 
 
-def build_execution(name: str, model: nn.Module, algorithm, device: torch.device, max_density: float | None = None):
+def build_execution(name: str, model: nn.Module, algorithm, device: torch.device):
     if name == "masked":
         return MaskedExecution()
     if name != "sparse":
@@ -196,4 +207,4 @@ def build_execution(name: str, model: nn.Module, algorithm, device: torch.device
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; "
                           f"use execution=masked")
-    return SparseExecution(model, algorithm, SPARSE_MAX_DENSITY if max_density is None else max_density)
+    return SparseExecution(model, algorithm, SPARSE_MAX_DENSITY, SPARSE_MIN_WEIGHTS)
