@@ -1,8 +1,8 @@
 """Benchmark: training epoch time under ``execution=masked`` and ``execution=sparse`` against a plain dense loop.
 
 Everything runs in this one process, interleaved: each round times one epoch of every setting in
-turn (the dense loop first), so that whatever else the machine does hits every setting alike; the
-table keeps the best of the rounds. A sparse epoch is the real training loop's epoch (the steps,
+turn, each round starting at another setting, so that whatever else the machine does hits every
+setting alike; the table keeps the best of the rounds, after an untimed warm-up round. A sparse epoch is the real training loop's epoch (the steps,
 validation and the epoch-end mask update), each setting with its own model, optimizer and masks
 on shared data. The dense loop is the textbook forward/backward/SGD step and nothing else.
 
@@ -107,8 +107,8 @@ def measure(preset: str, args) -> dict:
     overrides, algorithms, densities = PRESETS[preset]
     algorithms = args.algorithms or algorithms
     densities = args.densities or densities
-    base = overrides + [f"data.root={args.data_root}", f"epochs={args.rounds + 1}", "device=cpu",
-                        "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}"]
+    base = overrides + [f"data.root={args.data_root}", f"epochs={args.rounds + 2}", "device=cpu",
+                        "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}", f"threads={args.threads}"]
     train_module.build_data = SharedData(train_module.build_data)
     settings = []
     cfg0 = compose(base)
@@ -125,12 +125,16 @@ def measure(preset: str, args) -> dict:
     times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     from tqdm.auto import tqdm
 
-    with tqdm(total=args.rounds * len(settings), desc=f"bench {preset}", unit="epoch", file=sys.stderr) as bar:
-        for r in range(args.rounds):
-            for i, (*_, runner) in enumerate(settings):
+    with tqdm(total=(args.rounds + 1) * len(settings), desc=f"bench {preset}", unit="epoch", file=sys.stderr) as bar:
+        for r in range(args.rounds + 1):  # round 0 warms up every setting and is not timed
+            # each round starts at another setting, so that a drift within a round favours none of them
+            start = (r * len(settings)) // max(1, args.rounds + 1)
+            for i in [(start + k) % len(settings) for k in range(len(settings))]:
+                runner = settings[i][-1]
                 t0 = time.perf_counter()
                 runner.epoch(r)
-                times[i].append(time.perf_counter() - t0)
+                if r > 0:
+                    times[i].append(time.perf_counter() - t0)
                 bar.update(1)
     dense_s = min(times[0])
     rows = []
@@ -157,7 +161,8 @@ def write_markdown(result: dict, path: Path) -> None:
     lines = [f"# Epoch time: {result['preset']}, masked vs sparse execution", "",
              f"Machine: {m['machine']}; torch {m['torch']}; {m['threads']} thread(s); OMP_WAIT_POLICY "
              f"{m['omp_wait_policy']}; extra load: {result['load']} busy single-thread process(es); load average at "
-             f"start {m['loadavg_at_start'][0]:.2f}. Best of {result['rounds']} interleaved epochs per setting, one process.",
+             f"start {m['loadavg_at_start'][0]:.2f}. Best of {result['rounds']} interleaved epochs per setting (after one "
+             "untimed warm-up epoch each; every round starts at another setting), one process.",
              "Ratio = dense-loop epoch time / this setting's epoch time (> 1: faster than the plain dense loop).", ""]
     rows = result["rows"]
     dense, fused = rows[0], rows[1]
@@ -209,7 +214,7 @@ def write_figure(result: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("presets", nargs="*", default=["lenet300_100", "mlp_4096"], choices=sorted(PRESETS))
+    parser.add_argument("presets", nargs="*", metavar="PRESET", help=f"default: all of {', '.join(PRESETS)}")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved epochs per setting; the best counts")
     parser.add_argument("--algorithms", nargs="*", help="override the preset's algorithms")
     parser.add_argument("--densities", nargs="*", type=float, help="override the preset's densities")
@@ -219,6 +224,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--suffix", default="", help="appended to the output names (e.g. _loaded)")
     args = parser.parse_args()
+    unknown = [p for p in args.presets if p not in PRESETS]
+    if unknown:
+        parser.error(f"unknown preset {unknown[0]!r}; valid choices: {', '.join(PRESETS)}")
+    args.presets = args.presets or list(PRESETS)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

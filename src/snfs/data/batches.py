@@ -75,7 +75,8 @@ class TensorBatches:
                 x, y = self.inputs[start:stop], self.targets[start:stop]
             else:
                 idx = order[start:stop]
-                x, y = self.inputs[idx], self.targets[idx]
+                # index_select: the same rows as inputs[idx], several times faster on a CPU
+                x, y = self.inputs.index_select(0, idx), self.targets.index_select(0, idx)
             if self.transform is not None:
                 x = self.transform(x, self.generator)
             yield x, y
