@@ -49,6 +49,62 @@ def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path,
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{algorithm}: {name} differs")
 
 
+@pytest.mark.parametrize("algorithm", ["momentum", "set", "rigl", "static"])
+def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_path, monkeypatch):
+    monkeypatch.setattr("snfs.execution.SPARSE_MAX_DENSITY", 1.0)
+    monkeypatch.setattr("snfs.execution.SPARSE_MIN_WEIGHTS", 0)
+    monkeypatch.setattr("snfs.execution.CONV_ROUTE", "csr")  # every convolution through unfold + CSR
+    base = quick_overrides + ["model=lenet5_caffe", f"sparse={algorithm}", "density=0.1", "epochs=3",
+                              "limit_batches=4", *FAST.get(algorithm, [])]
+    masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"])
+    sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"])
+    assert set(sparse.execution.routes().values()) == {"csr"}
+    for name, mask in masked.algo.masks.masks.items():
+        assert torch.equal(mask, sparse.algo.masks.masks[name]), f"{algorithm}: masks of {name} differ"
+    for (name, a), (_, b) in zip(masked.model.state_dict().items(), sparse.model.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{algorithm}: {name} differs")
+
+
+def test_sparse_conv_gradients_match_dense():
+    from snfs.execution import SparseConv2dFunction
+
+    torch.manual_seed(0)
+    mask = torch.rand(6, 4, 3, 3) < 0.3
+    w = (torch.randn(6, 4, 3, 3) * mask).requires_grad_()
+    b = torch.randn(6, requires_grad=True)
+    x = torch.randn(2, 4, 9, 7, requires_grad=True)
+    pattern = CsrPattern.from_mask(mask.reshape(6, -1))
+    geometry = ((2, 1), (1, 2), (1, 1))
+    for dense_grad in (True, False):
+        out = SparseConv2dFunction.apply(x, w, b, pattern, dense_grad, geometry)
+        ref = F.conv2d(x, w, b, stride=(2, 1), padding=(1, 2))
+        torch.testing.assert_close(out, ref)
+        g = torch.randn_like(out)
+        got, want = torch.autograd.grad(out, (x, w, b), g), torch.autograd.grad(ref, (x, w, b), g)
+        torch.testing.assert_close(got[0], want[0])
+        torch.testing.assert_close(got[2], want[2])
+        torch.testing.assert_close(got[1], want[1] if dense_grad else want[1] * mask)
+
+
+def test_timed_conv_route_keeps_the_faster_one(monkeypatch):
+    import snfs.execution as ex
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten())
+    algo = _Algo.__new__(_Algo)
+    algo.params = {"0.weight": model[0].weight}
+    algo.masks = MaskState({"0.weight": torch.rand(8, 3, 3, 3) < 0.1})
+    algo.needs_dense_grad = lambda step: False
+    execution = SparseExecution(model, algo, min_weights=0)
+    x = torch.randn(2, 3, 6, 6)
+    timings = iter([1.0, 2.0])  # dense 1 s, sparse 2 s: the dense convolution wins
+    monkeypatch.setattr(ex, "_best_time", lambda fn, device: next(timings))
+    model(x)
+    assert execution.routes() == {"0.weight": "masked"}
+    timings = iter([2.0, 1.0])  # at another input shape the sparse route wins
+    model(torch.randn(4, 3, 6, 6))
+    assert execution.routes() == {"0.weight": "csr"}
+
+
 def test_sparse_linear_gradients_match_dense():
     torch.manual_seed(0)
     mask = torch.rand(7, 11) < 0.3

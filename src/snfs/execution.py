@@ -16,8 +16,11 @@ The CSR structure of a layer is rebuilt only when its mask changes (``MaskState.
 Layers denser than ``max_density``, or smaller than ``min_weights`` (where the route's fixed cost
 per call, about 0.15 ms of autograd and sparse-tensor overhead on our CPU, exceeds the whole dense
 product), keep the masked dense route; docs/findings/sparse_execution.md has both measurements.
-So do convolutions: PyTorch's only sparse route for them (unfold + CSR) is measured in
-results/bench/conv.md.
+Convolutions (``nn.Conv2d``, groups 1) have one sparse route in PyTorch, unfold + CSR product, which
+loses to the dense convolution for most layers and wins for some (results/bench/conv.md: deep
+3x3 layers on 4x4 maps at 1-2% density). So a convolution takes it only where it wins: the first
+time a layer sees an input shape at a given density, both routes are timed on that input and the
+faster one is kept (``CONV_ROUTE``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 SPARSE_MAX_DENSITY = 0.2
 #: ... and only layers with at least this many weights (LeNet-300-100: fc1 yes, fc2 and fc3 no)
 SPARSE_MIN_WEIGHTS = 50_000
+#: convolutions: "timed" (the faster route, measured per layer, input shape and density), "csr", "dense"
+CONV_ROUTE = "timed"
 
 
 @dataclass
@@ -126,6 +131,74 @@ class SparseLinearFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+class SparseConv2dFunction(torch.autograd.Function):
+    """conv2d as ``W_csr @ unfold(x)``: output channels x (C k k) times (C k k) x (batch * positions)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool, geometry: tuple):
+        stride, padding, dilation = geometry
+        w = weight.detach()
+        batch, out_ch = x.shape[0], w.shape[0]
+        kernel = tuple(w.shape[2:])
+        cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # B x Ckk x L
+        positions = cols.shape[-1]
+        cols = cols.transpose(0, 1).reshape(cols.shape[1], batch * positions)
+        matrix = pattern.matrix(w)
+        out = torch.mm(matrix, cols) if bias is None else torch.addmm(bias.detach()[:, None], matrix, cols)
+        out_h = (x.shape[2] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        out_w = positions // out_h
+        ctx.save_for_backward(cols, w)
+        ctx.matrix, ctx.pattern, ctx.dense_weight_grad = matrix, pattern, dense_weight_grad
+        ctx.geometry, ctx.in_shape, ctx.kernel, ctx.positions = geometry, tuple(x.shape), kernel, positions
+        return out.view(out_ch, batch, positions).transpose(0, 1).reshape(batch, out_ch, out_h, out_w)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        cols, w = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        batch, out_ch = ctx.in_shape[0], w.shape[0]
+        g = grad_out.reshape(batch, out_ch, ctx.positions).transpose(0, 1).reshape(out_ch, -1)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_cols = torch.mm(ctx.pattern.matrix_t(w), g)  # Ckk x (B L)
+            grad_cols = grad_cols.view(-1, batch, ctx.positions).transpose(0, 1)
+            grad_x = F.fold(grad_cols, ctx.in_shape[2:], ctx.kernel, dilation=dilation, padding=padding, stride=stride)
+        if ctx.needs_input_grad[1]:
+            if ctx.dense_weight_grad:
+                grad_w = torch.mm(g, cols.t()).view_as(w)
+            else:
+                active = torch.sparse.sampled_addmm(ctx.matrix, g, cols.t(), beta=0.0)
+                grad_w = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
+                grad_w.index_copy_(0, ctx.pattern.gather, active.values())
+                grad_w = grad_w.view_as(w)
+        if ctx.needs_input_grad[2]:
+            grad_b = g.sum(1)
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def _conv_geometry(module: nn.Conv2d) -> tuple | None:
+    """(stride, padding, dilation) when the unfold route computes this convolution, else None."""
+    if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        return None
+    return tuple(module.stride), tuple(module.padding), tuple(module.dilation)
+
+
+def _best_time(fn, device: torch.device, repeats: int = 3) -> float:
+    import time
+
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 class MaskedExecution:
     """Today's route: every layer computes with its dense weight, in which inactive entries are zero."""
 
@@ -139,7 +212,8 @@ class MaskedExecution:
 
 
 class SparseExecution:
-    """Sparse kernels for every sparse ``nn.Linear`` within ``max_density`` and ``min_weights``; see the module docstring."""
+    """Sparse kernels for sparse linear layers within ``max_density`` and ``min_weights``, and for the
+    convolutions where they are faster; see the module docstring."""
 
     name = "sparse"
 
@@ -148,13 +222,20 @@ class SparseExecution:
         self.algorithm = algorithm
         self.max_density, self.min_weights = max_density, min_weights
         self.dense_weight_grad = True  # until the loop says which step this is
-        self.modules: dict[str, nn.Linear] = {}
+        self.modules: dict[str, nn.Module] = {}
         self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
+        self._conv_choice: dict[tuple, bool] = {}  # (name, input shape, density) -> the CSR route is faster
+        self._sampled: set[str] = set()  # layers whose gradient of this step is restricted to the mask
         for module_name, module in model.named_modules():
             name = f"{module_name}.weight" if module_name else "weight"
-            if isinstance(module, nn.Linear) and name in algorithm.params:
+            if name not in algorithm.params:
+                continue
+            if isinstance(module, nn.Linear):
                 self.modules[name] = module
                 module.forward = self._forward_of(name, module)
+            elif isinstance(module, nn.Conv2d) and _conv_geometry(module) is not None:
+                self.modules[name] = module
+                module.forward = self._conv_forward_of(name, module, _conv_geometry(module))
 
     def _forward_of(self, name: str, module: nn.Linear):
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -162,6 +243,8 @@ class SparseExecution:
             if pattern is None:
                 return F.linear(x, module.weight, module.bias)
             lead = x.shape[:-1]
+            if not self.dense_weight_grad:
+                self._sampled.add(name)
             if x.is_cuda and torch.is_autocast_enabled("cuda"):  # the CSR kernels run in fp32 under autocast
                 with torch.autocast("cuda", enabled=False):
                     out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]).float(), module.weight, module.bias,
@@ -173,6 +256,35 @@ class SparseExecution:
 
         return forward
 
+    def _conv_forward_of(self, name: str, module: nn.Conv2d, geometry: tuple):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            pattern = self.pattern(name)
+            if pattern is None or x.dim() != 4 or not self._conv_csr_wins(name, module, x, pattern, geometry):
+                return module._conv_forward(x, module.weight, module.bias)
+            if not self.dense_weight_grad:
+                self._sampled.add(name)
+            if x.is_cuda and torch.is_autocast_enabled("cuda"):
+                with torch.autocast("cuda", enabled=False):
+                    return SparseConv2dFunction.apply(x.float(), module.weight, module.bias, pattern,
+                                                      self.dense_weight_grad, geometry)
+            return SparseConv2dFunction.apply(x, module.weight, module.bias, pattern, self.dense_weight_grad, geometry)
+
+        return forward
+
+    def _conv_csr_wins(self, name: str, module: nn.Conv2d, x: torch.Tensor, pattern: CsrPattern, geometry) -> bool:
+        """Whether the unfold + CSR forward beats the dense convolution for this layer, input shape and density."""
+        if CONV_ROUTE != "timed":
+            return CONV_ROUTE == "csr"
+        key = (name, tuple(x.shape), round(pattern.nnz / max(1, module.weight.numel()), 3))
+        if key not in self._conv_choice:
+            with torch.no_grad():
+                w, b = module.weight.detach(), None if module.bias is None else module.bias.detach()
+                dense = _best_time(lambda: module._conv_forward(x, w, b), x.device)
+                sparse = _best_time(lambda: SparseConv2dFunction.forward(_NoCtx(), x, w, b, pattern, True, geometry),
+                                    x.device)
+            self._conv_choice[key] = sparse < dense
+        return self._conv_choice[key]
+
     def pattern(self, name: str) -> CsrPattern | None:
         """The layer's CSR pattern (None: masked route), rebuilt only when its mask has changed."""
         masks = self.algorithm.masks
@@ -182,20 +294,28 @@ class SparseExecution:
             return cached[2]
         density = float(mask.sum()) / max(1, mask.numel())
         small = mask.numel() < self.min_weights
-        pattern = CsrPattern.from_mask(mask) if density <= self.max_density and not small else None
+        sparse = density <= self.max_density and not small
+        pattern = CsrPattern.from_mask(mask.reshape(mask.shape[0], -1)) if sparse else None
         self._patterns[name] = (masks, mask, pattern, masks.versions[name])
         return pattern
 
     def begin_step(self, step: int) -> None:
         self.dense_weight_grad = bool(self.algorithm.needs_dense_grad(step))
-        self.algorithm.grads_already_masked = frozenset() if self.dense_weight_grad else frozenset(
-            name for name in self.modules if self.pattern(name) is not None)
+        # filled by this step's forward: the layers whose weight gradient comes out already masked
+        self._sampled = set()
+        self.algorithm.grads_already_masked = self._sampled
 
     def routes(self) -> dict[str, str]:
-        """Which route each sparse layer takes with the current masks: ``csr`` or ``masked``."""
+        """Which route each sparse layer takes with the current masks: ``csr`` or ``masked``.
+
+        A convolution counts as ``csr`` once it has taken that route for some input (it is timed on
+        its first input at each density)."""
         out = {}
         for name in self.algorithm.params:
-            out[name] = "csr" if name in self.modules and self.pattern(name) is not None else "masked"
+            csr = name in self.modules and self.pattern(name) is not None
+            if csr and isinstance(self.modules[name], nn.Conv2d):
+                csr = CONV_ROUTE == "csr" or any(v for k, v in self._conv_choice.items() if k[0] == name)
+            out[name] = "csr" if csr else "masked"
         return out
 
 
@@ -208,3 +328,10 @@ def build_execution(name: str, model: nn.Module, algorithm, device: torch.device
         raise ConfigError(f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; "
                           f"use execution=masked")
     return SparseExecution(model, algorithm, SPARSE_MAX_DENSITY, SPARSE_MIN_WEIGHTS)
+
+
+class _NoCtx:
+    """Stands in for autograd's ctx when the conv route's forward is only timed."""
+
+    def save_for_backward(self, *tensors) -> None:
+        pass

@@ -80,7 +80,7 @@ class SparseAlgorithm:
         self.masks: MaskState | None = None
         #: layers whose gradient of the current step is already zero outside the mask (set by
         #: ``execution=sparse``), so that masking it again is skipped
-        self.grads_already_masked: frozenset[str] = frozenset()
+        self.grads_already_masked: set[str] | frozenset[str] = frozenset()
 
     #: every option this algorithm accepts under ``sparse.``, declared once (snfs.options.Option): the
     #: validator, the defaults of absent keys and the results store's reading of absent keys come from it
