@@ -37,8 +37,8 @@ from snfs.errors import ConfigError
 EXECUTIONS = ("masked", "sparse")
 # PyTorch marks its CSR tensors "beta" on every construction; we pin the version these kernels were tested on.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-#: layers at or below this density use the sparse kernels (measured crossover, see the module docstring)
-SPARSE_MAX_DENSITY = 0.2
+#: layers at or below this density use the sparse kernels (make bench: CSR wins at 10%, loses at 20%)
+SPARSE_MAX_DENSITY = 0.15
 #: ... and only layers with at least this many weights (LeNet-300-100: fc1 yes, fc2 and fc3 no)
 SPARSE_MIN_WEIGHTS = 50_000
 #: convolutions: "timed" (the faster route, measured per layer, input shape and density), "csr", "dense"
