@@ -220,3 +220,15 @@ def test_measured_speedup_compares_runs_of_one_machine():
     assert dense.extra[key] == pytest.approx(1.0)
     assert elsewhere.extra[key] != elsewhere.extra[key]  # nan: no dense run on machine c
     assert other_model.extra[key] != other_model.extra[key]
+
+
+def test_a_finished_run_is_never_trained_again(quick_overrides, tmp_path, capsys):
+    overrides = quick_overrides + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}"]
+    first = Trainer(compose_cfg(overrides))
+    record = first.fit()
+    path = tmp_path / f"{first.run_id}.json"
+    before = path.read_bytes()
+    again = Trainer(compose_cfg(overrides + ["execution=sparse"]))  # the same run: execution is not its identity
+    assert again.fit() == record
+    assert path.read_bytes() == before
+    assert "has already finished" in capsys.readouterr().err

@@ -213,6 +213,7 @@ def test_unreadable_checkpoint_is_moved_aside_never_overwritten(tmp_path, conten
     from snfs.errors import CheckpointError
 
     train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}"]))
+    (tmp_path / "fixed.json").unlink()  # as after a preemption: a checkpoint, no finished record
     ckpt = tmp_path / "checkpoints" / "fixed.pt"
     if content == "garbage":
         ckpt.write_bytes(b"\x80\x04 truncated preemption checkpoint")

@@ -506,9 +506,24 @@ class Trainer:
         return record
 
     # --- the run ------------------------------------------------------------------------------
+    def finished_record(self) -> dict | None:
+        """This run's record in the results store if it finished there, else None."""
+        path = result_path(self.results_dir, self.run_id)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("status") == "finished" else None
+
     def fit(self) -> dict | None:
         """Train to the end (result record) or until stopped by a signal or stop_after_epoch (None)."""
         cfg, progress = self.cfg, self.progress
+        finished = self.finished_record()
+        if finished is not None:  # never overwrite a finished run (the committed store holds the evidence)
+            self.say(f"{self.run_id} has already finished: {result_path(self.results_dir, self.run_id)} (test error "
+                     f"{finished.get('test_error')}%); not training it again. To train anew, delete that file or set "
+                     f"results_dir to another folder.")
+            return finished
         state = self.find_checkpoint()
         if state is not None:
             self.resume(state)
