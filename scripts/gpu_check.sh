@@ -9,6 +9,7 @@
 #   3. torchrun --nproc_per_node=1 against a plain run of the same config.
 # The device machine has PyTorch but not Hydra: scripts/gpu_wheels.sh (run here, with network)
 # puts the missing wheels into .whl/, which the device call carries (`carry: [".whl"]`).
+# DEVICE=cpu QUICK=1 bash scripts/gpu_check.sh /tmp/x   tries the script itself on a CPU in a minute or two.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${1:-${OUT:-results/bench/gpu}}"
@@ -17,6 +18,8 @@ LOG="$OUT_DIR/gpu_check.log"
 JSONL="$OUT_DIR/gpu_check.jsonl"
 : >"$JSONL"
 PY="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"
+QUICK="${QUICK:-}"
 if ! "$PY" -c "import hydra, omegaconf" 2>/dev/null && ls .whl/* >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/site .whl/* \
     && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -28,15 +31,16 @@ note() { echo "{\"check\": \"$1\", \"status\": \"$2\", \"detail\": \"${3:-}\"}" 
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 } 2>&1 | tee -a "$LOG"
 
 DATA=(dataset=fake "dataset.shape=[1,28,28]" dataset.n_train=54000 dataset.n_val=6000 dataset.n_test=10000)
-if [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] || [ -f data/MNIST/raw/train-images-idx3-ubyte ]; then
+[ -n "$QUICK" ] && DATA=(dataset=fake "dataset.shape=[1,28,28]" dataset.n_train=2000 dataset.n_val=200 dataset.n_test=200)
+if [ -z "$QUICK" ] && { [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] || [ -f data/MNIST/raw/train-images-idx3-ubyte ]; }; then
   root=data; [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] && root=../shared/data
   DATA=(dataset=mnist "data.root=$root" dataset.download=false)
 fi
-COMMON=(epochs=2 device=cuda logger.mode=disabled progress=false "results_dir=$TMP/runs")
+COMMON=(epochs=2 device=$DEVICE logger.mode=disabled progress=false "results_dir=$TMP/runs" "hydra.run.dir=$TMP/hydra")
 
 # 1. two epochs of the MNIST protocol under both execution modes
 for mode in masked sparse; do
@@ -55,17 +59,22 @@ EOF
 done
 
 # 2. throughput: dense vs sparse momentum, fp32 and bf16
+STEPS=20; BIG_STEPS=10; BIG_BATCH=64; MODELS=(wrn16_8 resnet50)
+[ -n "$QUICK" ] && { STEPS=2; BIG_STEPS=1; BIG_BATCH=2; MODELS=(wrn16_8); }
 for precision in fp32 bf16; do
-  timeout 120 "$PY" scripts/throughput.py --model wrn16_8 --sparse dense momentum --device cuda --precision $precision \
-    --steps 20 --epochs 3 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL" || note "throughput_wrn16_8_$precision" failed
-  timeout 150 "$PY" scripts/throughput.py --model resnet50 --shape 3 224 224 --classes 1000 --batch-size 64 \
-    --sparse dense momentum --device cuda --precision $precision --steps 10 --epochs 3 2>>"$LOG" | tee -a "$LOG" \
-    | grep '^{' >>"$JSONL" || note "throughput_resnet50_$precision" failed
+  timeout 120 "$PY" scripts/throughput.py --model wrn16_8 --sparse dense momentum --device $DEVICE --precision $precision \
+    --steps $STEPS --epochs 3 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL" || note "throughput_wrn16_8_$precision" failed
+  [ -n "$QUICK" ] && continue
+  timeout 150 "$PY" scripts/throughput.py --model resnet50 --shape 3 224 224 --classes 1000 --batch-size $BIG_BATCH \
+    --sparse dense momentum --device $DEVICE --precision $precision --steps $BIG_STEPS --epochs 3 2>>"$LOG" \
+    | tee -a "$LOG" | grep '^{' >>"$JSONL" || note "throughput_resnet50_$precision" failed
 done
 
 # 3. torchrun with one process against a plain run of the same config
-SMALL=(dataset=fake "dataset.shape=[1,28,28]" dataset.n_train=20000 dataset.n_val=1000 dataset.n_test=1000 epochs=2
-       device=cuda logger.mode=disabled progress=false "results_dir=$TMP/runs")
+N_SMALL=20000; [ -n "$QUICK" ] && N_SMALL=2000
+SMALL=(dataset=fake "dataset.shape=[1,28,28]" "dataset.n_train=$N_SMALL" dataset.n_val=1000
+       dataset.n_test=1000 epochs=2 device=$DEVICE logger.mode=disabled progress=false "results_dir=$TMP/runs"
+       "hydra.run.dir=$TMP/hydra")
 for launcher in plain torchrun; do
   start=$(date +%s.%N)
   if [ $launcher = plain ]; then cmd=("$PY" -m snfs.train); else cmd=("$PY" -m torch.distributed.run --nproc_per_node=1 -m snfs.train); fi
