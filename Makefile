@@ -32,6 +32,7 @@ train: $(STAMP) ## train the default experiment (paper's MNIST protocol); overri
 
 bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs
 	$(PY) scripts/bench.py --data-root $(or $(DATA_ROOT),data) $(ARGS)
+	$(PY) scripts/bench_layers.py
 	$(PY) scripts/bench_threads.py
 	$(PY) scripts/bench_conv.py
 
