@@ -232,3 +232,26 @@ def test_a_finished_run_is_never_trained_again(quick_overrides, tmp_path, capsys
     assert again.fit() == record
     assert path.read_bytes() == before
     assert "has already finished" in capsys.readouterr().err
+
+
+def test_dense_weight_gradient_is_asked_for_exactly_where_the_algorithm_reads_it():
+    """Sparse momentum every step; RigL on its update steps only; the masked-gradient algorithms never."""
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+    from snfs.algorithms import build_algorithm
+    from snfs.algorithms.base import TrainingContext
+
+    def algo(name, **extra):
+        model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        ctx = TrainingContext(model=model, optimizer=opt, density=0.1, epochs=4, steps_per_epoch=15, seed=0)
+        cfg = OmegaConf.to_container(OmegaConf.load(CONF / "sparse" / f"{name}.yaml"), resolve=True)
+        return build_algorithm(ctx, {**cfg, **extra})
+
+    steps = range(60)
+    assert all(algo("momentum").needs_dense_grad(s) for s in steps)
+    rigl = algo("rigl", delta_t=10)
+    assert [s for s in steps if rigl.needs_dense_grad(s)] == [s for s in steps if rigl.is_update_step(s)] != []
+    for name in ("set", "static", "dsr", "deepr", "snip"):
+        assert not any(algo(name).needs_dense_grad(s) for s in steps), name
