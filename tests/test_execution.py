@@ -255,3 +255,8 @@ def test_dense_weight_gradient_is_asked_for_exactly_where_the_algorithm_reads_it
     assert [s for s in steps if rigl.needs_dense_grad(s)] == [s for s in steps if rigl.is_update_step(s)] != []
     for name in ("set", "static", "dsr", "deepr", "snip"):
         assert not any(algo(name).needs_dense_grad(s) for s in steps), name
+
+
+def test_unknown_top_level_key_is_refused(quick_overrides):
+    with pytest.raises(ConfigError, match="densty is not a key of this config; valid top-level keys: .*density"):
+        Trainer(compose_cfg(quick_overrides + ["+densty=0.1"]))

@@ -39,6 +39,7 @@ from snfs.threads import resolve_threads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOGGER_MODES = ("offline", "online", "disabled")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Keys that change where or how a run is stored or shown, not what it computes.
 # sync_bn is here for the same reason as the world size: it changes how a run is spread over ranks, and
 # with it a DDP run computes what a single process does (tests/test_reliability.py).
@@ -67,8 +68,19 @@ SCHEDULE_OPTIONS = (
 )
 
 
+def top_level_keys() -> set[str]:
+    """The keys conf/config.yaml defines, its config groups included."""
+    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
+    groups = {next(iter(d)) if isinstance(d, dict) else str(d) for d in base.get("defaults", [])}
+    return (set(base.keys()) | {g.split("/")[-1] for g in groups} | {"experiment"}) - {"defaults", "_self_"}
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the key for every value the run cannot use."""
+    known = top_level_keys()
+    unknown = sorted(set(cfg.keys()) - known)
+    if unknown:  # e.g. +densty=0.1: Hydra adds it, and the run would silently use the default density
+        raise ConfigError(f"{unknown[0]} is not a key of this config; valid top-level keys: {', '.join(sorted(known))}")
     d = cfg.density
     if not isinstance(d, (int, float)) or isinstance(d, bool) or not (0.0 < float(d) <= 1.0):
         raise ConfigError(f"density={d!r} must be a number in (0, 1]")
@@ -647,7 +659,7 @@ def machine_description(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU x{torch.get_num_threads()} threads, {platform.node()}"
 
 
-@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> Any:
     try:
         result = train(cfg)
