@@ -260,3 +260,10 @@ def test_dense_weight_gradient_is_asked_for_exactly_where_the_algorithm_reads_it
 def test_unknown_top_level_key_is_refused(quick_overrides):
     with pytest.raises(ConfigError, match="densty is not a key of this config; valid top-level keys: .*density"):
         Trainer(compose_cfg(quick_overrides + ["+densty=0.1"]))
+
+
+def test_resume_without_a_checkpoint_says_so(quick_overrides, tmp_path, capsys):
+    trainer = Trainer(compose_cfg(quick_overrides + ["epochs=1", "limit_batches=1", "resume=true",
+                                                     f"results_dir={tmp_path}"]))
+    assert trainer.fit()["status"] == "finished"
+    assert f"resume=true, but {trainer.run_id} has no checkpoint at" in capsys.readouterr().err

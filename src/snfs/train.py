@@ -363,6 +363,8 @@ class Trainer:
             raise CheckpointError(f"{error or 'cannot read checkpoint ' + str(self.ckpt) + ' on another rank'}{where}. "
                                   f"Run the same command again to start the run afresh, or move the file back "
                                   f"once it is repaired") from None
+        if state is None and self.cfg.resume:
+            self.say(f"resume=true, but {self.run_id} has no checkpoint at {self.ckpt}: starting from scratch")
         if state is None or not (self.cfg.resume or state.get("preempted")):
             return None
         check_fingerprint(self.ckpt, state, self.fingerprint)
