@@ -86,6 +86,16 @@ class CsrPattern:
                                        check_invariants=False)
 
 
+def _weight_grad(ctx, g: torch.Tensor, inputs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``g @ inputs`` shaped like ``w``: dense, or only at the pattern's active positions (zero elsewhere)."""
+    if ctx.dense_weight_grad:
+        return torch.mm(g, inputs).view_as(w)
+    active = torch.sparse.sampled_addmm(ctx.matrix, g, inputs, beta=0.0)
+    grad = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
+    grad.index_copy_(0, ctx.pattern.gather, active.values())
+    return grad.view_as(w)
+
+
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
     crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
@@ -113,19 +123,12 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
-        pattern = ctx.pattern
         grad_x = grad_w = grad_b = None
         grad_out_t = grad_out.t().contiguous()
         if ctx.needs_input_grad[0]:
-            grad_x = torch.mm(pattern.matrix_t(w), grad_out_t).t()
+            grad_x = torch.mm(ctx.pattern.matrix_t(w), grad_out_t).t()
         if ctx.needs_input_grad[1]:
-            if ctx.dense_weight_grad:
-                grad_w = torch.mm(grad_out_t, x)
-            else:  # (g^T x) sampled at the active positions only
-                active = torch.sparse.sampled_addmm(ctx.matrix, grad_out_t, x, beta=0.0)
-                grad_w = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
-                grad_w.index_copy_(0, pattern.gather, active.values())
-                grad_w = grad_w.view_as(w)
+            grad_w = _weight_grad(ctx, grad_out_t, x, w)
         if ctx.needs_input_grad[2]:
             grad_b = grad_out_t.sum(1)
         return grad_x, grad_w, grad_b, None, None
@@ -164,13 +167,7 @@ class SparseConv2dFunction(torch.autograd.Function):
             grad_cols = grad_cols.view(-1, batch, ctx.positions).transpose(0, 1)
             grad_x = F.fold(grad_cols, ctx.in_shape[2:], ctx.kernel, dilation=dilation, padding=padding, stride=stride)
         if ctx.needs_input_grad[1]:
-            if ctx.dense_weight_grad:
-                grad_w = torch.mm(g, cols.t()).view_as(w)
-            else:
-                active = torch.sparse.sampled_addmm(ctx.matrix, g, cols.t(), beta=0.0)
-                grad_w = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
-                grad_w.index_copy_(0, ctx.pattern.gather, active.values())
-                grad_w = grad_w.view_as(w)
+            grad_w = _weight_grad(ctx, g, cols.t(), w)
         if ctx.needs_input_grad[2]:
             grad_b = g.sum(1)
         return grad_x, grad_w, grad_b, None, None, None
@@ -243,15 +240,7 @@ class SparseExecution:
             if pattern is None:
                 return F.linear(x, module.weight, module.bias)
             lead = x.shape[:-1]
-            if not self.dense_weight_grad:
-                self._sampled.add(name)
-            if x.is_cuda and torch.is_autocast_enabled("cuda"):  # the CSR kernels run in fp32 under autocast
-                with torch.autocast("cuda", enabled=False):
-                    out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]).float(), module.weight, module.bias,
-                                                     pattern, self.dense_weight_grad)
-            else:
-                out = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), module.weight, module.bias, pattern,
-                                                 self.dense_weight_grad)
+            out = self._apply(SparseLinearFunction, name, x.reshape(-1, x.shape[-1]), module, pattern)
             return out.reshape(*lead, out.shape[-1])
 
         return forward
@@ -261,15 +250,18 @@ class SparseExecution:
             pattern = self.pattern(name)
             if pattern is None or x.dim() != 4 or not self._conv_csr_wins(name, module, x, pattern, geometry):
                 return module._conv_forward(x, module.weight, module.bias)
-            if not self.dense_weight_grad:
-                self._sampled.add(name)
-            if x.is_cuda and torch.is_autocast_enabled("cuda"):
-                with torch.autocast("cuda", enabled=False):
-                    return SparseConv2dFunction.apply(x.float(), module.weight, module.bias, pattern,
-                                                      self.dense_weight_grad, geometry)
-            return SparseConv2dFunction.apply(x, module.weight, module.bias, pattern, self.dense_weight_grad, geometry)
+            return self._apply(SparseConv2dFunction, name, x, module, pattern, geometry)
 
         return forward
+
+    def _apply(self, function, name: str, x: torch.Tensor, module: nn.Module, pattern: CsrPattern, *extra):
+        """Run a CSR function on ``module``'s weights; in fp32 under CUDA autocast, where CSR kernels need it."""
+        if not self.dense_weight_grad:
+            self._sampled.add(name)
+        if x.is_cuda and torch.is_autocast_enabled("cuda"):
+            with torch.autocast("cuda", enabled=False):
+                return function.apply(x.float(), module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
+        return function.apply(x, module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
 
     def _conv_csr_wins(self, name: str, module: nn.Conv2d, x: torch.Tensor, pattern: CsrPattern, geometry) -> bool:
         """Whether the unfold + CSR forward beats the dense convolution for this layer, input shape and density."""
