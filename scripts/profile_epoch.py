@@ -1,4 +1,4 @@
-"""Where the milliseconds of one training epoch go: LeNet-300-100 on MNIST, any algorithm and execution.
+"""Where the milliseconds of one training epoch go: any MNIST model (LeNet-300-100 by default), algorithm and execution.
 
 Runs one warm-up epoch, then profiles the next with ``torch.profiler`` and prints (1) the epoch's
 wall time split into training steps, validation and the epoch-end mask update, and (2) the
@@ -23,6 +23,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="lenet300_100")
     parser.add_argument("--sparse", default="momentum")
     parser.add_argument("--execution", default="sparse", choices=["masked", "sparse"])
     parser.add_argument("--density", type=float, default=0.05)
@@ -40,7 +41,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(compose([f"data.root={args.data_root}", "epochs=3", "device=cpu", "logger.mode=disabled",
-                                   "progress=false", f"results_dir={tmp}", f"sparse={args.sparse}",
+                                   "progress=false", f"results_dir={tmp}", f"model={args.model}", f"sparse={args.sparse}",
                                    f"density={args.density}", f"execution={args.execution}",
                                    f"threads={args.threads}"]))
         phases = {"validation": 0.0, "mask update": 0.0}
@@ -67,7 +68,7 @@ def main() -> None:
             trainer.run_epoch(1, Preemption())
         total = time.perf_counter() - t0
     steps = trainer.steps_per_epoch
-    print(f"{args.sparse}, {args.density:g}, execution={args.execution}, {args.threads} thread(s); one epoch of "
+    print(f"{args.model}, {args.sparse}, {args.density:g}, execution={args.execution}, {args.threads} thread(s); one epoch of "
           f"{steps} steps under the profiler: {total * 1e3:.0f} ms")
     for name, seconds in phases.items():
         print(f"  {name}: {seconds * 1e3:.0f} ms")

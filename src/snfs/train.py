@@ -162,13 +162,15 @@ def build_lr_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int, epochs: 
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, autocast) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, batches, autocast, channels_last: bool = False) -> tuple[float, float]:
     """(mean loss, error in percent) over all batches."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64)
     wrong = 0
     n = 0
     for x, y in batches:
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
             out = model(x)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double().cpu()
@@ -282,7 +284,8 @@ class Trainer:
         self.model = model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
         if self.dist.enabled and cfg.get("sync_bn"):  # BatchNorm statistics over the global batch, as in one process
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.channels_last = bool(cfg.channels_last) and device.type == "cuda" and len(data.input_shape) == 3
+        # On CPUs too: oneDNN's convolutions are 1.5-9x faster in this layout (results/bench/lenet5_caffe.md).
+        self.channels_last = bool(cfg.channels_last) and len(data.input_shape) == 3
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(cfg.optim, model)
@@ -505,7 +508,7 @@ class Trainer:
             "train_error": 100.0 * wrong / max(1.0, seen), "lr": self.optimizer.param_groups[0]["lr"],
         }
         if self.data.val is not None:  # before the mask update: the error of the network as trained
-            record["val_loss"], record["val_error"] = evaluate(self.model, self.data.val, self.autocast)
+            record["val_loss"], record["val_error"] = evaluate(self.model, self.data.val, self.autocast, self.channels_last)
         record.update(self.algo.log_stats())
         update = self.algo.on_epoch_end(epoch)
         if update:
@@ -594,7 +597,7 @@ class Trainer:
     def finish(self) -> dict:
         """Test the final model and write the run to the results store."""
         cfg, progress, flops = self.cfg, self.progress, self.flops
-        test_loss, test_error = evaluate(self.model, self.data.test, self.autocast)
+        test_loss, test_error = evaluate(self.model, self.data.test, self.autocast, self.channels_last)
         result = {
             "status": "finished",
             "run_id": self.run_id,
