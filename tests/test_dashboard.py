@@ -87,7 +87,7 @@ def test_dashboard_imports_no_training_stack(tmp_path):
 def test_non_semantic_keys_are_the_training_scripts():
     from snfs.train import NON_SEMANTIC_KEYS as train_keys
 
-    assert tuple(NON_SEMANTIC_KEYS) == tuple(train_keys)
+    assert NON_SEMANTIC_KEYS == train_keys
 
 
 def test_bad_files_are_skipped_with_one_warning_each(store):

@@ -34,17 +34,15 @@ from snfs.execution import EXECUTIONS, build_execution
 from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
+from snfs import identity
 from snfs.results import git_commit, result_path, write_json
 from snfs.threads import resolve_threads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOGGER_MODES = ("offline", "online", "disabled")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-# Keys that change where or how a run is stored or shown, not what it computes.
-# sync_bn is here for the same reason as the world size: it changes how a run is spread over ranks, and
-# with it a DDP run computes what a single process does (tests/test_reliability.py).
-NON_SEMANTIC_KEYS = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
-                     "speedup_estimate", "sync_bn", "execution", "threads")
+# What defines a run (its identity, hash and run id) lives in snfs.identity, which the report shares.
+NON_SEMANTIC_KEYS = identity.NON_SEMANTIC_KEYS
 
 
 # --- config --------------------------------------------------------------------------------
@@ -96,7 +94,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
-    DATASETS.get(cfg.dataset.name)
+    DATASETS.get(cfg.dataset.get("loader", cfg.dataset.name))
     MODELS.get(cfg.model.name)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
@@ -110,17 +108,14 @@ def validate_config(cfg: DictConfig) -> None:
     algorithm.check_optimizer(sparse, optim)
 
 
-def config_fingerprint(cfg: DictConfig) -> str:
-    """A short hash of everything that changes what a run computes."""
-    semantic = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NON_SEMANTIC_KEYS}
-    semantic.get("dataset", {}).pop("download", None)
-    return hashlib.sha1(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:10]
+def make_run_id(cfg: DictConfig, data_md5: dict | None = None) -> str:
+    """This run's id (``snfs.identity.run_id``): ``<dataset>-<model>-<algorithm>-d<density>-s<seed>-<hash>``."""
+    return identity.run_id(OmegaConf.to_container(cfg, resolve=True), data_md5)
 
 
-def make_run_id(cfg: DictConfig) -> str:
-    if cfg.get("run_id"):
-        return str(cfg.run_id)
-    return f"{cfg.dataset.name}-{cfg.model.name}-{cfg.sparse.name}-d{cfg.density:g}-s{cfg.seed}-{config_fingerprint(cfg)}"
+def config_fingerprint(cfg: DictConfig, data_md5: dict | None = None) -> str:
+    """The identity hash of a run: what a checkpoint must have been written by to be resumed."""
+    return identity.identity_hash(identity.identity(OmegaConf.to_container(cfg, resolve=True), data_md5))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -271,13 +266,16 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         if self.dist.enabled and cfg.get("sync_bn") and device.type != "cuda":
             raise ConfigError(f"sync_bn=true is not valid on device {device.type}; PyTorch's SyncBatchNorm runs on GPUs only")
+        if cfg.sparse.name == "dense" and cfg.density != 1.0:  # the dense baseline trains every weight
+            cfg.density = 1.0
         torch.manual_seed(cfg.seed)
-        self.run_id = make_run_id(cfg)
-        self.fingerprint = config_fingerprint(cfg)
+        self.data = data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
+        # unverified data files are part of the run's identity: such a run never fills the declared dataset's rows
+        self.data_md5 = getattr(data, "data_md5", None)
+        self.run_id = make_run_id(cfg, self.data_md5)
+        self.fingerprint = config_fingerprint(cfg, self.data_md5)
         self.results_dir = Path(cfg.results_dir)
         self.ckpt = checkpoint_path(self.results_dir, self.run_id)
-
-        self.data = data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
         if self.dist.enabled and hasattr(data.train, "shard"):  # loaders with a DistributedSampler shard themselves
             data.train.shard(self.dist.rank, self.dist.world_size)
         model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
@@ -623,6 +621,7 @@ class Trainer:
             # the measured cost: tables divide the dense row's by this (snfs.report.tables, measured speedup)
             "median_epoch_time_s": median_epoch_time(progress.history),
             "fingerprint": self.fingerprint,
+            "data_md5": self.data_md5,
             "config": self.config_dict,
             "history": progress.history,
         }

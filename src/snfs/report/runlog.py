@@ -27,30 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-# Top-level config keys that do not change what a run computes (where it is stored, how it is
-# shown, which device): ``snfs.train.NON_SEMANTIC_KEYS``, read from train.py's source, because
-# importing snfs.train would pull in torch. The copy below is used only if that fails.
-_NON_SEMANTIC_FALLBACK = ("logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device", "data",
-                          "speedup_estimate")
+from snfs.identity import NON_SEMANTIC_KEYS, flatten, identity  # noqa: F401 (NON_SEMANTIC_KEYS: re-exported)
 
-
-def _train_non_semantic_keys() -> tuple[str, ...]:
-    import ast
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("snfs.train")
-        tree = ast.parse(Path(spec.origin).read_text())
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NON_SEMANTIC_KEYS" for t in node.targets):
-                return tuple(ast.literal_eval(node.value))
-    except (AttributeError, OSError, SyntaxError, TypeError, ValueError):
-        pass
-    return _NON_SEMANTIC_FALLBACK
-
-
-NON_SEMANTIC_KEYS = _train_non_semantic_keys()
-IGNORED_KEYS = {"dataset.download", "dataset.verify_md5"}
 
 # The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.
 SCHEDULE_KEYS = ("prune_rate", "zeta", "drop_fraction", "target_prune", "temperature", "threshold")
@@ -70,21 +48,12 @@ class SkippedFile(UserWarning):
     """A file in the results folder that is not a readable run record."""
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def row_key(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened config that defines a table row: what a run computes, less its seed."""
-    return {k: v for k, v in flatten(config).items()
-            if k.split(".", 1)[0] not in NON_SEMANTIC_KEYS and k not in IGNORED_KEYS and k != "seed"}
+    """What defines a table row: the run's identity (``snfs.identity``) less its seed, flattened."""
+    ident = identity(config)
+    out = {k: v for k, v in ident.items() if k not in ("seed", "changed", "data_md5")}
+    out.update(ident["changed"])
+    return out
 
 
 def _number(x: Any) -> float | None:

@@ -4,124 +4,43 @@ Both sources give the same run records (the fields of ``<results_dir>/<run_id>.j
 ``status, run_id, dataset, model, algorithm, density, seed, epochs, test_error, val_error,
 git_commit, device, config, history``), so tables and figures do not care which one was read.
 
-``RunIndex.match(job)`` finds the run of a grid point: the run with the job's run id, else a
-run whose config agrees with the job's (keys that only change where a run is stored or shown are
-ignored). The second rule keeps a run usable after a new option with a default is added to a
-config group, which changes every run id. A key that only one of the two configs has:
-- an algorithm option with a registered meaning when absent (``option_defaults`` of its class,
-  e.g. DeepR's ``new_sign: fixed``) agrees only if its value is that default, so a variant run
-  (``+sparse.new_sign=first_update``) never fills a default row, nor a default run a variant's row;
-- ``sparse.label`` (a variant's row name) never agrees with its absence;
-- any other key agrees if it is missing from the run (an option newer than the run), and not if
-  only the run has it (the run was made with an override the grid point does not have).
+``RunIndex.match(job)`` finds the run of a grid point: the run with the job's run id, else the run
+whose identity (``snfs.identity``: names, density, seed, the values that differ from the declared
+defaults, unverified data checksums) is the job's. Identities only count differences from the
+defaults, so a record written before an option existed matches a run made after it.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from snfs.identity import flatten, identity, identity_hash
 from snfs.results import iter_results
-from snfs.train import NON_SEMANTIC_KEYS
 
-IGNORED_KEYS = {"dataset.download", "dataset.verify_md5"}
 SUMMARY_KEYS = ("test_error", "val_error", "final_density", "wall_time_s", "test_loss", "flops_ratio", "speedup_estimate",
                 "execution", "median_epoch_time_s")
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def semantic(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened config without the keys that do not change what a run computes."""
-    return {k: v for k, v in flatten(config).items()
-            if k.split(".", 1)[0] not in NON_SEMANTIC_KEYS and k not in IGNORED_KEYS}
-
-
-def same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if math.isnan(a) and math.isnan(b):
-            return True
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def _coarse(config: Mapping[str, Any]) -> tuple:
-    c = flatten(config)
-    density = c.get("density")
-    return (c.get("dataset.name"), c.get("model.name"), c.get("sparse.name"),
-            round(float(density), 9) if isinstance(density, (int, float)) else density, c.get("seed"))
-
-
 class RunIndex:
-    """Finished runs, looked up by run id or by config."""
+    """Finished runs, looked up by run id or by identity."""
 
     def __init__(self, runs: Iterable[dict], description: str = ""):
         self.runs = [r for r in runs if r.get("status") == "finished" and isinstance(r.get("config"), Mapping)]
         self.description = description
         self.by_id = {r["run_id"]: r for r in self.runs}
-        self.by_coarse: dict[tuple, list[dict]] = {}
-        for r in self.runs:
-            self.by_coarse.setdefault(_coarse(r["config"]), []).append(r)
-        self._semantic: dict[int, dict] = {}
+        self.by_identity: dict[str, dict] = {}
+        # sorted by run id, so that which of two runs of one identity is used never depends on file order
+        for r in sorted(self.runs, key=lambda r: str(r.get("run_id"))):
+            self.by_identity.setdefault(identity_hash(identity(r["config"], r.get("data_md5"))), r)
 
     def __len__(self) -> int:
         return len(self.runs)
 
-    def _sem(self, run: dict) -> dict:
-        key = id(run)
-        if key not in self._semantic:
-            self._semantic[key] = semantic(run["config"])
-        return self._semantic[key]
-
     def match(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
         if run_id in self.by_id:
             return self.by_id[run_id]
-        expected = semantic(config)
-        defaults = absent_defaults(expected.get("sparse.name"))
-        for run in self.by_coarse.get(_coarse(config), []):
-            if configs_agree(expected, self._sem(run), defaults):
-                return run
-        return None
-
-
-NEVER_ASSUMED = {"sparse.label"}
-
-
-def absent_defaults(algorithm: Any) -> dict[str, Any]:
-    """``sparse.<option>`` -> what its absence means, for the algorithm's registered options."""
-    from snfs.algorithms import ALGORITHMS
-
-    if str(algorithm) not in ALGORITHMS:  # an unknown algorithm has no registered defaults
-        return {}
-    return {f"sparse.{k}": v for k, v in ALGORITHMS.get(str(algorithm)).option_defaults.items()}
-
-
-def configs_agree(expected: Mapping[str, Any], have: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
-    """Whether a run's flattened config (``have``) is the grid point's (``expected``); see the module docstring."""
-    for key in expected.keys() | have.keys():
-        if key in expected and key in have:
-            if not same_value(expected[key], have[key]):
-                return False
-        elif key in defaults:
-            if not same_value(expected.get(key, have.get(key)), defaults[key]):
-                return False
-        elif key in NEVER_ASSUMED or key not in expected:
-            return False
-    return True
+        return self.by_identity.get(identity_hash(identity(config)))
 
 
 # --- sources ------------------------------------------------------------------------------------

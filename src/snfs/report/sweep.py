@@ -11,8 +11,8 @@ Skipping finished runs works with every launcher because it happens before Hydra
    line's overrides replace or extend them exactly as Hydra's BasicSweeper does (same key: the
    command line wins, in place), and forms the grid (the Cartesian product, in Hydra's order);
 2. every grid point is composed as the job will be, and its run id computed with
-   ``snfs.train.make_run_id``; a point is done when the results store has a finished run for it
-   (``snfs.report.store.RunIndex.match``: same run id, or the same config on every key both have);
+   ``snfs.identity.run_id``; a point is done when the results store has a finished run for it
+   (``snfs.report.store.RunIndex.match``: same run id, or the same identity);
 3. ``missing_blocks`` splits the missing points into a few Cartesian blocks (one block when a whole
    grid or whole seeds are missing), and ``launch`` runs one ``python -m snfs.train --multirun``
    per block with the block's values as sweep overrides, so Hydra and its launcher (basic, joblib,
@@ -200,7 +200,7 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
     ``overrides`` may replace sweep keys (``seed=17``), add sweeps (``density=0.1,0.2``) or set
     anything else; ``hydra.*`` overrides are kept for the command line only.
     """
-    from snfs.train import make_run_id
+    from snfs.identity import run_id as make_run_id
 
     hydra_over = [o for o in overrides if is_hydra_override(o)]
     cli = [f"+experiment={preset}", *(o for o in overrides if not is_hydra_override(o))]
@@ -216,8 +216,9 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
             job_overrides = [f"{k}={v}" for k, v in zip(keys, point)]
             cfg = composer.compose_job(job_overrides)
             validate_config(cfg)
-            exp.jobs.append(Job(preset=preset, overrides=job_overrides, point=tuple(point), run_id=make_run_id(cfg),
-                                config=OmegaConf.to_container(cfg, resolve=True), group=group))
+            config = OmegaConf.to_container(cfg, resolve=True)
+            exp.jobs.append(Job(preset=preset, overrides=job_overrides, point=tuple(point), run_id=make_run_id(config),
+                                config=config, group=group))
     return exp
 
 
