@@ -58,11 +58,11 @@ def load_checkpoint(path: str | Path, fingerprint: str) -> dict[str, Any]:
     return state
 
 
-def move_aside(path: str | Path) -> Path:
-    """Rename an unreadable checkpoint to ``<name>.unreadable[-N]`` so that nothing overwrites it; returns the new path."""
+def move_aside(path: str | Path, tag: str = "unreadable") -> Path:
+    """Rename a checkpoint to ``<name>.<tag>[-N]`` so that nothing overwrites it; returns the new path."""
     path = Path(path)
-    target, n = path.with_name(path.name + ".unreadable"), 1
+    target, n = path.with_name(f"{path.name}.{tag}"), 1
     while target.exists():
-        target, n = path.with_name(f"{path.name}.unreadable-{n}"), n + 1
+        target, n = path.with_name(f"{path.name}.{tag}-{n}"), n + 1
     os.replace(path, target)
     return target

@@ -202,13 +202,19 @@ class Progress:
     wandb_id: str | None = None
 
 
-class Preemption:
-    """Catches SIGTERM/SIGUSR1 so the loop can checkpoint and exit; then hands over to the old handler.
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after the run saved a checkpoint that the same command resumes from."""
 
-    Handing over matters on SLURM: submitit's own handler requeues the job after we saved.
+
+class Preemption:
+    """Catches SIGTERM/SIGUSR1/SIGINT so the loop can checkpoint and exit; then hands over to the old handler.
+
+    Handing over matters on SLURM: submitit's own handler requeues the job after we saved. Ctrl-C
+    (SIGINT) checkpoints too, so the same command resumes; a second Ctrl-C stops at once, leaving the
+    last epoch's checkpoint in place.
     """
 
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, n))
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -221,6 +227,10 @@ class Preemption:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            print("\nCtrl-C: saving a checkpoint after this batch (Ctrl-C again to stop at once)", file=sys.stderr)
         self.signum = signum
 
     def __exit__(self, *exc) -> None:
@@ -312,7 +322,11 @@ class Trainer:
             self.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
         amp_dtype = PRECISIONS[cfg.precision]
-        use_amp = amp_dtype is not None and device.type == "cuda"
+        # bf16 autocast exists on CPUs too; fp16 there would run without a grad scaler, so it stays fp32
+        use_amp = amp_dtype is not None and (device.type == "cuda" or amp_dtype == torch.bfloat16)
+        if amp_dtype is not None and not use_amp:
+            self.say(f"precision={cfg.precision} has no autocast on {device.type} here: this run computes in fp32 "
+                     f"(precision=bf16 uses CPU autocast)")
         self.autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
         self.flops = FlopCounter(layer_macs(model, data.input_shape), self.algo.flops_accounting, **self.algo.flops_options())
@@ -366,7 +380,14 @@ class Trainer:
                                   f"once it is repaired") from None
         if state is None and self.cfg.resume:
             self.say(f"resume=true, but {self.run_id} has no checkpoint at {self.ckpt}: starting from scratch")
-        if state is None or not (self.cfg.resume or state.get("preempted")):
+        if state is not None and not (self.cfg.resume or state.get("preempted")):
+            # starting afresh must not destroy the only copy of earlier training
+            epoch = (state.get("progress") or {}).get("epoch", "?")
+            if self.dist.is_main:
+                self.say(f"{self.run_id} has a checkpoint after epoch {epoch}; resume=false, so this run starts from "
+                         f"scratch and that checkpoint was moved to {move_aside(self.ckpt, 'previous')} (resume=true continues one)")
+            return None
+        if state is None:
             return None
         check_fingerprint(self.ckpt, state, self.fingerprint)
         return state
@@ -563,6 +584,9 @@ class Trainer:
                     if not finished:
                         self.save_checkpoint(preempted=True)
                         self.logger.finish()
+                        if preemption.signum == getattr(signal, "SIGINT", None):
+                            raise Interrupted(f"Ctrl-C: checkpoint saved to {self.ckpt}; run the same command again "
+                                              f"to resume")
                         self.say(f"signal {preemption.signum}: checkpoint saved to {self.ckpt}; "
                                  f"run the same command again to resume")
                         preemption.hand_over()
@@ -670,6 +694,11 @@ def main(cfg: DictConfig) -> Any:
     except SnfsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        print(str(exc) if isinstance(exc, Interrupted) else
+              "interrupted: the last finished epoch's checkpoint is kept; add resume=true to the same command to "
+              "continue from it", file=sys.stderr)
+        sys.exit(130)
     finally:
         cleanup()
     return None if result is None else result["test_error"]

@@ -1,0 +1,75 @@
+"""Ctrl-C, restarts and precision: a user's interruptions never destroy training, and say what happened."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from conftest import compose_cfg
+from snfs.train import Interrupted, Preemption, Trainer
+
+BASE = ["dataset=fake", "dataset.n_train=193", "dataset.n_val=64", "dataset.n_test=64", "logger.mode=disabled",
+        "progress=false", "device=cpu", "batch_size=32", "epochs=3", "density=0.1", "run_id=fixed", "threads=1"]
+STEPS_PER_EPOCH = 7  # ceil(193 / 32)
+
+
+def cfg(tmp_path, *extra):
+    return compose_cfg(BASE + [f"results_dir={tmp_path}", *extra])
+
+
+def history(result):
+    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in result["history"]]
+
+
+def test_ctrl_c_checkpoints_and_the_same_command_resumes(tmp_path, monkeypatch):
+    straight = Trainer(cfg(tmp_path / "a")).fit()
+    real_step = Trainer.train_step
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        if self.progress.step == STEPS_PER_EPOCH + 3:  # mid-epoch 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    with pytest.raises(Interrupted, match="run the same command again"):
+        Trainer(cfg(tmp_path / "b")).fit()
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    state = torch.load(tmp_path / "b" / "checkpoints" / "fixed.pt", weights_only=False)
+    assert state["preempted"] and state["progress"]["step"] == STEPS_PER_EPOCH + 3
+    resumed = Trainer(cfg(tmp_path / "b")).fit()  # the same command, no resume=true needed
+    assert history(resumed) == history(straight)
+    assert resumed["test_error"] == straight["test_error"]
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    with Preemption() as preemption:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.signum == signal.SIGINT  # the first one only asks for a checkpoint
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_starting_afresh_moves_an_earlier_checkpoint_aside(tmp_path, capsys):
+    Trainer(cfg(tmp_path, "stop_after_epoch=1")).fit()
+    ckpt = tmp_path / "checkpoints" / "fixed.pt"
+    before = ckpt.read_bytes()
+    Trainer(cfg(tmp_path)).fit()  # resume=false: a fresh run
+    assert "moved to" in capsys.readouterr().err
+    kept = tmp_path / "checkpoints" / "fixed.pt.previous"
+    assert kept.read_bytes() == before
+
+
+def test_bf16_on_cpu_uses_cpu_autocast():
+    trainer = Trainer(compose_cfg(BASE + ["precision=bf16", "results_dir=/nonexistent-unused"]))
+    with trainer.autocast():
+        out = trainer.model.fc1(torch.randn(2, trainer.model.fc1.in_features)) if hasattr(trainer.model, "fc1") else None
+    assert out is not None and out.dtype == torch.bfloat16
+
+
+def test_fp16_on_cpu_says_it_runs_in_fp32(capsys):
+    Trainer(compose_cfg(BASE + ["precision=fp16", "results_dir=/nonexistent-unused"]))
+    assert "computes in fp32" in capsys.readouterr().err
