@@ -198,6 +198,25 @@ def cmd_tables(args: argparse.Namespace, figures: bool = False, tables_out: bool
     return 0
 
 
+def rebuild_tables(results: str | Path, out_dir: str | Path, description: str | None = None) -> list[Path]:
+    """``make tables`` for a given store and output folder (the rebuild test's entry); returns the files written.
+
+    ``description`` replaces the store's own (its path) in the tables' "Runs from" line.
+    """
+    from snfs.report.store import load_local
+    from snfs.report.sweep import Composer
+    from snfs.report.tables import TABLES, write_index, write_table
+
+    ctx = Context(parser().parse_args(["tables", "--results", str(results), "--tables-dir", str(out_dir)]))
+    index = load_local(ctx.results)
+    if description is not None:
+        index.description = description
+    with Composer() as composer:
+        tables = _build(ctx, list(TABLES), composer, index)
+    written = [p for t in tables for p in write_table(t, ctx.tables_dir)]
+    return written + [write_index(tables, ctx.tables_dir)]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from snfs.report.tables import TABLES
 
