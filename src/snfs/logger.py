@@ -7,6 +7,7 @@ local results JSON is written regardless.
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any, Mapping
 
@@ -19,7 +20,9 @@ class RunLogger:
             self.mode = "disabled"
             return
         modes = [self.mode] + (["offline"] if self.mode != "offline" else [])
+        timeout = float(cfg.get("init_timeout", 15))
         for mode in modes:
+            started = time.monotonic()
             try:
                 import wandb
 
@@ -35,12 +38,17 @@ class RunLogger:
                     resume="allow" if wandb_id else None,
                     config=config,
                     reinit="finish_previous",
+                    # wandb waits 90 s by default and a bad key retried for minutes; training should not
+                    settings=wandb.Settings(init_timeout=timeout, login_timeout=timeout, x_graphql_retry_max=1,
+                                            x_graphql_retry_wait_max_seconds=2.0, x_graphql_timeout_seconds=timeout / 3),
                 )
                 self.mode = mode
                 return
             except Exception as exc:  # wandb raises many kinds; none may stop training
-                warnings.warn(f"wandb could not start in {mode} mode ({type(exc).__name__}: {exc}); "
-                              f"{'trying offline' if mode != 'offline' else 'logging to the local results store only'}")
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                warnings.warn(f"wandb could not start in {mode} mode after {time.monotonic() - started:.0f} s "
+                              f"({type(exc).__name__}: {reason[:200]}); "
+                              f"{'logging offline instead (wandb sync uploads it later)' if mode != 'offline' else 'logging to the local results store only'}")
         self.mode = "disabled"
 
     @property
