@@ -70,6 +70,7 @@ def top_level_keys() -> set[str]:
     """The keys conf/config.yaml defines, its config groups included."""
     base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
     groups = {next(iter(d)) if isinstance(d, dict) else str(d) for d in base.get("defaults", [])}
+    groups = {g for g in groups if not g.startswith("override ")}  # Hydra's own groups, not keys of a run
     return (set(base.keys()) | {g.split("/")[-1] for g in groups} | {"experiment"}) - {"defaults", "_self_"}
 
 
