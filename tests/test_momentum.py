@@ -8,7 +8,7 @@ from torch import nn
 
 from snfs.algorithms import build_algorithm
 from snfs.algorithms.base import TrainingContext
-from snfs.algorithms.momentum import grow_largest, grow_random, prune_smallest, redistribute
+from snfs.masks import grow_by_score, grow_random, prune_by_score, redistribute
 
 CFG = {"name": "momentum", "distribution": "uniform", "prune_rate": 0.5, "prune_rate_min": 0.005,
        "decay": "cosine", "redistribution": "momentum", "growth": "momentum", "dense_layers": []}
@@ -91,9 +91,9 @@ def test_redistribute_cascading_caps_and_zero_scores():
 def test_prune_and_grow_primitives():
     w = torch.tensor([0.5, -0.1, 0.0, 2.0, -3.0])
     m = torch.tensor([1, 1, 0, 1, 1], dtype=torch.bool)
-    assert prune_smallest(w, m, 2).tolist() == [False, False, False, True, True]
+    assert prune_by_score(w.abs(), m, 2).tolist() == [False, False, False, True, True]
     score = torch.tensor([100.0, 1.0, 2.0, 3.0, 0.5])
-    assert grow_largest(score, m, 1).tolist() == [True, True, True, True, True]
+    assert grow_by_score(score, m, 1).tolist() == [True, True, True, True, True]
     g = torch.Generator().manual_seed(0)
     grown = grow_random(torch.zeros(10, dtype=torch.bool), 4, g)
     assert int(grown.sum()) == 4

@@ -1,19 +1,23 @@
-"""The mask state: one boolean mask per sparse weight, keyed by parameter name.
+"""The mask state and every operation on masks: one boolean mask per sparse weight, keyed by parameter name.
 
 Sparse layers are the weights of conv and linear modules (ALGORITHMS.md); biases and
 normalisation parameters always stay dense. Layers are selected by exact parameter name, never by
 prefix, which is how the reference code left some VGG16 convolutions dense by accident.
+
+The drop and grow operations of the algorithms live here too (prune by score, grow by score or at
+random, split a regrowth total over layers, reset the new weights), so that an algorithm only
+chooses its scores, counts and schedule.
 """
 
 from __future__ import annotations
 
-from snfs.errors import CheckpointError, ConfigError
-
 import math
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from snfs.errors import CheckpointError, ConfigError
 
 SPARSE_MODULE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -130,25 +134,6 @@ def uniform_counts(shapes: Mapping[str, torch.Size], density: float) -> dict[str
     return {k: int(round(density * math.prod(s))) for k, s in shapes.items()}
 
 
-def _largest_remainder(target: int, quotas: Mapping[str, float], caps: Mapping[str, int]) -> dict[str, int]:
-    """Integer counts that sum to ``target``, each within its cap, closest to the real quotas."""
-    counts = {k: min(caps[k], int(math.floor(q))) for k, q in quotas.items()}
-    left = target - sum(counts.values())
-    order = sorted(quotas, key=lambda k: (quotas[k] - math.floor(quotas[k])), reverse=True)
-    while left > 0:
-        progressed = False
-        for k in order:
-            if left == 0:
-                break
-            if counts[k] < caps[k]:
-                counts[k] += 1
-                left -= 1
-                progressed = True
-        if not progressed:
-            raise ValueError(f"cannot place {left} more weights: every layer is full")
-    return counts
-
-
 def erdos_renyi_counts(shapes: Mapping[str, torch.Size], density: float, kernel: bool = True) -> dict[str, int]:
     """(ER)K: layer density proportional to sum(shape)/prod(shape) (Evci et al. 2020, RigL Sec. 3).
 
@@ -173,7 +158,7 @@ def erdos_renyi_counts(shapes: Mapping[str, torch.Size], density: float, kernel:
             break
         dense.update(over)
     quotas = {k: (float(numel[k]) if k in dense else eps * raw(shapes[k]) * numel[k]) for k in shapes}
-    return _largest_remainder(target, quotas, numel)
+    return largest_remainder(target, quotas, numel)
 
 
 DISTRIBUTIONS = {
@@ -191,3 +176,148 @@ def init_masks(params: Mapping[str, torch.Tensor], density: float, distribution:
     counts = DISTRIBUTIONS[distribution](shapes, density)
     masks = {k: random_mask(shapes[k], counts[k], generator).to(params[k].device) for k in shapes}
     return MaskState(masks)
+
+
+# --- drop and grow: the operations every algorithm's mask update is made of ------------------------
+
+
+def _pick(score: torch.Tensor, candidates: torch.Tensor, n: int, largest: bool) -> torch.Tensor:
+    """Flat indices of the ``n`` candidates with the smallest (or largest) score.
+
+    Non-candidates get the score that always loses (+-inf), so one top-k over the whole layer
+    suffices; only if that still picked a non-candidate (candidate scores of +-inf or NaN tie with
+    them) is the top-k taken again over the candidates alone.
+    """
+    flat = candidates.flatten()
+    available = int(flat.sum())
+    if n > available:
+        raise ValueError(f"cannot pick {n} of {available} {'inactive' if largest else 'active'} weights")
+    s = score.detach().flatten().to(torch.float32).clone()
+    s[~flat] = -float("inf") if largest else float("inf")
+    pick = torch.topk(s, n, largest=largest).indices
+    if not bool(flat[pick].all()):
+        where = torch.nonzero(flat).flatten()
+        pick = where[torch.topk(s[where], n, largest=largest).indices]
+    return pick
+
+
+def prune_by_score(score: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+    """A copy of ``mask`` without the ``n`` active weights of smallest ``score`` (ValueError if fewer are active)."""
+    if n <= 0:
+        return mask.clone()
+    new = mask.clone().flatten()
+    new[_pick(score, mask, n, largest=False)] = False
+    return new.view_as(mask)
+
+
+def grow_by_score(score: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+    """A copy of ``mask`` with the ``n`` inactive weights of largest ``score`` activated (never an active one)."""
+    if n <= 0:
+        return mask.clone()
+    new = mask.clone().flatten()
+    new[_pick(score, ~mask, n, largest=True)] = True
+    return new.view_as(mask)
+
+
+def grow_random(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """A copy of ``mask`` with ``n`` inactive weights activated, uniformly at random (CPU ``generator``)."""
+    if n <= 0:
+        return mask.clone()
+    free = torch.nonzero(~mask.flatten().cpu()).flatten()
+    if n > free.numel():
+        raise ValueError(f"cannot grow {n} weights into {free.numel()} inactive positions")
+    pick = free[torch.randperm(free.numel(), generator=generator)[:n]].to(mask.device)
+    new = mask.clone().flatten()
+    new[pick] = True
+    return new.view_as(mask)
+
+
+def largest_remainder(total: int, quotas: Mapping[str, float], caps: Mapping[str, int]) -> dict[str, int]:
+    """Integer counts that sum to ``total``, each within its cap, closest to the real ``quotas``.
+
+    Each layer gets the integer part of its quota, then the units left go one at a time to the
+    largest fractional parts (ties: the order of ``quotas``), skipping full layers. A quota within
+    1e-9 below an integer counts as that integer: shares computed in floating point land a hair
+    below whole numbers, and the hair must not decide who gets a unit.
+    """
+    counts = {k: min(caps[k], int(math.floor(q + 1e-9))) for k, q in quotas.items()}
+    left = total - sum(counts.values())
+    order = sorted(quotas, key=lambda k: quotas[k] - math.floor(quotas[k] + 1e-9), reverse=True)
+    while left > 0:
+        progressed = False
+        for k in order:
+            if left == 0:
+                break
+            if counts[k] < caps[k]:
+                counts[k] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            raise ValueError(f"cannot place {left} more weights: every layer is full")
+    return counts
+
+
+def redistribute(total: int, scores: Mapping[str, float], capacity: Mapping[str, int]) -> dict[str, int]:
+    """Split ``total`` between layers in proportion to ``scores``, each capped by its ``capacity``.
+
+    A layer whose share reaches its capacity takes only that; the excess is split among the other
+    layers by their scores, repeated until nothing overflows (negative scores count as 0; if no
+    open layer has a positive score, the rest is split by free capacity). The integer counts come
+    from ``largest_remainder``, so they sum to ``total`` exactly.
+    """
+    if total > sum(capacity.values()):
+        raise ValueError(f"cannot regrow {total} weights into {sum(capacity.values())} free slots")
+    shares: dict[str, float] = {k: 0.0 for k in scores}
+    # a list, not a set: the float sums below then run in one order in every process
+    open_layers = [k for k in scores if capacity[k] > 0]
+    remaining = float(total)
+    while remaining > 1e-9 and open_layers:
+        weight = sum(max(scores[k], 0.0) for k in open_layers)
+        if weight <= 0:
+            weights = {k: float(capacity[k] - shares[k]) for k in open_layers}
+        else:
+            weights = {k: max(scores[k], 0.0) for k in open_layers}
+        norm = sum(weights.values())
+        if not any(shares[k] + remaining * weights[k] / norm >= capacity[k] for k in open_layers):
+            for k in open_layers:
+                shares[k] += remaining * weights[k] / norm
+            break
+        # fill the layers that overflow; each one filled lowers what the next one is offered
+        for k in list(open_layers):
+            if shares[k] + remaining * weights[k] / norm >= capacity[k]:
+                remaining -= capacity[k] - shares[k]
+                shares[k] = float(capacity[k])
+                open_layers.remove(k)
+    return largest_remainder(total, shares, capacity)
+
+
+def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor, new: torch.Tensor,
+                      optimizer: torch.optim.Optimizer,
+                      new_values: Callable[[int], torch.Tensor] | None = None) -> dict[str, int]:
+    """Finish one layer's drop/grow round on its weights and momentum; returns ``{"pruned", "regrown"}``.
+
+    ``old`` is the mask before the round, ``kept`` the one after dropping, ``new`` the one after
+    growing. Weights outside ``new`` become 0. Grown weights (in ``new``, not in ``kept``: a
+    position dropped and grown again in the same round counts as new) start at 0, or at
+    ``new_values(n)`` if given, and their momentum buffer is reset to 0.
+    """
+    grown = new & ~kept
+    n_grown = int(grown.sum())
+    with torch.no_grad():
+        param[~new] = 0.0
+        if new_values is not None and n_grown:
+            param[grown] = new_values(n_grown).to(device=param.device, dtype=param.dtype)
+        else:
+            param[grown] = 0.0
+        buf = optimizer.state.get(param, {}).get("momentum_buffer")
+        if buf is not None:
+            buf[grown] = 0.0
+    return {"pruned": int(old.sum()) - int(kept.sum()), "regrown": n_grown}
+
+
+def round_stats(per_layer: Mapping[str, Mapping[str, int]], **extra) -> dict:
+    """The stats dict of one mask update from each layer's ``{"pruned", "regrown"}`` (the training log reads it)."""
+    pruned = {k: int(s["pruned"]) for k, s in per_layer.items()}
+    regrown = {k: int(s["regrown"]) for k, s in per_layer.items()}
+    return {**extra, "pruned": sum(pruned.values()), "regrown": sum(regrown.values()),
+            "pruned_per_layer": pruned, "regrown_per_layer": regrown}

@@ -42,7 +42,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.masks import MaskState
+from snfs.masks import MaskState, round_stats
 from snfs.options import Option, pairs_check
 
 
@@ -210,11 +210,9 @@ class DeepR(SparseAlgorithm):
             for k, p in self.params.items():
                 if removed[k] or added[k]:
                     self.swap(k, p, *crossed[k], added[k])
-        total = sum(removed.values())
-        if total == 0:
+        if sum(removed.values()) == 0:
             return None
-        return {"pruned": total, "regrown": sum(added.values()),
-                "pruned_per_layer": removed, "regrown_per_layer": added}
+        return round_stats({k: {"pruned": removed[k], "regrown": added[k]} for k in self.params})
 
     @staticmethod
     def take_first_signs(sign: torch.Tensor, active: torch.Tensor, s_active: torch.Tensor, w_active: torch.Tensor,

@@ -20,8 +20,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.algorithms.momentum import grow_random, redistribute
-from snfs.masks import MaskState
+from snfs.masks import MaskState, grow_random, redistribute, reset_new_weights, round_stats
 from snfs.options import Option, pairs_check
 
 
@@ -86,28 +85,19 @@ class DSR(SparseAlgorithm):
     def rewire(self) -> dict:
         """Prune |w| < H in every layer, adapt H, regrow the same total at random by surviving weights."""
         self.masks.apply(self.params)
-        pruned, removed = {}, {}
-        for k, p in self.params.items():
-            m = self.masks.masks[k]
-            pruned[k] = m & (p.detach().abs() >= self.threshold)
-            removed[k] = int(m.sum()) - int(pruned[k].sum())
-        total = sum(removed.values())
+        old = {k: self.masks.masks[k] for k in self.params}
+        kept = {k: old[k] & (p.detach().abs() >= self.threshold) for k, p in self.params.items()}
+        total = sum(int(old[k].sum()) - int(kept[k].sum()) for k in self.params)
         self.threshold = threshold_update(self.threshold, total, self.target, self.tolerance)
-        survivors = {k: float(pm.sum()) for k, pm in pruned.items()}
-        capacity = {k: pm.numel() - int(pm.sum()) for k, pm in pruned.items()}
+        survivors = {k: float(m.sum()) for k, m in kept.items()}
+        capacity = {k: m.numel() - int(m.sum()) for k, m in kept.items()}
         regrow = redistribute(total, survivors, capacity)
+        per_layer = {}
         for k, p in self.params.items():
-            new = grow_random(pruned[k], regrow[k], self.generator)
-            grown = new & ~pruned[k]
+            new = grow_random(kept[k], regrow[k], self.generator)
             self.masks.set(k, new)
-            with torch.no_grad():
-                p[~new] = 0.0
-                p[grown] = 0.0  # includes just-pruned positions picked again
-                buf = self.momentum_buffer(k)
-                if buf is not None:
-                    buf[grown] = 0.0
-        return {"pruned": total, "regrown": sum(regrow.values()), "threshold": self.threshold,
-                "pruned_per_layer": removed, "regrown_per_layer": regrow}
+            per_layer[k] = reset_new_weights(p, old[k], kept[k], new, self.ctx.optimizer)
+        return round_stats(per_layer, threshold=self.threshold)
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)

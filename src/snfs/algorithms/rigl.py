@@ -18,7 +18,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.algorithms.momentum import grow_largest, prune_smallest
+from snfs.masks import grow_by_score, prune_by_score, reset_new_weights, round_stats
 from snfs.options import Option
 
 
@@ -75,7 +75,7 @@ class RigL(SparseAlgorithm):
     def update_masks(self, step: int) -> dict:
         """Drop alpha(t) of each layer's active weights by |w|, grow as many by |dense gradient|."""
         fraction = drop_fraction(step, self.end_step, self.alpha)
-        removed = {}
+        per_layer = {}
         for k, p in self.params.items():
             old = self.masks.masks[k]
             n = int(round(fraction * int(old.sum())))
@@ -83,21 +83,12 @@ class RigL(SparseAlgorithm):
             if score is None:  # no gradient for this layer: nothing to grow towards
                 n = 0
                 score = torch.zeros_like(p)
-            pruned = prune_smallest(p, old, n)
-            new = grow_largest(score, pruned, n)
-            grown = new & ~pruned
+            kept = prune_by_score(p.detach().abs(), old, n)
+            new = grow_by_score(score, kept, n)
             self.masks.set(k, new)
-            with torch.no_grad():
-                p[~new] = 0.0
-                p[grown] = 0.0
-                buf = self.momentum_buffer(k)
-                if buf is not None:
-                    buf[grown] = 0.0
-            removed[k] = n
+            per_layer[k] = reset_new_weights(p, old, kept, new, self.ctx.optimizer)
         self.dense_grads = {}
-        total = sum(removed.values())
-        return {"drop_fraction": fraction, "pruned": total, "regrown": total,
-                "pruned_per_layer": removed, "regrown_per_layer": dict(removed)}
+        return round_stats(per_layer, drop_fraction=fraction)
 
     def after_step(self, step: int) -> dict | None:
         self.step = step + 1

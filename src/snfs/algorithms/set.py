@@ -28,8 +28,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.algorithms.momentum import grow_random, prune_smallest
-from snfs.masks import MaskState
+from snfs.masks import MaskState, grow_random, prune_by_score, reset_new_weights, round_stats
 from snfs.options import Option
 
 
@@ -46,8 +45,8 @@ def prune_set(weight: torch.Tensor, mask: torch.Tensor, n_half: int) -> torch.Te
     short = 2 * n_half - n_pos - n_neg
     extra = min(short, n_pos_avail - n_pos)
     n_pos, n_neg = n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
-    # prune_smallest on one sign's mask removes that sign's weights closest to zero
-    return prune_smallest(w, pos, n_pos) | prune_smallest(w, neg, n_neg)
+    # pruning by |w| within one sign's mask removes that sign's weights closest to zero
+    return prune_by_score(w.abs(), pos, n_pos) | prune_by_score(w.abs(), neg, n_neg)
 
 
 @ALGORITHMS.register("set")
@@ -82,30 +81,22 @@ class SET(SparseAlgorithm):
 
     def update_masks(self) -> dict:
         """One SET round: prune (prune_set) and regrow at random in every layer, counts unchanged."""
-        removed, regrown = {}, {}
+        per_layer = {}
         self.masks.apply(self.params)  # inactive weights exactly 0 before comparing magnitudes
         for k, p in self.params.items():
             old = self.masks.masks[k]
-            n_active = int(old.sum())
-            pruned = prune_set(p, old, int(round(self.zeta * n_active / 2.0)))
-            n_removed = n_active - int(pruned.sum())
-            new = grow_random(pruned, n_removed, self.generator)
-            grown = new & ~pruned  # may include just-pruned positions: they restart as new weights
+            kept = prune_set(p, old, int(round(self.zeta * int(old.sum()) / 2.0)))
+            # may regrow just-pruned positions: they restart as new weights
+            new = grow_random(kept, int(old.sum()) - int(kept.sum()), self.generator)
             self.masks.set(k, new)
-            with torch.no_grad():
-                p[~new] = 0.0
-                n_grown = int(grown.sum())
-                if self.new_weights == "random" and n_grown:
-                    values = torch.randn(n_grown, generator=self.generator) * self.init_std[k]
-                    p[grown] = values.to(device=p.device, dtype=p.dtype)
-                else:
-                    p[grown] = 0.0
-                buf = self.momentum_buffer(k)
-                if buf is not None:
-                    buf[grown] = 0.0
-            removed[k], regrown[k] = n_removed, n_grown
-        return {"pruned": sum(removed.values()), "regrown": sum(regrown.values()),
-                "pruned_per_layer": removed, "regrown_per_layer": regrown}
+            per_layer[k] = reset_new_weights(p, old, kept, new, self.ctx.optimizer, self.new_weight_values(k))
+        return round_stats(per_layer)
+
+    def new_weight_values(self, name: str):
+        """``new_weights: random``: n draws from N(0, sigma_l^2), sigma_l the layer's initial std; ``zero``: None (0)."""
+        if self.new_weights != "random":
+            return None
+        return lambda n: torch.randn(n, generator=self.generator) * self.init_std[name]
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)
