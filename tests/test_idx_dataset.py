@@ -222,7 +222,7 @@ def test_shipped_idx_yamls_declare_their_files(tmp_path):
         assert cfg.dataset.name == name and cfg.dataset.loader == "idx"
         info = dataset_info(cfg.dataset)
         assert info.layout.startswith(f"{folder}/raw/") and not info.present(tmp_path)
-        with pytest.raises(DatasetError, match=rf"{name} files missing under {tmp_path / folder / 'raw'}"):
+        with pytest.raises(DatasetError, match=rf"{folder} files missing under {tmp_path / folder / 'raw'}"):
             build_data(cfg.dataset, str(tmp_path), batch_size=16, device=CPU, seed=0)
 
 

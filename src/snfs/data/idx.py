@@ -171,7 +171,7 @@ def where_to_put(spec: IdxSpec, raw: Path) -> str:
 
 def missing_message(spec: IdxSpec, raw: Path, missing: list[str], download: bool) -> str:
     how = " Or set dataset.download=true to fetch them." if spec.torchvision and not download else ""
-    return f"{spec.name} files missing under {raw}: {', '.join(missing)}. {where_to_put(spec, raw)}{how}"
+    return f"{spec.folder} files missing under {raw}: {', '.join(missing)}. {where_to_put(spec, raw)}{how}"
 
 
 def download_routes(spec: IdxSpec, wanted: Mapping[str, str | None]) -> list[tuple[str, Any]]:
