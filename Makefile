@@ -49,10 +49,12 @@ clean-venv: ## remove .venv
 # make reproduce-table-<name> [QUICK=1] [LAUNCHER=basic|joblib|submitit_local|submitit_slurm|slurm] [JOBS=2]
 #      [DATA_ROOT=path] [RESULTS=dir] [SLURM_PARTITION=p SLURM_GPUS=1 SLURM_TIME_MIN=1440] [ARGS="hydra overrides"]
 #   runs the Hydra preset conf/experiment/<name>.yaml (`python -m snfs.train +experiment=<name>`), skipping the
-#   runs already in the results store, then writes results/tables/<name>.{md,csv} (and its figure).
+#   runs already in the results store, then writes results/tables/<name>.{md,csv} (and its figure);
+#   on another dataset (ARGS="dataset=kmnist") the table is <name>-kmnist.{md,csv}, without paper numbers.
 #   QUICK=1: one seed, 2 epochs, 2 batches per epoch, generated data where the real data is absent, all under
 #   results/quick/ (runs, tables, figures), never mixed with real runs.
-# make tables / figures [QUICK=1] [SOURCE=wandb WANDB_PROJECT=entity/project]: rebuild from the results store.
+# make tables / figures [QUICK=1] [SOURCE=wandb WANDB_PROJECT=entity/project]: rebuild from the results store
+#   (a table file is rewritten only when its content changes, not for its "built at commit" line alone).
 QUICK ?=
 LAUNCHER ?= basic
 JOBS ?=
@@ -64,8 +66,8 @@ SLURM_PARTITION ?=
 SLURM_GPUS ?=
 SLURM_TIME_MIN ?=
 REPRO := $(PY) scripts/reproduce.py
-REPRO_TABLES := mnist_compression mnist_methods cifar10_main wrn28_2_methods imagenet_resnet50 ablation \
-	sensitivity_momentum sensitivity_prune_rate
+# one table per preset: conf/experiment/<name>.yaml (the grid) + <name>.md (how it is shown); nothing else lists them
+REPRO_TABLES := $(sort $(basename $(notdir $(wildcard conf/experiment/*.yaml))))
 REPRO_COMMON = $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(RESULTS),--results $(RESULTS)) \
 	$(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 REPRO_OVERRIDES = $(if $(SLURM_PARTITION),hydra.launcher.partition=$(SLURM_PARTITION)) \
@@ -74,31 +76,16 @@ REPRO_OVERRIDES = $(if $(SLURM_PARTITION),hydra.launcher.partition=$(SLURM_PARTI
 REPRO_RUN_FLAGS = $(REPRO_COMMON) --launcher $(LAUNCHER) $(if $(JOBS),--jobs $(JOBS))
 REPRO_READ_FLAGS = $(REPRO_COMMON) --source $(SOURCE) $(if $(WANDB_PROJECT),--wandb-project $(WANDB_PROJECT))
 
-.PHONY: tables figures reproduce-list reproduce-quick $(addprefix reproduce-table-,$(REPRO_TABLES))
+.PHONY: tables figures reproduce-list reproduce-quick help-tables $(addprefix reproduce-table-,$(REPRO_TABLES))
 
-reproduce-table-mnist_compression: $(STAMP) ## table+figure: LeNet-300-100 & LeNet-5-Caffe error vs weight % (54 CPU runs); QUICK=1 LAUNCHER=joblib JOBS=2
-	$(REPRO) run mnist_compression $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
+$(addprefix reproduce-table-,$(REPRO_TABLES)): reproduce-table-%: $(STAMP)
+	$(REPRO) run $* $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
 
-reproduce-table-mnist_methods: $(STAMP) ## table+figure: LeNet-300-100, sparse momentum vs DSR/SET/DeepR at 1-10%, plus static and RigL at 2/5% (87 CPU runs)
-	$(REPRO) run mnist_methods $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
-
-reproduce-table-cifar10_main: $(STAMP) ## table: 8 CIFAR-10 nets, dense vs SNIP vs sparse momentum + speedups (GPU; LAUNCHER=slurm)
-	$(REPRO) run cifar10_main $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
-
-reproduce-table-wrn28_2_methods: $(STAMP) ## table+figure: WRN-28-2 CIFAR-10, sparse momentum vs DSR/SET/DeepR at 10-50% (GPU)
-	$(REPRO) run wrn28_2_methods $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
-
-reproduce-table-imagenet_resnet50: $(STAMP) ## table: ResNet-50 ImageNet at 10%/20%, fully sparse and partially dense (GPUs)
-	$(REPRO) run imagenet_resnet50 $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
-
-reproduce-table-ablation: $(STAMP) ## table: sparse momentum without momentum redistribution / growth, 8 CIFAR-10 nets (GPU)
-	$(REPRO) run ablation $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
-
-reproduce-table-sensitivity_momentum: $(STAMP) ## table+figure: error vs momentum, AlexNet-s & VGG16-D, 95% CIs (GPU)
-	$(REPRO) run sensitivity_momentum $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
-
-reproduce-table-sensitivity_prune_rate: $(STAMP) ## table+figure: error vs prune rate, cosine vs linear decay, 95% CIs (GPU)
-	$(REPRO) run sensitivity_prune_rate $(REPRO_OVERRIDES) $(REPRO_RUN_FLAGS)
+# `make help` lists one reproduce-table-<name> line per preset, from the `help:` line of its <name>.md
+help: help-tables
+help-tables:
+	@for t in $(REPRO_TABLES); do printf "  \033[36m%-28s\033[0m %s\n" "reproduce-table-$$t" \
+		"table: $$(sed -n 's/^help: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' conf/experiment/$$t.md)"; done
 
 reproduce-quick: $(STAMP) ## every reproduce-table-* in QUICK mode (CPU smoke test of all presets; results/quick/)
 	@set -e; for t in $(REPRO_TABLES); do $(REPRO) run $$t $(REPRO_OVERRIDES) --quick --launcher $(LAUNCHER) \

@@ -84,8 +84,9 @@ def test_table_from_hand_made_runs(tmp_path, jobs):
     assert (table.done, len(table.jobs), table.complete) == (5, 6, False)
 
     md = to_markdown(table)
-    assert "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 1.530 ± 0.020 | +0.103 |" in md
-    assert "| lenet300_100 | dense | 100 | 1.350 ± 0.050 | 2/3 | 1.340 ± 0.011 | +0.010 |" in md
+    # mnist_compression counts collapsed runs (none here): all runs, n, collapsed, the others, paper, diff
+    assert "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 0 | 1.633 ± 0.088 | 1.530 ± 0.020 | +0.103 |" in md
+    assert "| lenet300_100 | dense | 100 | 1.350 ± 0.050 | 2/3 | 0 | 1.350 ± 0.050 | 1.340 ± 0.011 | +0.010 |" in md
     assert "not yet reproduced" in md and "5 of 6 runs" in md
     assert "`0123456789ab` (5 runs)" in md and "test CPU x2 threads, box (5 runs)" in md
     assert "make reproduce-table-mnist_compression" in md and "python -m snfs.train +experiment=mnist_compression" in md
@@ -232,7 +233,7 @@ def test_wandb_source_with_a_mocked_api(tmp_path, jobs, monkeypatch):
     assert main(["tables", "mnist_compression", "--source", "wandb", "--wandb-project", "me/snfs",
                  "--tables-dir", str(out)]) == 0
     text = (out / "mnist_compression.md").read_text()
-    assert "wandb project `me/snfs`" in text and "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 |" in text
+    assert "wandb project `me/snfs`" in text and "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 0 |" in text
 
     # layer densities come from the run's logged history
     from snfs.report.figures import figure_layer_density
@@ -324,7 +325,7 @@ def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
         expected = expand(composer, "mnist_compression", POINTS + quick_overrides("mnist", tmp_path, force_fake=True))
     assert made == sorted(j.run_id for j in expected.jobs)   # our run ids are the ones Hydra's jobs computed
     md = (tmp_path / "tables" / "mnist_compression.md").read_text()
-    assert md.startswith("# QUICK") and "**reproduced**: all 2 runs" in md
+    assert md.startswith("# QUICK") and "**smoke test** (QUICK): 2 of 2 cut-down runs" in md and "reproduced**" not in md
     table_rows = [line for line in md.splitlines() if line.startswith("| lenet")]
     assert [r.split(" | ")[1:3] for r in table_rows] == [["sparse_momentum", "5"], ["dense", "100"]]
     assert all(" | 1/1 | " in r for r in table_rows)
@@ -338,7 +339,9 @@ def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
 
 
 def test_mnist_methods_paper_se_comes_from_the_supplement_only_where_the_main_file_has_none():
-    from snfs.report.tables import _mnist_methods_paper
+    from snfs.report.tables import PAPER_LOOKUPS
+
+    _mnist_methods_paper = PAPER_LOOKUPS["mnist_methods"]
 
     deepr = _mnist_methods_paper({"method": "deepr_dsr_code", "weights_pct": 2.0})
     assert (deepr.value, deepr.se) == (98.21, 0.135)

@@ -21,20 +21,9 @@ from snfs.report import paths
 
 
 def _dataset_of(preset: str, overrides: list[str]) -> str:
-    """The dataset a preset trains on: a ``dataset=`` override, else its ``override /dataset:``, else the default."""
-    from omegaconf import OmegaConf
+    from snfs.report.sweep import preset_dataset
 
-    for o in reversed(overrides):
-        if o.startswith("dataset="):
-            return o.split("=", 1)[1]
-    spec = OmegaConf.load(paths.EXPERIMENT_DIR / f"{preset}.yaml")
-    for entry in spec.get("defaults", []) or []:
-        if isinstance(entry, str):
-            continue
-        for k, v in entry.items():
-            if str(k).strip() in ("override /dataset", "/dataset", "dataset"):
-                return str(v)
-    return str(OmegaConf.load(paths.CONF_DIR / "config.yaml").defaults[0]["dataset"])
+    return preset_dataset(preset, overrides)
 
 
 class Context:
@@ -55,11 +44,11 @@ class Context:
     def data_root_value(self) -> str:
         return self.data_root or "data"
 
-    def overrides(self, group) -> list[str]:
-        """Overrides added to a run group: the user's, QUICK's, results_dir/data.root/resume."""
+    def overrides(self, group, extra: tuple[str, ...] = ()) -> list[str]:
+        """Overrides added to a run group: the user's (and ``extra``), QUICK's, data.root."""
         from snfs.report.quick import quick_overrides
 
-        out = list(self.user_overrides)
+        out = list(self.user_overrides) + list(extra)
         if self.quick:
             dataset = _dataset_of(group.preset, list(group.overrides) + out)
             out = quick_overrides(dataset, self.data_root_value(), force_fake=self.fake_data) + out
@@ -67,11 +56,11 @@ class Context:
             out.append(f"data.root={self.data_root}")
         return out
 
-    def fallback(self, group) -> list[str]:
+    def fallback(self, group, extra: tuple[str, ...] = ()) -> list[str]:
         """Overrides that let a preset compose without its dataset's config (to list the table's rows)."""
         from snfs.report.quick import fake_overrides
 
-        return fake_overrides(_dataset_of(group.preset, list(group.overrides) + self.user_overrides))
+        return fake_overrides(_dataset_of(group.preset, list(group.overrides) + self.user_overrides + list(extra)))
 
     def index(self):
         from snfs.report.store import load
@@ -79,13 +68,17 @@ class Context:
         return load(self.source, results_dir=self.results, wandb_project=self.wandb_project)
 
 
-def _build(ctx: Context, names: list[str], composer, index):
+def _build(ctx: Context, names: list[str], composer, index, dataset: str = ""):
+    """The tables ``names``; ``dataset``: on that dataset (``dataset=<name>``), else the user's or the preset's."""
     from snfs.report.tables import TABLES, build_table
 
+    extra = (f"dataset={dataset}",) if dataset else ()
     tables = []
     for name in names:
-        tables.append(build_table(TABLES[name], index, composer, extra_overrides=ctx.overrides, quick=ctx.quick,
-                                  data_root=ctx.data_root_value(), fallback_overrides=ctx.fallback))
+        tables.append(build_table(TABLES[name], index, composer, extra_overrides=lambda g: ctx.overrides(g, extra),
+                                  quick=ctx.quick, data_root=ctx.data_root_value(),
+                                  fallback_overrides=lambda g: ctx.fallback(g, extra),
+                                  dataset=dataset or _dataset_of(name, ctx.user_overrides)))
     return tables
 
 
@@ -96,11 +89,34 @@ def _write(ctx: Context, tables, figures: bool = True, tables_out: bool = True) 
     for t in tables:
         if tables_out:
             md, csv_path = write_table(t, ctx.tables_dir)
-            print(f"[reproduce] {t.spec.name}: {t.done}/{len(t.jobs)} runs -> {paths.display(md)}, {paths.display(csv_path)}")
+            print(f"[reproduce] {t.stem}: {t.done}/{len(t.jobs)} runs -> {paths.display(md)}, {paths.display(csv_path)}")
         if figures:
             fig = draw_table_figure(t, ctx.figures_dir)
             if fig:
                 print(f"[reproduce] figure -> {paths.display(fig)}")
+
+
+def other_dataset_tables(tables_dir: str | Path) -> list[tuple[str, str]]:
+    """(preset, dataset) of the ``<preset>-<dataset>.csv`` tables already in ``tables_dir``."""
+    from snfs.report.tables import TABLES
+
+    out = []
+    for path in sorted(Path(tables_dir).glob("*-*.csv")):
+        name, _, dataset = path.stem.partition("-")
+        if name in TABLES and dataset:
+            out.append((name, dataset))
+    return out
+
+
+def build_all(ctx: Context, composer, index, existing: str | Path | None = None) -> list:
+    """Every preset's table on its own dataset, then the tables on other datasets that ``existing``
+    (default: the output folder) already has."""
+    from snfs.report.tables import TABLES
+
+    tables = _build(ctx, list(TABLES), composer, index)
+    for name, dataset in other_dataset_tables(existing or ctx.tables_dir):
+        tables += _build(ctx, [name], composer, index, dataset=dataset)
+    return tables
 
 
 def _drop_finished_checkpoints(index) -> None:
@@ -159,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _drop_finished_checkpoints(index)
         tables = _build(ctx, [args.name], composer, index)
     _write(ctx, tables)
-    if spec.name in ("mnist_compression", "cifar10_main") or ctx.quick:
+    if spec.layer_density or ctx.quick:
         for fig in draw_layer_density_figures(tables[0].runs, ctx.figures_dir, quick=ctx.quick):
             print(f"[reproduce] figure -> {paths.display(fig)}")
     if failed:
@@ -172,13 +188,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tables(args: argparse.Namespace, figures: bool = False, tables_out: bool = True) -> int:
     from snfs.report.figures import draw_layer_density_figures
     from snfs.report.sweep import Composer
-    from snfs.report.tables import TABLES
+    from snfs.report.tables import TABLES, write_index
 
     ctx = Context(args)
-    names = list(getattr(args, "names", None) or TABLES)
+    names = list(getattr(args, "names", None) or [])
     unknown = [n for n in names if n not in TABLES]
     if unknown:
         print(f"unknown table(s) {', '.join(unknown)}; valid choices: {', '.join(TABLES)}", file=sys.stderr)
+        return 2
+    if args.dataset and not names:
+        print("--dataset needs the tables to build on it, e.g. `tables mnist_methods --dataset kmnist`", file=sys.stderr)
         return 2
     try:
         index = ctx.index()
@@ -186,11 +205,10 @@ def cmd_tables(args: argparse.Namespace, figures: bool = False, tables_out: bool
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with Composer() as composer:
-        tables = _build(ctx, names, composer, index)
+        tables = _build(ctx, names, composer, index, dataset=args.dataset or "") if names else \
+            build_all(ctx, composer, index)
     _write(ctx, tables, figures=figures, tables_out=tables_out)
-    if tables_out and len(tables) == len(TABLES):
-        from snfs.report.tables import write_index
-
+    if tables_out and not names:
         print(f"[reproduce] index -> {paths.display(write_index(tables, ctx.tables_dir))}")
     if figures:
         for fig in draw_layer_density_figures(index.runs, ctx.figures_dir, quick=ctx.quick):
@@ -205,14 +223,14 @@ def rebuild_tables(results: str | Path, out_dir: str | Path, description: str | 
     """
     from snfs.report.store import load_local
     from snfs.report.sweep import Composer
-    from snfs.report.tables import TABLES, write_index, write_table
+    from snfs.report.tables import write_index, write_table
 
     ctx = Context(parser().parse_args(["tables", "--results", str(results), "--tables-dir", str(out_dir)]))
     index = load_local(ctx.results)
     if description is not None:
         index.description = description
     with Composer() as composer:
-        tables = _build(ctx, list(TABLES), composer, index)
+        tables = build_all(ctx, composer, index, existing=paths.TABLES_DIR)
     written = [p for t in tables for p in write_table(t, ctx.tables_dir)]
     return written + [write_index(tables, ctx.tables_dir)]
 
@@ -256,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
 
     for name, help_ in (("tables", "rebuild tables from the results store"), ("figures", "rebuild figures from the results store")):
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("names", nargs="*", help="tables to build (default: all)")
+        sp.add_argument("names", nargs="*", help="tables to build (default: all, and those on other datasets already built)")
+        sp.add_argument("--dataset", help="build the named tables on this dataset: <name>-<dataset>.md, no paper column")
         sp.add_argument("--fake-data", action="store_true", help=argparse.SUPPRESS)
         common(sp, source=True)
     sub.add_parser("list", help="list the tables and the Hydra commands behind each")

@@ -54,9 +54,18 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def _ours_series(rows, key: str, ci: bool = False):
-    """x-sorted (x, mean, bar) of the rows that have runs; bar = se, or the 95% CI half-width."""
-    pts = sorted((float(r.setting[key]), r.ours.mean, _nan0(r.ours.ci95 if ci else r.ours.se)) for r in rows if r.ours.n)
+def _dataset(table) -> str:
+    from snfs.report.tables import dataset_name
+
+    return dataset_name(table.dataset or table.spec.dataset)
+
+
+def _ours_series(rows, key: str, ci: bool = False, ok: bool = False):
+    """x-sorted (x, mean, bar) of the rows that have runs; bar = se, or the 95% CI half-width;
+    ``ok``: over the runs that did not collapse."""
+    pick = (lambda r: r.ours_ok) if ok else (lambda r: r.ours)
+    pts = sorted((float(r.setting[key]), pick(r).mean, _nan0(pick(r).ci95 if ci else pick(r).se)) for r in rows
+                 if pick(r).n)
     return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
 
 
@@ -74,17 +83,33 @@ def _no_runs_note(ax, rows) -> None:
 # --- MNIST compression -------------------------------------------------------------------------
 
 
+def _collapsed_marks(ax, rows, key: str) -> None:
+    """Collapsed runs (``Row.collapsed``) as triangles on the top edge, each labelled with its test error:
+    at chance they would squash every other point into the bottom of the panel, and averaged in they
+    would move the curve (the table gives both means)."""
+    pts = [(float(r.setting[key]), e) for r in rows for e in r.collapsed]
+    if not pts:
+        return
+    ax.scatter([p[0] for p in pts], [1.0] * len(pts), transform=ax.get_xaxis_transform(), marker="^", s=60,
+               color="black", clip_on=False, zorder=4, label="ours: a collapsed run (test error on the mark)")
+    for x, e in pts:
+        ax.annotate(f"{e:.1f}%", (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
+                    textcoords="offset points", ha="center", fontsize=7)
+
+
 def figure_mnist_compression(table, path: str | Path) -> Path:
-    """One panel per network: every paper point from the reference CSV, ours from the table."""
+    """One panel per network: every paper point from the reference CSV, ours from the table (runs that
+    collapsed marked apart, not averaged into the curve)."""
     plt = _plt()
-    models = ["lenet300_100", "lenet5_caffe"]
+    models = list(dict.fromkeys(r.setting["model"] for r in table.rows))
     fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 6.4), squeeze=False)
     markers = "v^<>PXD*hp"
+    collapse = table.spec.collapsed_above is not None
     for ax, model in zip(axes[0], models):
         rows = [r for r in table.rows if r.setting["model"] == model]
         sparse = [r for r in rows if r.setting["method"] == "sparse_momentum"]
         dense = [r for r in rows if r.setting["method"] == "dense"]
-        ref = reference.load(f"mnist_compression_{model}")
+        ref = reference.load(f"mnist_compression_{model}") if table.on_paper_dataset else []
         others = [x for x in ref if x["method"] not in ("sparse_momentum", "dense")]
         for i, method in enumerate(dict.fromkeys(x["method"] for x in others)):
             pts = [x for x in others if x["method"] == method]
@@ -93,19 +118,22 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
         pts = sorted((x["weights_pct"], x["test_error_pct"], _nan0(x["se"])) for x in ref if x["method"] == "sparse_momentum")
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], color="tab:blue",
                     label="sparse momentum (paper, ± se)", **PAPER_STYLE)
-        x, y, e = _ours_series(sparse, "weights_pct")
+        x, y, e = _ours_series(sparse, "weights_pct", ok=collapse)
         if x:
-            ax.errorbar(x, y, yerr=e, color="tab:red", label="sparse momentum (ours, ± se)", **OURS_STYLE)
+            ax.errorbar(x, y, yerr=e, color="tab:red", **OURS_STYLE,
+                        label="sparse momentum (ours, ± se" + (", runs that did not collapse)" if collapse else ")"))
         for x_ in ref:
             if x_["method"] == "dense":
                 ax.axhline(x_["test_error_pct"], color="tab:blue", linestyle=":", linewidth=1, label="dense (paper)")
         for r in dense:
-            if r.ours.n:
-                ax.axhline(r.ours.mean, color="tab:red", linestyle=":", linewidth=1, label="dense (ours)")
+            s = r.ours_ok if collapse else r.ours
+            if s.n:
+                ax.axhline(s.mean, color="tab:red", linestyle=":", linewidth=1, label="dense (ours)")
+        _collapsed_marks(ax, rows, "weights_pct")
         _no_runs_note(ax, sparse + dense)
         ax.set_xlabel("weights (%)")
         ax.set_ylabel("test error (%)")
-        ax.set_title(_title(table, f"{model}, MNIST"), fontsize=10)
+        ax.set_title(_title(table, f"{model}, {_dataset(table)}"), fontsize=10, pad=16 if any(r.collapsed for r in rows) else 6)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     return _save(fig, path)
@@ -187,18 +215,10 @@ def _sensitivity(table, path, x_key: str, series_key: str, x_label: str, what: s
         _no_runs_note(ax, rows)
         ax.set_xlabel(x_label)
         ax.set_ylabel("test error (%)")
-        ax.set_title(_title(table, f"{model}, CIFAR-10: {what}"), fontsize=10)
+        ax.set_title(_title(table, f"{model}, {_dataset(table)}: {what}"), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
-
-
-def figure_sensitivity_momentum(table, path: str | Path) -> Path:
-    return _sensitivity(table, path, "momentum", "method", "momentum coefficient", "sensitivity to momentum")
-
-
-def figure_sensitivity_prune_rate(table, path: str | Path) -> Path:
-    return _sensitivity(table, path, "prune_rate", "decay", "initial prune rate", "prune rate and its decay")
 
 
 # --- per-layer density over training ---------------------------------------------------------------
@@ -262,18 +282,24 @@ def pick_layer_density_runs(runs: Iterable[dict]) -> list[dict]:
     return [best[k] for k in sorted(best, key=str)]
 
 
-TABLE_FIGURES = {
-    "mnist_compression": figure_mnist_compression,
-    "mnist_methods": lambda t, p: figure_methods(t, p, "LeNet-300-100, MNIST: sparse methods"),
-    "wrn28_2_methods": lambda t, p: figure_methods(t, p, "WRN-28-2, CIFAR-10: sparse methods"),
-    "sensitivity_momentum": figure_sensitivity_momentum,
-    "sensitivity_prune_rate": figure_sensitivity_prune_rate,
+# a table's `figure:` (conf/experiment/<name>.md): kind -> how to draw it, given the table, the path and
+# the options beside the kind
+FIGURES = {
+    "compression": lambda t, p: figure_mnist_compression(t, p),
+    "methods": lambda t, p, title: figure_methods(t, p, title.format(dataset=_dataset(t))),
+    "sensitivity": lambda t, p, x, series, x_label, what: _sensitivity(t, p, x, series, x_label, what),
 }
 
 
 def draw_table_figure(table, out_dir: str | Path) -> Path | None:
-    fn = TABLE_FIGURES.get(table.spec.name)
-    return fn(table, Path(out_dir) / f"{table.spec.name}.png") if fn else None
+    """``<out_dir>/<table stem>.png`` as the table's ``figure:`` says; None for a table without one."""
+    options = dict(table.spec.figure)
+    kind = options.pop("kind", None)
+    if kind is None:
+        return None
+    if kind not in FIGURES:
+        raise ValueError(f"{table.spec.name}: figure kind {kind!r} is not a valid choice; valid choices: {', '.join(FIGURES)}")
+    return FIGURES[kind](table, Path(out_dir) / f"{table.stem}.png", **options)
 
 
 def draw_layer_density_figures(runs: Iterable[dict], out_dir: str | Path, quick: bool = False) -> list[Path]:

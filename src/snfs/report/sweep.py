@@ -78,6 +78,50 @@ class Expansion:
     group: RunGroup | None = None
 
 
+BLOCK_DIRECTIVE = "# @block:"
+
+
+def preset_blocks(path: str | Path) -> list[tuple[str, ...]]:
+    """The blocks of a preset's grid: ``()`` (its sweep as written), then the overrides of each
+    ``# @block:`` line.
+
+    Hydra's basic sweeper only makes Cartesian grids, so rows of another shape (a dense baseline at
+    density 1.0, a method at other densities) are extra blocks: the same preset with overrides that
+    replace some sweep keys. They are comment lines, read here as Hydra reads its ``# @package``
+    header, so that the whole grid stays in the one preset file.
+    """
+    import shlex
+
+    blocks: list[tuple[str, ...]] = [()]
+    header = True  # Hydra reads `# @key value` lines up to the first other line; a block line there would break it
+    for line in Path(path).read_text().splitlines():
+        header = header and (not line.strip() or line.lstrip().startswith("# @"))
+        if line.startswith(BLOCK_DIRECTIVE):
+            if header:
+                raise ValueError(f"{path}: a {BLOCK_DIRECTIVE} line in the header that Hydra parses (put a comment "
+                                 "line between `# @package _global_` and the block lines)")
+            overrides = tuple(shlex.split(line[len(BLOCK_DIRECTIVE):]))
+            if not overrides:
+                raise ValueError(f"{path}: an empty {BLOCK_DIRECTIVE} line (it needs the overrides of its block)")
+            blocks.append(overrides)
+    return blocks
+
+
+def preset_dataset(preset: str, overrides: Sequence[str] = ()) -> str:
+    """The dataset a preset trains on: a ``dataset=`` override, else its ``override /dataset:``, else the default."""
+    for o in reversed(list(overrides)):
+        if o.startswith("dataset="):
+            return o.split("=", 1)[1]
+    spec = OmegaConf.load(CONF_DIR / "experiment" / f"{preset}.yaml")
+    for entry in spec.get("defaults", []) or []:
+        if isinstance(entry, str):
+            continue
+        for k, v in entry.items():
+            if str(k).strip() in ("override /dataset", "/dataset", "dataset"):
+                return str(v)
+    return str(OmegaConf.load(CONF_DIR / "config.yaml").defaults[0]["dataset"])
+
+
 def is_hydra_override(text: str) -> bool:
     key = text.lstrip("+~").split("=", 1)[0]
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))

@@ -1,30 +1,54 @@
 """One table per experiment preset: our runs (mean +/- standard error, n) beside the paper's number.
 
-A table's rows are the settings of its preset's grid (``snfs.report.sweep.expand``): every grid
-point is mapped to a row by ``TableSpec.rows_of`` (seeds of one setting share a row), and its
-run is looked up in the results store (``snfs.report.store.RunIndex``). So a table always has
-all the paper's settings, and a setting without runs shows n = 0. Ours is test error (or test
-accuracy = 100 - test error where the paper reports accuracy), in percent.
+A table is two files beside each other (README, "Add a table"):
 
-``build_table`` makes a ``Table``; ``write_table`` writes ``<name>.md`` and ``<name>.csv``.
+* ``conf/experiment/<name>.yaml``, the Hydra preset: its grid is the preset's sweep plus one more
+  block per ``# @block:`` line (``snfs.report.sweep.preset_blocks``);
+* ``conf/experiment/<name>.md``: a YAML front matter that says how runs become rows (``columns``),
+  where the paper's numbers are (``paper``), the metric, figure and cost, then the table's notes,
+  copied into the table as they are.
+
+Every grid point is mapped to a row by its ``columns`` (seeds of one setting share a row) and its
+run looked up in the results store (``snfs.report.store.RunIndex``). So a table always has all
+the grid's settings, and a setting without runs shows n = 0. Ours is test error (or test accuracy
+= 100 - test error where the paper reports accuracy), in percent.
+
+Tables are keyed by dataset: a preset run on another dataset than its own (``dataset=kmnist``) is
+the table ``<name>-<dataset>``, titled with that dataset and without paper numbers (the paper has
+none for it), so it never overwrites the paper's table.
+
+``build_table`` makes a ``Table``; ``write_table`` writes ``<stem>.md`` and ``<stem>.csv`` when
+their content changed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import yaml
+
 from snfs.report import reference
+from snfs.report.paths import EXPERIMENT_DIR, presets
 from snfs.report.stats import Summary, summarise
 from snfs.report.store import run_machine
-from snfs.report.sweep import Composer, Expansion, Job, RunGroup, expand
+from snfs.report.sweep import Composer, Expansion, Job, RunGroup, expand, preset_blocks, preset_dataset
 
 NAN = math.nan
+
+# how titles and figures name a dataset (a dataset config's `name` otherwise)
+DATASET_NAMES = {"mnist": "MNIST", "kmnist": "KMNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                 "imagenet": "ImageNet", "fake": "generated data"}
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
 
 
 @dataclass
@@ -37,7 +61,7 @@ class Paper:
 @dataclass
 class TableSpec:
     name: str
-    title: str
+    title: str                                      # may name {dataset}
     groups: tuple[RunGroup, ...]
     columns: tuple[tuple[str, str], ...]            # (setting key, header)
     rows_of: Callable[[dict], list[dict]]           # composed job config -> the setting(s) it belongs to
@@ -46,9 +70,13 @@ class TableSpec:
     needs: tuple[str, ...] = ()                     # "gpu" and/or dataset names the runs need
     cost: str = ""                                  # what a full run costs, for the status line
     digits: int = 2
-    extras: Callable[[list[dict]], dict] | None = None   # matched runs -> extra columns (header -> number)
-    post: Callable[[list["Row"]], None] | None = None    # adds columns that compare rows
-    notes: tuple[str, ...] = ()
+    hooks: tuple[Callable[[list["Row"]], None], ...] = ()   # add columns (row.extra) once the rows have runs
+    notes: str = ""                                 # markdown, from conf/experiment/<name>.md
+    dataset: str = ""                               # the dataset the preset trains on (the paper's)
+    collapsed_above: float | None = None            # test error (%) above which a run counts as collapsed
+    figure: dict = field(default_factory=dict)      # snfs.report.figures: {kind: ..., options}
+    layer_density: bool = False                     # `run` draws the per-layer density figures too
+    help: str = ""                                  # one line for `make help`
 
     @property
     def metric(self) -> str:
@@ -63,6 +91,8 @@ class Row:
     ours: Summary = Summary(0, NAN, NAN)
     paper: Paper | None = None
     extra: dict = field(default_factory=dict)
+    collapsed: list[float] = field(default_factory=list)   # test errors of the collapsed runs
+    ours_ok: Summary = Summary(0, NAN, NAN)                 # ours over the runs that did not collapse
 
     @property
     def diff(self) -> float:
@@ -86,6 +116,20 @@ class Table:
     lacking: tuple[str, ...] = ()     # what the runs need and this machine lacks
     built_at_commit: str = ""
     matched_ids: set = field(default_factory=set)  # run ids of the grid points that have a run
+    dataset: str = ""                 # the dataset of this table's runs ("" = the preset's own)
+
+    @property
+    def on_paper_dataset(self) -> bool:
+        return not self.dataset or self.dataset == self.spec.dataset
+
+    @property
+    def stem(self) -> str:
+        """File name: ``<name>`` on the preset's dataset, ``<name>-<dataset>`` on another."""
+        return self.spec.name if self.on_paper_dataset else f"{self.spec.name}-{self.dataset}"
+
+    @property
+    def title(self) -> str:
+        return self.spec.title.format(dataset=dataset_name(self.dataset or self.spec.dataset))
 
     @property
     def jobs(self) -> dict[str, Job]:
@@ -108,8 +152,15 @@ class Table:
     def complete(self) -> bool:
         return not self.problem and self.done == len(self.jobs) > 0
 
+    @property
+    def status(self) -> str:
+        """One word for the index and the CSV; a QUICK table is a smoke test, never a reproduction."""
+        if self.quick:
+            return "smoke test (QUICK)"
+        return "reproduced" if self.complete else "not yet reproduced"
 
-# --- helpers for the specs -------------------------------------------------------------------
+
+# --- row keys: how a run's config becomes a table column ----------------------------------------
 
 
 def method_of(cfg: dict) -> str:
@@ -118,13 +169,65 @@ def method_of(cfg: dict) -> str:
     return "sparse_momentum" if name == "momentum" else name
 
 
-# variants compared with another method's published number: DeepR as the DSR authors' code runs it
-# produced the paper's DeepR numbers
-PAPER_METHOD = {"deepr_dsr_code": "deepr"}
-
-
 def weights_pct(cfg: dict) -> float:
     return 100.0 if cfg["sparse"]["name"] == "dense" else round(float(cfg["density"]) * 100.0, 6)
+
+
+def _ablation_variant(cfg: dict) -> str:
+    red, growth = cfg["sparse"].get("redistribution"), cfg["sparse"].get("growth")
+    if (red, growth) == ("momentum", "momentum"):
+        return "full"
+    if (red, growth) == ("none", "momentum"):
+        return "no_redistribution"
+    if (red, growth) == ("momentum", "random"):
+        return "random_growth"
+    return f"redistribution={red}, growth={growth}"
+
+
+def _imagenet_setting(cfg: dict) -> list[str]:
+    if cfg["sparse"]["name"] == "dense":  # one dense run is the baseline of both settings
+        return ["partially_dense", "fully_sparse"]
+    return ["partially_dense" if cfg["model"].get("partially_dense") else "fully_sparse"]
+
+
+# a column is one of these names, or a dotted config key (``optim.momentum``: column ``momentum``)
+COLUMNS: dict[str, Callable[[dict], object]] = {
+    "model": lambda c: c["model"]["name"],
+    "method": method_of,
+    "weights_pct": weights_pct,
+    "variant": _ablation_variant,
+    "setting": _imagenet_setting,   # a list: the run belongs to several rows
+}
+
+
+def _config_value(cfg: dict, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"column {dotted!r}: the config has no key {dotted!r}")
+        node = node[part]
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else node
+
+
+def column_key(column: str) -> str:
+    return column.rsplit(".", 1)[-1]
+
+
+def column_header(key: str) -> str:
+    return key.replace("_pct", " %").replace("_", " ")
+
+
+def make_rows_of(columns: Sequence[str]) -> Callable[[dict], list[dict]]:
+    def rows_of(cfg: dict) -> list[dict]:
+        values = []
+        for col in columns:
+            v = COLUMNS[col](cfg) if col in COLUMNS else _config_value(cfg, col)
+            values.append(v if isinstance(v, list) else [v])
+        return [dict(zip((column_key(c) for c in columns), combo)) for combo in itertools.product(*values)]
+    return rows_of
+
+
+# --- the paper's numbers -------------------------------------------------------------------------
 
 
 def _paper(row: dict | None, value: str, se: str | None = None, source: str = "") -> Paper | None:
@@ -133,21 +236,19 @@ def _paper(row: dict | None, value: str, se: str | None = None, source: str = ""
     return Paper(row[value], row.get(se, NAN) if se else NAN, source)
 
 
-def _mean_extra(runs: list[dict], fn: Callable[[dict], dict]) -> dict:
-    values: dict[str, list[float]] = OrderedDict()
-    for r in runs:
-        for k, v in fn(r).items():
-            values.setdefault(k, []).append(v)
-    return {k: summarise(v).mean for k, v in values.items()}
+def csv_paper(csv_name: str, match: Sequence[str], value: str, se: str | None = None,
+              source: str = "") -> Callable[[dict], Paper | None]:
+    """The plain lookup: the row of ``results/reference/<csv_name>.csv`` (``{column}`` filled from the
+    setting) whose ``match`` columns equal the setting's."""
+    def paper_of(s: dict) -> Paper | None:
+        rows = reference.load(csv_name.format(**s))
+        return _paper(reference.find(rows, **{k: s[k] for k in match}), value, se, source)
+    return paper_of
 
 
-# --- the tables --------------------------------------------------------------------------------
-
-
-def _mnist_compression_paper(s: dict) -> Paper | None:
-    rows = reference.load(f"mnist_compression_{s['model']}")
-    return _paper(reference.find(rows, method=s["method"], weights_pct=s["weights_pct"]), "test_error_pct", "se",
-                  "Dettmers2019")
+# variants compared with another method's published number: DeepR as the DSR authors' code runs it
+# produced the paper's DeepR numbers
+PAPER_METHOD = {"deepr_dsr_code": "deepr"}
 
 
 def _mnist_methods_paper(s: dict) -> Paper | None:
@@ -176,18 +277,54 @@ def _cifar10_main_paper(s: dict) -> Paper | None:
     return None
 
 
-def _cifar10_main_extras(runs: list[dict]) -> dict:
+def _imagenet_paper(s: dict) -> Paper | None:
+    rows = reference.load("imagenet_resnet50")
+    ref_setting = "partially_dense" if s["setting"] == "partially_dense" else "fully_sparse_tuned"
+    row = reference.find(rows, setting=ref_setting, method=s["method"], weights_pct=s["weights_pct"])
+    return _paper(row, "top1_pct", None, str(row["source"]) if row else "")
+
+
+def _sens_momentum_paper(s: dict) -> Paper | None:
+    row = reference.find(reference.load("sensitivity_momentum"), model=s["model"], momentum=s["momentum"])
+    key = "sparse" if s["method"] == "sparse_momentum" else "dense"
+    return _paper(row, f"{key}_error_pct", f"{key}_se", "Dettmers2019 result CSVs")
+
+
+# lookups that a plain CSV row cannot express, named by ``paper: <name>`` in a table's notes file
+PAPER_LOOKUPS: dict[str, Callable[[dict], Paper | None]] = {
+    "mnist_methods": _mnist_methods_paper,
+    "cifar10_main": _cifar10_main_paper,
+    "imagenet_resnet50": _imagenet_paper,
+    "sensitivity_momentum": _sens_momentum_paper,
+}
+
+
+# --- hooks: columns computed from a row's runs or from other rows ---------------------------------
+
+
+def _mean_extra(runs: list[dict], fn: Callable[[dict], dict]) -> dict:
+    values: dict[str, list[float]] = OrderedDict()
+    for r in runs:
+        for k, v in fn(r).items():
+            values.setdefault(k, []).append(v)
+    return {k: summarise(v).mean for k, v in values.items()}
+
+
+def flop_speedups_hook(rows: list[Row]) -> None:
+    """FLOP ratios from each run's per-layer densities, and the paper's timed estimate where runs made it."""
     from snfs.report.flops import flop_speedups, timed_speedups
 
-    out = _mean_extra(runs, flop_speedups)
-    timed = _mean_extra(runs, timed_speedups)
-    if any(not math.isnan(v) for v in timed.values()):
-        out.update(timed)
-    return {"inference FLOP speedup": out.get("inference_flop_speedup", NAN),
+    for row in rows:
+        out = _mean_extra(row.runs, flop_speedups)
+        timed = _mean_extra(row.runs, timed_speedups)
+        if any(not math.isnan(v) for v in timed.values()):
+            out.update(timed)
+        row.extra.update({
+            "inference FLOP speedup": out.get("inference_flop_speedup", NAN),
             "training FLOP speedup": out.get("training_flop_speedup", NAN),
             **({"est. speedup, sparse conv (paper's method)": out["speedup_sparse_conv_estimate"],
                 "est. speedup, dense conv (paper's method)": out["speedup_dense_conv_estimate"]}
-               if "speedup_sparse_conv_estimate" in out else {})}
+               if "speedup_sparse_conv_estimate" in out else {})})
 
 
 def measured_speedup_post(rows: list[Row]) -> None:
@@ -211,38 +348,6 @@ def measured_speedup_post(rows: list[Row]) -> None:
         row.extra["wall-clock speedup (measured)"] = summarise(ratios).mean if ratios else NAN
 
 
-def _wrn_paper(s: dict) -> Paper | None:
-    rows = reference.load("cifar10_wrn28_2_sparse_methods")
-    return _paper(reference.find(rows, method=s["method"], weights_pct=s["weights_pct"]), "test_accuracy_pct", "se",
-                  "Dettmers2019 result CSVs")
-
-
-def _imagenet_rows(cfg: dict) -> list[dict]:
-    m, pct = method_of(cfg), weights_pct(cfg)
-    if m == "dense":  # one dense run is the baseline of both settings
-        return [{"setting": s, "method": m, "weights_pct": pct} for s in ("partially_dense", "fully_sparse")]
-    setting = "partially_dense" if cfg["model"].get("partially_dense") else "fully_sparse"
-    return [{"setting": setting, "method": m, "weights_pct": pct}]
-
-
-def _imagenet_paper(s: dict) -> Paper | None:
-    rows = reference.load("imagenet_resnet50")
-    ref_setting = "partially_dense" if s["setting"] == "partially_dense" else "fully_sparse_tuned"
-    row = reference.find(rows, setting=ref_setting, method=s["method"], weights_pct=s["weights_pct"])
-    return _paper(row, "top1_pct", None, str(row["source"]) if row else "")
-
-
-def _ablation_variant(cfg: dict) -> str:
-    red, growth = cfg["sparse"].get("redistribution"), cfg["sparse"].get("growth")
-    if (red, growth) == ("momentum", "momentum"):
-        return "full"
-    if (red, growth) == ("none", "momentum"):
-        return "no_redistribution"
-    if (red, growth) == ("momentum", "random"):
-        return "random_growth"
-    return f"redistribution={red}, growth={growth}"
-
-
 def _ablation_post(rows: list[Row]) -> None:
     full = {r.setting["model"]: r.ours.mean for r in rows if r.setting["variant"] == "full"}
     for r in rows:
@@ -250,149 +355,87 @@ def _ablation_post(rows: list[Row]) -> None:
         r.extra["ours − full"] = r.ours.mean - base if r.setting["variant"] != "full" else NAN
 
 
-def _sens_momentum_paper(s: dict) -> Paper | None:
-    row = reference.find(reference.load("sensitivity_momentum"), model=s["model"], momentum=s["momentum"])
-    key = "sparse" if s["method"] == "sparse_momentum" else "dense"
-    return _paper(row, f"{key}_error_pct", f"{key}_se", "Dettmers2019 result CSVs")
+HOOKS: dict[str, Callable[[list[Row]], None]] = {
+    "flop_speedups": flop_speedups_hook,
+    "measured_speedup": measured_speedup_post,
+    "ablation_diff": _ablation_post,
+}
 
 
-def _sens_prune_paper(s: dict) -> Paper | None:
-    row = reference.find(reference.load("sensitivity_prune_rate"), model=s["model"], prune_rate=s["prune_rate"],
-                         decay=s["decay"])
-    return _paper(row, "error_pct", "se", "Dettmers2019 result CSVs")
+# --- the specs: conf/experiment/<name>.yaml + <name>.md -------------------------------------------
+
+FRONT_MATTER_KEYS = {"title", "columns", "metric", "digits", "needs", "cost", "paper", "hooks", "collapsed_above",
+                     "figure", "layer_density", "help"}
 
 
-SEEDS_3 = "Seeds 17, 18, 19 (the paper's 17 plus two): the paper reports error bars for this table."
-MNIST_COST = ("a CPU is enough (measured on 2 cores: about 2 min per LeNet-300-100 run, about 20 min per LeNet-5-Caffe run); MNIST is "
-              "fetched into data.root on first use")
-CIFAR_COST = "a GPU per run (250 epochs on CIFAR-10)"
-CIFAR_NOTE = ("Protocol: the paper's CIFAR-10 protocol with 250 epochs (the author's recommendation; "
-              "results/reference/README.md).")
+def _choice(value, choices, key: str, path: Path):
+    if value not in choices:
+        raise ValueError(f"{path}: {key}: {value!r} is not a valid choice; valid choices: {', '.join(map(str, choices))}")
+    return value
 
-TABLES: dict[str, TableSpec] = OrderedDict((s.name, s) for s in [
-    TableSpec(
-        name="mnist_compression",
-        title="MNIST compression: LeNet-300-100 and LeNet-5-Caffe, test error vs weight %, sparse momentum",
-        groups=(RunGroup("mnist_compression"),),
-        columns=(("model", "model"), ("method", "method"), ("weights_pct", "weights %")),
-        rows_of=lambda c: [{"model": c["model"]["name"], "method": method_of(c), "weights_pct": weights_pct(c)}],
-        paper_of=_mnist_compression_paper, cost=MNIST_COST, digits=3,
-        notes=(SEEDS_3, "Protocol: the paper's MNIST protocol, 100 epochs (conf/config.yaml defaults).",
-               "The compression methods the paper compares with are in the figure "
-               "(results/figures/mnist_compression.png) and in results/reference/mnist_compression_*.csv.",
-               "LeNet-5-Caffe, 5%, seed 19 collapsed: its loss jumped to 14.8 in epoch 4 and the network stayed at "
-               "chance for the remaining 96 epochs (88.65% test error). The logged result is kept; seeds 17 and 18 "
-               "had loss spikes in the same epochs and recovered. Probes (README, LeNet-5-Caffe note) find this chaotic "
-               "(which seeds collapse depends on the thread count) and present with the reference code's "
-               "redistribution too; with lr 0.05 the two seeds that blew up trained smoothly through epoch 5."),
-    ),
-    TableSpec(
-        name="mnist_methods",
-        title="MNIST, LeNet-300-100: sparse momentum vs DSR, SET and DeepR at 1-10% of the weights",
-        groups=(RunGroup("mnist_methods"), RunGroup("mnist_methods", ("sparse=dense", "density=1.0")),
-                RunGroup("mnist_methods", ("sparse=static,rigl", "density=0.01,0.02,0.05,0.1")),
-                RunGroup("mnist_methods", ("sparse=deepr_dsr_code", "density=0.02,0.03,0.05"))),
-        columns=(("method", "method"), ("weights_pct", "weights %")),
-        rows_of=lambda c: [{"method": method_of(c), "weights_pct": weights_pct(c)}],
-        paper_of=_mnist_methods_paper, accuracy=True, cost=MNIST_COST,
-        notes=("Seeds 17, 18, 19 for every method. The DSR/SET/DeepR numbers are 5-run means from Mostafa & Wang "
-               "2019; their standard errors are not in the paper's table but are in its code's summary CSV "
-               "(results/reference/mnist_lenet300_100_sparse_methods_se.csv). Several of those read exactly 0.045 "
-               "(DeepR at 3, 5 and 10%, SET at 1%), so some may be placeholders; DeepR's largest is at 2%: 0.135.",
-               "Each method with its conf/sparse/<name>.yaml defaults (DSR: the authors' LeNet-300-100 settings; "
-               "DeepR: with the protocol's weight decay, see conf/sparse/deepr.yaml).",
-               "static (a fixed random mask) and RigL are beyond the paper: no paper number. "
-               "Static at 2% leaves the 10-way output layer 20 random weights, so some classes get no input "
-               "weight at all and are never predicted (seeds 17/18/19: 3/2/2 such classes); its error is "
-               "mostly those classes. DeepR at 1% meets the same wall (10 output weights, fixed per layer): "
-               "see the DeepR note in the README for the network-wide variant (+sparse.scope=global).",
-               "deepr_dsr_code (conf/sparse/deepr_dsr_code.yaml) is DeepR as the DSR authors' code runs it, the "
-               "code behind the published DeepR numbers, so its paper column is DeepR's: a new connection takes "
-               "the sign of its first update, and the L1 and noise terms go through the optimizer. The deepr rows "
-               "follow Bellec et al.'s definition (../shared/ALGORITHMS.md)."),
-    ),
-    TableSpec(
-        name="cifar10_main",
-        title="CIFAR-10: dense vs SNIP vs sparse momentum on eight networks, with speedup estimates",
-        groups=(RunGroup("cifar10_main"),),
-        columns=(("model", "model"), ("method", "method"), ("weights_pct", "weights %")),
-        rows_of=lambda c: [{"model": c["model"]["name"], "method": method_of(c), "weights_pct": weights_pct(c)}],
-        paper_of=_cifar10_main_paper, needs=("gpu", "cifar10"), cost=CIFAR_COST, extras=_cifar10_main_extras,
-        post=measured_speedup_post,
-        notes=(SEEDS_3, CIFAR_NOTE,
-               "Weight percentages: the paper's (SNIP's sparsity levels): AlexNet-s/b 10%, VGG-like 3%, others 5%.",
-               "Speedups: FLOP ratios from each run's per-layer densities (snfs.report.flops): inference = "
-               "f_D / f_S at the final mask; training = 3 f_D / (training multiply-adds per sample), sparse momentum "
-               "paying 2 f_S + f_D (at most 3x). The paper's timed estimate (dense conv time x weight density x "
-               "input density) comes from the runs themselves (the preset sets speedup_estimate=true; timed on the "
-               "run's own device). The measured wall-clock speedup is a stopwatch reading: the dense row's median "
-               "epoch time over this row's, between runs of the same machine (execution=sparse puts sparse linear "
-               "layers on sparse kernels; see the README, Execution).",
-               "The paper's numbers here are partial: each names its source and certainty "
-               "(results/reference/cifar10_main_partial.csv). SNIP has no reference numbers."),
-    ),
-    TableSpec(
-        name="wrn28_2_methods",
-        title="CIFAR-10, WRN-28-2: sparse momentum vs DSR, SET and DeepR at 10-50% of the weights",
-        groups=(RunGroup("wrn28_2_methods"),
-                RunGroup("wrn28_2_methods", ("+experiment/wrn28_2_method=dense", "density=1.0"))),
-        columns=(("method", "method"), ("weights_pct", "weights %")),
-        rows_of=lambda c: [{"method": method_of(c), "weights_pct": weights_pct(c)}],
-        paper_of=_wrn_paper, accuracy=True, needs=("gpu", "cifar10"), cost=CIFAR_COST,
-        notes=(SEEDS_3, CIFAR_NOTE, "DSR with the authors' WRN-28-2 settings (N_p = 20,000; rewiring periods "
-               "100/200/400/800 from epochs 0/25/80/140); the reference DSR/SET/DeepR numbers come from Mostafa & "
-               "Wang's 200-epoch protocol."),
-    ),
-    TableSpec(
-        name="imagenet_resnet50",
-        title="ImageNet, ResNet-50: sparse momentum at 10% and 20% of the weights, top-1 accuracy",
-        groups=(RunGroup("imagenet_resnet50"),
-                # the preset's sparse.prune_rate is a sparse momentum option, which sparse=dense refuses
-                RunGroup("imagenet_resnet50", ("model=resnet50", "sparse=dense", "density=1.0", "~sparse.prune_rate"))),
-        columns=(("setting", "setting"), ("method", "method"), ("weights_pct", "weights %")),
-        rows_of=_imagenet_rows, paper_of=_imagenet_paper, accuracy=True, needs=("gpu", "imagenet"),
-        cost="multi-GPU nodes (100 ImageNet epochs per run)",
-        notes=("One seed (17): the paper reports no error bars for ImageNet.",
-               "Protocol: 100 epochs, batch 256, lr 0.1 x0.1 at epochs 30/60/90, weight decay 1e-4, fp16, prune rate "
-               "0.2. partially_dense = model=resnet50_partial (first conv and downsample convs dense); fully_sparse = "
-               "model=resnet50. One dense run is the baseline of both settings.",
-               "The fully sparse reference numbers are the author's later tuned runs (fully_sparse_tuned in "
-               "results/reference/imagenet_resnet50.csv), trained with other hyper-parameters than this preset."),
-    ),
-    TableSpec(
-        name="ablation",
-        title="Ablation of sparse momentum on CIFAR-10: momentum redistribution and momentum growth switched off",
-        groups=(RunGroup("ablation"),),
-        columns=(("model", "model"), ("weights_pct", "weights %"), ("variant", "variant")),
-        rows_of=lambda c: [{"model": c["model"]["name"], "weights_pct": weights_pct(c), "variant": _ablation_variant(c)}],
-        paper_of=lambda s: None, needs=("gpu", "cifar10"), cost=CIFAR_COST, post=_ablation_post,
-        notes=("One seed (17) by default; add seeds with ARGS=\"seed=17,18,19\".", CIFAR_NOTE,
-               "no_redistribution: sparse.redistribution=none; random_growth: sparse.growth=random; one at a time.",
-               "The reference CSVs hold no ablation numbers, so the paper column is empty; `ours − full` compares "
-               "each variant with the full algorithm on the same network."),
-    ),
-    TableSpec(
-        name="sensitivity_momentum",
-        title="Sensitivity to the momentum coefficient: AlexNet-s and VGG16-D on CIFAR-10, sparse momentum and dense",
-        groups=(RunGroup("sensitivity_momentum"),),
-        columns=(("model", "model"), ("method", "method"), ("momentum", "momentum")),
-        rows_of=lambda c: [{"model": c["model"]["name"], "method": method_of(c), "momentum": float(c["optim"]["momentum"])}],
-        paper_of=_sens_momentum_paper, needs=("gpu", "cifar10"), cost=CIFAR_COST,
-        notes=(SEEDS_3 + " The figure shows 95% confidence intervals.", CIFAR_NOTE,
-               "AlexNet-s at 10% of the weights, VGG16-D at 5%."),
-    ),
-    TableSpec(
-        name="sensitivity_prune_rate",
-        title="Sensitivity to the prune rate and its decay (cosine vs linear): AlexNet-s and VGG16-D on CIFAR-10",
-        groups=(RunGroup("sensitivity_prune_rate"),),
-        columns=(("model", "model"), ("prune_rate", "prune rate"), ("decay", "decay")),
-        rows_of=lambda c: [{"model": c["model"]["name"], "prune_rate": float(c["sparse"]["prune_rate"]),
-                            "decay": c["sparse"]["decay"]}],
-        paper_of=_sens_prune_paper, needs=("gpu", "cifar10"), cost=CIFAR_COST,
-        notes=(SEEDS_3 + " The figure shows 95% confidence intervals.", CIFAR_NOTE,
-               "AlexNet-s at 10% of the weights, VGG16-D at 5%."),
-    ),
-])
+
+def read_notes_file(path: Path) -> tuple[dict, str]:
+    """(front matter, markdown body) of a table's notes file."""
+    text = path.read_text()
+    if not text.startswith("---\n") or "\n---\n" not in text[4:]:
+        raise ValueError(f"{path}: a table's notes file starts with a YAML front matter between two '---' lines")
+    head, body = text[4:].split("\n---\n", 1)
+    meta = yaml.safe_load(head) or {}
+    unknown = sorted(set(meta) - FRONT_MATTER_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: {unknown[0]} is not a front matter key; valid keys: {', '.join(sorted(FRONT_MATTER_KEYS))}")
+    return meta, body.strip("\n")
+
+
+def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSpec:
+    """The table of preset ``name``: ``<name>.yaml`` (its grid) and ``<name>.md`` (how to show it)."""
+    preset = Path(experiment_dir) / f"{name}.yaml"
+    notes = preset.with_suffix(".md")
+    if not notes.is_file():
+        raise ValueError(f"{preset} has no notes file {notes.name} beside it (a table is a preset and its notes file; "
+                         "see README, Add a table)")
+    meta, body = read_notes_file(notes)
+    for key in ("title", "columns"):
+        if key not in meta:
+            raise ValueError(f"{notes}: the front matter has no {key!r}")
+    columns = [str(c) for c in meta["columns"]]
+    for col in columns:
+        if col not in COLUMNS and "." not in col:
+            raise ValueError(f"{notes}: column {col!r} is not a valid choice; valid choices: {', '.join(COLUMNS)}, "
+                             "or a dotted config key (optim.momentum)")
+    paper = meta.get("paper")
+    if paper is None:
+        paper_of = lambda s: None  # noqa: E731 - no paper numbers for this table
+    elif isinstance(paper, str):
+        paper_of = PAPER_LOOKUPS[_choice(paper, list(PAPER_LOOKUPS), "paper", notes)]
+    else:
+        missing = {"csv", "match", "value"} - set(paper)
+        if missing:
+            raise ValueError(f"{notes}: paper needs {', '.join(sorted(missing))} (or the name of a lookup: "
+                             f"{', '.join(PAPER_LOOKUPS)})")
+        paper_of = csv_paper(paper["csv"], paper["match"], paper["value"], paper.get("se"), paper.get("source", ""))
+    metric = _choice(meta.get("metric", "error"), ["error", "accuracy"], "metric", notes)
+    hooks = tuple(HOOKS[_choice(h, list(HOOKS), "hooks", notes)] for h in meta.get("hooks", []))
+    figure = meta.get("figure") or {}
+    return TableSpec(
+        name=name, title=str(meta["title"]),
+        groups=tuple(RunGroup(name, tuple(block)) for block in preset_blocks(preset)),
+        columns=tuple((column_key(c), column_header(column_key(c))) for c in columns),
+        rows_of=make_rows_of(columns), paper_of=paper_of, accuracy=metric == "accuracy",
+        needs=tuple(meta.get("needs", [])), cost=str(meta.get("cost", "")), digits=int(meta.get("digits", 2)),
+        hooks=hooks, notes=body, dataset=preset_dataset(name), collapsed_above=meta.get("collapsed_above"),
+        figure={"kind": figure} if isinstance(figure, str) else dict(figure),
+        layer_density=bool(meta.get("layer_density", False)), help=str(meta.get("help", "")))
+
+
+def load_specs(experiment_dir: str | Path = EXPERIMENT_DIR) -> "OrderedDict[str, TableSpec]":
+    """Every preset's table, in the order of ``conf/experiment/*.yaml`` names."""
+    names = presets() if Path(experiment_dir) == EXPERIMENT_DIR else sorted(
+        p.stem for p in Path(experiment_dir).glob("*.yaml"))
+    return OrderedDict((n, load_spec(n, experiment_dir)) for n in names)
+
+
+TABLES: "OrderedDict[str, TableSpec]" = load_specs()
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -415,12 +458,15 @@ def lacking(needs: Sequence[str], data_root: str | Path) -> tuple[str, ...]:
 
 
 def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Callable[[RunGroup], list[str]] | None = None,
-                quick: bool = False, data_root: str | Path = "data", fallback_overrides: Callable[[RunGroup], list[str]] | None = None) -> Table:
+                quick: bool = False, data_root: str | Path = "data", fallback_overrides: Callable[[RunGroup], list[str]] | None = None,
+                dataset: str = "") -> Table:
     """Expand the spec's presets, match their runs in ``index``, summarise each row.
 
     When a preset cannot be composed as configured (e.g. a dataset config absent from this
     checkout), ``fallback_overrides(group)`` (e.g. generated data) is tried to list the rows, and
-    the table says why it has no runs.
+    the table says why it has no runs. ``dataset``: the dataset the runs were asked for when it is
+    not the preset's own (``extra_overrides`` carries the ``dataset=`` override itself); such a
+    table has no paper numbers.
     """
     from snfs.results import git_commit
 
@@ -435,36 +481,39 @@ def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Cal
             if fallback_overrides is None:
                 raise
             expansions.append(expand(composer, group.preset, overrides + fallback_overrides(group), group=group))
+    table = Table(spec=spec, rows=[], expansions=expansions, source=getattr(index, "description", ""), quick=quick,
+                  problem=problem, lacking=lacking(spec.needs, data_root), built_at_commit=git_commit(),
+                  dataset="" if dataset == spec.dataset else dataset)
     rows: OrderedDict[tuple, Row] = OrderedDict()
     for exp in expansions:
         for job in exp.jobs:
             for setting in spec.rows_of(job.config):
                 key = tuple(setting[c] for c, _ in spec.columns)
                 rows.setdefault(key, Row(setting=setting)).jobs.append(job)
-    matched_ids: set[str] = set()
     for row in rows.values():
         matched = [None if problem else index.match(j.run_id, j.config) for j in row.jobs]
-        matched_ids.update(j.run_id for j, r in zip(row.jobs, matched) if r is not None)
+        table.matched_ids.update(j.run_id for j, r in zip(row.jobs, matched) if r is not None)
         unique: dict[int, dict] = {}
         for r in matched:
             if r is not None:
                 unique[id(r)] = r
         row.runs = list(unique.values())
-        values = [r["test_error"] for r in row.runs if r.get("test_error") is not None]
-        if spec.accuracy:
-            values = [100.0 - v for v in values]
-        row.ours = summarise(values)
-        row.paper = spec.paper_of(row.setting)
-        row.extra = dict(spec.extras(row.runs)) if spec.extras else {}
-    row_list = list(rows.values())
-    if spec.post:
-        spec.post(row_list)
-    return Table(spec=spec, rows=row_list, expansions=expansions, source=getattr(index, "description", ""),
-                 quick=quick, problem=problem, lacking=lacking(spec.needs, data_root), built_at_commit=git_commit(),
-                 matched_ids=matched_ids)
+        errors = [float(r["test_error"]) for r in row.runs if r.get("test_error") is not None]
+        as_metric = (lambda es: [100.0 - e for e in es]) if spec.accuracy else list
+        row.ours = summarise(as_metric(errors))
+        if spec.collapsed_above is not None:
+            row.collapsed = [e for e in errors if e > spec.collapsed_above]
+            row.ours_ok = summarise(as_metric([e for e in errors if e <= spec.collapsed_above]))
+        row.paper = spec.paper_of(row.setting) if table.on_paper_dataset else None
+    table.rows = list(rows.values())
+    for hook in spec.hooks:
+        hook(table.rows)
+    return table
 
 
 # --- writing ------------------------------------------------------------------------------------
+
+BUILD_LINE = "- Table built by `scripts/reproduce.py` at commit"
 
 
 def _num(x: float, digits: int) -> str:
@@ -492,6 +541,9 @@ def _counter_line(counter: Counter, fmt=str) -> str:
 
 def status_line(table: Table) -> str:
     total, done = len(table.jobs), table.done
+    if table.quick:
+        return (f"**smoke test** (QUICK): {done} of {total} cut-down runs are in the QUICK store; they check the "
+                "pipeline and reproduce nothing.")
     if table.complete:
         return f"**reproduced**: all {total} runs of the grid are in the results store."
     why = []
@@ -505,23 +557,30 @@ def status_line(table: Table) -> str:
 
 def commands(table: Table) -> list[str]:
     name = table.spec.name
-    out = [f"make reproduce-table-{name}" + (" QUICK=1" if table.quick else "")
+    on = [] if table.on_paper_dataset else [f"dataset={table.dataset}"]
+    out = [f"make reproduce-table-{name}" + (" QUICK=1" if table.quick else "") + (f" ARGS={on[0]}" if on else "")
            + ("   # CPU-only machine: LAUNCHER=slurm on a GPU cluster" if "gpu" in table.spec.needs else "")]
-    out += [g.command() for g in table.spec.groups]
+    out += [" ".join([RunGroup(g.preset).command(), *on, *g.overrides]) for g in table.spec.groups]
     return out
+
+
+def _collapse_label(spec: TableSpec) -> str:
+    return f"collapsed (test error > {spec.collapsed_above:g}%)"
 
 
 def to_markdown(table: Table) -> str:
     spec, d = table.spec, table.spec.digits
     runs = table.runs
+    paper = table.on_paper_dataset
+    collapse = spec.collapsed_above is not None
     out = io.StringIO()
     w = out.write
-    w(f"# {'QUICK — ' if table.quick else ''}{spec.title}\n\n")
+    w(f"# {'QUICK — ' if table.quick else ''}{table.title}\n\n")
     if table.quick:
         w("> **QUICK smoke run** (`QUICK=1`): 2 epochs, at most 2 batches per epoch, seed 17 only, generated data "
           "where the real data is absent. These numbers test the pipeline; they say nothing about the paper.\n\n")
     w(f"- Status: {status_line(table)}\n")
-    if not table.complete:
+    if not table.complete or table.quick:
         w(f"- Cost: {spec.cost}. Reproduce with `{commands(table)[0].split('   #')[0]}` (commands below).\n")
     w(f"- Runs from: {table.source}; {len(runs)} matched.\n")
     commits = Counter(short_commit(r.get("git_commit")) for r in runs)
@@ -529,12 +588,16 @@ def to_markdown(table: Table) -> str:
     w(f"- Machines of the runs: {_counter_line(Counter(run_machine(r) for r in runs))}\n")
     datasets = Counter(str(r.get("dataset")) + (" (generated)" if r.get("dataset") == "fake" else "") for r in runs)
     w(f"- Data of the runs: {_counter_line(datasets)}\n")
-    w(f"- Table built by `scripts/reproduce.py` at commit `{table.built_at_commit[:12]}`"
+    w(f"{BUILD_LINE} `{table.built_at_commit[:12]}`"
       f"{' (+ uncommitted changes)' if table.built_at_commit.endswith('+dirty') else ''}.\n\n")
 
     extra_headers = list(OrderedDict.fromkeys(k for r in table.rows for k in r.extra))
-    headers = [h for _, h in spec.columns] + [f"ours: {spec.metric}", "n", "paper", "ours − paper"]
-    show_source = len({r.paper.source for r in table.rows if r.paper}) > 1
+    headers = [h for _, h in spec.columns] + [f"ours: {spec.metric}" + (", all runs" if collapse else ""), "n"]
+    if collapse:
+        headers += [_collapse_label(spec), f"ours: {spec.metric}, runs that did not collapse"]
+    if paper:
+        headers += ["paper", "ours − paper"]
+    show_source = paper and len({r.paper.source for r in table.rows if r.paper}) > 1
     if show_source:
         headers.append("paper source")
     headers += extra_headers
@@ -545,18 +608,32 @@ def to_markdown(table: Table) -> str:
         cells = [_setting_cell(r.setting[c]) for c, _ in spec.columns]
         cells.append(_pm(r.ours.mean, r.ours.se, d))
         cells.append(f"{r.ours.n}/{r.n_expected}")
-        cells.append(_pm(r.paper.value, r.paper.se, d) if r.paper else "—")
-        cells.append(("+" if r.diff > 0 else "") + _num(r.diff, d) if not math.isnan(r.diff) else "—")
+        if collapse:
+            cells.append(f"{len(r.collapsed)}" + (f" ({', '.join(f'{e:.2f}' for e in r.collapsed)})" if r.collapsed else "")
+                         if r.ours.n else "—")
+            cells.append(_pm(r.ours_ok.mean, r.ours_ok.se, d) + (f" (n = {r.ours_ok.n})" if r.collapsed else ""))
+        if paper:
+            cells.append(_pm(r.paper.value, r.paper.se, d) if r.paper else "—")
+            cells.append(("+" if r.diff > 0 else "") + _num(r.diff, d) if not math.isnan(r.diff) else "—")
         if show_source:
             cells.append(r.paper.source if r.paper else "")
         cells += [_num(r.extra.get(h, NAN), 2) for h in extra_headers]
         w("| " + " | ".join(cells) + " |\n")
     w("\n")
-    w(f"Ours: mean ± standard error over seeds (sample standard deviation / sqrt(n)); n = runs found / runs in "
-      f"the grid for that row. Paper: its number ± the standard error it reports. ours − paper in percentage points.\n\n")
+    w("Ours: mean ± standard error over seeds (sample standard deviation / sqrt(n)); n = runs found / runs in "
+      "the grid for that row. ")
+    if collapse:
+        w(f"A run counts as collapsed when its test error is above {spec.collapsed_above:g}% (chance is 90%); the "
+          "collapsed column gives their number (and test errors), the next one the mean ± standard error over the "
+          "other runs. ")
+    if paper:
+        w("Paper: its number ± the standard error it reports. ours − paper in percentage points.\n\n")
+    else:
+        w(f"No paper column: the paper reports no numbers for {dataset_name(table.dataset)} (this table is the "
+          f"{spec.name} preset run with dataset={table.dataset}; results/tables/{spec.name}.md is the paper's).\n\n")
     w("Notes:\n\n")
-    for note in spec.notes:
-        w(f"- {note}\n")
+    if spec.notes:
+        w(spec.notes + "\n")
     paper_sources = sorted({r.paper.source for r in table.rows if r.paper and r.paper.source})
     if paper_sources and not show_source:
         w(f"- Paper numbers: {', '.join(paper_sources)} (results/reference/, sources in its README).\n")
@@ -568,54 +645,83 @@ def to_markdown(table: Table) -> str:
 
 def csv_rows(table: Table) -> tuple[list[str], list[list]]:
     spec = table.spec
+    paper, collapse = table.on_paper_dataset, spec.collapsed_above is not None
     extra_headers = list(OrderedDict.fromkeys(k for r in table.rows for k in r.extra))
-    header = [c for c, _ in spec.columns] + ["metric", "ours_mean", "ours_se", "ours_ci95", "n", "n_expected",
-                                             "paper", "paper_se", "diff", "paper_source"] + extra_headers + \
-             ["status", "quick", "git_commits", "machines", "run_ids"]
-    status = "reproduced" if table.complete else "not yet reproduced"
+    header = ([c for c, _ in spec.columns] + ["metric", "ours_mean", "ours_se", "ours_ci95", "n", "n_expected"]
+              + (["n_collapsed", "ours_mean_not_collapsed", "ours_se_not_collapsed"] if collapse else [])
+              + (["paper", "paper_se", "diff", "paper_source"] if paper else [])
+              + extra_headers + ["status", "quick", "git_commits", "machines", "run_ids"])
 
     def f(x):
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
     out = []
     for r in table.rows:
-        out.append([r.setting[c] for c, _ in spec.columns] + [
+        row = [r.setting[c] for c, _ in spec.columns] + [
             "test_accuracy_pct" if spec.accuracy else "test_error_pct", f(r.ours.mean), f(r.ours.se), f(r.ours.ci95),
-            r.ours.n, r.n_expected, f(r.paper.value) if r.paper else "", f(r.paper.se) if r.paper else "", f(r.diff),
-            r.paper.source if r.paper else ""] + [f(r.extra.get(h, NAN)) for h in extra_headers] + [
-            status, int(table.quick), ";".join(sorted({str(x.get("git_commit", "unknown")) for x in r.runs})),
-            ";".join(sorted({run_machine(x) for x in r.runs})), ";".join(sorted(x.get("run_id", "") for x in r.runs))])
+            r.ours.n, r.n_expected]
+        if collapse:
+            row += [len(r.collapsed) if r.ours.n else "", f(r.ours_ok.mean), f(r.ours_ok.se)]
+        if paper:
+            row += [f(r.paper.value) if r.paper else "", f(r.paper.se) if r.paper else "", f(r.diff),
+                    r.paper.source if r.paper else ""]
+        row += [f(r.extra.get(h, NAN)) for h in extra_headers] + [
+            table.status, int(table.quick), ";".join(sorted({str(x.get("git_commit", "unknown")) for x in r.runs})),
+            ";".join(sorted({run_machine(x) for x in r.runs})), ";".join(sorted(x.get("run_id", "") for x in r.runs))]
+        out.append(row)
     return header, out
 
 
-def write_index(tables: Sequence[Table], out_dir: str | Path) -> Path:
-    """``<out_dir>/README.md``: every table with its status, one line each."""
+def _same_content(path: Path, text: str) -> bool:
+    """Whether ``path`` already holds ``text``, the line with the build commit aside."""
+    if not path.is_file():
+        return False
+    keep = lambda t: [line for line in t.splitlines() if not line.startswith(BUILD_LINE)]  # noqa: E731
+    return keep(path.read_text()) == keep(text)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` unless only its build-commit line would change; returns whether it wrote."""
     from snfs.results import atomic_write_bytes
 
+    if _same_content(path, text):
+        return False
+    atomic_write_bytes(path, text.encode())
+    return True
+
+
+def index_markdown(tables: Sequence[Table]) -> str:
     quick = any(t.quick for t in tables)
     lines = [f"# {'QUICK smoke-run tables' if quick else 'Tables'}: our runs beside the paper's numbers", "",
-             "Generated by `make tables` (scripts/reproduce.py) from the results store; each table states the commits "
-             "and machines of its runs and the commands that reproduce it. The paper's numbers: results/reference/.", "",
+             "Generated by `make tables` (scripts/reproduce.py) from the results store, one table per preset "
+             "(conf/experiment/<name>.yaml and its notes <name>.md); each table states the commits and machines of "
+             "its runs and the commands that reproduce it. The paper's numbers: results/reference/. A preset run on "
+             "another dataset is the table <name>-<dataset>, without paper numbers.", "",
              "| table | what | status | runs |", "|---|---|---|---:|"]
     for t in tables:
-        status = "reproduced" if t.complete else "not yet reproduced"
-        lines.append(f"| [{t.spec.name}]({t.spec.name}.md) | {t.spec.title} | {status} | {t.done}/{len(t.jobs)} |")
+        lines.append(f"| [{t.stem}]({t.stem}.md) | {t.title} | {t.status} | {t.done}/{len(t.jobs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_index(tables: Sequence[Table], out_dir: str | Path) -> Path:
+    """``<out_dir>/README.md``: every table with its status, one line each (rewritten only when it changes)."""
     path = Path(out_dir) / "README.md"
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    _write_if_changed(path, index_markdown(tables))
     return path
 
 
 def write_table(table: Table, out_dir: str | Path) -> tuple[Path, Path]:
-    from snfs.results import atomic_write_bytes
-
+    """``<out_dir>/<stem>.md`` and ``.csv``; a file whose content would not change (the build-commit line
+    aside) is left as it is, so `make tables` changes only the tables whose runs or code changed."""
     out_dir = Path(out_dir)
-    md = out_dir / f"{table.spec.name}.md"
-    atomic_write_bytes(md, to_markdown(table).encode())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / f"{table.stem}.md"
+    _write_if_changed(md, to_markdown(table))
     header, rows = csv_rows(table)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    path_csv = out_dir / f"{table.spec.name}.csv"
-    atomic_write_bytes(path_csv, buf.getvalue().encode())
+    path_csv = out_dir / f"{table.stem}.csv"
+    _write_if_changed(path_csv, buf.getvalue())
     return md, path_csv
