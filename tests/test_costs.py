@@ -1,4 +1,4 @@
-"""FLOP accounting against hand counts, the per-algorithm table, and the speedup estimate's structure."""
+"""FLOP accounting against hand counts, the accounting rows and the algorithms' choice of row, and the speedup estimate's structure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from snfs.algorithms import ALGORITHMS
+from snfs.algorithms.base import SparseAlgorithm
 from snfs.costs import (
+    ROWS,
     FlopCounter,
     densities_from_masks,
     forward_flops,
@@ -17,6 +20,7 @@ from snfs.costs import (
     training_flops_per_sample,
 )
 from snfs.models import build_model
+from snfs.report.flops import flop_speedups
 
 LENET_MACS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "fc3.weight": 100 * 10}
 
@@ -46,24 +50,67 @@ def test_forward_flops_with_densities():
     assert forward_flops(LENET_MACS, densities) == pytest.approx(expected)
 
 
-def test_training_flops_table():
+def test_training_flops_rows():
     fs, fd = 10.0, 100.0
-    assert training_flops_per_sample("dense", fd, fd) == 300.0
-    for alg in ["static", "set", "dsr", "deepr", "snip"]:
-        assert training_flops_per_sample(alg, fs, fd) == 30.0
-    assert training_flops_per_sample("momentum", fs, fd) == 2 * fs + fd
-    assert training_flops_per_sample("rigl", fs, fd, rigl_delta_t=100) == pytest.approx(
+    assert training_flops_per_sample("dense", fs, fd) == 300.0
+    assert training_flops_per_sample("sparse", fs, fd) == 30.0
+    assert training_flops_per_sample("dense_weight_gradient", fs, fd) == 2 * fs + fd
+    assert training_flops_per_sample("periodic_dense_weight_gradient", fs, fd, delta_t=100) == pytest.approx(
         (3 * fs * 100 + 2 * fs + fd) / 101
     )
-    assert training_flops_per_sample("rigl", fs, fd, rigl_delta_t=1) == pytest.approx((3 * fs + 2 * fs + fd) / 2)
-    with pytest.raises(ValueError, match="momentum"):
+    assert training_flops_per_sample("periodic_dense_weight_gradient", fs, fd, delta_t=1) == pytest.approx(
+        (3 * fs + 2 * fs + fd) / 2)
+    with pytest.raises(ValueError, match="dense_weight_gradient"):
         training_flops_per_sample("lottery", fs, fd)
+    with pytest.raises(ValueError, match="valid"):  # an algorithm name is not a row
+        training_flops_per_sample("momentum", fs, fd)
+
+
+# The per-algorithm table as it was written before formulas were keyed by row (ALGORITHMS.md, "FLOPs").
+BY_ALGORITHM = {
+    "dense": lambda fs, fd, dt: 3 * fd,
+    **{name: (lambda fs, fd, dt: 3 * fs) for name in ("static", "set", "dsr", "deepr", "snip")},
+    "momentum": lambda fs, fd, dt: 2 * fs + fd,
+    "rigl": lambda fs, fd, dt: (3 * fs * dt + 2 * fs + fd) / (dt + 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BY_ALGORITHM))
+def test_every_algorithm_declares_the_row_that_gives_its_old_numbers(name):
+    row = ALGORITHMS.get(name).flops_accounting
+    assert row in ROWS
+    for fs, fd, dt in ((10.0, 100.0, 100), (3.5, 70.0, 7), (0.0, 1.0, 1)):
+        assert training_flops_per_sample(row, fs, fd, dt) == pytest.approx(BY_ALGORITHM[name](fs, fd, dt))
+
+
+def test_every_registered_algorithm_has_a_row_and_a_bad_row_fails_at_class_definition():
+    assert set(BY_ALGORITHM) <= set(ALGORITHMS.names())
+    assert all(ALGORITHMS.get(name).flops_accounting in ROWS for name in ALGORITHMS.names())
+    with pytest.raises(TypeError, match="flops_accounting='momentum'.*valid: dense, sparse"):
+        type("Bad", (SparseAlgorithm,), {"flops_accounting": "momentum"})
+
+
+@pytest.mark.parametrize("name", sorted(BY_ALGORITHM))
+def test_report_training_speedup_without_a_logged_ratio_uses_the_algorithms_row(name):
+    densities = [{"fc1.weight": 0.05, "fc2.weight": 0.1, "fc3.weight": 0.5},
+                 {"fc1.weight": 0.04, "fc2.weight": 0.12, "fc3.weight": 0.6}]
+    run = {"algorithm": name, "history": [{"layer_density": d} for d in densities],
+           "config": {"dataset": {"name": "mnist"}, "model": {"name": "lenet300_100"}, "sparse": {"delta_t": 7}}}
+    fd = forward_flops(LENET_MACS)
+    per_epoch = [BY_ALGORITHM[name](forward_flops(LENET_MACS, d), fd, 7) for d in densities]
+    out = flop_speedups(run)
+    if name == "dense":
+        assert out == {"inference_flop_speedup": 1.0, "training_flop_speedup": 1.0}
+    else:
+        assert out["training_flop_speedup"] == pytest.approx(3 * fd / (sum(per_epoch) / 2))
+        assert out["inference_flop_speedup"] == pytest.approx(fd / forward_flops(LENET_MACS, densities[-1]))
+    assert math.isnan(flop_speedups({**run, "algorithm": "lottery"})["training_flop_speedup"])
 
 
 def test_flop_counter_momentum_ratio_lenet():
     macs = layer_macs(build_model("lenet300_100", 10), (784,))
     densities = {name: 0.05 for name in macs}
-    counter = FlopCounter(macs, "momentum")
+    counter = FlopCounter(macs, "dense_weight_gradient")
     for _ in range(3):
         counter.update(densities, 100)
     counter.update(densities, 60000)
@@ -74,21 +121,32 @@ def test_flop_counter_momentum_ratio_lenet():
     assert counter.ratio == pytest.approx((2 * 0.05 + 1) / 3)  # 0.3667
     assert counter.samples == 60300
 
-    restored = FlopCounter(macs, "momentum")
+    restored = FlopCounter(macs, "dense_weight_gradient")
     restored.load_state_dict(counter.state_dict())
     assert restored.total == counter.total and restored.ratio == counter.ratio
     with pytest.raises(ValueError):
-        FlopCounter(macs, "rigl").load_state_dict(counter.state_dict())
+        FlopCounter(macs, "periodic_dense_weight_gradient").load_state_dict(counter.state_dict())
 
 
-def test_flop_counter_dense_and_static():
+def test_flop_counter_reads_checkpoints_that_named_rows_by_algorithm():
+    old = {"algorithm": "rigl", "rigl_delta_t": 7, "total": 12.5, "dense_total": 50.0, "samples": 3}
+    counter = FlopCounter(LENET_MACS, "periodic_dense_weight_gradient")
+    counter.load_state_dict(old)
+    assert (counter.delta_t, counter.total, counter.samples, counter.ratio) == (7, 12.5, 3, 0.25)
+    FlopCounter(LENET_MACS, "sparse").load_state_dict({**old, "algorithm": "static"})
+    FlopCounter(LENET_MACS, "dense_weight_gradient").load_state_dict({**old, "algorithm": "momentum"})
+    with pytest.raises(ValueError, match="'sparse'"):
+        FlopCounter(LENET_MACS, "dense").load_state_dict({**old, "algorithm": "static"})
+
+
+def test_flop_counter_dense_and_sparse():
     dense = FlopCounter(LENET_MACS, "dense")
     assert math.isnan(dense.ratio)
     dense.update(None, 10)
     assert dense.ratio == 1.0
-    static = FlopCounter(LENET_MACS, "static")
-    static.update({n: 0.1 for n in LENET_MACS}, 10)
-    assert static.ratio == pytest.approx(0.1)
+    sparse = FlopCounter(LENET_MACS, "sparse")
+    sparse.update({n: 0.1 for n in LENET_MACS}, 10)
+    assert sparse.ratio == pytest.approx(0.1)
     with pytest.raises(ValueError, match="valid"):
         FlopCounter(LENET_MACS, "nope")
 

@@ -1,30 +1,52 @@
-"""Cost accounting: training FLOPs per algorithm (RigL appendix, Evci et al. 2020) and the paper's speedup estimate.
+"""Cost accounting: training FLOPs per accounting row (RigL appendix, Evci et al. 2020) and the paper's speedup estimate.
 
 Units: a "FLOP" here is one multiply-add of a conv or linear layer's forward pass (biases, BatchNorm,
 activations and pooling are not counted). Multiply by 2 to count the multiply and the add separately;
 ratios between algorithms do not change.
 
 Per sample and training step, with f_D the dense forward cost and f_S the forward cost at the layers'
-densities (backward = 2x forward):
+densities (backward = 2x forward), the accounting rows of ALGORITHMS.md ("FLOPs"):
 
-    dense                          3 f_D
-    static, set, dsr, deepr, snip  3 f_S
-    momentum (sparse momentum)     2 f_S + f_D   (the dense weight gradient is needed every step)
-    rigl                           (3 f_S dT + 2 f_S + f_D) / (dT + 1)
+    dense                            3 f_D                         every weight active
+    sparse                           3 f_S                         masked gradients: static, SET, DSR, DeepR, SNIP
+    dense_weight_gradient            2 f_S + f_D                   sparse momentum: the dense weight gradient every step
+    periodic_dense_weight_gradient   (3 f_S dT + 2 f_S + f_D) / (dT + 1)   RigL: the dense weight gradient every dT steps
+
+Formulas are keyed by row, never by algorithm name: an algorithm class names its row
+(``SparseAlgorithm.flops_accounting``) and the parameters of its formula (``flops_options``, RigL's dT).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_THREE_FS = ("static", "set", "dsr", "deepr", "snip")
-ALGORITHMS = ("dense", *_THREE_FS, "momentum", "rigl")
+
+#: accounting row -> training multiply-adds per sample per step, as f(f_sparse, f_dense, delta_t)
+ROWS: dict[str, Callable[[float, float, int], float]] = {
+    "dense": lambda f_sparse, f_dense, delta_t: 3.0 * f_dense,
+    "sparse": lambda f_sparse, f_dense, delta_t: 3.0 * f_sparse,
+    # forward and the input gradient stay sparse; the weight gradient is dense
+    "dense_weight_gradient": lambda f_sparse, f_dense, delta_t: 2.0 * f_sparse + f_dense,
+    # dT sparse steps, then one with the dense weight gradient
+    "periodic_dense_weight_gradient": lambda f_sparse, f_dense, delta_t: (
+        (3.0 * f_sparse * float(delta_t) + 2.0 * f_sparse + f_dense) / (float(delta_t) + 1.0)),
+}
+
+#: the row names FlopCounter checkpoints used before rows had their own names (they were algorithm names)
+_OLD_ROW_NAMES = {"dense": "dense", "static": "sparse", "momentum": "dense_weight_gradient",
+                  "rigl": "periodic_dense_weight_gradient"}
+
+
+def check_row(row: str) -> str:
+    if row not in ROWS:
+        raise ValueError(f"unknown FLOP accounting row {row!r}; valid: {', '.join(ROWS)}")
+    return row
 
 
 def _weight_name(module_name: str) -> str:
@@ -105,33 +127,23 @@ def forward_flops(macs: Mapping[str, int], densities: Mapping[str, float] | None
     return float(sum(n * float(densities.get(name, 1.0)) for name, n in macs.items()))
 
 
-def training_flops_per_sample(algorithm: str, f_sparse: float, f_dense: float, rigl_delta_t: int = 100) -> float:
-    """Training multiply-adds per sample per step (forward + backward) for one algorithm (table in the module doc)."""
-    if algorithm == "dense":
-        return 3.0 * f_dense
-    if algorithm in _THREE_FS:
-        return 3.0 * f_sparse
-    if algorithm == "momentum":
-        return 2.0 * f_sparse + f_dense
-    if algorithm == "rigl":
-        dt = float(rigl_delta_t)
-        return (3.0 * f_sparse * dt + 2.0 * f_sparse + f_dense) / (dt + 1.0)
-    raise ValueError(f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+def training_flops_per_sample(row: str, f_sparse: float, f_dense: float, delta_t: int = 100) -> float:
+    """Training multiply-adds per sample per step (forward + backward) of one accounting row (module doc)."""
+    return ROWS[check_row(row)](f_sparse, f_dense, delta_t)
 
 
 class FlopCounter:
     """Accumulates training multiply-adds over a run and compares them with dense training on the same samples.
 
-    Call ``update(densities, n_samples)`` once per step (or once per epoch with that epoch's sample count
-    and the densities in force). ``macs`` comes from :func:`layer_macs`.
+    ``row`` is the algorithm's accounting row (``SparseAlgorithm.flops_accounting``) and ``delta_t``
+    the period of the periodic row. Call ``update(densities, n_samples)`` once per step (or once per
+    epoch with that epoch's sample count and the densities in force). ``macs`` comes from :func:`layer_macs`.
     """
 
-    def __init__(self, macs: Mapping[str, int], algorithm: str, rigl_delta_t: int = 100):
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    def __init__(self, macs: Mapping[str, int], row: str, delta_t: int = 100):
         self.macs = dict(macs)
-        self.algorithm = algorithm
-        self.rigl_delta_t = rigl_delta_t
+        self.row = check_row(row)
+        self.delta_t = delta_t
         self.f_dense = forward_flops(self.macs, None)
         self.total = 0.0
         self.dense_total = 0.0
@@ -140,7 +152,7 @@ class FlopCounter:
     def update(self, densities: Mapping[str, float] | None, n_samples: int) -> float:
         """Adds ``n_samples`` training samples at ``densities``; returns the multiply-adds added."""
         f_sparse = forward_flops(self.macs, densities)
-        added = training_flops_per_sample(self.algorithm, f_sparse, self.f_dense, self.rigl_delta_t) * n_samples
+        added = training_flops_per_sample(self.row, f_sparse, self.f_dense, self.delta_t) * n_samples
         self.total += added
         self.dense_total += 3.0 * self.f_dense * n_samples
         self.samples += int(n_samples)
@@ -153,17 +165,19 @@ class FlopCounter:
 
     def state_dict(self) -> dict:
         return {
-            "algorithm": self.algorithm,
-            "rigl_delta_t": self.rigl_delta_t,
+            "row": self.row,
+            "delta_t": self.delta_t,
             "total": self.total,
             "dense_total": self.dense_total,
             "samples": self.samples,
         }
 
     def load_state_dict(self, state: Mapping) -> None:
-        if state["algorithm"] != self.algorithm:
-            raise ValueError(f"state is for algorithm {state['algorithm']!r}, this counter is {self.algorithm!r}")
-        self.rigl_delta_t = state["rigl_delta_t"]
+        # checkpoints written before rows had names of their own say "algorithm" and "rigl_delta_t"
+        row = state["row"] if "row" in state else _OLD_ROW_NAMES.get(state.get("algorithm"), state.get("algorithm"))
+        if row != self.row:
+            raise ValueError(f"state is for FLOP accounting row {row!r}, this counter is {self.row!r}")
+        self.delta_t = state["delta_t"] if "delta_t" in state else state["rigl_delta_t"]
         self.total = float(state["total"])
         self.dense_total = float(state["dense_total"])
         self.samples = int(state["samples"])

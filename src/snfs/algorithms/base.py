@@ -23,6 +23,7 @@ from torch import nn
 
 from omegaconf import DictConfig, OmegaConf
 
+from snfs.costs import ROWS as FLOP_ROWS
 from snfs.errors import ConfigError
 from snfs.masks import DISTRIBUTIONS, MaskState, init_masks, sparse_parameters
 from snfs.options import REQUIRED, Option, check_options, str_list
@@ -67,9 +68,10 @@ class SparseAlgorithm:
     name = "base"
     #: whether gradients of inactive weights are zeroed before the optimizer step
     mask_gradients = True
-    #: which row of the FLOP table in ALGORITHMS.md applies (see snfs.costs): sparse forward and
-    #: backward ("static"), a dense weight gradient every step ("momentum"), "dense", or "rigl"
-    flops_accounting = "static"
+    #: this algorithm's row of the FLOP table (ALGORITHMS.md; the formulas: snfs.costs.ROWS): sparse
+    #: forward and backward ("sparse"), "dense", a dense weight gradient every step
+    #: ("dense_weight_gradient"), or one every delta_t steps ("periodic_dense_weight_gradient")
+    flops_accounting = "sparse"
 
     def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]):
         self.ctx = ctx
@@ -92,6 +94,9 @@ class SparseAlgorithm:
         if len(names) != len(set(names)):
             raise TypeError(f"{cls.__name__} declares an option twice: {names}")
         cls.option_defaults = {o.name: o.default for o in cls.options if o.store_default}
+        if cls.flops_accounting not in FLOP_ROWS:
+            raise TypeError(f"{cls.__name__}.flops_accounting={cls.flops_accounting!r} is not a FLOP accounting row; "
+                            f"valid: {', '.join(FLOP_ROWS)}")
 
     #: option -> the value an absent option means, for options added after runs were logged
     #: (``Option.store_default``): the results store then matches an old run (without the key) only
@@ -144,7 +149,7 @@ class SparseAlgorithm:
         return not self.mask_gradients
 
     def flops_options(self) -> dict:
-        """Extra arguments of this algorithm's FLOP formula (RigL: its update period)."""
+        """Extra arguments of this algorithm's FLOP formula (RigL: ``delta_t``, its update period)."""
         return {}
 
     def log_stats(self) -> dict:

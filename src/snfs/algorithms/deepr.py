@@ -97,6 +97,7 @@ class DeepR(SparseAlgorithm):
 
     name = "deepr"
     mask_gradients = True
+    flops_accounting = "sparse"
     # Bellec et al.'s definition. The options after ``temperatures`` were added after the first DeepR
     # runs were logged (store_default: an old run without the key counts as having the default).
     options = (

@@ -16,8 +16,6 @@ code's defaults and mnist_schedule.yaml): N_p = 600, K = 100/200/400/800 from ep
 
 from __future__ import annotations
 
-import torch
-
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.masks import MaskState, grow_random, redistribute, reset_new_weights, round_stats
@@ -48,6 +46,7 @@ class DSR(SparseAlgorithm):
 
     name = "dsr"
     mask_gradients = True
+    flops_accounting = "sparse"
     options = (
         *SparseAlgorithm.options,
         Option("target_prune", float, 600, low=0.0, low_open=True,

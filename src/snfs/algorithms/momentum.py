@@ -25,7 +25,7 @@ class SparseMomentum(SparseAlgorithm):
 
     name = "momentum"
     mask_gradients = False
-    flops_accounting = "momentum"  # the dense weight gradient feeds the momentum of every weight
+    flops_accounting = "dense_weight_gradient"  # it feeds the momentum of every weight, every step
 
     options = (
         *SparseAlgorithm.options,

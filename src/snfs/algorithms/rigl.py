@@ -35,7 +35,7 @@ class RigL(SparseAlgorithm):
 
     name = "rigl"
     mask_gradients = True
-    flops_accounting = "rigl"  # a dense gradient once every delta_t steps
+    flops_accounting = "periodic_dense_weight_gradient"  # the dense gradient once every delta_t steps
     options = (
         *SparseAlgorithm.options,
         Option("delta_t", int, 100, low=1, doc="optimizer steps between mask updates"),
@@ -52,7 +52,7 @@ class RigL(SparseAlgorithm):
         self.step = 0
 
     def flops_options(self) -> dict:
-        return {"rigl_delta_t": self.delta_t}
+        return {"delta_t": self.delta_t}
 
     @property
     def end_step(self) -> int:

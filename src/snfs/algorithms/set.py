@@ -55,6 +55,7 @@ class SET(SparseAlgorithm):
 
     name = "set"
     mask_gradients = True
+    flops_accounting = "sparse"
     options = (
         *SparseAlgorithm.options,
         Option("zeta", float, 0.3, low=0.0, high=1.0, doc="fraction of each layer's active weights replaced per update"),

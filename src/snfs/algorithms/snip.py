@@ -46,6 +46,7 @@ class SNIP(SparseAlgorithm):
 
     name = "snip"
     mask_gradients = True
+    flops_accounting = "sparse"
     options = COMMON_OPTIONS  # the mask comes from the scores, not from an initial distribution
 
     def saliency(self) -> dict[str, torch.Tensor]:

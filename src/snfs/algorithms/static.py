@@ -7,3 +7,4 @@ from snfs.algorithms.base import SparseAlgorithm
 @ALGORITHMS.register("static")
 class StaticSparse(SparseAlgorithm):
     name = "static"
+    flops_accounting = "sparse"

@@ -7,7 +7,8 @@ For the CIFAR-10 table's speedup columns. With the run's final per-layer densiti
 * inference FLOP speedup = f_D / f_S (forward multiply-adds, dense over sparse);
 * training FLOP speedup = 1 / the run's ``flops_ratio`` (train.py counts training multiply-adds
   with ``snfs.costs.FlopCounter``: sparse momentum pays 2 f_S + f_D, so at most 3x); for a run
-  JSON without it, 3 f_D / the mean over epochs of the algorithm's multiply-adds per sample.
+  JSON without it, 3 f_D / the mean over epochs of the multiply-adds per sample of the accounting
+  row its algorithm declares (``flops_accounting``).
 
 These are FLOP counts, not timings. The paper's own "speedup" is a different estimate (dense
 conv time x weight density x input-activation density); a run made with ``speedup_estimate=true``
@@ -49,20 +50,27 @@ def run_macs(run: dict) -> dict | None:
         return None
 
 
+def flop_row(algorithm: str | None) -> str | None:
+    """The FLOP accounting row the registered ``algorithm`` declares (``flops_accounting``), None if unknown."""
+    from snfs.algorithms import ALGORITHMS
+
+    return ALGORITHMS.get(algorithm).flops_accounting if algorithm in ALGORITHMS else None
+
+
 def flop_speedups(run: dict) -> dict:
     """``{"inference_flop_speedup", "training_flop_speedup"}`` for one run (nan when unknown)."""
-    from snfs.costs import ALGORITHMS, forward_flops, training_flops_per_sample
+    from snfs.costs import forward_flops, training_flops_per_sample
 
     nan = {"inference_flop_speedup": math.nan, "training_flop_speedup": math.nan}
     history = run.get("history") or []
-    algorithm = run.get("algorithm") or (run.get("config") or {}).get("sparse", {}).get("name")
-    if algorithm not in ALGORITHMS:
+    row = flop_row(run.get("algorithm") or (run.get("config") or {}).get("sparse", {}).get("name"))
+    if row is None:
         return nan
     macs = run_macs(run)
     if not macs:
         return nan
     f_dense = forward_flops(macs, None)
-    if algorithm == "dense":
+    if row == "dense":
         return {"inference_flop_speedup": 1.0, "training_flop_speedup": 1.0}
     per_epoch = [h.get("layer_density") for h in history if h.get("layer_density")]
     if not per_epoch:
@@ -72,7 +80,7 @@ def flop_speedups(run: dict) -> dict:
         training = 1.0 / float(ratio)
     else:
         delta_t = int((run.get("config") or {}).get("sparse", {}).get("delta_t", 100) or 100)
-        train = [training_flops_per_sample(algorithm, forward_flops(macs, d), f_dense, delta_t) for d in per_epoch]
+        train = [training_flops_per_sample(row, forward_flops(macs, d), f_dense, delta_t) for d in per_epoch]
         training = 3.0 * f_dense / (sum(train) / len(train))
     f_final = forward_flops(macs, per_epoch[-1])
     return {"inference_flop_speedup": f_dense / f_final if f_final > 0 else math.nan,
