@@ -125,17 +125,20 @@ def test_runs_match_by_config_when_the_run_id_differs(jobs):
 
 
 def test_variant_runs_and_default_runs_never_stand_in_for_each_other():
-    """DeepR variants differ from the default by options absent from the default's config: a
-    registered option matches its absence only at its default, and a label never does."""
+    """A run fills a row only with its identity: variants differ from the default by option values or a
+    label; an option at its declared default, or absent from an old record, is the default."""
     with Composer() as composer:
         default = expand(composer, "mnist_methods", ["sparse=deepr", "density=0.02", "seed=17"]).jobs[0]
         variant = expand(composer, "mnist_methods", ["sparse=deepr_dsr_code", "density=0.02", "seed=17"]).jobs[0]
-        scoped = expand(composer, "mnist_methods", ["sparse=deepr", "+sparse.scope=global", "density=0.02",
+        scoped = expand(composer, "mnist_methods", ["sparse=deepr", "sparse.scope=global", "density=0.02",
                                                     "seed=17"]).jobs[0]
-        explicit = expand(composer, "mnist_methods", ["sparse=deepr", "+sparse.scope=layer", "density=0.02",
+        explicit = expand(composer, "mnist_methods", ["sparse=deepr", "sparse.scope=layer", "density=0.02",
                                                       "seed=17"]).jobs[0]
-    assert len({default.run_id, variant.run_id, scoped.run_id, explicit.run_id}) == 4
+    assert len({default.run_id, variant.run_id, scoped.run_id}) == 3 and explicit.run_id == default.run_id
     old_default = run_json(default, 2.6)
+    for key in ("scope", "new_sign", "noise_and_l1", "noise_eta"):  # a record from before these options
+        del old_default["config"]["sparse"][key]
+    old_default["run_id"] = "an-old-style-run-id"
     assert RunIndex([old_default]).match(variant.run_id, variant.config) is None      # the row stays empty
     assert RunIndex([run_json(variant, 2.1)]).match(default.run_id, default.config) is None
     assert RunIndex([run_json(scoped, 2.4)]).match(default.run_id, default.config) is None

@@ -1,4 +1,4 @@
-"""The local results store: one JSON file per run, written atomically.
+"""The local results store: one JSON file per run (a ``RunRecord``), written atomically.
 
 ``<results_dir>/<run_id>.json`` holds a finished run (``status: finished``) or a failed one
 (``status: failed``, with the reason). Tables are built from these files only.
@@ -6,12 +6,61 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
+
+
+@dataclass
+class RunRecord:
+    """One run as the trainer writes it and the report reads it (``<results_dir>/<run_id>.json``)."""
+
+    status: str  # finished | failed
+    run_id: str  # snfs.identity.run_id: <dataset>-<model>-<algorithm>-d<density>-s<seed>-<identity hash>
+    dataset: str
+    model: str
+    algorithm: str  # the sparse algorithm (sparse.name)
+    density: float  # the density asked for (1.0 for dense)
+    seed: int
+    config: dict  # the whole resolved config; its identity (snfs.identity) decides which table rows it fills
+    epochs: int | None = None
+    history: list = field(default_factory=list)  # one dict per epoch: losses, errors, lr, densities, mask updates
+    git_commit: str | None = None  # the source tree's commit, "+dirty" with uncommitted changes
+    # finished runs
+    test_error: float | None = None  # percent, on the test set after the last epoch
+    test_loss: float | None = None
+    val_error: float | None = None  # percent, on the validation split after the last epoch
+    final_density: float | None = None  # the density the masks ended at
+    train_flops: float | None = None  # training FLOPs (ALGORITHMS.md accounting)
+    dense_train_flops: float | None = None
+    flops_ratio: float | None = None  # train_flops / dense_train_flops
+    wall_time_s: float | None = None  # training wall time, resumes summed
+    median_epoch_time_s: float | None = None  # the median epoch's wall time (validation and mask updates included)
+    execution: str | None = None  # masked | sparse (how sparse layers computed)
+    device: str | None = None
+    world_size: int | None = None
+    machine: str | None = None  # CPU model and threads, or GPU name, and host
+    fingerprint: str | None = None  # the identity hash (checkpoints are resumed only by the same)
+    data_md5: dict | None = None  # md5 of each data file when not verified against the dataset's declared sums
+    speedup_estimate: dict | None = None  # speedup_estimate=true: timed dense convs, estimated sparse speedups
+    # failed runs
+    reason: str | None = None
+    epochs_completed: int | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunRecord":
+        """A record from its JSON; fields this version does not know are dropped, missing optional ones are None."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
 
 
 def current_umask() -> int:

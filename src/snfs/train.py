@@ -35,7 +35,7 @@ from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
 from snfs import identity
-from snfs.results import git_commit, result_path, write_json
+from snfs.results import RunRecord, git_commit, result_path, write_json
 from snfs.threads import resolve_threads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -245,12 +245,11 @@ class Preemption:
 
 
 def record_failure(results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str) -> None:
-    write_json(result_path(results_dir, run_id), {
-        "status": "failed", "run_id": run_id, "reason": reason, "epochs_completed": progress.epoch,
-        "dataset": cfg.dataset.name, "model": cfg.model.name, "algorithm": cfg.sparse.name,
-        "density": float(cfg.density), "seed": cfg.seed, "git_commit": git_commit(),
-        "config": OmegaConf.to_container(cfg, resolve=True), "history": progress.history,
-    })
+    write_json(result_path(results_dir, run_id), RunRecord(
+        status="failed", run_id=run_id, dataset=cfg.dataset.name, model=cfg.model.name, algorithm=cfg.sparse.name,
+        density=float(cfg.density), seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True),
+        history=progress.history, git_commit=git_commit(), reason=reason, epochs_completed=progress.epoch,
+    ).to_dict())
 
 
 @dataclass
@@ -621,38 +620,22 @@ class Trainer:
         """Test the final model and write the run to the results store."""
         cfg, progress, flops = self.cfg, self.progress, self.flops
         test_loss, test_error = evaluate(self.model, self.data.test, self.autocast, self.channels_last)
-        result = {
-            "status": "finished",
-            "run_id": self.run_id,
-            "dataset": cfg.dataset.name,
-            "model": cfg.model.name,
-            "algorithm": cfg.sparse.name,
-            "density": float(cfg.density),
-            "final_density": self.algo.masks.density(),
-            "seed": cfg.seed,
-            "epochs": cfg.epochs,
-            "test_error": test_error,
-            "test_loss": test_loss,
-            "val_error": progress.history[-1].get("val_error"),
-            "wall_time_s": progress.elapsed_s,
-            "train_flops": flops.total,
-            "dense_train_flops": flops.dense_total,
-            "flops_ratio": flops.ratio,
-            "git_commit": git_commit(),
-            "device": str(self.device),
-            "world_size": self.dist.world_size,
-            "machine": machine_description(self.device),
-            "execution": cfg.execution,
+        record = RunRecord(
+            status="finished", run_id=self.run_id, dataset=cfg.dataset.name, model=cfg.model.name,
+            algorithm=cfg.sparse.name, density=float(cfg.density), seed=cfg.seed, config=self.config_dict,
+            epochs=cfg.epochs, history=progress.history, git_commit=git_commit(),
+            test_error=test_error, test_loss=test_loss, val_error=progress.history[-1].get("val_error"),
+            final_density=self.algo.masks.density(), train_flops=flops.total, dense_train_flops=flops.dense_total,
+            flops_ratio=flops.ratio, wall_time_s=progress.elapsed_s,
             # the measured cost: tables divide the dense row's by this (snfs.report.tables, measured speedup)
-            "median_epoch_time_s": median_epoch_time(progress.history),
-            "fingerprint": self.fingerprint,
-            "data_md5": self.data_md5,
-            "config": self.config_dict,
-            "history": progress.history,
-        }
+            median_epoch_time_s=median_epoch_time(progress.history), execution=cfg.execution,
+            device=str(self.device), world_size=self.dist.world_size, machine=machine_description(self.device),
+            fingerprint=self.fingerprint, data_md5=self.data_md5,
+        )
         if cfg.speedup_estimate and self.dist.is_main:
-            result["speedup_estimate"] = speedup_estimate(self.model, self.data.input_shape, self.algo.masks.masks,
-                                                          device=self.device)
+            record.speedup_estimate = speedup_estimate(self.model, self.data.input_shape, self.algo.masks.masks,
+                                                       device=self.device)
+        result = record.to_dict()
         if self.dist.is_main:
             write_json(result_path(self.results_dir, self.run_id), result)
         self.say(f"{self.run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from snfs.identity import flatten, identity, identity_hash
-from snfs.results import iter_results
+from snfs.results import RunRecord, iter_results
 
 SUMMARY_KEYS = ("test_error", "val_error", "final_density", "wall_time_s", "test_loss", "flops_ratio", "speedup_estimate",
                 "execution", "median_epoch_time_s")
@@ -47,9 +47,14 @@ class RunIndex:
 
 
 def load_local(results_dir: str | Path) -> RunIndex:
-    runs = list(iter_results(results_dir, status="finished"))
-    for r in runs:
-        r.setdefault("_source", str(Path(results_dir) / f"{r.get('run_id')}.json"))
+    runs = []
+    for raw in iter_results(results_dir, status="finished"):
+        try:  # every record in the one schema the trainer writes (snfs.results.RunRecord)
+            r = RunRecord.from_dict(raw).to_dict()
+        except TypeError:  # a JSON without a run record's required fields is not a run
+            continue
+        r["_source"] = str(Path(results_dir) / f"{r.get('run_id')}.json")
+        runs.append(r)
     from snfs.report.paths import display
 
     return RunIndex(runs, description=f"local results store `{display(results_dir)}`")
