@@ -153,11 +153,16 @@ def parse_idx(data: bytes | bytearray, what: str) -> np.ndarray:
 def misplaced_root(root: Path, spec: IdxSpec) -> str | None:
     """The one-line error when data.root was set to the dataset's own folder instead of the one containing it."""
     given, r = str(root), Path(os.path.abspath(root))
+    norm = Path(os.path.normpath(given))
+
+    def up(levels: int) -> Path:  # the right value, written as the user wrote theirs (relative stays relative)
+        return norm.parents[levels - 1] if len(norm.parts) > levels and ".." not in norm.parts[-levels:] else r.parents[levels - 1]
+
     rule = f"data.root names the folder that CONTAINS {spec.folder}/raw/"
     if r.name == "raw" and r.parent.name == spec.folder:
-        return f"data.root={given} is the dataset's raw/ folder itself; {rule}: use data.root={r.parent.parent}"
+        return f"data.root={given} is the dataset's raw/ folder itself; {rule}: use data.root={up(2)}"
     if r.name == spec.folder and (r / "raw").is_dir():
-        return f"data.root={given} is the dataset's folder itself; {rule}: use data.root={r.parent}"
+        return f"data.root={given} is the dataset's folder itself; {rule}: use data.root={up(1)}"
     if any(locate(r, f) for f in spec.file_names()):
         return (f"data.root={given} holds {spec.name}'s files directly; {rule}: move them into "
                 f"{r / spec.folder / 'raw'}/ and keep data.root={given}")
@@ -165,8 +170,8 @@ def misplaced_root(root: Path, spec: IdxSpec) -> str | None:
 
 
 def where_to_put(spec: IdxSpec, raw: Path) -> str:
-    return (f"Put {', '.join(spec.file_names())} into {raw}/ (gzipped or not; data.root names the folder that "
-            f"contains {spec.folder}/raw/).")
+    gz = "" if all(f.endswith(".gz") for f in spec.file_names()) else ", each uncompressed or as <name>.gz"
+    return f"Put {', '.join(spec.file_names())} into {raw}/{gz} (data.root names the folder that contains {spec.folder}/raw/)."
 
 
 def missing_message(spec: IdxSpec, raw: Path, missing: list[str], download: bool) -> str:
