@@ -319,6 +319,49 @@ def test_deepr_gradient_mode_noise_follows_noise_eta_and_the_temperature():
     assert std == pytest.approx(math.sqrt(2 * 0.01 * 0.5), rel=0.1)
 
 
+class Conv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, bias=False)
+
+    def forward(self, x):
+        return self.c(x).mean((2, 3))
+
+
+@pytest.mark.parametrize("cfg", [{}, {"new_sign": "first_update", "noise_and_l1": "gradient"}, {"scope": "global"}],
+                         ids=["deepr", "dsr_code", "global"])
+def test_deepr_on_channels_last_conv_weights_matches_the_contiguous_layout(cfg):
+    """The masks are row-major, a channels_last weight is not: DeepR must index both alike (it crashed before)."""
+    def run(channels_last):
+        torch.manual_seed(0)
+        model = Conv()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        opt, _, algo = make(model, "deepr", density=0.2, temperatures=[[0.0, 0.05]], alpha=0.01, **cfg)
+        algo.init_masks()
+        data = torch.Generator().manual_seed(1)
+        for step in range(6):
+            x = torch.randn(8, 3, 6, 6, generator=data)
+            if channels_last:
+                x = x.to(memory_format=torch.channels_last)
+            opt.zero_grad()
+            F.cross_entropy(model(x), torch.randint(0, 4, (8,), generator=data)).backward()
+            algo.before_step(step)
+            opt.step()
+            algo.after_step(step)
+        return model.c.weight, algo, opt
+
+    w_cl, algo_cl, opt_cl = run(True)
+    w, algo, opt = run(False)
+    assert w_cl.is_contiguous(memory_format=torch.channels_last) and not w_cl.is_contiguous()
+    assert torch.equal(algo_cl.masks.masks["c.weight"], algo.masks.masks["c.weight"])
+    assert torch.equal(algo_cl.signs["c.weight"], algo.signs["c.weight"])
+    assert torch.allclose(w_cl, w, atol=1e-6)
+    assert torch.allclose(opt_cl.state[w_cl]["momentum_buffer"], opt.state[w]["momentum_buffer"], atol=1e-6)
+    mask = algo_cl.masks.masks["c.weight"]
+    assert torch.all(w_cl.detach()[~mask] == 0) and int(mask.sum()) == int(round(0.2 * w.numel()))
+
+
 def test_deepr_rejects_an_unknown_new_sign():
     with pytest.raises(ConfigError, match="valid choices: fixed, first_update"):
         ALGORITHMS.get("deepr").check_config({"new_sign": "random"})

@@ -37,6 +37,7 @@ optimizer step, instead of lr*alpha and sqrt(2 lr T) N(0, 1) on theta after it).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -80,6 +81,32 @@ def sample_dormant(flat_mask: torch.Tensor, n_active: int, crossed: torch.Tensor
         distinct = torch.unique(draw[~flat_mask[draw]])
         if distinct.numel() >= n:
             return distinct[torch.randperm(distinct.numel(), generator=generator)[:n].to(distinct.device)]
+
+
+def flat_memory(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """A 1-D view of ``t``'s memory, and the map from row-major flat indices to positions in it.
+
+    Masks and the active-index lists are row-major; a conv weight in channels_last (and its
+    gradient and momentum buffer) is not, so it has no ``view(-1)`` in that order. For a
+    contiguous tensor the map is the identity.
+    """
+    if t.is_contiguous():
+        return t.view(-1), lambda index: index
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda pair: pair[1]):
+        if size != 1 and stride != expected:
+            raise ValueError(f"DeepR needs weights without gaps in memory; got shape {tuple(t.shape)}, "
+                             f"strides {t.stride()}")
+        expected *= size
+
+    def positions(index: torch.Tensor) -> torch.Tensor:
+        pos, rest = torch.zeros_like(index), index
+        for size, stride in zip(reversed(t.shape), reversed(t.stride())):
+            pos += (rest % size) * stride
+            rest = rest // size
+        return pos
+
+    return t.as_strided((t.numel(),), (1,)), positions
 
 
 def temperature_at(schedule, step: int, total_steps: int) -> float:
@@ -136,7 +163,7 @@ class DeepR(SparseAlgorithm):
     def init_masks(self) -> MaskState:
         # every connection's fixed sign: that of its dense initial weight (+1 where it is exactly 0)
         self._active = {}
-        self.signs = {k: torch.where(p.detach() < 0, -1.0, 1.0).to(p.dtype) for k, p in self.params.items()}
+        self.signs = {k: torch.where(p.detach() < 0, -1.0, 1.0).to(p.dtype).contiguous() for k, p in self.params.items()}
         return super().init_masks()
 
     def temperature(self, step: int) -> float:
@@ -166,11 +193,11 @@ class DeepR(SparseAlgorithm):
                 continue
             with torch.no_grad():
                 active = self.active_indices(k)
-                g = p.grad.view(-1)
-                extra = self.alpha * torch.sign(p.view(-1)[active])
+                (g, g_at), (w, w_at) = flat_memory(p.grad), flat_memory(p)
+                extra = self.alpha * torch.sign(w[w_at(active)])
                 if std > 0:
                     extra += std * torch.randn(active.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
-                g[active] += extra
+                g[g_at(active)] += extra
 
     def active_indices(self, name: str) -> torch.Tensor:
         """Flat indices of the layer's active connections (recomputed if the mask was replaced from outside)."""
@@ -192,16 +219,17 @@ class DeepR(SparseAlgorithm):
         for k, p in self.params.items():
             sign = self.signs[k].view(-1)
             with torch.no_grad():
-                w = p.view(-1)
+                w, w_at = flat_memory(p)
                 active = self.active_indices(k)
+                at = w_at(active)
                 s_active = sign[active]
-                theta = w[active] * s_active - lr_alpha
+                theta = w[at] * s_active - lr_alpha
                 if std > 0:
                     theta += std * torch.randn(active.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
                 if self.new_sign == "first_update":
-                    theta = self.take_first_signs(sign, active, s_active, w[active], theta, lr_alpha)
+                    theta = self.take_first_signs(sign, active, s_active, w[at], theta, lr_alpha)
                 crossed_here = theta < 0
-                w[active] = s_active * theta.clamp_(min=0.0)  # crossed below 0: dormant, w = 0
+                w[at] = s_active * theta.clamp_(min=0.0)  # crossed below 0: dormant, w = 0
                 crossed[k] = (active[crossed_here], crossed_here)
             if self.scope == "layer" and crossed[k][0].numel():  # swap now: the draw order sets the random streams
                 self.swap(k, p, *crossed[k], crossed[k][0].numel())
@@ -273,13 +301,15 @@ class DeepR(SparseAlgorithm):
             else:
                 active = torch.cat([active[~crossed_here], pick])
             self._active[k] = (self.masks.masks[k], active)
-            p.view(-1)[pick] = 0.0  # activated at theta = 0
+            w, w_at = flat_memory(p)
+            w[w_at(pick)] = 0.0  # activated at theta = 0
             if self.new_sign == "first_update":
                 self.signs[k].view(-1)[pick] = 0.0  # unset until the connection's first update
             buf = self.momentum_buffer(k)
             if buf is not None:  # new connections start without momentum; dormant ones keep none
-                buf.view(-1)[crossed] = 0.0
-                buf.view(-1)[pick] = 0.0
+                b, b_at = flat_memory(buf)
+                b[b_at(crossed)] = 0.0
+                b[b_at(pick)] = 0.0
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
@@ -290,5 +320,5 @@ class DeepR(SparseAlgorithm):
         super().load_state_dict(state)
         self._active = {k: (self.masks.masks[k], idx.to(self.masks.masks[k].device))
                         for k, idx in state.get("active", {}).items()}
-        self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype) for k, p in self.params.items()}
+        self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype).contiguous() for k, p in self.params.items()}
         self.step = int(state["step"])
