@@ -32,7 +32,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from snfs.data.fetch import (  # noqa: F401  (md5_file, short re-exported for callers of this module)
+from snfs.data.fetch import (  # noqa: F401  (md5_file re-exported for callers of this module)
     FetchError,
     bad_files_message,
     check_files,
@@ -42,7 +42,6 @@ from snfs.data.fetch import (  # noqa: F401  (md5_file, short re-exported for ca
     md5_bytes,
     md5_file,
     place_file,
-    short,
 )
 
 # md5 of the official *uncompressed* files (the same bytes torchvision unpacks from its .gz mirrors).
