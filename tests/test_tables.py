@@ -61,3 +61,142 @@ def test_committed_tables_rebuild_unchanged(tmp_path):
         assert got == want, f"results/tables/{name} does not rebuild unchanged; first differing line: " + next(
             (f"committed {a!r} vs rebuilt {b!r}" for a, b in zip(want, got) if a != b),
             f"{len(want)} vs {len(got)} lines")
+
+
+# --- specs: conf/experiment/<name>.yaml + <name>.md -------------------------------------------------------
+
+
+def test_every_preset_is_a_table_with_its_whole_grid():
+    """The grid is the preset file's: its sweep plus its `# @block:` lines (mnist_methods: 108 runs)."""
+    from snfs.report.paths import presets
+    from snfs.report.sweep import Composer, expand
+    from snfs.report.tables import TABLES
+
+    assert list(TABLES) == presets()
+    spec = TABLES["mnist_methods"]
+    assert [g.overrides for g in spec.groups] == [
+        (), ("sparse=dense", "density=1.0"), ("sparse=static,rigl", "density=0.01,0.02,0.05,0.1"),
+        ("sparse=deepr_dsr_code", "density=0.02,0.03,0.05")]
+    with Composer() as composer:
+        ids = {j.run_id for g in spec.groups for j in expand(composer, g.preset, list(g.overrides)).jobs}
+    assert len(ids) == 108
+    assert TABLES["imagenet_resnet50"].groups[1].overrides[-1] == "~sparse.prune_rate"
+
+
+def write_preset(folder, name="toy", notes="---\ntitle: t\ncolumns: [method]\n---\n- a note\n", blocks=()):
+    folder.mkdir(exist_ok=True)
+    lines = ["# @package _global_", "# a toy preset", *[f"# @block: {b}" for b in blocks],
+             "defaults:", "  - override /dataset: mnist", "hydra:", "  sweeper:", "    params:", "      seed: 17"]
+    (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+    if notes is not None:
+        (folder / f"{name}.md").write_text(notes)
+
+
+def test_a_spec_is_read_from_its_two_files_and_bad_ones_say_what_is_wrong(tmp_path):
+    from snfs.report.sweep import preset_blocks
+    from snfs.report.tables import load_spec
+
+    write_preset(tmp_path, blocks=["sparse=dense density=1.0", "'~sparse.prune_rate' model=lenet5_caffe"])
+    spec = load_spec("toy", tmp_path)
+    assert (spec.title, spec.columns, spec.notes, spec.dataset) == ("t", (("method", "method"),), "- a note", "mnist")
+    assert [g.overrides for g in spec.groups] == [(), ("sparse=dense", "density=1.0"),
+                                                  ("~sparse.prune_rate", "model=lenet5_caffe")]
+    assert spec.paper_of({"method": "x"}) is None and not spec.accuracy
+    write_preset(tmp_path, name="bare", notes=None)
+    with pytest.raises(ValueError, match="no notes file bare.md"):
+        load_spec("bare", tmp_path)
+    write_preset(tmp_path, name="typo", notes="---\ntitle: t\ncolums: [method]\n---\n")
+    with pytest.raises(ValueError, match="colums is not a front matter key; valid keys: .*columns"):
+        load_spec("typo", tmp_path)
+    write_preset(tmp_path, name="badcol", notes="---\ntitle: t\ncolumns: [methd]\n---\n")
+    with pytest.raises(ValueError, match="column 'methd' is not a valid choice; valid choices: model, method"):
+        load_spec("badcol", tmp_path)
+    write_preset(tmp_path, name="badpaper", notes="---\ntitle: t\ncolumns: [method]\npaper: nope\n---\n")
+    with pytest.raises(ValueError, match="paper: 'nope' is not a valid choice; valid choices: mnist_methods"):
+        load_spec("badpaper", tmp_path)
+    (tmp_path / "header.yaml").write_text("# @package _global_\n# @block: sparse=dense\n")
+    with pytest.raises(ValueError, match="in the header that Hydra parses"):
+        preset_blocks(tmp_path / "header.yaml")
+
+
+# --- collapsed runs, datasets, QUICK, rewriting -------------------------------------------------------------
+
+POINT = ["+experiment/mnist_point=lenet5_caffe_5.0"]
+
+
+def test_collapsed_runs_are_counted_and_kept_apart(tmp_path):
+    """LeNet-5-Caffe 5%: errors 0.8, 1.0 and 88.65 (collapsed): all runs 30.15, one collapsed, the others 0.9."""
+    from test_report import run_json, table_of, write_runs
+
+    from snfs.report.figures import draw_table_figure
+    from snfs.report.store import load_local
+    from snfs.report.sweep import Composer, expand
+    from snfs.report.tables import csv_rows, to_markdown
+
+    with Composer() as composer:
+        jobs = expand(composer, "mnist_compression", POINT).jobs
+    write_runs(tmp_path / "runs", [run_json(j, e) for j, e in zip(jobs, (0.8, 1.0, 88.65))])
+    table = table_of(load_local(tmp_path / "runs"), POINT)
+    row = table.rows[0]
+    assert row.ours.n == 3 and row.ours.mean == pytest.approx(30.15)
+    assert row.collapsed == [88.65] and (row.ours_ok.n, row.ours_ok.mean) == (2, pytest.approx(0.9))
+    md = to_markdown(table)
+    assert ("| lenet5_caffe | sparse_momentum | 5 | 30.150 ± 29.250 | 3/3 | 1 (88.65) | 0.900 ± 0.100 (n = 2) | "
+            "0.690 ± 0.021 | +29.460 |") in md
+    assert "ours: test error (%), all runs | n | collapsed (test error > 50%) | ours: test error (%), runs that did not collapse" in md
+    header, rows = csv_rows(table)
+    got = dict(zip(header, rows[0]))
+    assert (got["n_collapsed"], got["ours_mean_not_collapsed"], got["ours_mean"]) == (1, 0.9, 30.15)
+    assert draw_table_figure(table, tmp_path).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_table_on_another_dataset_is_its_own_file_without_paper_numbers(tmp_path):
+    from test_report import run_json, write_runs
+
+    from snfs.report.store import load_local
+    from snfs.report.sweep import Composer, expand
+    from snfs.report.tables import TABLES, build_table, write_table
+
+    overrides = POINT + ["dataset=kmnist"]
+    with Composer() as composer:
+        jobs = expand(composer, "mnist_compression", overrides).jobs
+        assert {j.config["dataset"]["name"] for j in jobs} == {"kmnist"}
+        write_runs(tmp_path / "runs", [run_json(j, e) for j, e in zip(jobs, (3.1, 3.3, 3.2))])
+        table = build_table(TABLES["mnist_compression"], load_local(tmp_path / "runs"), composer,
+                            extra_overrides=lambda g: list(overrides), dataset="kmnist")
+    assert (table.stem, table.rows[0].ours.n, table.rows[0].paper) == ("mnist_compression-kmnist", 3, None)
+    out = tmp_path / "tables"
+    out.mkdir()
+    (out / "mnist_compression.md").write_text("the MNIST table\n")
+    md, path_csv = write_table(table, out)
+    assert md.name == "mnist_compression-kmnist.md" and (out / "mnist_compression.md").read_text() == "the MNIST table\n"
+    text = md.read_text()
+    assert text.startswith("# KMNIST compression: LeNet-300-100 and LeNet-5-Caffe")
+    assert "| paper |" not in text and "ours − paper" not in text and "paper reports no numbers for KMNIST" in text
+    assert "make reproduce-table-mnist_compression ARGS=dataset=kmnist" in text
+    assert "python -m snfs.train +experiment=mnist_compression dataset=kmnist" in text
+    assert "paper" not in path_csv.read_text().splitlines()[0]
+
+
+def test_quick_tables_never_say_reproduced_and_files_change_only_with_their_content(tmp_path):
+    from test_report import run_json, table_of, write_runs
+
+    from snfs.report.store import load_local
+    from snfs.report.sweep import Composer, expand
+    from snfs.report.tables import csv_rows, write_table
+
+    with Composer() as composer:
+        jobs = expand(composer, "mnist_compression", POINT).jobs
+    write_runs(tmp_path / "runs", [run_json(j, 0.8) for j in jobs])
+    table = table_of(load_local(tmp_path / "runs"), POINT, quick=True)
+    assert table.complete and table.status == "smoke test (QUICK)"
+    md, path_csv = write_table(table, tmp_path)
+    assert "reproduced**" not in md.read_text() and "**smoke test** (QUICK)" in md.read_text()
+    assert all(r[csv_rows(table)[0].index("status")] == "smoke test (QUICK)" for r in csv_rows(table)[1])
+    before = md.read_text()
+    table.built_at_commit = "f" * 40                      # only the build line would change: not rewritten
+    write_table(table, tmp_path)
+    assert md.read_text() == before
+    table.quick = False                                   # the content changes: rewritten
+    write_table(table, tmp_path)
+    assert "**reproduced**: all 3 runs" in md.read_text() and "f" * 12 in md.read_text()

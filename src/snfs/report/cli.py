@@ -1,14 +1,16 @@
 """``scripts/reproduce.py``: run a table's sweep (skipping finished runs), build tables and figures.
 
     scripts/reproduce.py run NAME [HYDRA_OVERRIDES...] [--quick] [--launcher joblib --jobs 2] [--dry-run]
-    scripts/reproduce.py tables [NAMES...] [--quick] [--source wandb --wandb-project entity/project]
+    scripts/reproduce.py tables [NAMES... [--dataset kmnist]] [--quick] [--source wandb --wandb-project entity/project]
     scripts/reproduce.py figures [--quick] [--source wandb --wandb-project entity/project]
     scripts/reproduce.py list
 
 ``run`` expands the preset(s) behind table NAME, launches the runs that the results store does not
 have (one ``python -m snfs.train --multirun +experiment=...`` per block of missing runs, through the
 chosen Hydra launcher), then writes the table and its figure. The Makefile's
-``reproduce-table-<name>``, ``tables`` and ``figures`` targets call these.
+``reproduce-table-<name>`` (one per preset), ``tables`` and ``figures`` targets call these. A
+``dataset=`` override (``run``) or ``--dataset`` (``tables``) makes the table ``<name>-<dataset>``;
+``tables`` without names rebuilds every preset's table and the other-dataset tables already there.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for group in spec.groups:
             overrides = ctx.overrides(group) + [f"results_dir={ctx.results}", "resume=true"] + list(group.overrides)
             try:
-                exp = expand(composer, group.preset, overrides, group=group)
+                exp = expand(composer, group.preset, overrides, group=group, validate=True)
             except Exception as exc:  # noqa: BLE001 - one clear line, not a Hydra traceback
                 print(f"[reproduce] {group.command()}: cannot compose: {type(exc).__name__}: {exc}", file=sys.stderr)
                 failed.append(group.preset)
@@ -239,7 +241,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from snfs.report.tables import TABLES
 
     for name, spec in TABLES.items():
-        print(f"{name:24s} {spec.title}")
+        print(f"{name:24s} {spec.title_on()}")
         for g in spec.groups:
             print(f"{'':24s}   {g.command()}")
     return 0

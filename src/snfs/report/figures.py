@@ -93,7 +93,7 @@ def _collapsed_marks(ax, rows, key: str) -> None:
     ax.scatter([p[0] for p in pts], [1.0] * len(pts), transform=ax.get_xaxis_transform(), marker="^", s=60,
                color="black", clip_on=False, zorder=4, label="ours: a collapsed run (test error on the mark)")
     for x, e in pts:
-        ax.annotate(f"{e:.1f}%", (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
+        ax.annotate(f"{e:.2f}%", (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
                     textcoords="offset points", ha="center", fontsize=7)
 
 
@@ -121,7 +121,7 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
         x, y, e = _ours_series(sparse, "weights_pct", ok=collapse)
         if x:
             ax.errorbar(x, y, yerr=e, color="tab:red", **OURS_STYLE,
-                        label="sparse momentum (ours, ± se" + (", runs that did not collapse)" if collapse else ")"))
+                        label="sparse momentum (ours, ± se" + (", not collapsed)" if collapse else ")"))
         for x_ in ref:
             if x_["method"] == "dense":
                 ax.axhline(x_["test_error_pct"], color="tab:blue", linestyle=":", linewidth=1, label="dense (paper)")

@@ -107,12 +107,12 @@ def preset_blocks(path: str | Path) -> list[tuple[str, ...]]:
     return blocks
 
 
-def preset_dataset(preset: str, overrides: Sequence[str] = ()) -> str:
+def preset_dataset(preset: str, overrides: Sequence[str] = (), experiment_dir: str | Path | None = None) -> str:
     """The dataset a preset trains on: a ``dataset=`` override, else its ``override /dataset:``, else the default."""
     for o in reversed(list(overrides)):
         if o.startswith("dataset="):
             return o.split("=", 1)[1]
-    spec = OmegaConf.load(CONF_DIR / "experiment" / f"{preset}.yaml")
+    spec = OmegaConf.load(Path(experiment_dir or CONF_DIR / "experiment") / f"{preset}.yaml")
     for entry in spec.get("defaults", []) or []:
         if isinstance(entry, str):
             continue
@@ -238,11 +238,13 @@ def sweep_params(composer: Composer, preset: str, cli: Sequence[str]) -> dict[st
 
 
 def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group: RunGroup | None = None,
-           compose_jobs: bool = True) -> Expansion:
+           compose_jobs: bool = True, validate: bool = False) -> Expansion:
     """Every job of ``python -m snfs.train --multirun +experiment=<preset> <overrides>``.
 
     ``overrides`` may replace sweep keys (``seed=17``), add sweeps (``density=0.1,0.2``) or set
-    anything else; ``hydra.*`` overrides are kept for the command line only.
+    anything else; ``hydra.*`` overrides are kept for the command line only. ``validate`` checks every
+    job's config as the trainer will (before launching runs); it loads the training stack, so reading
+    tables does without it.
     """
     from snfs.identity import run_id as make_run_id
 
@@ -254,12 +256,13 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
     exp = Expansion(preset=preset, keys=keys, values=values, hydra_overrides=hydra_over,
                     group=group)
     if compose_jobs:
-        from snfs.train import validate_config
-
         for point in itertools.product(*values):
             job_overrides = [f"{k}={v}" for k, v in zip(keys, point)]
             cfg = composer.compose_job(job_overrides)
-            validate_config(cfg)
+            if validate:
+                from snfs.train import validate_config
+
+                validate_config(cfg)
             config = OmegaConf.to_container(cfg, resolve=True)
             exp.jobs.append(Job(preset=preset, overrides=job_overrides, point=tuple(point), run_id=make_run_id(config),
                                 config=config, group=group))

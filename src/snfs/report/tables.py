@@ -82,6 +82,9 @@ class TableSpec:
     def metric(self) -> str:
         return "test accuracy (%)" if self.accuracy else "test error (%)"
 
+    def title_on(self, dataset: str = "") -> str:
+        return self.title.format(dataset=dataset_name(dataset or self.dataset))
+
 
 @dataclass
 class Row:
@@ -129,7 +132,7 @@ class Table:
 
     @property
     def title(self) -> str:
-        return self.spec.title.format(dataset=dataset_name(self.dataset or self.spec.dataset))
+        return self.spec.title_on(self.dataset)
 
     @property
     def jobs(self) -> dict[str, Job]:
@@ -423,7 +426,7 @@ def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSp
         columns=tuple((column_key(c), column_header(column_key(c))) for c in columns),
         rows_of=make_rows_of(columns), paper_of=paper_of, accuracy=metric == "accuracy",
         needs=tuple(meta.get("needs", [])), cost=str(meta.get("cost", "")), digits=int(meta.get("digits", 2)),
-        hooks=hooks, notes=body, dataset=preset_dataset(name), collapsed_above=meta.get("collapsed_above"),
+        hooks=hooks, notes=body, dataset=preset_dataset(name, experiment_dir=experiment_dir), collapsed_above=meta.get("collapsed_above"),
         figure={"kind": figure} if isinstance(figure, str) else dict(figure),
         layer_density=bool(meta.get("layer_density", False)), help=str(meta.get("help", "")))
 
