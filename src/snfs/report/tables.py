@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import yaml
 
 from snfs.report import reference
-from snfs.report.paths import EXPERIMENT_DIR, presets
+from snfs.report.paths import EXPERIMENT_DIR
 from snfs.report.stats import Summary, summarise
 from snfs.report.store import run_machine
 from snfs.report.sweep import Composer, Expansion, Job, RunGroup, expand, preset_blocks, preset_dataset
@@ -426,15 +426,15 @@ def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSp
         columns=tuple((column_key(c), column_header(column_key(c))) for c in columns),
         rows_of=make_rows_of(columns), paper_of=paper_of, accuracy=metric == "accuracy",
         needs=tuple(meta.get("needs", [])), cost=str(meta.get("cost", "")), digits=int(meta.get("digits", 2)),
-        hooks=hooks, notes=body, dataset=preset_dataset(name, experiment_dir=experiment_dir), collapsed_above=meta.get("collapsed_above"),
+        hooks=hooks, notes=body, dataset=preset_dataset(name, experiment_dir=experiment_dir),
+        collapsed_above=meta.get("collapsed_above"),
         figure={"kind": figure} if isinstance(figure, str) else dict(figure),
         layer_density=bool(meta.get("layer_density", False)), help=str(meta.get("help", "")))
 
 
 def load_specs(experiment_dir: str | Path = EXPERIMENT_DIR) -> "OrderedDict[str, TableSpec]":
     """Every preset's table, in the order of ``conf/experiment/*.yaml`` names."""
-    names = presets() if Path(experiment_dir) == EXPERIMENT_DIR else sorted(
-        p.stem for p in Path(experiment_dir).glob("*.yaml"))
+    names = sorted(p.stem for p in Path(experiment_dir).glob("*.yaml"))
     return OrderedDict((n, load_spec(n, experiment_dir)) for n in names)
 
 
