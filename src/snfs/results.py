@@ -59,7 +59,16 @@ class RunRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> "RunRecord":
         """A record from its JSON; fields this version does not know are dropped, missing optional ones are None."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        fields = {k: v for k, v in d.items() if k in known}
+        config = fields.get("config") if isinstance(fields.get("config"), Mapping) else {}
+        # the summary fields repeat the config; a record that lacks them (hand-written) takes them from it
+        for key, (group, sub) in {"dataset": ("dataset", "name"), "model": ("model", "name"),
+                                  "algorithm": ("sparse", "name"), "density": ("density", None),
+                                  "seed": ("seed", None)}.items():
+            if key not in fields:
+                value = config.get(group)
+                fields[key] = value.get(sub) if sub and isinstance(value, Mapping) else value
+        return cls(**fields)
 
 
 

@@ -27,7 +27,7 @@ from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
-from snfs.data import DATASETS, build_data
+from snfs.data import build_data, loader_of
 from snfs.distributed import all_reduce_sum, assert_same_on_all_ranks, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
 from snfs.execution import EXECUTIONS, build_execution
@@ -95,7 +95,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
-    DATASETS.get(cfg.dataset.get("loader", cfg.dataset.name))
+    loader_of(cfg.dataset)
     MODELS.get(cfg.model.name)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
