@@ -1,9 +1,13 @@
 """The paper's figures, redrawn with our runs beside its numbers (matplotlib, Agg backend, PNG).
 
-* ``mnist_compression.png``: test error vs weight % on MNIST, sparse momentum (paper and ours)
-  and the compression methods the paper compares with (results/reference/mnist_compression_*.csv);
-* ``mnist_methods.png``, ``wrn28_2_methods.png``: accuracy vs weight % per sparse method;
-* ``sensitivity_momentum.png``, ``sensitivity_prune_rate.png``: error vs the hyper-parameter with
+A table gets the figure its notes file names (``figure:`` in conf/experiment/<name>.md, a kind of
+``FIGURES`` with its options), saved as ``<table stem>.png``:
+
+* ``compression`` (mnist_compression): test error vs weight %, sparse momentum (paper and ours; our
+  collapsed runs marked apart) and the compression methods the paper compares with
+  (results/reference/mnist_compression_*.csv);
+* ``methods`` (mnist_methods, wrn28_2_methods): accuracy vs weight % per sparse method;
+* ``sensitivity`` (sensitivity_momentum, sensitivity_prune_rate): error vs the hyper-parameter with
   95% confidence intervals (ours: Student's t over seeds; paper: 1.96 x its standard error);
 * ``layer_density_<dataset>_<model>.png``: the per-layer density of a sparse momentum run over
   training (its history's ``layer_density``): momentum redistribution at work.
