@@ -91,7 +91,7 @@ class SparseMomentum(SparseAlgorithm):
 
         New weights start at 0 without a call to ``reset_new_weights``: every position grown was
         inactive (or just pruned) when the masks were last applied, so its weight is already 0. Their
-        momentum is kept: it is what they were grown by, and the paper does not reset it.
+        momentum is kept (ALGORITHMS.md, grow step): it is what they were grown by.
         """
         rate = self.current_prune_rate()
         scores = self.layer_scores()
