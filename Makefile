@@ -21,8 +21,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install snfs with its pinned dependencies
 
-test: $(STAMP) ## run the fast test suite (what CI runs)
-	$(PY) -m pytest -m "not slow" -q
+.PHONY: test-unit test-integration
+test: $(STAMP) ## what CI runs: the unit tier, then the integration tier (slow tests excluded)
+	$(PY) -m pytest -m "unit and not slow" -q
+	$(PY) -m pytest -m "integration and not slow" -q
+
+test-unit: $(STAMP) ## the fast tier, in one process, no training runs (about a minute; tiers: tests/conftest.py)
+	$(PY) -m pytest -m "unit and not slow" -q
+
+test-integration: $(STAMP) ## training runs, CLI subprocesses, DDP, whole preset grids (slow tests excluded)
+	$(PY) -m pytest -m "integration and not slow" -q
 
 test-all: $(STAMP) ## run every test, slow ones included
 	$(PY) -m pytest -q

@@ -64,3 +64,95 @@ def quick_overrides(fake_mnist_root, tmp_path) -> list[str]:
         f"data.root={fake_mnist_root}", f"results_dir={tmp_path / 'runs'}", "logger.mode=disabled",
         "progress=false", "device=cpu", "dataset.download=false", "dataset.verify_md5=false",
     ]
+
+
+# --- two tiers: `make test-unit` (under a minute) and `make test-integration`; `make test` runs both ---------
+# A test is "integration" when it runs training (Trainer.fit), a Python subprocess or several processes, or
+# composes whole experiment grids; every other test is "unit". The classification lives here, in one place: whole files, single tests of
+# files whose other tests are unit, fixtures that mean a training run, and markers (integration, ddp, slow).
+INTEGRATION_FILES = {
+    "test_reliability.py",  # preemption, divergence, wandb failure: CLI subprocesses and short runs
+    "test_run_properties.py",  # every algorithm through DDP, SIGTERM resume and density 1
+    "test_throughput.py",  # scripts/throughput.py times real training steps
+}
+INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file::test" without parameters
+    "test_dashboard.py::test_dashboard_imports_no_training_stack",
+    "test_dashboard.py::test_a_real_wandb_offline_log_is_read",
+    "test_identity.py::test_reading_identities_loads_neither_torch_nor_hydra",
+    "test_interrupts.py::test_ctrl_c_checkpoints_and_the_same_command_resumes",
+    "test_interrupts.py::test_starting_afresh_moves_an_earlier_checkpoint_aside",
+    "test_options.py::test_bad_option_stops_the_cli_before_any_data_loads",
+    "test_report.py::test_quick_sweep_end_to_end",
+}
+INTEGRATION_FIXTURES = {
+    "quick_overrides", "fake_mnist_root", "real_mnist_root",  # a training run on MNIST-format files
+    "grids",  # test_experiments: every preset's whole grid composed and validated (minutes on two busy cores)
+}
+
+
+def is_integration(item: pytest.Item) -> bool:
+    path = Path(str(item.fspath))
+    test = f"{path.name}::{getattr(item, 'originalname', item.name)}"
+    return (path.name in INTEGRATION_FILES or test in INTEGRATION_TESTS
+            or bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())))
+            or any(item.get_closest_marker(m) for m in ("integration", "ddp", "slow")))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.integration if is_integration(item) else pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_one_process(request, monkeypatch):
+    """A unit test that trains or starts Python fails and says to classify it, so the unit tier stays fast."""
+    if request.node.get_closest_marker("integration") is not None:
+        yield
+        return
+    import subprocess
+    import sys
+
+    def refuse(what: str):
+        pytest.fail(f"{request.node.nodeid} is a unit test but {what}: mark it integration (tests/conftest.py)",
+                    pytrace=False)
+
+    real_popen_init = subprocess.Popen.__init__
+
+    def popen_init(self, args, *a, **kw):
+        first = args[0] if isinstance(args, (list, tuple)) and args else args
+        if str(first) == sys.executable:
+            refuse("starts a Python subprocess")
+        real_popen_init(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen_init)
+    train_module = sys.modules.get("snfs.train")
+    if train_module is not None:
+        monkeypatch.setattr(train_module.Trainer, "fit", lambda self: refuse("trains (Trainer.fit)"))
+    yield
+
+
+# --- subprocesses run in temporary folders: Hydra's outputs/ and multirun/ never appear in the repository ---
+HYDRA_DIRS = ("outputs", "multirun")
+
+
+def hydra_folders() -> set[str]:
+    """Folders under the repository's outputs/ and multirun/ (three levels: <day>/<time>/<job>)."""
+    found = set()
+    for top in HYDRA_DIRS:
+        if (REPO / top).is_dir():
+            found.add(top)
+            for depth in ("*", "*/*", "*/*/*"):
+                found.update(str(p.relative_to(REPO)) for p in (REPO / top).glob(depth) if p.is_dir())
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_hydra_folders_in_the_repository(request):
+    """Fails the test that left a Hydra run folder in the repository (a subprocess run with cwd=REPO)."""
+    before = hydra_folders()
+    yield
+    new = sorted(hydra_folders() - before)
+    if new:
+        pytest.fail(f"{request.node.nodeid} left {', '.join(new[:3])} in the repository: run subprocesses with "
+                    f"cwd=tmp_path (or hydra.run.dir / hydra.sweep.dir under tmp_path)", pytrace=False)

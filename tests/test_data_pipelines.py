@@ -238,6 +238,7 @@ def test_cifar10_failed_download_is_a_dataset_error(tmp_path, monkeypatch):
     assert str(tmp_path / "cifar-10-batches-py") in str(err.value)
 
 
+@pytest.mark.integration  # a training run
 def test_cifar10_through_train(fake_cifar, skip_md5, tmp_path):
     root, _ = fake_cifar
     cfg = compose_cfg(["dataset=cifar10", "dataset.download=false", f"data.root={root}", "model=wrn28_2", "epochs=1",
@@ -389,6 +390,7 @@ def test_imagenet_class_mismatch_and_empty_class(tmp_path):
         build_data(imagenet_cfg(), str(tmp_path), 4, CPU, 0)
 
 
+@pytest.mark.integration  # a training run
 def test_imagenet_through_train(image_tree, tmp_path):
     cfg = compose_cfg(["dataset=imagenet", "dataset.image_size=32", "dataset.val_resize=36", "dataset.num_workers=0",
                        "dataset.pin_memory=false", f"data.root={image_tree}", "model=vgg_like", "epochs=1",
@@ -416,6 +418,7 @@ def fake_run_cfg(model: str, shape: str, tmp_path: Path):
     ])
 
 
+@pytest.mark.integration  # a training run
 @pytest.mark.parametrize("model", CIFAR_MODELS)
 def test_one_batch_cifar_model_on_fake_data(model, tmp_path):
     result = train(fake_run_cfg(model, "[3,32,32]", tmp_path))

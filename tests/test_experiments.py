@@ -227,6 +227,7 @@ def test_missing_blocks_cover_exactly_the_missing_points():
     assert missing_blocks([p for p in grid if p[2] == "19"], values) == [[values[0], values[1], ["19"]]]
 
 
+@pytest.mark.integration  # composes whole preset grids
 def test_run_skips_finished_runs_and_launches_the_rest(tmp_path, capsys):
     """`run --dry-run` prints the Hydra commands: a finished run is not among them."""
     from snfs.report.cli import main
@@ -261,6 +262,7 @@ def test_quick_overrides_use_real_data_when_present(fake_mnist_root, tmp_path):
     assert fake_overrides("fake") == []
 
 
+@pytest.mark.integration  # composes whole preset grids
 def test_quick_configs_of_every_preset_validate(tmp_path):
     """QUICK overrides keep each preset's grid (rows) and give valid configs on generated data."""
     from snfs.report.cli import _dataset_of

@@ -1,8 +1,8 @@
-"""Architectures: parameter counts against the paper's networks, one CPU forward+backward each, configs."""
+"""Architectures: parameter counts against the paper's networks, output shapes, one CPU forward+backward each,
+determinism, configs."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,11 @@ from snfs.models import build_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
-# registry name -> (num_classes, parameter count)
+# registry name -> (num_classes, parameter count): the published architectures' sizes (docs/models.md; the
+# papers print them rounded, e.g. LeNet-300-100 267K, LeNet-5-Caffe 431K, ResNet-50 25.6M, WRN-28-2 1.5M)
 COUNTS = {
+    "lenet300_100": (10, 266_610),
+    "lenet5_caffe": (10, 431_080),
     "alexnet_s": (10, 5_077_066),
     "alexnet_b": (10, 8_501_322),
     "vgg16_c": (10, 11_323_466),
@@ -26,7 +29,8 @@ COUNTS = {
     "wrn28_2": (10, 1_467_610),
     "resnet50": (1000, 25_557_032),
 }
-CIFAR_MODELS = [name for name in COUNTS if name != "resnet50"]
+MNIST_MODELS = ["lenet300_100", "lenet5_caffe"]
+CIFAR_MODELS = [name for name in COUNTS if name not in ("resnet50", *MNIST_MODELS)]
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -56,12 +60,37 @@ def test_cifar_forward_backward(name):
     _forward_backward(model, torch.randn(2, 3, 32, 32), 10)
 
 
+@pytest.mark.parametrize("name", MNIST_MODELS)
+def test_mnist_forward_backward(name):
+    torch.manual_seed(0)
+    _forward_backward(build_model(name, 10), torch.randn(3, 1, 28, 28), 10)
+
+
 def test_resnet50_forward_backward():
     torch.manual_seed(0)
     model = build_model("resnet50", 1000)
-    start = time.perf_counter()
+    assert n_params(model) == COUNTS["resnet50"][1]
     _forward_backward(model, torch.randn(2, 3, 224, 224), 1000)
-    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5_caffe", (1, 28, 28)), ("wrn28_2", (3, 32, 32))])
+def test_same_seed_same_network_and_outputs(name, shape):
+    """Building is seeded by the global torch RNG only: the same seed gives the same weights and outputs
+    (eval mode: dropout off), another seed other weights."""
+    x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(5)
+    a = build_model(name, 10).eval()
+    torch.manual_seed(5)
+    b = build_model(name, 10).eval()
+    torch.manual_seed(6)
+    c = build_model(name, 10)
+    for k, w in a.state_dict().items():
+        assert torch.equal(w, b.state_dict()[k]), k
+    assert any(w.is_floating_point() and not torch.equal(w, c.state_dict()[k]) for k, w in a.state_dict().items())
+    with torch.no_grad():
+        out = a(x)
+        assert torch.equal(out, b(x)) and torch.equal(out, a(x))
+    assert out.shape == (4, 10)
 
 
 def test_other_num_classes():
@@ -106,7 +135,7 @@ def test_resnet50_dense_layer_names():
 
 @pytest.mark.parametrize(
     "yaml_name",
-    [*CIFAR_MODELS, "resnet50", "resnet50_partial"],
+    [*MNIST_MODELS, *CIFAR_MODELS, "resnet50", "resnet50_partial"],
 )
 def test_model_configs_build(yaml_name):
     cfg = OmegaConf.load(CONF / f"{yaml_name}.yaml")

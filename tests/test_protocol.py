@@ -84,6 +84,7 @@ def test_the_distribution_option_reaches_the_masks_of_a_run(tmp_path):
 # --- validation comes before the epoch-end mask update -----------------------------------------------
 
 
+@pytest.mark.integration  # training runs
 def test_validation_measures_the_network_before_the_epoch_end_mask_update(tmp_path, monkeypatch):
     """The logged val_loss/val_error are those of the network as trained in the epoch, not after pruning."""
     trainer = Trainer(compose_cfg(FAKE + ["sparse=momentum", "density=0.2", "epochs=3", "limit_batches=3",
@@ -118,6 +119,7 @@ def test_validation_measures_the_network_before_the_epoch_end_mask_update(tmp_pa
 # --- resume restores the global torch RNG (dropout) ---------------------------------------------------
 
 
+@pytest.mark.integration  # training runs
 def test_resume_restores_the_torch_rng_so_dropout_continues(tmp_path):
     """WRN-28-2 has dropout, drawn from the global torch RNG: a run stopped after epoch 1 and resumed
     must end bit-identical to an uninterrupted one, RNG state included."""

@@ -83,17 +83,18 @@ def test_ddp_two_ranks_agree_and_match_single_process(tmp_path):
     assert len(list((tmp_path / "ddp").glob("*.json"))) == 1
 
 
-def _cli(args: list[str], **kw) -> subprocess.Popen:
+def _cli(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
+    """`python -m snfs.train` in ``cwd`` (a temporary folder: Hydra writes its outputs/ there)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "snfs.train", *args], cwd=REPO, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "snfs.train", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
 def test_sigterm_checkpoints_and_rerun_resumes_to_same_weights(tmp_path):
     args = FAKE + ["dataset.n_train=6400", "epochs=3", "model=lenet300_100"]
-    straight = _cli(args + [f"results_dir={tmp_path / 'a'}"])
+    straight = _cli(args + [f"results_dir={tmp_path / 'a'}"], tmp_path)
     assert straight.wait(timeout=300) == 0, straight.stderr.read()
-    proc = _cli(args + [f"results_dir={tmp_path / 'b'}"])
+    proc = _cli(args + [f"results_dir={tmp_path / 'b'}"], tmp_path)
     ckpt = tmp_path / "b" / "checkpoints" / "fixed.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -106,7 +107,7 @@ def test_sigterm_checkpoints_and_rerun_resumes_to_same_weights(tmp_path):
     assert not (tmp_path / "b" / "fixed.json").exists()
     state = torch.load(ckpt, weights_only=False)
     assert state["preempted"]
-    again = _cli(args + [f"results_dir={tmp_path / 'b'}"])  # the same command, no resume flag
+    again = _cli(args + [f"results_dir={tmp_path / 'b'}"], tmp_path)  # the same command, no resume flag
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert "resuming fixed" in err
@@ -139,7 +140,7 @@ def test_divergence_stops_keeps_checkpoint_and_records_failure(tmp_path, monkeyp
 
 
 def test_divergence_cli_message(tmp_path):
-    proc = _cli(FAKE + ["epochs=2", "optim.lr=1e30", f"results_dir={tmp_path}"])
+    proc = _cli(FAKE + ["epochs=2", "optim.lr=1e30", f"results_dir={tmp_path}"], tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "non-finite training loss" in err and "recorded as failed" in err and "Traceback" not in err
@@ -196,7 +197,7 @@ def test_submitit_slurm_launcher_composes():
 def test_submitit_local_two_job_multirun(tmp_path):
     proc = _cli(["-m", "hydra/launcher=submitit_local", "seed=1,2", *[o for o in FAKE if o != "run_id=fixed"],
                  "epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                 "hydra.launcher.timeout_min=5"])
+                 "hydra.launcher.timeout_min=5"], tmp_path)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
@@ -241,7 +242,8 @@ def test_unreadable_checkpoint_cli_is_one_line(tmp_path):
     ckpt = tmp_path / "checkpoints" / "fixed.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"corrupt")
-    proc = _cli(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"])
+    proc = _cli(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+                tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in err
     assert f"moved to {ckpt}.unreadable" in err.strip().splitlines()[-1]

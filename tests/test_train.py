@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+import snfs.train as train_module
 from conftest import CONF, REPO, compose_cfg
-from snfs.train import train
+from snfs.algorithms import ALGORITHMS
+from snfs.checkpoint import checkpoint_path
+from snfs.models import MODELS
+from snfs.train import Trainer, train
 
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("dataset", "model", "sparse", "optim", "logger")}
 MNIST_MODELS = ["lenet300_100", "lenet5_caffe"]
@@ -20,8 +25,16 @@ MNIST_MODELS = ["lenet300_100", "lenet5_caffe"]
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_group_option_composes(group, option):
+    """`<group>=<option>` puts that file's values into cfg.<group>, and names a registered model or algorithm."""
     cfg = compose_cfg([f"{group}={option}"])
-    assert cfg[group].name if group not in ("logger",) else cfg.logger.mode
+    own = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"), resolve=False)
+    own.pop("defaults", None)  # a variant's base file (e.g. deepr_dsr_code on deepr) is composed first
+    composed = OmegaConf.to_container(cfg[group], resolve=False)
+    assert own and {k: composed.get(k) for k in own} == own
+    if group == "model":
+        assert composed["name"] in MODELS.names()
+    if group == "sparse":  # a variant file (deepr_dsr_code) runs a registered algorithm under its own label
+        assert composed["name"] in ALGORITHMS.names() and composed.get("label") in (None, option)
 
 
 def test_defaults_are_the_paper_protocol():
@@ -36,15 +49,26 @@ def test_defaults_are_the_paper_protocol():
 
 @pytest.mark.parametrize("model", MNIST_MODELS)
 def test_one_batch_cpu_run_per_model(model, quick_overrides, tmp_path):
-    cfg = compose_cfg(quick_overrides + [f"model={model}", "epochs=1", "limit_batches=1"])
+    """The record says what ran (its fields agree with the config) and what came out (its test error is that of
+    the final weights on the test split)."""
+    cfg = compose_cfg(quick_overrides + [f"model={model}", "epochs=1", "limit_batches=1", "seed=3"])
     result = train(cfg)
-    assert result["status"] == "finished" and result["model"] == model
     saved = json.loads((Path(cfg.results_dir) / f"{result['run_id']}.json").read_text())
-    for key in ("dataset", "model", "algorithm", "density", "final_density", "seed", "epochs", "test_error",
-                "val_error", "wall_time_s", "git_commit", "config"):
-        assert key in saved, key
+    assert saved == json.loads(json.dumps(result))  # the store holds exactly what train() returned
+    assert (saved["status"], saved["dataset"], saved["model"], saved["algorithm"]) == ("finished", "mnist", model, "momentum")
+    assert (saved["density"], saved["seed"], saved["epochs"], saved["device"]) == (0.05, 3, 1, "cpu")
+    assert saved["config"] == OmegaConf.to_container(cfg, resolve=True)
     assert saved["final_density"] == pytest.approx(0.05, abs=1e-3)
-    assert 0.0 <= saved["test_error"] <= 100.0
+    assert saved["git_commit"] and saved["wall_time_s"] > 0
+    (epoch,) = saved["history"]
+    assert (epoch["epoch"], epoch["step"], epoch["mask_updates"]) == (1, 1, 0)  # one batch; no update after the last epoch
+    assert saved["val_error"] == epoch["val_error"]
+    # the reported test error is the final model's on the test split: evaluate the saved weights again
+    trainer = Trainer(cfg)
+    trainer.model.load_state_dict(torch.load(checkpoint_path(Path(cfg.results_dir), result["run_id"]),
+                                             weights_only=False)["model"])
+    loss, error = train_module.evaluate(trainer.model, trainer.data.test, trainer.autocast, trainer.channels_last)
+    assert (saved["test_loss"], saved["test_error"]) == (pytest.approx(loss, rel=1e-6), error)
 
 
 def test_short_run_learns_and_logs_updates(quick_overrides):
@@ -59,12 +83,14 @@ def test_short_run_learns_and_logs_updates(quick_overrides):
     assert hist[0]["prune_rate"] > hist[-1]["prune_rate"]
 
 
-def run_cli(*overrides: str) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m snfs.train` in ``cwd`` (a temporary folder: Hydra writes its outputs/ there)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run([sys.executable, "-m", "snfs.train", *overrides], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=120)
+                          cwd=cwd, timeout=120)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("override,needle", [
     ("model=resnet9000", "model"),
     ("sparse=magic", "sparse"),
@@ -75,7 +101,7 @@ def run_cli(*overrides: str) -> subprocess.CompletedProcess:
 ])
 def test_bad_override_exits_nonzero_naming_key(override, needle, tmp_path):
     proc = run_cli(override, "logger.mode=disabled", f"results_dir={tmp_path}", "data.root=/nonexistent",
-                   "dataset.download=false", "progress=false")
+                   "dataset.download=false", "progress=false", cwd=tmp_path)
     assert proc.returncode != 0
     err = proc.stderr
     assert needle in err, err
@@ -86,9 +112,10 @@ def test_bad_override_exits_nonzero_naming_key(override, needle, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.integration
 def test_missing_data_is_a_clear_error(tmp_path):
     proc = run_cli("logger.mode=disabled", f"results_dir={tmp_path}", f"data.root={tmp_path / 'nodata'}",
-                   "dataset.download=false", "progress=false")
+                   "dataset.download=false", "progress=false", cwd=tmp_path)
     assert proc.returncode == 2
     assert "MNIST files missing" in proc.stderr and "Traceback" not in proc.stderr
 
