@@ -342,7 +342,7 @@ def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
 
 
 def test_mnist_methods_paper_se_comes_from_the_supplement_only_where_the_main_file_has_none():
-    from snfs.report.tables import PAPER_LOOKUPS
+    from snfs.report.reference import PAPER_LOOKUPS
 
     _mnist_methods_paper = PAPER_LOOKUPS["mnist_methods"]
 

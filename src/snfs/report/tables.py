@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 
 import yaml
 
-from snfs.report import reference
+from snfs.report.reference import PAPER_LOOKUPS, Paper, csv_paper  # noqa: F401 (Paper: re-exported)
 from snfs.report.paths import EXPERIMENT_DIR
 from snfs.report.stats import Summary, summarise
 from snfs.report.store import run_machine
@@ -49,13 +49,6 @@ DATASET_NAMES = {"mnist": "MNIST", "kmnist": "KMNIST", "fashion_mnist": "Fashion
 
 def dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
-
-
-@dataclass
-class Paper:
-    value: float
-    se: float = NAN
-    source: str = ""
 
 
 @dataclass
@@ -228,78 +221,6 @@ def make_rows_of(columns: Sequence[str]) -> Callable[[dict], list[dict]]:
             values.append(v if isinstance(v, list) else [v])
         return [dict(zip((column_key(c) for c in columns), combo)) for combo in itertools.product(*values)]
     return rows_of
-
-
-# --- the paper's numbers -------------------------------------------------------------------------
-
-
-def _paper(row: dict | None, value: str, se: str | None = None, source: str = "") -> Paper | None:
-    if row is None or not isinstance(row.get(value), float) or math.isnan(row[value]):
-        return None
-    return Paper(row[value], row.get(se, NAN) if se else NAN, source)
-
-
-def csv_paper(csv_name: str, match: Sequence[str], value: str, se: str | None = None,
-              source: str = "") -> Callable[[dict], Paper | None]:
-    """The plain lookup: the row of ``results/reference/<csv_name>.csv`` (``{column}`` filled from the
-    setting) whose ``match`` columns equal the setting's."""
-    def paper_of(s: dict) -> Paper | None:
-        rows = reference.load(csv_name.format(**s))
-        return _paper(reference.find(rows, **{k: s[k] for k in match}), value, se, source)
-    return paper_of
-
-
-# variants compared with another method's published number: DeepR as the DSR authors' code runs it
-# produced the paper's DeepR numbers
-PAPER_METHOD = {"deepr_dsr_code": "deepr"}
-
-
-def _mnist_methods_paper(s: dict) -> Paper | None:
-    rows = reference.load("mnist_lenet300_100_sparse_methods")
-    src = "Dettmers2019" if s["method"] in ("sparse_momentum", "dense") else "Mostafa & Wang 2019 (5-run mean)"
-    method = PAPER_METHOD.get(s["method"], s["method"])
-    paper = _paper(reference.find(rows, method=method, weights_pct=s["weights_pct"]), "test_accuracy_pct", "se", src)
-    if paper is not None and math.isnan(paper.se):
-        # DSR/SET/DeepR: the standard errors the main file leaves out, from the paper's code's summary CSV
-        extra = reference.find(reference.load("mnist_lenet300_100_sparse_methods_se"), method=method,
-                               weights_pct=s["weights_pct"])
-        if extra is not None:
-            paper = Paper(paper.value, extra["se"], paper.source)
-    return paper
-
-
-def _cifar10_main_paper(s: dict) -> Paper | None:
-    row = reference.find(reference.load("cifar10_main_partial"), model=s["model"])
-    if row is None:
-        return None
-    source = f"{row['source']} [{row['certainty']}]"
-    if s["method"] == "dense":
-        return _paper(row, "dense_error_pct", None, source)
-    if s["method"] == "sparse_momentum" and reference.close(row["weights_pct"], s["weights_pct"]):
-        return _paper(row, "sparse_momentum_error_pct", None, source)
-    return None
-
-
-def _imagenet_paper(s: dict) -> Paper | None:
-    rows = reference.load("imagenet_resnet50")
-    ref_setting = "partially_dense" if s["setting"] == "partially_dense" else "fully_sparse_tuned"
-    row = reference.find(rows, setting=ref_setting, method=s["method"], weights_pct=s["weights_pct"])
-    return _paper(row, "top1_pct", None, str(row["source"]) if row else "")
-
-
-def _sens_momentum_paper(s: dict) -> Paper | None:
-    row = reference.find(reference.load("sensitivity_momentum"), model=s["model"], momentum=s["momentum"])
-    key = "sparse" if s["method"] == "sparse_momentum" else "dense"
-    return _paper(row, f"{key}_error_pct", f"{key}_se", "Dettmers2019 result CSVs")
-
-
-# lookups that a plain CSV row cannot express, named by ``paper: <name>`` in a table's notes file
-PAPER_LOOKUPS: dict[str, Callable[[dict], Paper | None]] = {
-    "mnist_methods": _mnist_methods_paper,
-    "cifar10_main": _cifar10_main_paper,
-    "imagenet_resnet50": _imagenet_paper,
-    "sensitivity_momentum": _sens_momentum_paper,
-}
 
 
 # --- hooks: columns computed from a row's runs or from other rows ---------------------------------
