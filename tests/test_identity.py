@@ -6,6 +6,7 @@ import copy
 import subprocess
 import sys
 
+import pytest
 from omegaconf import OmegaConf
 
 from conftest import REPO, compose_cfg
@@ -64,9 +65,48 @@ def test_defaults_come_from_the_files_named_by_the_groups():
     assert "sparse.zeta" in defaults
 
 
+@pytest.mark.integration
 def test_reading_identities_loads_neither_torch_nor_hydra():
     code = ("import sys, snfs.identity, snfs.report.store; "
             "print([m for m in ('torch', 'hydra', 'snfs.train') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO / "src")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+def test_building_a_table_loads_neither_torch_nor_the_trainer(tmp_path):
+    code = ("import sys; from snfs.report.cli import main; "
+            f"main(['tables', 'mnist_compression', '--results', {str(tmp_path / 'runs')!r}, "
+            f"'--tables-dir', {str(tmp_path / 'tables')!r}]); "
+            "print([m for m in ('torch', 'snfs.train') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "tables" / "mnist_compression.md").exists()
+
+
+def _stated_in_yaml_as_declared(options, stated: dict, where: str) -> None:
+    for option in options:
+        if option.name in ("name", "label", "schedule"):
+            continue
+        assert option.name in stated, f"{where}: {option.name} is declared but not stated"
+        assert stated[option.name] == option.default, \
+            f"{where}: {option.name}={stated[option.name]!r} but declared default {option.default!r}"
+    declared = {o.name for o in options}
+    assert set(stated) <= declared, f"{where}: undeclared {sorted(set(stated) - declared)}"
+
+
+def test_each_config_file_states_its_declared_defaults():
+    """An identity counts values that differ from conf/<group>/<name>.yaml; that file must be the declaration."""
+    import yaml
+
+    from snfs.algorithms import ALGORITHMS
+    from snfs.train import OPTIM_OPTIONS, SCHEDULE_OPTIONS
+
+    for name in ALGORITHMS.names():
+        stated = yaml.safe_load((REPO / "conf" / "sparse" / f"{name}.yaml").read_text())
+        _stated_in_yaml_as_declared(ALGORITHMS.get(name).options, stated, f"conf/sparse/{name}.yaml")
+    sgd = yaml.safe_load((REPO / "conf" / "optim" / "sgd.yaml").read_text())
+    _stated_in_yaml_as_declared(OPTIM_OPTIONS, sgd, "conf/optim/sgd.yaml")
+    _stated_in_yaml_as_declared(SCHEDULE_OPTIONS, sgd["schedule"], "conf/optim/sgd.yaml schedule")

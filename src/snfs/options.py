@@ -29,8 +29,6 @@ class Option:
     ``type``: bool, int, float (ints accepted), str, list or dict (a nested section, checked by its owner). ``low``/``high`` bound a number
     (inclusive unless ``low_open``/``high_open``); ``choices`` lists the valid values of a str.
     ``nullable`` allows null. ``items`` checks a list's value and returns an error text or None.
-    ``store_default``: the results store reads an absent key as ``default`` (an option added after
-    runs were logged without it; see ``snfs.report.store``).
     """
 
     name: str
@@ -44,7 +42,6 @@ class Option:
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
     items: Callable[[list], str | None] | None = None
-    store_default: bool = False
 
     def range_text(self) -> str:
         lo = "-inf" if self.low is None else f"{self.low:g}"

@@ -93,15 +93,9 @@ class SparseAlgorithm:
         names = [o.name for o in cls.options]
         if len(names) != len(set(names)):
             raise TypeError(f"{cls.__name__} declares an option twice: {names}")
-        cls.option_defaults = {o.name: o.default for o in cls.options if o.store_default}
         if cls.flops_accounting not in FLOP_ROWS:
             raise TypeError(f"{cls.__name__}.flops_accounting={cls.flops_accounting!r} is not a FLOP accounting row; "
                             f"valid: {', '.join(FLOP_ROWS)}")
-
-    #: option -> the value an absent option means, for options added after runs were logged
-    #: (``Option.store_default``): the results store then matches an old run (without the key) only
-    #: to configs with this value. Derived from ``options``.
-    option_defaults: dict[str, Any] = {}
 
     def option(self, key: str) -> Any:
         """The configured value of ``key``, or its declared default."""

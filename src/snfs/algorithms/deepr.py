@@ -125,24 +125,23 @@ class DeepR(SparseAlgorithm):
     name = "deepr"
     mask_gradients = True
     flops_accounting = "sparse"
-    # Bellec et al.'s definition. The options after ``temperatures`` were added after the first DeepR
-    # runs were logged (store_default: an old run without the key counts as having the default).
+    # Bellec et al.'s definition with the published temperature schedule (conf/sparse/deepr.yaml states the same)
     options = (
         *SparseAlgorithm.options,
         Option("alpha", float, 1.0e-5, low=0.0, doc="L1 coefficient"),
-        Option("temperatures", list, [[0.0, 1.0e-5]],
+        Option("temperatures", list, [[0.0, 1.0e-5], [0.25, 1.0e-8], [0.5, 1.0e-12], [0.75, 1.0e-15]],
                items=pairs_check(Option("fraction", float, low=0.0, high=1.0), Option("T", float, low=0.0),
                                  "[fraction of training steps, T]"),
                doc="[fraction of training steps, T] pairs: the temperature schedule"),
-        Option("cancel_weight_decay", bool, False, store_default=True,
+        Option("cancel_weight_decay", bool, False,
                doc="true: no net L2 on the sparse weights (the published setting)"),
-        Option("scope", str, "layer", choices=("layer", "global"), store_default=True,
+        Option("scope", str, "layer", choices=("layer", "global"),
                doc="where a dormant connection wakes: in the layer that lost one, or anywhere"),
-        Option("new_sign", str, "fixed", choices=("fixed", "first_update"), store_default=True,
+        Option("new_sign", str, "fixed", choices=("fixed", "first_update"),
                doc="a woken connection's sign: its fixed one, or that of its first update"),
-        Option("noise_and_l1", str, "step", choices=("step", "gradient"), store_default=True,
+        Option("noise_and_l1", str, "step", choices=("step", "gradient"),
                doc="L1 and noise on theta after the step, or added to the gradient"),
-        Option("noise_eta", float, 1.0e-3, low=0.0, store_default=True, doc="noise std sqrt(2 eta T) (gradient mode)"),
+        Option("noise_eta", float, 1.0e-3, low=0.0, doc="noise std sqrt(2 eta T) (gradient mode)"),
     )
 
     def __init__(self, ctx, cfg):

@@ -53,7 +53,7 @@ class DSR(SparseAlgorithm):
                doc="N_p: weights pruned per rewiring; >= 1 a count, < 1 a fraction of the active weights"),
         Option("initial_threshold", float, 1.0e-3, low=0.0, low_open=True, doc="H0"),
         Option("tolerance", float, 0.1, low=0.0, high=1.0, high_open=True, doc="H moves when outside (1 -+ tol) N_p"),
-        Option("rewire_periods", list, [[0, 100]],
+        Option("rewire_periods", list, [[0, 100], [25, 200], [50, 400], [75, 800]],
                items=pairs_check(Option("epoch", int, low=0), Option("period", int, low=1), "[epoch, period]"),
                doc="[epoch, K] pairs: rewire every K optimizer steps from that epoch on"),
         Option("stop_epoch", int, None, low=0, nullable=True, doc="no rewiring from this epoch on (null: never stop)"),

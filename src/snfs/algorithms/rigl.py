@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 
+import dataclasses
+
 import torch
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
 from snfs.masks import grow_by_score, prune_by_score, reset_new_weights, round_stats
 from snfs.options import Option
 
@@ -37,7 +39,8 @@ class RigL(SparseAlgorithm):
     mask_gradients = True
     flops_accounting = "periodic_dense_weight_gradient"  # the dense gradient once every delta_t steps
     options = (
-        *SparseAlgorithm.options,
+        *COMMON_OPTIONS,
+        dataclasses.replace(DISTRIBUTION, default="erk"),  # the RigL paper
         Option("delta_t", int, 100, low=1, doc="optimizer steps between mask updates"),
         Option("alpha", float, 0.3, low=0.0, high=1.0, doc="initial drop fraction"),
         Option("end_fraction", float, 0.75, low=0.0, high=1.0, doc="T_end as a fraction of all training steps"),

@@ -24,10 +24,12 @@ definition instead.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
 from snfs.masks import MaskState, grow_random, prune_by_score, reset_new_weights, round_stats
 from snfs.options import Option
 
@@ -57,7 +59,8 @@ class SET(SparseAlgorithm):
     mask_gradients = True
     flops_accounting = "sparse"
     options = (
-        *SparseAlgorithm.options,
+        *COMMON_OPTIONS,
+        dataclasses.replace(DISTRIBUTION, default="erdos_renyi"),  # Mocanu et al.
         Option("zeta", float, 0.3, low=0.0, high=1.0, doc="fraction of each layer's active weights replaced per update"),
         Option("schedule", str, "epoch", choices=("epoch", "step"), doc="update every `period` epochs or steps"),
         Option("period", int, 1, low=1, doc="epochs or optimizer steps between updates"),
