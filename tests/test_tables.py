@@ -200,3 +200,19 @@ def test_quick_tables_never_say_reproduced_and_files_change_only_with_their_cont
     table.quick = False                                   # the content changes: rewritten
     write_table(table, tmp_path)
     assert "**reproduced**: all 3 runs" in md.read_text() and "f" * 12 in md.read_text()
+
+
+def test_make_has_a_target_and_a_help_line_per_preset():
+    """The Makefile lists no table: its reproduce-table-<name> targets and help lines come from the presets."""
+    import subprocess
+
+    from snfs.report.tables import TABLES
+
+    help_text = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    for name, spec in TABLES.items():
+        assert spec.help, f"conf/experiment/{name}.md has no help line"
+        assert f"reproduce-table-{name}" in help_text and spec.help in help_text
+        dry = subprocess.run(["make", "-n", f"reproduce-table-{name}"], cwd=REPO, capture_output=True, text=True,
+                             timeout=60)
+        assert dry.returncode == 0 and f"scripts/reproduce.py run {name} " in dry.stdout, dry.stderr
+    assert subprocess.run(["make", "-n", "reproduce-table-nope"], cwd=REPO, capture_output=True).returncode != 0
