@@ -34,8 +34,8 @@ from typing import Callable, Sequence
 
 import yaml
 
-from snfs.report.reference import PAPER_LOOKUPS, Paper, csv_paper  # noqa: F401 (Paper: re-exported)
 from snfs.report.paths import EXPERIMENT_DIR
+from snfs.report.reference import PAPER_LOOKUPS, Paper, csv_paper
 from snfs.report.stats import Summary, summarise
 from snfs.report.store import run_machine
 from snfs.report.sweep import Composer, Expansion, Job, RunGroup, expand, preset_blocks, preset_dataset
