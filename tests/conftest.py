@@ -74,6 +74,7 @@ INTEGRATION_FILES = {
     "test_reliability.py",  # preemption, divergence, wandb failure: CLI subprocesses and short runs
     "test_run_properties.py",  # every algorithm through DDP, SIGTERM resume and density 1
     "test_throughput.py",  # scripts/throughput.py times real training steps
+    "test_logger.py",  # starts wandb's service and waits out a connection timeout
 }
 INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file::test" without parameters
     "test_dashboard.py::test_dashboard_imports_no_training_stack",
@@ -83,6 +84,8 @@ INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file
     "test_interrupts.py::test_starting_afresh_moves_an_earlier_checkpoint_aside",
     "test_options.py::test_bad_option_stops_the_cli_before_any_data_loads",
     "test_report.py::test_quick_sweep_end_to_end",
+    "test_report.py::test_wandb_source_with_a_mocked_api",  # imports wandb's public API client (seconds)
+    "test_tables.py::test_every_preset_is_a_table_with_its_whole_grid",
 }
 INTEGRATION_FIXTURES = {
     "quick_overrides", "fake_mnist_root", "real_mnist_root",  # a training run on MNIST-format files

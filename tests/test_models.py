@@ -3,6 +3,7 @@ determinism, configs."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,16 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@functools.lru_cache(maxsize=None)
+def built(name: str, num_classes: int, options: tuple = ()) -> torch.nn.Module:
+    """A model for tests that only read its structure, built once (ResNet-50 takes a second to initialise)."""
+    return build_model(name, num_classes, **dict(options))
+
+
 @pytest.mark.parametrize("name", list(COUNTS))
 def test_parameter_count(name):
     num_classes, expected = COUNTS[name]
-    assert n_params(build_model(name, num_classes)) == expected
+    assert n_params(built(name, num_classes)) == expected
 
 
 def _forward_backward(model, x, num_classes):
@@ -53,6 +60,7 @@ def _forward_backward(model, x, num_classes):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.integration  # seconds per network on a CPU; the LeNets below keep a forward+backward in the unit tier
 @pytest.mark.parametrize("name", CIFAR_MODELS)
 def test_cifar_forward_backward(name):
     torch.manual_seed(0)
@@ -66,6 +74,7 @@ def test_mnist_forward_backward(name):
     _forward_backward(build_model(name, 10), torch.randn(3, 1, 28, 28), 10)
 
 
+@pytest.mark.integration
 def test_resnet50_forward_backward():
     torch.manual_seed(0)
     model = build_model("resnet50", 1000)
@@ -118,7 +127,7 @@ def test_lenet300_100_batch_norm_option():
 
 
 def test_resnet50_dense_layer_names():
-    dense = build_model("resnet50", 1000, partially_dense=True)
+    dense = built("resnet50", 1000, (("partially_dense", True),))
     names = dense.dense_layer_names
     assert names == [
         "conv1.weight",
@@ -129,8 +138,8 @@ def test_resnet50_dense_layer_names():
     ]
     params = dict(dense.named_parameters())
     assert all(params[n].dim() == 4 for n in names)
-    assert build_model("resnet50", 1000).dense_layer_names == []
-    assert not getattr(build_model("wrn28_2", 10), "dense_layer_names", [])
+    assert built("resnet50", 1000).dense_layer_names == []
+    assert not getattr(built("wrn28_2", 10), "dense_layer_names", [])
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,7 @@ def test_model_configs_build(yaml_name):
     cfg = OmegaConf.load(CONF / f"{yaml_name}.yaml")
     options = {k: v for k, v in cfg.items() if k != "name"}
     num_classes, expected = COUNTS[cfg.name]
-    model = build_model(cfg.name, num_classes, **options)
+    model = built(cfg.name, num_classes, tuple(sorted(options.items())))
     assert n_params(model) == expected
     assert bool(getattr(model, "dense_layer_names", [])) == (yaml_name == "resnet50_partial")
 
