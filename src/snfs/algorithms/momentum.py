@@ -129,10 +129,3 @@ class SparseMomentum(SparseAlgorithm):
         super().load_state_dict(state)
         self.step = int(state["step"])
 
-
-def prune_smallest(weight: torch.Tensor, mask: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """The old import path of the README's worked example: ``snfs.masks.prune_by_score`` on |w|.
-
-    Kept only while README.md still imports it from here; new code imports from ``snfs.masks``.
-    """
-    return prune_by_score(weight.detach().abs(), mask, n_prune)
