@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +70,9 @@ def quick_overrides(fake_mnist_root, tmp_path) -> list[str]:
 
 # --- two tiers: `make test-unit` (under a minute) and `make test-integration`; `make test` runs both ---------
 # A test is "integration" when it runs training (Trainer.fit), a Python subprocess or several processes, or
-# composes whole experiment grids; every other test is "unit". The classification lives here, in one place: whole files, single tests of
-# files whose other tests are unit, fixtures that mean a training run, and markers (integration, ddp, slow).
+# composes whole experiment grids; every other test is "unit". The classification lives here, in one place:
+# whole files, single tests of files whose other tests are unit, fixtures that mean a training run, and
+# markers (integration, ddp, slow).
 INTEGRATION_FILES = {
     "test_reliability.py",  # preemption, divergence, wandb failure: CLI subprocesses and short runs
     "test_run_properties.py",  # every algorithm through DDP, SIGTERM resume and density 1
@@ -113,9 +116,6 @@ def _unit_tests_stay_in_one_process(request, monkeypatch):
     if request.node.get_closest_marker("integration") is not None:
         yield
         return
-    import subprocess
-    import sys
-
     def refuse(what: str):
         pytest.fail(f"{request.node.nodeid} is a unit test but {what}: mark it integration (tests/conftest.py)",
                     pytrace=False)
@@ -158,4 +158,5 @@ def _no_hydra_folders_in_the_repository(request):
     new = sorted(hydra_folders() - before)
     if new:
         pytest.fail(f"{request.node.nodeid} left {', '.join(new[:3])} in the repository: run subprocesses with "
-                    f"cwd=tmp_path (or hydra.run.dir / hydra.sweep.dir under tmp_path)", pytrace=False)
+                    f"cwd=tmp_path (a multirun writes multirun/ in its working folder) or with hydra.sweep.dir "
+                    f"under tmp_path", pytrace=False)
