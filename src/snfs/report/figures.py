@@ -96,8 +96,11 @@ def _collapsed_marks(ax, rows, key: str) -> None:
         return
     ax.scatter([p[0] for p in pts], [1.0] * len(pts), transform=ax.get_xaxis_transform(), marker="^", s=60,
                color="black", clip_on=False, zorder=4, label="ours: a collapsed run (test error on the mark)")
+    by_x: dict[float, list[float]] = {}
     for x, e in pts:
-        ax.annotate(f"{e:.2f}%", (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
+        by_x.setdefault(x, []).append(e)
+    for x, es in by_x.items():  # one label per weight %: runs at one x share a mark
+        ax.annotate(", ".join(f"{e:.2f}" for e in es) + "%", (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
                     textcoords="offset points", ha="center", fontsize=7)
 
 
