@@ -38,11 +38,12 @@ test-all: $(STAMP) ## run every test, slow ones included
 train: $(STAMP) ## train the default experiment (paper's MNIST protocol); overrides via ARGS="density=0.02 seed=1"
 	$(PY) -m snfs.train $(ARGS)
 
-bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs
+bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs, LeNet-5-Caffe
 	$(PY) scripts/bench.py --data-root $(or $(DATA_ROOT),data) $(ARGS)
 	$(PY) scripts/bench_layers.py
 	$(PY) scripts/bench_threads.py
 	$(PY) scripts/bench_conv.py
+	$(PY) scripts/bench_lenet5.py --data-root $(or $(DATA_ROOT),data)
 
 bench-loaded: $(STAMP) ## the LeNet-300-100 part of make bench beside two busy single-thread processes
 	$(PY) scripts/bench.py lenet300_100 --load 2 --suffix _loaded --data-root $(or $(DATA_ROOT),data) $(ARGS)
