@@ -106,7 +106,7 @@ def test_each_config_file_states_its_declared_defaults():
 
     shipped = [n for n in ALGORITHMS.names()  # not one another test registers on the fly (the README's example)
                if (REPO / "src" / "snfs" / "algorithms" / f"{ALGORITHMS.get(n).__module__.rsplit('.', 1)[-1]}.py").exists()]
-    assert len(shipped) >= 9
+    assert len(shipped) >= 8  # deepr, dense, dsr, momentum, rigl, set, snip, static
     for name in shipped:
         stated = yaml.safe_load((REPO / "conf" / "sparse" / f"{name}.yaml").read_text())
         _stated_in_yaml_as_declared(ALGORITHMS.get(name).options, stated, f"conf/sparse/{name}.yaml")
