@@ -82,6 +82,7 @@ INTEGRATION_FILES = {
 INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file::test" without parameters
     "test_dashboard.py::test_dashboard_imports_no_training_stack",
     "test_dashboard.py::test_a_real_wandb_offline_log_is_read",
+    "test_dashboard.py::test_browser_shows_run_list_and_curve",  # starts headless Chromium (20+ s)
     "test_identity.py::test_reading_identities_loads_neither_torch_nor_hydra",
     "test_interrupts.py::test_ctrl_c_checkpoints_and_the_same_command_resumes",
     "test_interrupts.py::test_starting_afresh_moves_an_earlier_checkpoint_aside",
