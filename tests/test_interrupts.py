@@ -73,3 +73,13 @@ def test_bf16_on_cpu_uses_cpu_autocast():
 def test_fp16_on_cpu_says_it_runs_in_fp32(capsys):
     Trainer(compose_cfg(BASE + ["precision=fp16", "results_dir=/nonexistent-unused"]))
     assert "computes in fp32" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_finished_run_stored_under_an_older_id_is_not_trained_again(tmp_path, capsys, monkeypatch):
+    first = Trainer(cfg(tmp_path, "epochs=1")).fit()
+    (tmp_path / "fixed.json").rename(tmp_path / "mnist-an-older-run-id-scheme.json")
+    monkeypatch.setattr(Trainer, "run_epoch", lambda *a, **k: pytest.fail("trained a finished run again"))
+    again = Trainer(cfg(tmp_path, "epochs=1")).fit()
+    assert again["test_error"] == first["test_error"]
+    assert "mnist-an-older-run-id-scheme.json" in capsys.readouterr().err

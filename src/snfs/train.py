@@ -542,23 +542,40 @@ class Trainer:
         return record
 
     # --- the run ------------------------------------------------------------------------------
-    def finished_record(self) -> dict | None:
-        """This run's record in the results store if it finished there, else None."""
+    def finished_record(self) -> tuple[dict, Path] | None:
+        """This run's finished record in the results store and its file, else None.
+
+        The same run may be stored under another file name (a run id of an older scheme), so the
+        store is also searched by identity.
+        """
         path = result_path(self.results_dir, self.run_id)
         try:
             record = json.loads(path.read_text())
+            if isinstance(record, dict) and record.get("status") == "finished":
+                return record, path
         except (OSError, ValueError):
+            pass
+        if not self.results_dir.is_dir():
             return None
-        return record if isinstance(record, dict) and record.get("status") == "finished" else None
+        want = self.fingerprint
+        for other in sorted(self.results_dir.glob("*.json")):
+            try:
+                record = json.loads(other.read_text())
+                if (isinstance(record, dict) and record.get("status") == "finished"
+                        and isinstance(record.get("config"), dict) and identity.record_identity_hash(record) == want):
+                    return record, other
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
 
     def fit(self) -> dict | None:
         """Train to the end (result record) or until stopped by a signal or stop_after_epoch (None)."""
         cfg, progress = self.cfg, self.progress
-        finished = self.finished_record()
-        if finished is not None:  # never overwrite a finished run (the committed store holds the evidence)
-            self.say(f"{self.run_id} has already finished: {result_path(self.results_dir, self.run_id)} (test error "
-                     f"{finished.get('test_error')}%); not training it again. To train anew, delete that file or set "
-                     f"results_dir to another folder.")
+        found = self.finished_record()
+        if found is not None:  # never train a finished run again (the committed store holds the evidence)
+            finished, where = found
+            self.say(f"{self.run_id} has already finished: {where} (test error {finished.get('test_error')}%); "
+                     f"not training it again. To train anew, delete that file or set results_dir to another folder.")
             return finished
         state = self.find_checkpoint()
         if state is not None:
