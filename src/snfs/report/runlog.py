@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from snfs.identity import NON_SEMANTIC_KEYS, flatten, identity  # noqa: F401 (NON_SEMANTIC_KEYS: re-exported)
+from snfs.identity import NON_SEMANTIC_KEYS, identity  # noqa: F401 (NON_SEMANTIC_KEYS: re-exported)
 
 
 # The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.
