@@ -173,6 +173,7 @@ def test_a_table_on_another_dataset_is_its_own_file_without_paper_numbers(tmp_pa
     text = md.read_text()
     assert text.startswith("# KMNIST compression: LeNet-300-100 and LeNet-5-Caffe")
     assert "| paper |" not in text and "ours − paper" not in text and "paper reports no numbers for KMNIST" in text
+    assert "Notes on the MNIST table, kept for context" in text and "Notes:\n" not in text
     assert "make reproduce-table-mnist_compression ARGS=dataset=kmnist" in text
     assert "python -m snfs.train +experiment=mnist_compression dataset=kmnist" in text
     assert "paper" not in path_csv.read_text().splitlines()[0]

@@ -555,7 +555,12 @@ def to_markdown(table: Table) -> str:
     else:
         w(f"No paper column: the paper reports no numbers for {dataset_name(table.dataset)} (this table is the "
           f"{spec.name} preset run with dataset={table.dataset}; results/tables/{spec.name}.md is the paper's).\n\n")
-    w("Notes:\n\n")
+    if paper:
+        w("Notes:\n\n")
+    elif spec.notes:
+        # the notes file is written about the preset's own runs; here it would read as if about these
+        w(f"Notes on the {dataset_name(spec.dataset)} table, kept for context: their figures, run counts and "
+          f"paper numbers are about {dataset_name(spec.dataset)}, not {dataset_name(table.dataset)}:\n\n")
     if spec.notes:
         w(spec.notes + "\n")
     paper_sources = sorted({r.paper.source for r in table.rows if r.paper and r.paper.source})
