@@ -42,7 +42,8 @@ def test_an_option_missing_from_an_old_record_means_its_default():
 def test_where_and_how_a_run_executes_is_not_part_of_it():
     base = run_id(config())
     for override in ("execution=sparse", "threads=1", "channels_last=false", "device=cpu", "results_dir=/tmp/x",
-                     "logger.mode=disabled", "data.root=/elsewhere", "dataset.verify_md5=false"):
+                     "logger.mode=disabled", "data.root=/elsewhere", "dataset.verify_md5=false", "keep_freed_memory=false",
+                     "dataset.eval_batch_size=1000"):
         assert run_id(config([override])) == base, override
 
 

@@ -27,10 +27,14 @@ GROUPS = ("dataset", "model", "sparse", "optim")
 # Top-level keys that change where or how a run is stored, shown or executed, not what it computes.
 # sync_bn: with it a DDP run computes what a single process does (tests/test_reliability.py).
 # execution, channels_last, threads: the same arithmetic up to float rounding (results/bench, tests/test_execution.py).
+# keep_freed_memory: where CPU memory comes from (snfs.malloc).
 NON_SEMANTIC_KEYS = frozenset({"logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device",
-                               "data", "speedup_estimate", "sync_bn", "execution", "threads", "channels_last"})
-# Dataset keys that say how files are fetched or checked, not what is in them (data_md5 covers that).
-NON_SEMANTIC_DATASET_KEYS = frozenset({"download", "verify_md5", "torchvision", "folder", "files", "loader"})
+                               "data", "speedup_estimate", "sync_bn", "execution", "threads", "channels_last",
+                               "keep_freed_memory"})
+# Dataset keys that say how files are fetched or checked, not what is in them (data_md5 covers that), and
+# eval_batch_size: evaluation is per image, so the batching changes only float rounding.
+NON_SEMANTIC_DATASET_KEYS = frozenset({"download", "verify_md5", "torchvision", "folder", "files", "loader",
+                                       "eval_batch_size"})
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -36,6 +36,7 @@ from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
 from snfs import identity
 from snfs.results import RunRecord, git_commit, result_path, write_json
+from snfs.malloc import keep_freed_memory
 from snfs.threads import resolve_threads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -272,6 +273,8 @@ class Trainer:
         self.dist, dist_device = init_distributed(cfg.device)
         self.device = device = dist_device or resolve_device(cfg.device)
         torch.set_num_threads(resolve_threads(cfg.threads))
+        if device.type == "cpu" and cfg.get("keep_freed_memory", True):
+            keep_freed_memory()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.dist.enabled and cfg.get("sync_bn") and device.type != "cuda":

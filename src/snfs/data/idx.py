@@ -284,7 +284,7 @@ def idx(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.d
     y_test = torch.from_numpy(y_test.astype(np.int64)).to(device)
     split = int(math.floor((1.0 - float(cfg["val_fraction"])) * len(x_train)))
     gen = torch.Generator().manual_seed(int(seed))
-    eval_bs = int(cfg.get("eval_batch_size", 10000))
+    eval_bs = int(cfg.get("eval_batch_size", 500))
     train = TensorBatches(x_train[:split], y_train[:split], batch_size, shuffle=True, generator=gen)
     val = TensorBatches(x_train[split:], y_train[split:], eval_bs, shuffle=False) if split < len(x_train) else None
     test = TensorBatches(x_test, y_test, eval_bs, shuffle=False)
