@@ -1,15 +1,18 @@
-"""Benchmark: LeNet-5-Caffe training on MNIST on this CPU, the layout of before and after, and how to use two cores.
+"""Benchmark: LeNet-5-Caffe training on MNIST on this CPU, the code of before and after, and how to use two cores.
 
-"before" is the code as it was: NCHW tensors and ReLU before max-pooling. "after" is the code now:
-channels_last tensors (oneDNN's fast convolutions) and max-pooling before ReLU (the same values and
-gradients). Each is timed as one run with 1 thread, one run with 2 threads, and two single-thread
-runs side by side (two processes, as ``make reproduce-table-* LAUNCHER=joblib JOBS=2`` runs them).
+Three versions of the same computation:
+- ``before``: NCHW tensors, ReLU before max-pooling, glibc's default allocator, evaluation in batches of 10,000;
+- ``channels_last``: channels_last tensors (oneDNN's fast convolutions) and max-pooling before ReLU (the
+  same values and gradients);
+- ``after``: that, plus ``keep_freed_memory`` (snfs.malloc) and evaluation in batches of 500, the defaults now.
 
-Every setting trains the real training loop (sparse momentum, 5% weights, the paper's MNIST protocol)
-for a whole epoch: its steps, validation and the mask update. Everything is timed in this one
-invocation, interleaved: each round times one epoch of every setting, each round starting at another
-setting, after a short untimed warm-up; the table keeps the best round. Writes
-``results/bench/lenet5_caffe.{json,md}``.
+Each is timed as one run with 1 thread, one run with 2 threads, and two single-thread runs side by side
+(as ``make reproduce-table-* LAUNCHER=joblib JOBS=2`` runs them). Every run is its own process, because
+the allocator setting holds for a whole process. Every setting trains the real training loop (sparse
+momentum, 5% weights, the paper's MNIST protocol) for a whole epoch: its steps, validation and the mask
+update. Everything is timed in this one invocation, interleaved: each round times one epoch of every
+setting, each round starting at another setting, after a short untimed warm-up; the table keeps the best
+round. Writes ``results/bench/lenet5_caffe.{json,md}``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-LAYOUTS = ("before", "after")
+LAYOUTS = {
+    "before": ["channels_last=false", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
+    "channels_last": ["channels_last=true", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
+    "after": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500"],
+}
 
 
 def relu_then_pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,14 +48,13 @@ def relu_then_pool(self, x: torch.Tensor) -> torch.Tensor:
 
 
 def build(layout: str, data_root: str, tmp: str, threads: int):
-    """A Trainer (and its Preemption) for one layout; ``threads`` is what it is told to use."""
+    """A Trainer (and its Preemption) for one layout, told to use ``threads`` threads."""
     from bench import compose
     from snfs.train import Preemption, Trainer
 
     trainer = Trainer(compose([
         "model=lenet5_caffe", "dataset=mnist", f"data.root={data_root}", "epochs=100", "device=cpu",
-        "logger.mode=disabled", "progress=false", f"results_dir={tmp}", f"threads={threads}",
-        f"channels_last={'true' if layout == 'after' else 'false'}"]))
+        "logger.mode=disabled", "progress=false", f"results_dir={tmp}", f"threads={threads}", *LAYOUTS[layout]]))
     if layout == "before":
         trainer.model.forward = types.MethodType(relu_then_pool, trainer.model)
     trainer.train_model.train()
@@ -66,26 +72,26 @@ def epoch(trainer, preemption, index: int, steps: int | None = None) -> float:
     return seconds
 
 
-def worker(conn, layout: str, data_root: str) -> None:
-    """One of the two side-by-side single-thread runs: trains an epoch whenever told to."""
-    torch.set_num_threads(1)
+def worker(conn, layout: str, data_root: str, threads: int) -> None:
+    """One run in its own process: trains an epoch whenever told to."""
+    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, preemption = build(layout, data_root, tmp, 1)
+        trainer, preemption = build(layout, data_root, tmp, threads)
         conn.send("ready")
         while (message := conn.recv()) is not None:
             index, steps = message
             conn.send(epoch(trainer, preemption, index, steps))
 
 
-class Pair:
-    """Two single-thread runs in two processes; an 'epoch' is both of them training one epoch at once."""
+class Runs:
+    """``count`` runs of one layout, each a process with ``threads`` threads; an epoch is all of them at once."""
 
-    def __init__(self, layout: str, data_root: str):
+    def __init__(self, layout: str, data_root: str, threads: int, count: int):
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
-        for _ in range(2):
+        for _ in range(count):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(child, layout, data_root), daemon=True)
+            proc = ctx.Process(target=worker, args=(child, layout, data_root, threads), daemon=True)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -111,60 +117,52 @@ def main() -> None:
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed epoch (default: the whole epoch; a smoke check)")
     args = parser.parse_args()
     from tqdm.auto import tqdm
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = []  # (label, layout, threads, runs at once, runner)
-        for layout in LAYOUTS:
-            for threads in (1, 2):
-                trainer, preemption = build(layout, args.data_root, tmp, threads)
-
-                def run(index, steps=None, trainer=trainer, preemption=preemption, threads=threads):
-                    torch.set_num_threads(threads)
-                    return epoch(trainer, preemption, index, steps)
-                settings.append((f"{layout}, one run, {threads} thread(s)", layout, threads, 1, run))
-            pair = Pair(layout, args.data_root)
-            settings.append((f"{layout}, two 1-thread runs side by side", layout, 1, 2, pair))
-        times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
-        with tqdm(total=(args.rounds + 1) * len(settings), desc="bench lenet5_caffe", unit="epoch",
-                  file=sys.stderr) as bar:
-            for r in range(args.rounds + 1):  # round 0: 20 steps of each setting, untimed
-                start = (r * len(settings)) // (args.rounds + 1)
-                for i in [(start + k) % len(settings) for k in range(len(settings))]:
-                    runner = settings[i][-1]
-                    run = runner.epoch if isinstance(runner, Pair) else runner
-                    seconds = run(r, 20 if r == 0 else None)
-                    if r > 0:
-                        times[i].append(seconds)
-                    bar.update(1)
-        for *_, runner in settings:
-            if isinstance(runner, Pair):
-                runner.close()
+    load_at_start = os.getloadavg()[0]
+    settings = []  # (label, layout, threads per run, runs at once, Runs)
+    for layout in LAYOUTS:
+        for threads, count in ((1, 1), (2, 1), (1, 2)):
+            label = f"{layout}, " + ("two 1-thread runs side by side" if count == 2 else f"one run, {threads} thread(s)")
+            settings.append((label, layout, threads, count, Runs(layout, args.data_root, threads, count)))
+    times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
+    with tqdm(total=(args.rounds + 1) * len(settings), desc="bench lenet5_caffe", unit="epoch", file=sys.stderr) as bar:
+        for r in range(args.rounds + 1):  # round 0: 20 steps of each setting, untimed
+            start = (r * len(settings)) // (args.rounds + 1)
+            for i in [(start + k) % len(settings) for k in range(len(settings))]:
+                seconds = settings[i][-1].epoch(r, 20 if r == 0 else args.steps)
+                if r > 0:
+                    times[i].append(seconds)
+                bar.update(1)
+    for *_, runs in settings:
+        runs.close()
 
     baseline = next(i for i, s in enumerate(settings) if s[1] == "before" and s[2] == 2 and s[3] == 1)
     rows = []
     for i, (label, layout, threads, at_once, _) in enumerate(settings):
         best = min(times[i])
         per_run_epoch = best / at_once  # machine time per run-epoch
-        rows.append({"setting": label, "layout": layout, "threads_per_run": threads, "runs_at_once": at_once,
-                     "epoch_s": best, "epochs_s": times[i], "run_100_epochs_min": best * 100 / 60,
+        rows.append({"setting": label, "layout": layout, "overrides": LAYOUTS[layout], "threads_per_run": threads,
+                     "runs_at_once": at_once, "epoch_s": best, "epochs_s": times[i], "run_100_epochs_min": best * 100 / 60,
                      "runs_per_hour": 3600 / (per_run_epoch * 100),
                      "throughput_vs_before_2_threads": min(times[baseline]) / per_run_epoch})
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "torch": torch.__version__, "load_at_start": os.getloadavg()[0]},
+                          "torch": torch.__version__, "load_at_start": load_at_start},
               "model": "lenet5_caffe", "algorithm": "momentum", "density": 0.05, "rounds": args.rounds, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lenet5_caffe.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# LeNet-5-Caffe on MNIST: one training epoch on this CPU, before and after", "",
              f"`scripts/bench_lenet5.py` on {result['machine']['cores']} cores ({result['machine']['cpu']}), torch "
-             f"{torch.__version__}, load average {result['machine']['load_at_start']:.2f} at the start. Sparse momentum, "
-             "5% weights, the paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on "
-             f"6,000 images, the mask update); best of {args.rounds} interleaved rounds.", "",
-             "- before: NCHW tensors, ReLU then max-pool (the code before this benchmark).",
-             "- after: channels_last tensors (`channels_last: true`, now on CPUs too), max-pool then ReLU (same "
-             "values and gradients).", "",
+             f"{torch.__version__}, load average {load_at_start:.2f} at the start. Sparse momentum, 5% weights, the "
+             "paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on 6,000 images, the "
+             f"mask update); best of {args.rounds} interleaved rounds; every run is its own process.", "",
+             "- before: NCHW tensors, ReLU then max-pool, glibc's default allocator, evaluation in batches of 10,000.",
+             "- channels_last: channels_last tensors (now on CPUs too), max-pool then ReLU (same values and gradients).",
+             "- after: channels_last, plus `keep_freed_memory` (freed blocks stay in the heap) and evaluation in "
+             "batches of 500: the defaults now.", "",
              "| setting | epoch (s) | one 100-epoch run (min) | runs per hour | throughput vs before, one 2-thread run |",
              "|---|---:|---:|---:|---:|"]
     for row in rows:
