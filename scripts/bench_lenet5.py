@@ -1,10 +1,13 @@
 """Benchmark: LeNet-5-Caffe training on MNIST on this CPU, the code of before and after, and how to use two cores.
 
-Three versions of the same computation:
+Five versions of the same computation (the same values up to float rounding):
 - ``before``: NCHW tensors, ReLU before max-pooling, glibc's default allocator, evaluation in batches of 10,000;
 - ``channels_last``: channels_last tensors (oneDNN's fast convolutions) and max-pooling before ReLU (the
   same values and gradients);
-- ``after``: that, plus ``keep_freed_memory`` (snfs.malloc) and evaluation in batches of 500, the defaults now.
+- ``after``: that, plus ``keep_freed_memory`` (snfs.malloc) and evaluation in batches of 500, the defaults now;
+- two candidates on top of ``after``, measured and not adopted unless they win: ``after + torch.compile``
+  (the training forward and backward compiled by inductor) and ``after + execution=sparse`` (CSR kernels
+  where snfs.execution finds they pay).
 
 Each is timed as one run with 1 thread, one run with 2 threads, and two single-thread runs side by side
 (as ``make reproduce-table-* LAUNCHER=joblib JOBS=2`` runs them). Every run is its own process, because
@@ -36,7 +39,11 @@ LAYOUTS = {
     "before": ["channels_last=false", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
     "channels_last": ["channels_last=true", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
     "after": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500"],
+    "after + torch.compile": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500"],
+    "after + execution=sparse": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500",
+                                 "execution=sparse"],
 }
+COMPILED = {"after + torch.compile"}
 
 
 def relu_then_pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +64,8 @@ def build(layout: str, data_root: str, tmp: str, threads: int):
         "logger.mode=disabled", "progress=false", f"results_dir={tmp}", f"threads={threads}", *LAYOUTS[layout]]))
     if layout == "before":
         trainer.model.forward = types.MethodType(relu_then_pool, trainer.model)
+    if layout in COMPILED:  # training steps only; validation keeps the eager model
+        trainer.train_model = torch.compile(trainer.model)
     trainer.train_model.train()
     return trainer, Preemption()
 
@@ -162,7 +171,9 @@ def main() -> None:
              "- before: NCHW tensors, ReLU then max-pool, glibc's default allocator, evaluation in batches of 10,000.",
              "- channels_last: channels_last tensors (now on CPUs too), max-pool then ReLU (same values and gradients).",
              "- after: channels_last, plus `keep_freed_memory` (freed blocks stay in the heap) and evaluation in "
-             "batches of 500: the defaults now.", "",
+             "batches of 500: the defaults now.",
+             "- after + torch.compile: `after` with the training forward and backward compiled (inductor); a candidate.",
+             "- after + execution=sparse: `after` with `execution=sparse` (CSR kernels where they pay); a candidate.", "",
              "| setting | epoch (s) | one 100-epoch run (min) | runs per hour | throughput vs before, one 2-thread run |",
              "|---|---:|---:|---:|---:|"]
     for row in rows:
