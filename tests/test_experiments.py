@@ -255,6 +255,16 @@ def test_run_skips_finished_runs_and_launches_the_rest(tmp_path, capsys):
     assert "sparse=set " in block and "momentum" not in block.split("--multirun", 1)[1].split("seed=")[0]
     assert "+experiment=mnist_methods" in block and "hydra/launcher=joblib" in block
 
+    # a diverged run is an outcome of its protocol: not retried
+    other = exp.jobs[1]
+    (store / f"{other.run_id}.json").write_text(json.dumps({"status": "diverged", "run_id": other.run_id,
+                                                            "config": other.config, "test_error": None}))
+    assert main(["run", "mnist_methods", *overrides, "--quick", "--results", str(store), "--data-root",
+                 str(tmp_path / "nodata"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs, 1 finished, 1 diverged (not retried" in out and "0 to run" in out
+    assert not [line for line in out.splitlines() if "block" in line and "sparse=set" in line]
+
 
 # --- QUICK ---------------------------------------------------------------------------------------------
 

@@ -134,7 +134,7 @@ def test_divergence_stops_keeps_checkpoint_and_records_failure(tmp_path, monkeyp
     with pytest.raises(DivergenceError, match="non-finite"):
         train(compose_cfg(FAKE + ["epochs=3", "limit_batches=20", f"results_dir={tmp_path}"]))
     record = json.loads((tmp_path / "fixed.json").read_text())
-    assert record["status"] == "failed" and "non-finite" in record["reason"]
+    assert record["status"] == "diverged" and "non-finite" in record["reason"]
     assert record["epochs_completed"] == 1
     assert torch.load(tmp_path / "checkpoints" / "fixed.pt", weights_only=False)["progress"]["epoch"] == 1
 
@@ -143,7 +143,19 @@ def test_divergence_cli_message(tmp_path):
     proc = _cli(FAKE + ["epochs=2", "optim.lr=1e30", f"results_dir={tmp_path}"], tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
-    assert "non-finite training loss" in err and "recorded as failed" in err and "Traceback" not in err
+    assert "non-finite training loss" in err and "recorded as diverged" in err and "Traceback" not in err
+
+
+@pytest.mark.integration  # a joblib multirun of two processes
+def test_a_diverged_run_ends_without_stopping_its_multirun(tmp_path):
+    """A joblib sweep whose first run diverges: the other run still finishes, and both are recorded."""
+    proc = _cli(["--multirun", *FAKE[:-1], "optim.lr=1e30,0.05", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                             f"results_dir={tmp_path / 'runs'}", "epochs=1"], tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
+    assert sorted(r["status"] for r in records) == ["diverged", "finished"], err
+    assert "non-finite training loss" in err
 
 
 def test_wandb_failure_never_loses_the_run(tmp_path, monkeypatch):

@@ -150,6 +150,37 @@ def test_collapsed_runs_are_counted_and_kept_apart(tmp_path):
     assert draw_table_figure(table, tmp_path).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_diverged_run_counts_as_collapsed_and_in_no_mean(tmp_path):
+    """LeNet-5-Caffe 5%: 0.8, 1.0, and a run whose loss became non-finite (status diverged, no test error)."""
+    from test_report import run_json, table_of, write_runs
+
+    from snfs.report.figures import draw_table_figure
+    from snfs.report.store import load_local
+    from snfs.report.sweep import Composer, expand
+    from snfs.report.tables import csv_rows, to_markdown
+
+    with Composer() as composer:
+        jobs = expand(composer, "mnist_compression", POINT).jobs
+    diverged = run_json(jobs[2], None, status="diverged", reason="non-finite training loss at step 3800 (epoch 8)")
+    failed_elsewhere = {**run_json(jobs[2], None, status="failed"), "run_id": "not-a-grid-point"}
+    write_runs(tmp_path / "runs", [run_json(jobs[0], 0.8), run_json(jobs[1], 1.0), diverged, failed_elsewhere])
+    index = load_local(tmp_path / "runs")
+    assert index.match(jobs[2].run_id, jobs[2].config) is None
+    assert index.match_diverged(jobs[2].run_id, jobs[2].config)["status"] == "diverged"
+    table = table_of(index, POINT)
+    row = table.rows[0]
+    assert [r["status"] for r in row.outcomes] == ["finished", "finished", "diverged"] and table.complete
+    assert (row.ours.n, row.ours.mean, row.collapsed, row.ours_ok.n) == (2, pytest.approx(0.9), [], 2)
+    md = to_markdown(table)
+    assert ("| lenet5_caffe | sparse_momentum | 5 | 0.900 ± 0.100 | 3/3 | 1 (diverged) | 0.900 ± 0.100 (n = 2) | "
+            "0.690 ± 0.021 | +0.210 |") in md
+    assert "3 matched (1 diverged)" in md and "A diverged run (its training loss became non-finite" in md
+    header, rows = csv_rows(table)
+    got = dict(zip(header, rows[0]))
+    assert (got["n"], got["n_collapsed"], got["n_diverged"]) == (2, 1, 1) and jobs[2].run_id in got["run_ids"]
+    assert draw_table_figure(table, tmp_path).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_table_on_another_dataset_is_its_own_file_without_paper_numbers(tmp_path):
     from test_report import run_json, write_runs
 

@@ -1,7 +1,8 @@
 """The local results store: one JSON file per run (a ``RunRecord``), written atomically.
 
-``<results_dir>/<run_id>.json`` holds a finished run (``status: finished``) or a failed one
-(``status: failed``, with the reason). Tables are built from these files only.
+``<results_dir>/<run_id>.json`` holds a finished run (``status: finished``), one whose training loss
+became non-finite (``status: diverged``: an outcome of its protocol, which tables count and sweeps do not
+retry); records written before that status existed say ``status: failed``. Tables are built from these files only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Iterator, Mapping
 class RunRecord:
     """One run as the trainer writes it and the report reads it (``<results_dir>/<run_id>.json``)."""
 
-    status: str  # finished | failed
+    status: str  # finished | diverged (failed: a divergence recorded by older versions)
     run_id: str  # snfs.identity.run_id: <dataset>-<model>-<algorithm>-d<density>-s<seed>-<identity hash>
     dataset: str
     model: str
@@ -48,7 +49,7 @@ class RunRecord:
     fingerprint: str | None = None  # the identity hash (checkpoints are resumed only by the same)
     data_md5: dict | None = None  # md5 of each data file when not verified against the dataset's declared sums
     speedup_estimate: dict | None = None  # speedup_estimate=true: timed dense convs, estimated sparse speedups
-    # failed runs
+    # diverged and failed runs
     reason: str | None = None
     epochs_completed: int | None = None
 

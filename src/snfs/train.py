@@ -245,11 +245,14 @@ class Preemption:
             handler(self.signum, None)
 
 
-def record_failure(results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str) -> None:
+def record_divergence(results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str,
+                      **fields: Any) -> None:
+    """The run as it stood when its loss became non-finite (``fields``: where it ran, its identity)."""
     write_json(result_path(results_dir, run_id), RunRecord(
-        status="failed", run_id=run_id, dataset=cfg.dataset.name, model=cfg.model.name, algorithm=cfg.sparse.name,
+        status="diverged", run_id=run_id, dataset=cfg.dataset.name, model=cfg.model.name, algorithm=cfg.sparse.name,
         density=float(cfg.density), seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True),
         history=progress.history, git_commit=git_commit(), reason=reason, epochs_completed=progress.epoch,
+        epochs=cfg.epochs, wall_time_s=progress.elapsed_s, execution=cfg.execution, **fields,
     ).to_dict())
 
 
@@ -625,11 +628,13 @@ class Trainer:
                         return None
         except DivergenceError as exc:
             if self.dist.is_main:
-                record_failure(self.results_dir, self.run_id, cfg, progress, str(exc))
+                record_divergence(self.results_dir, self.run_id, cfg, progress, str(exc), device=str(self.device),
+                                  world_size=self.dist.world_size, machine=machine_description(self.device),
+                                  fingerprint=self.fingerprint, data_md5=self.data_md5)
             self.logger.finish(exit_code=1)
             kept = (f"the last good checkpoint ({self.checkpoint_at}) is kept at {self.ckpt}" if self.checkpoint_at
                     else "no checkpoint of this run was written before it diverged")
-            raise DivergenceError(f"{exc}; the run is recorded as failed in {result_path(self.results_dir, self.run_id)}, "
+            raise DivergenceError(f"{exc}; the run is recorded as diverged in {result_path(self.results_dir, self.run_id)}, "
                                   f"{kept}") from None
         finally:
             if bar is not None:
@@ -691,10 +696,22 @@ def machine_description(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU x{torch.get_num_threads()} threads, {platform.node()}"
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> Any:
     try:
         result = train(cfg)
+    except DivergenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if in_multirun():  # an outcome of this grid point: the sweep's other runs go on (an exit would end them)
+            return None
+        sys.exit(2)
     except SnfsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

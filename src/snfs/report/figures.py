@@ -88,19 +88,19 @@ def _no_runs_note(ax, rows) -> None:
 
 
 def _collapsed_marks(ax, rows, key: str) -> None:
-    """Collapsed runs (``Row.collapsed``) as triangles on the top edge, each labelled with its test error:
-    at chance they would squash every other point into the bottom of the panel, and averaged in they
-    would move the curve (the table gives both means)."""
-    pts = [(float(r.setting[key]), e) for r in rows for e in r.collapsed]
+    """Collapsed runs (``Row.collapsed``, and diverged ones) as triangles on the top edge, each labelled with
+    its test error (or "div."): at chance they would squash every other point into the bottom of the panel,
+    and averaged in they would move the curve (the table gives both means)."""
+    pts = [(float(r.setting[key]), e) for r in rows for e in r.collapsed + [None] * len(getattr(r, "diverged", []))]
     if not pts:
         return
     ax.scatter([p[0] for p in pts], [1.0] * len(pts), transform=ax.get_xaxis_transform(), marker="^", s=60,
-               color="black", clip_on=False, zorder=4, label="ours: a collapsed run (test error on the mark)")
+               color="black", clip_on=False, zorder=4, label="ours: a collapsed run (test error on the mark; div.: diverged)")
     by_x: dict[float, list[float]] = {}
     for x, e in pts:
         by_x.setdefault(x, []).append(e)
     for x, es in by_x.items():  # one label per weight %: runs at one x share a mark
-        ax.annotate(", ".join(f"{e:.2f}" for e in es) + "%", (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
+        ax.annotate(", ".join("div." if e is None else f"{e:.2f}%" for e in es), (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
                     textcoords="offset points", ha="center", fontsize=7)
 
 
@@ -140,7 +140,7 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
         _no_runs_note(ax, sparse + dense)
         ax.set_xlabel("weights (%)")
         ax.set_ylabel("test error (%)")
-        ax.set_title(_title(table, f"{model}, {_dataset(table)}"), fontsize=10, pad=16 if any(r.collapsed for r in rows) else 6)
+        ax.set_title(_title(table, f"{model}, {_dataset(table)}"), fontsize=10, pad=16 if any(r.collapsed or r.diverged for r in rows) else 6)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     return _save(fig, path)

@@ -4,8 +4,9 @@ Both sources give the same run records (the fields of ``<results_dir>/<run_id>.j
 ``status, run_id, dataset, model, algorithm, density, seed, epochs, test_error, val_error,
 git_commit, device, config, history``), so tables and figures do not care which one was read.
 
-``RunIndex.match(job)`` finds the run of a grid point: the run with the job's run id, else the run
-whose identity (``snfs.identity``: names, density, seed, the values that differ from the declared
+``RunIndex.match(job)`` finds the finished run of a grid point, ``RunIndex.match_diverged(job)`` its
+diverged one (a run whose training loss became non-finite: an outcome, counted by tables and never
+retried by sweeps): the run with the job's run id, else the run whose identity (``snfs.identity``: names, density, seed, the values that differ from the declared
 defaults, unverified data checksums) is the job's. Identities only count differences from the
 defaults, so a record written before an option existed matches a run made after it.
 """
@@ -22,25 +23,41 @@ SUMMARY_KEYS = ("test_error", "val_error", "final_density", "wall_time_s", "test
                 "execution", "median_epoch_time_s")
 
 
-class RunIndex:
-    """Finished runs, looked up by run id or by identity."""
+class _Lookup:
+    """Runs by run id, else by identity."""
 
-    def __init__(self, runs: Iterable[dict], description: str = ""):
-        self.runs = [r for r in runs if r.get("status") == "finished" and isinstance(r.get("config"), Mapping)]
-        self.description = description
-        self.by_id = {r["run_id"]: r for r in self.runs}
+    def __init__(self, runs: list[dict]):
+        self.by_id = {r["run_id"]: r for r in runs}
         self.by_identity: dict[str, dict] = {}
         # sorted by run id, so that which of two runs of one identity is used never depends on file order
-        for r in sorted(self.runs, key=lambda r: str(r.get("run_id"))):
+        for r in sorted(runs, key=lambda r: str(r.get("run_id"))):
             self.by_identity.setdefault(identity_hash(identity(r["config"], r.get("data_md5"))), r)
+
+    def __call__(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
+        if run_id in self.by_id:
+            return self.by_id[run_id]
+        return self.by_identity.get(identity_hash(identity(config)))
+
+
+class RunIndex:
+    """Finished runs, and diverged ones apart, looked up by run id or by identity."""
+
+    def __init__(self, runs: Iterable[dict], description: str = ""):
+        runs = [r for r in runs if isinstance(r.get("config"), Mapping)]
+        self.runs = [r for r in runs if r.get("status") == "finished"]
+        self.diverged = [r for r in runs if r.get("status") == "diverged"]
+        self.description = description
+        self._finished, self._diverged = _Lookup(self.runs), _Lookup(self.diverged)
 
     def __len__(self) -> int:
         return len(self.runs)
 
     def match(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
-        if run_id in self.by_id:
-            return self.by_id[run_id]
-        return self.by_identity.get(identity_hash(identity(config)))
+        return self._finished(run_id, config)
+
+    def match_diverged(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
+        """The run's diverged record, when it has no finished one."""
+        return None if self.match(run_id, config) else self._diverged(run_id, config)
 
 
 # --- sources ------------------------------------------------------------------------------------
@@ -48,7 +65,9 @@ class RunIndex:
 
 def load_local(results_dir: str | Path) -> RunIndex:
     runs = []
-    for raw in iter_results(results_dir, status="finished"):
+    for raw in iter_results(results_dir, status=None):
+        if raw.get("status") not in ("finished", "diverged"):
+            continue
         try:  # every record in the one schema the trainer writes (snfs.results.RunRecord)
             r = RunRecord.from_dict(raw).to_dict()
         except TypeError:  # a JSON without a run record's required fields is not a run

@@ -89,6 +89,12 @@ class Row:
     extra: dict = field(default_factory=dict)
     collapsed: list[float] = field(default_factory=list)   # test errors of the collapsed runs
     ours_ok: Summary = Summary(0, NAN, NAN)                 # ours over the runs that did not collapse
+    diverged: list[dict] = field(default_factory=list)     # runs whose loss became non-finite: no test error
+
+    @property
+    def outcomes(self) -> list[dict]:
+        """Every run of the row: finished and diverged."""
+        return self.runs + self.diverged
 
     @property
     def diff(self) -> float:
@@ -133,9 +139,18 @@ class Table:
 
     @property
     def runs(self) -> list[dict]:
+        """The finished runs of the table."""
+        return self._unique(lambda row: row.runs)
+
+    @property
+    def outcomes(self) -> list[dict]:
+        """The finished and the diverged runs of the table."""
+        return self._unique(lambda row: row.outcomes)
+
+    def _unique(self, of: Callable[[Row], list[dict]]) -> list[dict]:
         seen: dict[int, dict] = {}
         for row in self.rows:
-            for r in row.runs:
+            for r in of(row):
                 seen[id(r)] = r
         return list(seen.values())
 
@@ -416,12 +431,11 @@ def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Cal
                 rows.setdefault(key, Row(setting=setting)).jobs.append(job)
     for row in rows.values():
         matched = [None if problem else index.match(j.run_id, j.config) for j in row.jobs]
-        table.matched_ids.update(j.run_id for j, r in zip(row.jobs, matched) if r is not None)
-        unique: dict[int, dict] = {}
-        for r in matched:
-            if r is not None:
-                unique[id(r)] = r
-        row.runs = list(unique.values())
+        diverged = [None if problem or m is not None or not hasattr(index, "match_diverged")
+                    else index.match_diverged(j.run_id, j.config) for j, m in zip(row.jobs, matched)]
+        table.matched_ids.update(j.run_id for j, r, dv in zip(row.jobs, matched, diverged) if r is not None or dv is not None)
+        row.runs = list({id(r): r for r in matched if r is not None}.values())
+        row.diverged = list({id(r): r for r in diverged if r is not None}.values())
         errors = [float(r["test_error"]) for r in row.runs if r.get("test_error") is not None]
         as_metric = (lambda es: [100.0 - e for e in es]) if spec.accuracy else list
         row.ours = summarise(as_metric(errors))
@@ -494,7 +508,7 @@ def _collapse_label(spec: TableSpec) -> str:
 
 def to_markdown(table: Table) -> str:
     spec, d = table.spec, table.spec.digits
-    runs = table.runs
+    runs, n_diverged = table.outcomes, len(table.outcomes) - len(table.runs)
     paper = table.on_paper_dataset
     collapse = spec.collapsed_above is not None
     out = io.StringIO()
@@ -506,7 +520,7 @@ def to_markdown(table: Table) -> str:
     w(f"- Status: {status_line(table)}\n")
     if not table.complete or table.quick:
         w(f"- Cost: {spec.cost}. Reproduce with `{commands(table)[0].split('   #')[0]}` (commands below).\n")
-    w(f"- Runs from: {table.source}; {len(runs)} matched.\n")
+    w(f"- Runs from: {table.source}; {len(runs)} matched" + (f" ({n_diverged} diverged)" if n_diverged else "") + ".\n")
     commits = Counter(short_commit(r.get("git_commit")) for r in runs)
     w(f"- Commits of the runs: {_counter_line(commits, lambda c: f'`{c}`')}\n")
     w(f"- Machines of the runs: {_counter_line(Counter(run_machine(r) for r in runs))}\n")
@@ -531,11 +545,12 @@ def to_markdown(table: Table) -> str:
     for r in table.rows:
         cells = [_setting_cell(r.setting[c]) for c, _ in spec.columns]
         cells.append(_pm(r.ours.mean, r.ours.se, d))
-        cells.append(f"{r.ours.n}/{r.n_expected}")
+        cells.append(f"{len(r.outcomes)}/{r.n_expected}"
+                     + (f" ({len(r.diverged)} diverged)" if r.diverged and not collapse else ""))
         if collapse:
-            cells.append(f"{len(r.collapsed)}" + (f" ({', '.join(f'{e:.2f}' for e in r.collapsed)})" if r.collapsed else "")
-                         if r.ours.n else "—")
-            cells.append(_pm(r.ours_ok.mean, r.ours_ok.se, d) + (f" (n = {r.ours_ok.n})" if r.collapsed else ""))
+            lost = [f"{e:.2f}" for e in r.collapsed] + ["diverged"] * len(r.diverged)
+            cells.append(f"{len(lost)}" + (f" ({', '.join(lost)})" if lost else "") if r.outcomes else "—")
+            cells.append(_pm(r.ours_ok.mean, r.ours_ok.se, d) + (f" (n = {r.ours_ok.n})" if lost else ""))
         if paper:
             cells.append(_pm(r.paper.value, r.paper.se, d) if r.paper else "—")
             cells.append(("+" if r.diff > 0 else "") + _num(r.diff, d) if not math.isnan(r.diff) else "—")
@@ -550,6 +565,9 @@ def to_markdown(table: Table) -> str:
         w(f"A run counts as collapsed when its test error is above {spec.collapsed_above:g}% (chance is 90%); the "
           "collapsed column gives their number (and test errors), the next one the mean ± standard error over the "
           "other runs. ")
+    if n_diverged:
+        w("A diverged run (its training loss became non-finite, so training stopped) has no test error: it counts in n"
+          + (" and among the collapsed runs" if collapse else "") + ", and in no mean. ")
     if paper:
         w("Paper: its number ± the standard error it reports. ours − paper in percentage points.\n\n")
     else:
@@ -577,7 +595,7 @@ def csv_rows(table: Table) -> tuple[list[str], list[list]]:
     paper, collapse = table.on_paper_dataset, spec.collapsed_above is not None
     extra_headers = list(OrderedDict.fromkeys(k for r in table.rows for k in r.extra))
     header = ([c for c, _ in spec.columns] + ["metric", "ours_mean", "ours_se", "ours_ci95", "n", "n_expected"]
-              + (["n_collapsed", "ours_mean_not_collapsed", "ours_se_not_collapsed"] if collapse else [])
+              + (["n_collapsed", "n_diverged", "ours_mean_not_collapsed", "ours_se_not_collapsed"] if collapse else [])
               + (["paper", "paper_se", "diff", "paper_source"] if paper else [])
               + extra_headers + ["status", "quick", "git_commits", "machines", "run_ids"])
 
@@ -590,13 +608,14 @@ def csv_rows(table: Table) -> tuple[list[str], list[list]]:
             "test_accuracy_pct" if spec.accuracy else "test_error_pct", f(r.ours.mean), f(r.ours.se), f(r.ours.ci95),
             r.ours.n, r.n_expected]
         if collapse:
-            row += [len(r.collapsed) if r.ours.n else "", f(r.ours_ok.mean), f(r.ours_ok.se)]
+            row += [len(r.collapsed) + len(r.diverged) if r.outcomes else "", len(r.diverged) if r.outcomes else "",
+                    f(r.ours_ok.mean), f(r.ours_ok.se)]
         if paper:
             row += [f(r.paper.value) if r.paper else "", f(r.paper.se) if r.paper else "", f(r.diff),
                     r.paper.source if r.paper else ""]
         row += [f(r.extra.get(h, NAN)) for h in extra_headers] + [
-            table.status, int(table.quick), ";".join(sorted({str(x.get("git_commit", "unknown")) for x in r.runs})),
-            ";".join(sorted({run_machine(x) for x in r.runs})), ";".join(sorted(x.get("run_id", "") for x in r.runs))]
+            table.status, int(table.quick), ";".join(sorted({str(x.get("git_commit", "unknown")) for x in r.outcomes})),
+            ";".join(sorted({run_machine(x) for x in r.outcomes})), ";".join(sorted(x.get("run_id", "") for x in r.outcomes))]
         out.append(row)
     return header, out
 
