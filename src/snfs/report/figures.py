@@ -89,18 +89,16 @@ def _no_runs_note(ax, rows) -> None:
 
 def _collapsed_marks(ax, rows, key: str) -> None:
     """Collapsed runs (``Row.collapsed``, and diverged ones) as triangles on the top edge, each labelled with
-    its test error (or "div."): at chance they would squash every other point into the bottom of the panel,
-    and averaged in they would move the curve (the table gives both means)."""
-    pts = [(float(r.setting[key]), e) for r in rows for e in r.collapsed + [None] * len(getattr(r, "diverged", []))]
-    if not pts:
+    how many runs collapsed there: at chance they would squash every other point into the bottom of the
+    panel, and averaged in they would move the curve (the table gives both means and each test error)."""
+    counts = {float(r.setting[key]): len(r.collapsed) + len(getattr(r, "diverged", [])) for r in rows}
+    xs = sorted(x for x, n in counts.items() if n)
+    if not xs:
         return
-    ax.scatter([p[0] for p in pts], [1.0] * len(pts), transform=ax.get_xaxis_transform(), marker="^", s=60,
-               color="black", clip_on=False, zorder=4, label="ours: a collapsed run (test error on the mark; div.: diverged)")
-    by_x: dict[float, list[float]] = {}
-    for x, e in pts:
-        by_x.setdefault(x, []).append(e)
-    for x, es in by_x.items():  # one label per weight %: runs at one x share a mark
-        ax.annotate(", ".join("div." if e is None else f"{e:.2f}%" for e in es), (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -14),
+    ax.scatter(xs, [1.0] * len(xs), transform=ax.get_xaxis_transform(), marker="^", s=60, color="black",
+               clip_on=False, zorder=4, label="ours: collapsed or diverged runs (how many on the mark)")
+    for i, x in enumerate(xs):  # neighbouring weight %s alternate heights, so their labels do not overlap
+        ax.annotate(str(counts[x]), (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -12 - 9 * (i % 2)),
                     textcoords="offset points", ha="center", fontsize=7)
 
 
