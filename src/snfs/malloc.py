@@ -3,8 +3,8 @@
 A CPU training step allocates and frees the same few activation buffers of a few MB each time. With
 glibc's defaults, blocks that large are mapped from the operating system and handed back when freed,
 so every step pays page faults and the kernel zeroing fresh pages again. Fixing the thresholds keeps
-such blocks in the heap: a LeNet-5-Caffe step on one thread took about 20% less time here
-(results/bench/lenet5_caffe.md). It changes where memory comes from, never what is computed.
+such blocks in the heap (docs/performance.md#cpu-memory has what it measured, with
+results/bench/lenet5_caffe.md). It changes where memory comes from, never what is computed.
 """
 
 from __future__ import annotations
