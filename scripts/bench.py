@@ -45,6 +45,19 @@ def busy(_: int) -> None:
         a = torch.tanh(a @ a)
 
 
+def best_time(fn, repeats: int, inner: int, warmup: int = 1) -> float:
+    """Seconds per call of ``fn``: the best of ``repeats`` means over ``inner`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / inner)
+    return best
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose, initialize_config_dir
 

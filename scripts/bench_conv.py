@@ -14,12 +14,13 @@ import argparse
 import json
 import os
 import platform
-import time
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from bench import best_time
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 REPO = Path(__file__).resolve().parents[1]
@@ -32,14 +33,7 @@ LAYERS = {
 
 
 def best_us(fn, repeats: int, inner: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / inner)
-    return best * 1e6
+    return best_time(fn, repeats, inner) * 1e6
 
 
 def main() -> None:

@@ -12,13 +12,13 @@ import argparse
 import json
 import os
 import platform
-import time
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from bench import best_time
 from snfs.execution import CsrPattern, SparseLinearFunction
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -27,15 +27,7 @@ LAYERS = {"fc1 (300 x 784)": (300, 784, False), "fc2 (100 x 300)": (100, 300, Tr
 
 
 def best_us(fn, repeats: int, inner: int) -> float:
-    for _ in range(5):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / inner)
-    return best * 1e6
+    return best_time(fn, repeats, inner, warmup=5) * 1e6
 
 
 def main() -> None:

@@ -10,23 +10,14 @@ computing less).
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
+from bench import best_time
 
-def best_ms(fn, repeats: int = 5, calls: int = 20) -> float:
-    """The best of ``repeats`` means over ``calls`` calls, in milliseconds, after a warm-up."""
-    for _ in range(3):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / calls * 1e3)
-    return best
+
+def best_ms(fn) -> float:
+    return best_time(fn, repeats=5, inner=20, warmup=3) * 1e3
 
 
 def main() -> None:
