@@ -4,7 +4,7 @@ Times each convolution of a training step (batch 100, MNIST shapes) alone, forwa
 backward, in NCHW and channels_last, with oneDNN and with PyTorch's native kernels, and prints the
 multiply-adds per second each reaches. conv1 has no input gradient (its input is the image); conv2
 has one. Run it on a quiet machine: ``python scripts/probe_lenet5_convs.py``. The findings are in
-docs/findings/lenet5_caffe.md (why a 100-epoch run cannot get 2x faster on one core without
+docs/findings/lenet5_caffe_speed.md (why a 100-epoch run cannot get 2x faster on one core without
 computing less).
 """
 
