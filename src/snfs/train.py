@@ -707,13 +707,11 @@ def in_multirun() -> bool:
 def main(cfg: DictConfig) -> Any:
     try:
         result = train(cfg)
-    except DivergenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if in_multirun():  # an outcome of this grid point: the sweep's other runs go on (an exit would end them)
-            return None
-        sys.exit(2)
     except SnfsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        # a divergence is an outcome of its grid point: the sweep's other runs go on (an exit would end them)
+        if isinstance(exc, DivergenceError) and in_multirun():
+            return None
         sys.exit(2)
     except KeyboardInterrupt as exc:
         print(str(exc) if isinstance(exc, Interrupted) else

@@ -159,16 +159,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             if lacking_here and args.launcher in ("basic", "joblib"):
                 print(f"[reproduce] warning: these runs need {' and '.join(lacking_here)}, which this machine lacks; "
                       "QUICK=1 runs a CPU smoke version, LAUNCHER=slurm sends the runs to a GPU cluster", file=sys.stderr)
-            missing, diverged, seen = [], [], set()
+            missing, diverged, seen = [], 0, set()
             for job in exp.jobs:
                 if job.run_id not in seen and index.match(job.run_id, job.config) is None:
                     # a diverged run is an outcome of its protocol: retrying it would diverge again
-                    found = index.match_diverged(job.run_id, job.config)
-                    (missing if found is None else diverged).append(job if found is None else found)
+                    if index.match_diverged(job.run_id, job.config) is None:
+                        missing.append(job)
+                    else:
+                        diverged += 1
                 seen.add(job.run_id)
-            done = len(seen) - len(missing) - len(diverged)
+            done = len(seen) - len(missing) - diverged
             print(f"[reproduce] {group.command()}: {len(seen)} runs, {done} finished, "
-                  + (f"{len(diverged)} diverged (not retried: delete a run's record to train it again), " if diverged else "")
+                  + (f"{diverged} diverged (not retried: delete a run's record to train it again), " if diverged else "")
                   + f"{len(missing)} to run ({'QUICK, ' if ctx.quick else ''}results in {paths.display(ctx.results)})")
             codes = launch(exp, missing, launcher=args.launcher, jobs=args.jobs, sweep_root=sweep_root,
                            dry_run=args.dry_run)

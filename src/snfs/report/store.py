@@ -6,8 +6,9 @@ git_commit, device, config, history``), so tables and figures do not care which 
 
 ``RunIndex.match(job)`` finds the finished run of a grid point, ``RunIndex.match_diverged(job)`` its
 diverged one (a run whose training loss became non-finite: an outcome, counted by tables and never
-retried by sweeps): the run with the job's run id, else the run whose identity (``snfs.identity``: names, density, seed, the values that differ from the declared
-defaults, unverified data checksums) is the job's. Identities only count differences from the
+retried by sweeps): the run with the job's run id, else the run whose identity (``snfs.identity``:
+names, density, seed, the values that differ from the declared defaults, unverified data checksums)
+is the job's. Identities only count differences from the
 defaults, so a record written before an option existed matches a run made after it.
 """
 
@@ -56,8 +57,8 @@ class RunIndex:
         return self._finished(run_id, config)
 
     def match_diverged(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
-        """The run's diverged record, when it has no finished one."""
-        return None if self.match(run_id, config) else self._diverged(run_id, config)
+        """The run's diverged record; callers ask for it where ``match`` found no finished run."""
+        return self._diverged(run_id, config)
 
 
 # --- sources ------------------------------------------------------------------------------------

@@ -431,8 +431,8 @@ def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Cal
                 rows.setdefault(key, Row(setting=setting)).jobs.append(job)
     for row in rows.values():
         matched = [None if problem else index.match(j.run_id, j.config) for j in row.jobs]
-        diverged = [None if problem or m is not None or not hasattr(index, "match_diverged")
-                    else index.match_diverged(j.run_id, j.config) for j, m in zip(row.jobs, matched)]
+        diverged = [None if problem or m is not None else index.match_diverged(j.run_id, j.config)
+                    for j, m in zip(row.jobs, matched)]
         table.matched_ids.update(j.run_id for j, r, dv in zip(row.jobs, matched, diverged) if r is not None or dv is not None)
         row.runs = list({id(r): r for r in matched if r is not None}.values())
         row.diverged = list({id(r): r for r in diverged if r is not None}.values())
