@@ -70,19 +70,8 @@ def _free_port() -> int:
 
 def _run_capturing(cfg) -> tuple[dict, object]:
     """Train; return the result record and the algorithm object."""
-    captured = {}
-    real = train_module.build_algorithm
-
-    def capture(ctx, sparse_cfg):
-        captured["algo"] = real(ctx, sparse_cfg)
-        return captured["algo"]
-
-    train_module.build_algorithm = capture
-    try:
-        result = Trainer(cfg).fit()
-    finally:
-        train_module.build_algorithm = real
-    return result, captured["algo"]
+    trainer = Trainer(cfg)
+    return trainer.fit(), trainer.algo
 
 
 def _ddp_worker(rank: int, world: int, port: int, jobs: dict[str, list[str]], out_dir: str) -> None:

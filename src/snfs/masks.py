@@ -11,6 +11,7 @@ chooses its scores, counts and schedule.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import Callable, Iterable, Mapping
 
@@ -36,6 +37,62 @@ def sparse_parameters(model: nn.Module, dense_layers: Iterable[str] = ()) -> dic
         valid = ", ".join(f"{m}.weight" for m, mod in model.named_modules() if isinstance(mod, SPARSE_MODULE_TYPES))
         raise ConfigError(f"sparse.dense_layers names unknown layers {sorted(unknown)}; valid: {valid}")
     return named
+
+
+#: a predicate over (parameter name, parameter) that says whether a weight is sparse
+ParamPredicate = Callable[[str, nn.Parameter], bool]
+
+
+def select_parameters(model: nn.Module, include: Iterable[str] | ParamPredicate | None = None,
+                      exclude: Iterable[str] = ()) -> dict[str, nn.Parameter]:
+    """The sparse weights of any model: Linear/ConvNd weights, plus ``include``, minus ``exclude``.
+
+    ``include`` is a list of parameter-name patterns (``fnmatch``: ``*.in_proj_weight``,
+    ``lstm.weight_*``) added to the default set, or a predicate ``(name, param) -> bool`` that
+    replaces it; ``exclude`` patterns (exact names included) remove weights from the result. A
+    pattern that matches no parameter is an error, so a typo never leaves a model silently dense.
+    """
+    named = dict(model.named_parameters())
+    if callable(include):
+        chosen = {k: p for k, p in named.items() if include(k, p)}
+    else:
+        chosen = dict(sparse_parameters(model))
+        for pattern in include or ():
+            hits = {k: p for k, p in named.items() if fnmatch.fnmatchcase(k, pattern)}
+            if not hits:
+                raise ConfigError(f"include={pattern!r} matches no parameter of the model; its parameters: "
+                                  f"{', '.join(_abridged(named))}")
+            chosen.update(hits)
+    for pattern in exclude:
+        hits = [k for k in chosen if fnmatch.fnmatchcase(k, pattern)]
+        if not hits and not any(fnmatch.fnmatchcase(k, pattern) for k in named):
+            raise ConfigError(f"exclude={pattern!r} matches no parameter of the model; its sparse weights: "
+                              f"{', '.join(_abridged(chosen))}")
+        for k in hits:
+            del chosen[k]
+    scalars = [k for k, p in chosen.items() if p.dim() < 2]
+    if scalars and not callable(include):
+        raise ConfigError(f"{scalars[0]} has {chosen[scalars[0]].dim()} dimension(s); only weights of 2 or more "
+                          f"dimensions can be sparse (biases and norms stay dense)")
+    return {k: named[k] for k in named if k in chosen}  # the model's own order
+
+
+def _abridged(names: Iterable[str], limit: int = 12) -> list[str]:
+    names = list(names)
+    return names if len(names) <= limit else [*names[:limit], f"... ({len(names) - limit} more)"]
+
+
+def dense_parameter_report(model: nn.Module, sparse: Mapping[str, nn.Parameter]) -> str:
+    """One line naming the parameters left dense: weight matrices by name, biases and norms by count."""
+    left = [(k, p) for k, p in model.named_parameters() if k not in sparse]
+    small = [k for k, p in left if p.dim() < 2]
+    matrices = [f"{k} {tuple(p.shape)}" for k, p in left if p.dim() >= 2]
+    parts = []
+    if matrices:
+        parts.append(f"weights {', '.join(_abridged(matrices))}")
+    if small:
+        parts.append(f"{len(small)} biases and norm parameters")
+    return "dense: " + ("; ".join(parts) if parts else "nothing")
 
 
 class MaskState:
@@ -291,15 +348,21 @@ def redistribute(total: int, scores: Mapping[str, float], capacity: Mapping[str,
     return largest_remainder(total, shares, capacity)
 
 
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> list[torch.Tensor]:
+    """The optimizer's per-weight state of ``param`` (SGD's momentum buffer, Adam's two moments, ...)."""
+    state = optimizer.state.get(param, {})
+    return [v for v in state.values() if isinstance(v, torch.Tensor) and v.shape == param.shape]
+
+
 def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor, new: torch.Tensor,
                       optimizer: torch.optim.Optimizer,
                       new_values: Callable[[int], torch.Tensor] | None = None) -> dict[str, int]:
-    """Finish one layer's drop/grow round on its weights and momentum; returns ``{"pruned", "regrown"}``.
+    """Finish one layer's drop/grow round on its weights and optimizer state; returns ``{"pruned", "regrown"}``.
 
     ``old`` is the mask before the round, ``kept`` the one after dropping, ``new`` the one after
     growing. Weights outside ``new`` become 0. Grown weights (in ``new``, not in ``kept``: a
     position dropped and grown again in the same round counts as new) start at 0, or at
-    ``new_values(n)`` if given, and their momentum buffer is reset to 0.
+    ``new_values(n)`` if given, and their optimizer state (momentum buffer, Adam moments) is reset to 0.
     """
     grown = new & ~kept
     n_grown = int(grown.sum())
@@ -309,8 +372,7 @@ def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor
             param[grown] = new_values(n_grown).to(device=param.device, dtype=param.dtype)
         else:
             param[grown] = 0.0
-        buf = optimizer.state.get(param, {}).get("momentum_buffer")
-        if buf is not None:
+        for buf in optimizer_state_tensors(optimizer, param):
             buf[grown] = 0.0
     return {"pruned": int(old.sum()) - int(kept.sum()), "regrown": n_grown}
 

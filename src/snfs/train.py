@@ -23,18 +23,18 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from snfs.algorithms import ALGORITHMS, build_algorithm
-from snfs.algorithms.base import TrainingContext
+from snfs.algorithms import ALGORITHMS
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import build_data, loader_of
-from snfs.distributed import all_reduce_sum, assert_same_on_all_ranks, cleanup, init_distributed
+from snfs.distributed import all_reduce_sum, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
-from snfs.execution import EXECUTIONS, build_execution
+from snfs.execution import EXECUTIONS
 from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
 from snfs import identity
+from snfs.sparsify import Sparsifier
 from snfs.results import RunRecord, git_commit, result_path, write_json
 from snfs.malloc import keep_freed_memory
 from snfs.threads import resolve_threads
@@ -307,20 +307,18 @@ class Trainer:
         self.steps_per_epoch = n_batches if cfg.limit_batches is None else min(n_batches, int(cfg.limit_batches))
         self.lr_schedule = build_lr_schedule(cfg.optim.schedule, self.optimizer, self.steps_per_epoch, cfg.epochs)
 
-        ctx = TrainingContext(
-            model=model, optimizer=self.optimizer, density=float(cfg.density), epochs=cfg.epochs,
-            steps_per_epoch=self.steps_per_epoch, seed=cfg.seed, sample_batch=self.first_training_batch,
-            loss_fn=F.cross_entropy,
+        # the public library object (snfs.sparsify): the CLI and a user's own loop take the same path
+        sparse_options = OmegaConf.to_container(cfg.sparse, resolve=True)
+        self.sparse = Sparsifier(
+            model, self.optimizer, sparse_options.pop("name"), float(cfg.density), epochs=cfg.epochs,
+            steps_per_epoch=self.steps_per_epoch, seed=cfg.seed, execution=cfg.execution,
+            epoch_end="manual",  # validation first, then the epoch's mask update (end_epoch)
+            sample_batch=self.first_training_batch, loss_fn=F.cross_entropy,
+            # a loader that cannot give every rank the whole first batch: SNIP sums its scores over ranks
+            sample_batch_is_shard=self.dist.enabled and not hasattr(data.train, "shard"),
+            verbose=self.dist.is_main, **sparse_options,
         )
-        sparse_cfg = OmegaConf.to_container(cfg.sparse, resolve=True)
-        sparse_cfg["dense_layers"] = list(sparse_cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
-        if self.dist.enabled and not hasattr(data.train, "shard"):  # its first batch is this rank's share only
-            ctx.extra["sample_batch_is_shard"] = True
-        self.algo = build_algorithm(ctx, sparse_cfg)
-        self.algo.init_masks()
-        self.masks_changed()  # every algorithm, the ones that never update their masks too (SNIP, static)
-        # after init_masks: SNIP's scoring pass needs the dense gradient of the dense model
-        self.execution = build_execution(cfg.execution, model, self.algo, device)
+        self.algo, self.execution = self.sparse.algorithm, self.sparse.execution
         self.checkpoint_at: str | None = None  # what the checkpoint of this run holds, once there is one
         self.train_model = model
         if self.dist.enabled:
@@ -404,7 +402,6 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. written before a state key existed
             raise CheckpointError(f"checkpoint {self.ckpt} does not fit this code ({type(exc).__name__}: {exc}); "
                                   f"delete it or set run_id to start a new run") from exc
-        self.masks_changed()
         self.checkpoint_at = self.describe_checkpoint(bool(state.get("preempted")))
         self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
 
@@ -412,7 +409,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
-        self.algo.load_state_dict(state["algorithm"])
+        self.sparse.load_state_dict({"algorithm": state["algorithm"], "steps": state["progress"]["step"]})
         self.scaler.load_state_dict(state["scaler"])
         self.flops.load_state_dict(state["flops"])
         self.data.train.generator.set_state(state["rng"]["train_batches"])
@@ -442,10 +439,6 @@ class Trainer:
             "progress": dict(self.progress.__dict__),
         })
 
-    def masks_changed(self) -> None:
-        if self.dist.enabled:
-            assert_same_on_all_ranks(self.algo.masks.checksum(), "mask checksum", self.device)
-
     def train_step(self, x: torch.Tensor, y: torch.Tensor, global_n: int | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
         """Forward, backward and optimizer step with the algorithm's hooks around the step.
@@ -453,8 +446,6 @@ class Trainer:
         Returns this rank's mean loss (0 for an empty share), the outputs and the algorithm's update.
         Under DDP, ``global_n`` is the number of samples of the global batch over all ranks.
         """
-        algo, optimizer, step = self.algo, self.optimizer, self.progress.step
-        self.execution.begin_step(step)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
@@ -469,18 +460,9 @@ class Trainer:
             else:
                 loss = F.cross_entropy(out, y)
                 reported = loss.detach()
-        optimizer.zero_grad(set_to_none=True)
-        if self.scaler.is_enabled():  # fp16: hooks must see unscaled gradients
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(optimizer)
-            algo.before_step(step)
-            self.scaler.step(optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            algo.before_step(step)
-            optimizer.step()
-        update = algo.after_step(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
+        update = self.sparse.step(self.scaler)
         self.lr_schedule.step()
         self.progress.step += 1
         return reported, out.detach(), update
@@ -510,7 +492,6 @@ class Trainer:
                 sums.updates.append(update)
                 self.flops.update(densities, sums.pending_samples)
                 sums.pending_samples, densities = 0, self.algo.masks.layer_densities()
-                self.masks_changed()
             if progress.step % 100 == 0 and not torch.isfinite(loss_sum):
                 raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
             if preemption.signum is not None:
@@ -535,10 +516,9 @@ class Trainer:
         if self.data.val is not None:  # before the mask update: the error of the network as trained
             record["val_loss"], record["val_error"] = evaluate(self.model, self.data.val, self.autocast, self.channels_last)
         record.update(self.algo.log_stats())
-        update = self.algo.on_epoch_end(epoch)
+        update = self.sparse.epoch_end(epoch)
         if update:
             sums.updates.append(update)
-            self.masks_changed()
         record.update(summarise_updates(sums.updates))
         record["density"] = self.algo.masks.density()
         record["layer_density"] = self.algo.masks.layer_densities()

@@ -21,11 +21,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from omegaconf import DictConfig, OmegaConf
-
 from snfs.costs import ROWS as FLOP_ROWS
 from snfs.errors import ConfigError
-from snfs.masks import DISTRIBUTIONS, MaskState, init_masks, sparse_parameters
+from snfs.masks import DISTRIBUTIONS, MaskState, init_masks, optimizer_state_tensors, sparse_parameters
 from snfs.options import REQUIRED, Option, check_options, str_list
 
 #: options every algorithm has
@@ -53,6 +51,8 @@ class TrainingContext:
     sample_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the weights that get masks (name -> parameter); None: every Linear/ConvNd weight of ``model``
+    params: Mapping[str, nn.Parameter] | None = None
 
     @property
     def total_steps(self) -> int:
@@ -72,12 +72,14 @@ class SparseAlgorithm:
     #: forward and backward ("sparse"), "dense", a dense weight gradient every step
     #: ("dense_weight_gradient"), or one every delta_t steps ("periodic_dense_weight_gradient")
     flops_accounting = "sparse"
+    #: whether ``init_masks`` scores on a training batch (``ctx.sample_batch`` and ``ctx.loss_fn``)
+    needs_sample_batch = False
 
     def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]):
         self.ctx = ctx
         self.check_config(cfg)
         self.cfg = dict(cfg)
-        self.params: dict[str, nn.Parameter] = sparse_parameters(ctx.model, self.cfg.get("dense_layers") or ())
+        self.params: dict[str, nn.Parameter] = self._sparse_params(ctx, list(self.cfg.get("dense_layers") or ()))
         self.generator = torch.Generator().manual_seed(int(ctx.seed))
         self.masks: MaskState | None = None
         #: layers whose gradient of the current step is already zero outside the mask (set by
@@ -97,6 +99,15 @@ class SparseAlgorithm:
             raise TypeError(f"{cls.__name__}.flops_accounting={cls.flops_accounting!r} is not a FLOP accounting row; "
                             f"valid: {', '.join(FLOP_ROWS)}")
 
+    @staticmethod
+    def _sparse_params(ctx: TrainingContext, dense_layers: list[str]) -> dict[str, nn.Parameter]:
+        if ctx.params is None:
+            return sparse_parameters(ctx.model, dense_layers)
+        unknown = sorted(set(dense_layers) - set(ctx.params))
+        if unknown:
+            raise ConfigError(f"sparse.dense_layers names unknown layers {unknown}; valid: {', '.join(ctx.params)}")
+        return {k: p for k, p in ctx.params.items() if k not in dense_layers}
+
     def option(self, key: str) -> Any:
         """The configured value of ``key``, or its declared default."""
         if key in self.cfg:
@@ -109,13 +120,15 @@ class SparseAlgorithm:
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
         """Raise ConfigError for a key this algorithm does not declare, or a value its declaration refuses."""
-        if isinstance(cfg, DictConfig):
+        if type(cfg).__name__ == "DictConfig":  # from Hydra; the library itself never imports omegaconf
+            from omegaconf import OmegaConf
+
             cfg = OmegaConf.to_container(cfg, resolve=True)
         check_options("sparse", f"sparse={cls.name}", cls.options, cfg)
 
     @classmethod
     def check_optimizer(cls, cfg: Mapping[str, Any], optim: Mapping[str, Any]) -> None:
-        """Raise ConfigError if the optimizer settings (``optim``) cannot serve these options (``cfg``)."""
+        """Raise ConfigError if the optimizer (``optim``: ``describe_optimizer``'s keys) cannot serve ``cfg``."""
 
     # --- hooks -----------------------------------------------------------------------------
     def init_masks(self) -> MaskState:
@@ -157,9 +170,23 @@ class SparseAlgorithm:
             masks = self.masks.as_float(self.params[names[0]].grad.dtype)
             torch._foreach_mul_([self.params[k].grad for k in names], [masks[k] for k in names])
 
-    def momentum_buffer(self, name: str) -> torch.Tensor | None:
+    def momentum(self, name: str) -> torch.Tensor | None:
+        """The optimizer's momentum of a weight: SGD's buffer, or Adam's update direction.
+
+        For Adam and AdamW it is ``exp_avg / (sqrt(exp_avg_sq) + 1e-8)``, as the sparse momentum
+        authors' code scores by (``get_momentum_for_weight``, sparselearning/core.py). None before
+        the optimizer's first step, or for an optimizer with neither.
+        """
         state = self.ctx.optimizer.state.get(self.params[name], {})
-        return state.get("momentum_buffer")
+        if "momentum_buffer" in state:
+            return state["momentum_buffer"]
+        if "exp_avg" in state and "exp_avg_sq" in state:
+            return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8)
+        return None
+
+    def optimizer_state(self, name: str) -> list[torch.Tensor]:
+        """Every per-weight state tensor the optimizer keeps for this layer (reset where a weight is new)."""
+        return optimizer_state_tensors(self.ctx.optimizer, self.params[name])
 
     # --- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict:

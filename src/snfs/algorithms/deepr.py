@@ -43,6 +43,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
+from snfs.errors import ConfigError
 from snfs.masks import MaskState, round_stats
 from snfs.options import Option, pairs_check
 
@@ -143,6 +144,13 @@ class DeepR(SparseAlgorithm):
                doc="L1 and noise on theta after the step, or added to the gradient"),
         Option("noise_eta", float, 1.0e-3, low=0.0, doc="noise std sqrt(2 eta T) (gradient mode)"),
     )
+
+    @classmethod
+    def check_optimizer(cls, cfg, optim) -> None:
+        # AdamW decays the weights outside the gradient, so subtracting the decay from it cancels nothing
+        if cfg.get("cancel_weight_decay") and optim.get("name") == "adamw" and optim.get("weight_decay"):
+            raise ConfigError(f"sparse.cancel_weight_decay=true is not valid for sparse={cls.name} with AdamW, whose "
+                              f"decoupled weight decay bypasses the gradient; use Adam or SGD, or weight_decay=0")
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -304,8 +312,7 @@ class DeepR(SparseAlgorithm):
             w[w_at(pick)] = 0.0  # activated at theta = 0
             if self.new_sign == "first_update":
                 self.signs[k].view(-1)[pick] = 0.0  # unset until the connection's first update
-            buf = self.momentum_buffer(k)
-            if buf is not None:  # new connections start without momentum; dormant ones keep none
+            for buf in self.optimizer_state(k):  # new connections start without momentum; dormant ones keep none
                 b, b_at = flat_memory(buf)
                 b[b_at(crossed)] = 0.0
                 b[b_at(pick)] = 0.0

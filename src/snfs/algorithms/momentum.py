@@ -19,6 +19,10 @@ from snfs.options import Option
 from snfs.schedules import PRUNE_RATE_DECAYS, prune_rate
 
 
+#: optimizers whose momentum sparse momentum can read (SGD's buffer, Adam's first moment over its second)
+MOMENTUM_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
 @ALGORITHMS.register("momentum")
 class SparseMomentum(SparseAlgorithm):
     """Prune smallest weights, redistribute by mean |momentum|, grow by largest |momentum|."""
@@ -40,7 +44,13 @@ class SparseMomentum(SparseAlgorithm):
     @classmethod
     def check_optimizer(cls, cfg, optim) -> None:
         uses = [k for k in ("redistribution", "growth") if cfg.get(k, "momentum") == "momentum"]
-        if uses and not optim.get("momentum"):
+        if not uses:
+            return
+        name = optim.get("name", "sgd")
+        if name not in MOMENTUM_OPTIMIZERS:
+            raise ConfigError(f"optim.name={name!r} is not valid for sparse={cls.name} with sparse.{uses[0]}=momentum: "
+                              f"it scores by the optimizer's momentum; valid choices: {', '.join(MOMENTUM_OPTIMIZERS)}")
+        if name == "sgd" and not optim.get("momentum"):
             raise ConfigError(f"optim.momentum={optim.get('momentum')!r} is not valid for sparse={cls.name} with "
                               f"sparse.{uses[0]}=momentum; it needs optim.momentum > 0")
 
@@ -61,11 +71,9 @@ class SparseMomentum(SparseAlgorithm):
         return {"prune_rate": self.current_prune_rate()}
 
     def _momentum(self, name: str) -> torch.Tensor:
-        buf = self.momentum_buffer(name)
-        if buf is None:
-            raise RuntimeError(
-                "sparse momentum needs the optimizer's momentum buffers; use SGD with optim.momentum > 0"
-            )
+        buf = self.momentum(name)
+        if buf is None:  # check_optimizer refuses optimizers without momentum; this is a mask update before any step
+            raise RuntimeError(f"sparse momentum found no momentum for {name}: the optimizer has not stepped yet")
         return buf
 
     def layer_scores(self) -> dict[str, float]:

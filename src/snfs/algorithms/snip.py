@@ -47,6 +47,7 @@ class SNIP(SparseAlgorithm):
     name = "snip"
     mask_gradients = True
     flops_accounting = "sparse"
+    needs_sample_batch = True
     options = COMMON_OPTIONS  # the mask comes from the scores, not from an initial distribution
 
     def saliency(self) -> dict[str, torch.Tensor]:
