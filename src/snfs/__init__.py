@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "sparsify": "snfs.sparsify",
-    "Sparsifier": "snfs.sparsify",
+    "sparsify": "snfs.sparsifier",
+    "Sparsifier": "snfs.sparsifier",
     "save_sparse": "snfs.export",
     "load_sparse": "snfs.export",
     "use_sparse_kernels": "snfs.export",

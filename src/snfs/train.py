@@ -34,7 +34,7 @@ from snfs.logger import RunLogger
 from snfs.models import MODELS, build_model
 from snfs.options import Option, check_options
 from snfs import identity
-from snfs.sparsify import Sparsifier
+from snfs.sparsifier import Sparsifier
 from snfs.results import RunRecord, git_commit, result_path, write_json
 from snfs.malloc import keep_freed_memory
 from snfs.threads import resolve_threads
