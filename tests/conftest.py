@@ -85,6 +85,7 @@ INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file
     "test_dashboard.py::test_browser_shows_run_list_and_curve",  # starts headless Chromium (20+ s)
     "test_identity.py::test_reading_identities_loads_neither_torch_nor_hydra",
     "test_interrupts.py::test_ctrl_c_checkpoints_and_the_same_command_resumes",
+    "test_library.py::test_the_library_loads_none_of_the_training_or_report_stack",
     "test_interrupts.py::test_starting_afresh_moves_an_earlier_checkpoint_aside",
     "test_options.py::test_bad_option_stops_the_cli_before_any_data_loads",
     "test_report.py::test_quick_sweep_end_to_end",

@@ -14,6 +14,7 @@ the value, 4 for its column index).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,7 +32,8 @@ def _csr(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     crow = torch.zeros(pattern.shape[0] + 1, dtype=torch.int64)
     crow[1:] = counts.cumsum(0)
     index = torch.int32 if pattern.numel() < 2**31 else torch.int64
-    return torch.sparse_csr_tensor(crow.to(index), cols.to(index), matrix[rows, cols].cpu(), tuple(pattern.shape))
+    return torch.sparse_csr_tensor(crow.to(index), cols.to(index), matrix[rows, cols].cpu(), tuple(pattern.shape),
+                                   check_invariants=False)  # built from a mask: valid by construction
 
 
 def save_sparse(model: nn.Module, path: str | os.PathLike, masks: Mapping[str, torch.Tensor],
@@ -59,7 +61,9 @@ def load_sparse(model: nn.Module, path: str | os.PathLike, sparse_kernels: bool 
     With ``sparse_kernels=True`` the sparse ``nn.Linear`` layers then compute with their CSR
     weights (``use_sparse_kernels``), for inference.
     """
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # weights_only checks every CSR tensor's invariants, and says so each time
+        warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise ValueError(f"{path} is not an snfs sparse model (format {FORMAT})")
     dense, masks = {}, {}
@@ -67,7 +71,8 @@ def load_sparse(model: nn.Module, path: str | os.PathLike, sparse_kernels: bool 
         if value.layout == torch.sparse_csr:
             shape = saved["shapes"][name]
             ones = torch.sparse_csr_tensor(value.crow_indices(), value.col_indices(),
-                                           torch.ones_like(value.values(), dtype=torch.bool), value.shape)
+                                           torch.ones_like(value.values(), dtype=torch.bool), value.shape,
+                                           check_invariants=False)
             masks[name] = ones.to_dense().reshape(shape)
             dense[name] = value.to_dense().reshape(shape)
         else:
