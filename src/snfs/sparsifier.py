@@ -100,7 +100,7 @@ class Sparsifier:
         self._masks_changed()
         self.execution.begin_step(self.steps)
         self._say(f"snfs: sparse={self.algorithm.name}, density {self.density:.4f} over {len(self.masks)} weights "
-                  f"({', '.join(self.masks)}); {dense_parameter_report(model, self.algorithm.params)}")
+                  f"(summary() lists them); {dense_parameter_report(model, self.algorithm.params)}")
 
     # --- the loop -----------------------------------------------------------------------
     def step(self, scaler: torch.amp.GradScaler | None = None, max_grad_norm: float | None = None) -> dict | None:
