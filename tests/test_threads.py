@@ -1,5 +1,7 @@
 """``threads: auto`` takes this run's share of the idle cores; bad values are refused before data loads."""
 
+import time
+
 import pytest
 
 from conftest import compose_cfg
@@ -29,3 +31,49 @@ def test_bad_threads_refused(bad, quick_overrides):
     with pytest.raises(ConfigError, match="threads=.* must be 'auto' or a positive integer"):
         Trainer(compose_cfg(quick_overrides + [f"threads={bad}"]))
     assert resolve_threads(3) == 3
+
+
+def _stat(*cpus: tuple[int, int]) -> str:
+    """A /proc/stat text whose cpuN line has the given (busy, idle) jiffies, busy counted as user time."""
+    total = tuple(map(sum, zip(*cpus)))
+    lines = [f"cpu  {total[0]} 0 0 {total[1]} 0 0 0 0 0 0"]
+    lines += [f"cpu{i} {busy} 0 0 {idle} 0 0 0 0 0 0" for i, (busy, idle) in enumerate(cpus)]
+    return "\n".join(lines + ["intr 12345 0 0", "ctxt 999"]) + "\n"
+
+
+def test_busy_cores_counts_the_cores_busy_between_two_samples(monkeypatch):
+    from snfs import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    # cpu0 busy for the whole interval, cpu1 idle; a third CPU outside our affinity is busy and does not count
+    samples = iter([_stat((100, 900), (50, 950), (0, 0)), _stat((120, 900), (50, 970), (20, 0))])
+    assert threads.busy_cores(sample_s=0.0, read=lambda: next(samples)) == pytest.approx(1.0)
+    samples = iter([_stat((0, 0), (0, 0)), _stat((10, 10), (5, 15))])
+    assert threads.busy_cores(sample_s=0.0, read=lambda: next(samples)) == pytest.approx(0.75)
+
+
+def test_auto_threads_uses_the_load_average_only_without_proc_stat(monkeypatch):
+    from snfs import threads
+
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.0)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # a job that ended a minute ago
+    assert threads.auto_threads(cores=2, jobs=1) == 2
+    monkeypatch.setattr(threads, "busy_cores", lambda: None)
+    assert threads.auto_threads(cores=2, jobs=1) == 1
+
+
+@pytest.mark.integration
+def test_busy_cores_sees_a_busy_process_at_once():
+    """A spinning process started just now shows in the 0.2 s sample (the load average would take a minute)."""
+    import subprocess
+    import sys
+
+    from snfs.threads import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the interpreter has started and spins
+        assert busy_cores() >= 0.5  # one core is kept busy, by the spinner or by whatever the scheduler favours
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -28,9 +28,11 @@ GROUPS = ("dataset", "model", "sparse", "optim")
 # sync_bn: with it a DDP run computes what a single process does (tests/test_reliability.py).
 # execution, channels_last, threads: the same arithmetic up to float rounding (results/bench, tests/test_execution.py).
 # keep_freed_memory: where CPU memory comes from (snfs.malloc).
+# flush_denormal: values below 1.2e-38 become 0, far below the rounding of any weight; the logged MNIST runs
+# reproduce within their seed spread with it (docs/findings/denormals.md), so records made before it stay valid.
 NON_SEMANTIC_KEYS = frozenset({"logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device",
                                "data", "speedup_estimate", "sync_bn", "execution", "threads", "channels_last",
-                               "keep_freed_memory"})
+                               "keep_freed_memory", "flush_denormal"})
 # Dataset keys that say how files are fetched or checked, not what is in them (data_md5 covers that), and
 # eval_batch_size: evaluation is per image, so the batching changes only float rounding.
 NON_SEMANTIC_DATASET_KEYS = frozenset({"download", "verify_md5", "torchvision", "folder", "files", "loader",

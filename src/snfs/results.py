@@ -45,7 +45,8 @@ class RunRecord:
     execution: str | None = None  # masked | sparse (how sparse layers computed)
     device: str | None = None
     world_size: int | None = None
-    machine: str | None = None  # CPU model and threads, or GPU name, and host
+    machine: str | None = None  # snfs.machine.describe_line: CPU model, vector extensions, threads, BLAS, host; or GPU
+    machine_info: dict | None = None  # snfs.machine.describe: the same as fields, with torch's build and flush_denormal
     fingerprint: str | None = None  # the identity hash (checkpoints are resumed only by the same)
     data_md5: dict | None = None  # md5 of each data file when not verified against the dataset's declared sums
     speedup_estimate: dict | None = None  # speedup_estimate=true: timed dense convs, estimated sparse speedups

@@ -37,6 +37,7 @@ from snfs import identity
 from snfs.sparsifier import Sparsifier
 from snfs.results import RunRecord, git_commit, result_path, write_json
 from snfs.malloc import keep_freed_memory
+from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
 from snfs.threads import resolve_threads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -89,6 +90,8 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
     if not isinstance(cfg.get("sync_bn", False), bool):
         raise ConfigError(f"sync_bn={cfg.sync_bn!r} is not valid; valid choices: true, false")
+    if not isinstance(cfg.get("flush_denormal", True), bool):
+        raise ConfigError(f"flush_denormal={cfg.flush_denormal!r} is not valid; valid choices: true, false")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
     resolve_threads(cfg.threads)  # raises for a bad value; "auto" is resolved when the run starts
@@ -273,6 +276,11 @@ class Trainer:
     def __init__(self, cfg: DictConfig):
         validate_config(cfg)
         self.cfg = cfg
+        # first: torch's CPU threads copy the setting when they start (snfs.machine.flush_denormals)
+        flush = bool(cfg.get("flush_denormal", True))
+        if flush_denormals(flush) and flush and not denormals_flushed():
+            print("flush_denormal=true reached only some of torch's CPU threads (they started before this run); "
+                  "call snfs.machine.flush_denormals() before torch's first multi-threaded operation", file=sys.stderr)
         self.dist, dist_device = init_distributed(cfg.device)
         self.device = device = dist_device or resolve_device(cfg.device)
         torch.set_num_threads(resolve_threads(cfg.threads))
@@ -609,7 +617,7 @@ class Trainer:
         except DivergenceError as exc:
             if self.dist.is_main:
                 record_divergence(self.results_dir, self.run_id, cfg, progress, str(exc), device=str(self.device),
-                                  world_size=self.dist.world_size, machine=machine_description(self.device),
+                                  world_size=self.dist.world_size, machine=describe_line(self.device),
                                   fingerprint=self.fingerprint, data_md5=self.data_md5)
             self.logger.finish(exit_code=1)
             kept = (f"the last good checkpoint ({self.checkpoint_at}) is kept at {self.ckpt}" if self.checkpoint_at
@@ -634,7 +642,8 @@ class Trainer:
             flops_ratio=flops.ratio, wall_time_s=progress.elapsed_s,
             # the measured cost: tables divide the dense row's by this (snfs.report.tables, measured speedup)
             median_epoch_time_s=median_epoch_time(progress.history), execution=cfg.execution,
-            device=str(self.device), world_size=self.dist.world_size, machine=machine_description(self.device),
+            device=str(self.device), world_size=self.dist.world_size, machine=describe_line(self.device),
+            machine_info=describe(self.device),
             fingerprint=self.fingerprint, data_md5=self.data_md5,
         )
         if cfg.speedup_estimate and self.dist.is_main:
@@ -666,14 +675,6 @@ def median_epoch_time(history: list[dict]) -> float | None:
         return None
     mid = len(times) // 2
     return times[mid] if len(times) % 2 else 0.5 * (times[mid - 1] + times[mid])
-
-
-def machine_description(device: torch.device) -> str:
-    import platform
-
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, {platform.node()}"
-    return f"{platform.processor() or platform.machine()} CPU x{torch.get_num_threads()} threads, {platform.node()}"
 
 
 def in_multirun() -> bool:
