@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -516,8 +517,7 @@ class Trainer:
         found = self.finished_record()
         if found is not None:  # never train a finished run again (the committed store holds the evidence)
             finished, where = found
-            self.say(f"{self.run_id} has already finished: {where} (test error {finished.get('test_error')}%); "
-                     f"not training it again. To train anew, delete that file or set results_dir to another folder.")
+            self.say(already_finished_message(self.run_id, finished, where))
             return finished
         state = self.find_checkpoint()
         if state is not None:
@@ -608,6 +608,23 @@ class Trainer:
                                                     "median_epoch_time_s") if k in result})
         self.logger.finish()
         return result
+
+
+def already_finished_message(run_id: str, record: dict, where: Path) -> str:
+    """Why a finished run is not trained again, and the command that trains it anew in a new store.
+
+    Never "delete the record": the store may be the committed one (results/runs), the evidence of a table.
+    """
+    error = record.get("test_error")
+    error = f"{error:.2f}%" if isinstance(error, (int, float)) else "unknown"
+    renamed = "" if where.stem == run_id else f" (under {where.stem}, the id an earlier version gave this config)"
+    n = 2
+    while Path(f"results/local/runs-{n}").exists():
+        n += 1
+    command = " ".join(["python -m snfs.train", *(shlex.quote(a) for a in sys.argv[1:] if not a.startswith("results_dir=")),
+                        f"results_dir=results/local/runs-{n}"])
+    return (f"{run_id} has already finished, test error {error}: recorded in {where}{renamed}; not training it again. "
+            f"To train it anew into another store: {command}")
 
 
 def train(cfg: DictConfig) -> dict | None:

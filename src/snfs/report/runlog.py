@@ -236,6 +236,40 @@ class RunFolder:
         return Run(record=obj, path=path, mtime=mtime, history=history), None
 
 
+class RunStores:
+    """Several results stores read as one (the committed store and a user's own): a run id found in more
+    than one is shown from the last store that has it, so a user's own run of a committed config is the
+    one listed."""
+
+    def __init__(self, folders: Sequence[str | Path], wandb: bool = True):
+        self.parts = [RunFolder(f, wandb=wandb) for f in folders]
+        self.folder = self.parts[0].folder
+        self.skipped: dict[str, str] = {}
+
+    def refresh(self) -> list[Run]:
+        present = [p for p in self.parts if p.folder.is_dir()]
+        if not present:
+            raise FileNotFoundError(f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)")
+        by_id: dict[str, Run] = {}
+        skipped: dict[str, str] = {}
+        for part in present:
+            for run in part.refresh():
+                by_id[run.run_id] = run
+            skipped.update({str(part.folder / name) if len(self.parts) > 1 else name: why
+                            for name, why in part.skipped.items()})
+        self.skipped = skipped
+        runs = sorted(by_id.values(), key=lambda r: r.run_id)
+        annotate_variants(runs)
+        return runs
+
+
+def _shown(value: Any) -> Any:
+    """A config value as the user wrote it: identities hash every number as a float, so 3 arrives as 3.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return [_shown(v) for v in value] if isinstance(value, list) else value
+
+
 def annotate_variants(runs: Sequence[Run]) -> None:
     """Tell apart the variants of an algorithm: for the runs of one (dataset, model, algorithm), each
     config key (density and seed aside) whose value differs from the value most runs have is listed
@@ -253,7 +287,7 @@ def annotate_variants(runs: Sequence[Run]) -> None:
                 counts.setdefault(k, Counter())[v] += 1
         usual = {k: c.most_common(1)[0][0] for k, c in counts.items() if sum(c.values()) * 2 > len(members)}
         for run, flat in members:
-            diff = [f"{k.removeprefix('sparse.')}={json.loads(v)}" for k, v in sorted(flat.items()) if usual.get(k, v) != v
+            diff = [f"{k.removeprefix('sparse.')}={_shown(json.loads(v))}" for k, v in sorted(flat.items()) if usual.get(k, v) != v
                     or (k not in usual and len(members) > 1)]
             text = ", ".join(diff)
             if text != run.differences:
