@@ -6,13 +6,15 @@ every value a run cannot use; the trainer and the sweep runner call it before an
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from snfs.algorithms import ALGORITHMS
-from snfs.data import loader_of
+from snfs.data import check_dataset
 from snfs.errors import ConfigError
 from snfs.execution import EXECUTIONS
 from snfs.models import MODELS
@@ -42,6 +44,33 @@ SCHEDULE_OPTIONS = (
 )
 
 
+#: the top-level keys of conf/config.yaml (config groups aside), checked by ``validate_config``
+TOP_LEVEL_OPTIONS = (
+    Option("density", float, 0.05, low=0.0, low_open=True, high=1.0, doc="fraction of non-zero weights in the sparse layers"),
+    Option("epochs", int, 100, low=1, doc="training epochs"),
+    Option("batch_size", int, 100, low=1, doc="training batch size (under DDP: the global batch)"),
+    Option("seed", int, 17, low=0, doc="seed of the weights, masks and batch order"),
+    Option("device", str, "auto", doc="auto | cpu | cuda | cuda:N"),
+    Option("threads", str, "auto", doc="CPU threads: auto or a positive integer (checked by snfs.threads)"),
+    Option("execution", str, "masked", choices=EXECUTIONS, doc="how sparse layers compute"),
+    Option("precision", str, "fp32", choices=tuple(PRECISIONS), doc="autocast precision"),
+    Option("channels_last", bool, True, doc="channels_last memory format for convnets"),
+    Option("keep_freed_memory", bool, True, doc="CPU runs: glibc keeps freed blocks for reuse"),
+    Option("sync_bn", bool, False, doc="DDP: SyncBatchNorm"),
+    Option("speedup_estimate", bool, False, doc="time dense convs and estimate sparse speedups at the end"),
+    Option("results_dir", str, "results/local/runs", doc="the results store this run writes to"),
+    Option("resume", bool, False, doc="continue from this run's checkpoint"),
+    Option("run_id", str, None, nullable=True, doc="null: derived from the config"),
+    Option("stop_after_epoch", int, None, low=1, nullable=True, doc="stop (checkpointed) after this epoch"),
+    Option("limit_batches", int, None, low=1, nullable=True, doc="train on at most this many batches per epoch"),
+    Option("progress", bool, True, doc="tqdm progress bar"),
+    Option("data", dict, {"root": "data"}, doc="data.root: the folder that contains the datasets' folders"),
+)
+DATA_OPTIONS = (Option("root", str, "data", doc="the folder that contains the datasets' folders (MNIST: <root>/MNIST/raw)"),)
+#: keys checked by their owners, not by TOP_LEVEL_OPTIONS' type: threads is "auto" or an integer
+_OWN_CHECK = {"threads": resolve_threads}
+
+
 def top_level_keys() -> set[str]:
     """The keys conf/config.yaml defines, its config groups included."""
     base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
@@ -50,28 +79,39 @@ def top_level_keys() -> set[str]:
     return (set(base.keys()) | {g.split("/")[-1] for g in groups} | {"experiment"}) - {"defaults", "_self_"}
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the key for every value the run cannot use."""
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean density?)' for a near miss among ``choices``, else ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def check_top_level(cfg: Mapping) -> None:
+    """Raise ConfigError for an unknown top-level key or a value its ``TOP_LEVEL_OPTIONS`` entry refuses."""
     known = top_level_keys()
     unknown = sorted(set(cfg.keys()) - known)
     if unknown:  # e.g. +densty=0.1: Hydra adds it, and the run would silently use the default density
-        raise ConfigError(f"{unknown[0]} is not a key of this config; valid top-level keys: {', '.join(sorted(known))}")
-    d = cfg.density
-    if not isinstance(d, (int, float)) or isinstance(d, bool) or not (0.0 < float(d) <= 1.0):
-        raise ConfigError(f"density={d!r} must be a number in (0, 1]")
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
-    if not isinstance(cfg.get("sync_bn", False), bool):
-        raise ConfigError(f"sync_bn={cfg.sync_bn!r} is not valid; valid choices: true, false")
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
-    resolve_threads(cfg.threads)  # raises for a bad value; "auto" is resolved when the run starts
-    if cfg.execution not in EXECUTIONS:
-        raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
+        raise ConfigError(f"{unknown[0]} is not a key of this config; valid top-level keys: {', '.join(sorted(known))}"
+                          + did_you_mean(unknown[0], known))
+    for option in TOP_LEVEL_OPTIONS:
+        if option.name not in cfg:
+            continue
+        value = cfg[option.name]
+        if option.name in _OWN_CHECK:
+            _OWN_CHECK[option.name](value)
+            continue
+        why = option.problem(value)
+        if why is not None:
+            kind = "a valid choice" if option.choices is not None and why.startswith("valid choices") else "valid"
+            raise ConfigError(f"{option.name}={value!r} is not {kind}; {why}")
+    check_options("data", "data", DATA_OPTIONS, cfg.get("data") or {})
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the key for every value the run cannot use."""
+    check_top_level(OmegaConf.to_container(cfg, resolve=True))
     if cfg.logger.mode not in LOGGER_MODES:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
-    loader_of(cfg.dataset)
+    check_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
     MODELS.get(cfg.model.name)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
