@@ -1,4 +1,5 @@
-"""Checking a run's config before anything is built: the top-level keys and the optimizer's options.
+"""Checking a run's config before anything is built: the top-level keys, the optimizer's options, and (through
+the registries) the dataset, model and algorithm sections.
 
 ``validate_config`` raises a ``ConfigError`` (one line, naming the key and the valid choices) for
 every value a run cannot use; the trainer and the sweep runner call it before any data is loaded.
@@ -8,22 +9,30 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from snfs.algorithms import ALGORITHMS
-from snfs.data import check_dataset
 from snfs.errors import ConfigError
-from snfs.execution import EXECUTIONS
-from snfs.models import MODELS
 from snfs.options import Option, check_options
 from snfs.threads import resolve_threads
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Light on purpose (no torch): `python -m snfs.train` checks the command line with it before torch loads
+# (snfs.command_line). The registries (algorithms, models, executions, dataset loaders) are imported by
+# validate_config, which checks what needs them.
+PRECISION_NAMES = ("fp32", "bf16", "fp16")
 LOGGER_MODES = ("offline", "online", "disabled")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def __getattr__(name: str) -> Any:
+    """``PRECISIONS``: precision name -> autocast dtype (None: fp32), made when first asked for (imports torch)."""
+    if name == "PRECISIONS":
+        import torch
+
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: the ``optim`` group's options (conf/optim/sgd.yaml), checked by ``validate_config``
 OPTIM_OPTIONS = (
@@ -52,8 +61,8 @@ TOP_LEVEL_OPTIONS = (
     Option("seed", int, 17, low=0, doc="seed of the weights, masks and batch order"),
     Option("device", str, "auto", doc="auto | cpu | cuda | cuda:N"),
     Option("threads", str, "auto", doc="CPU threads: auto or a positive integer (checked by snfs.threads)"),
-    Option("execution", str, "masked", choices=EXECUTIONS, doc="how sparse layers compute"),
-    Option("precision", str, "fp32", choices=tuple(PRECISIONS), doc="autocast precision"),
+    Option("execution", str, "masked", doc="masked | sparse: how sparse layers compute (choices: snfs.execution)"),
+    Option("precision", str, "fp32", choices=PRECISION_NAMES, doc="autocast precision"),
     Option("channels_last", bool, True, doc="channels_last memory format for convnets"),
     Option("keep_freed_memory", bool, True, doc="CPU runs: glibc keeps freed blocks for reuse"),
     Option("sync_bn", bool, False, doc="DDP: SyncBatchNorm"),
@@ -85,13 +94,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
+def unknown_key_message(key: str, known: Iterable[str]) -> str:
+    shown = sorted(set(known) - {"hydra"})  # Hydra's own settings are not a run's keys
+    return f"{key} is not a key of this config; valid top-level keys: {', '.join(shown)}" + did_you_mean(key, shown)
+
+
 def check_top_level(cfg: Mapping) -> None:
     """Raise ConfigError for an unknown top-level key or a value its ``TOP_LEVEL_OPTIONS`` entry refuses."""
     known = top_level_keys()
     unknown = sorted(set(cfg.keys()) - known)
     if unknown:  # e.g. +densty=0.1: Hydra adds it, and the run would silently use the default density
-        raise ConfigError(f"{unknown[0]} is not a key of this config; valid top-level keys: {', '.join(sorted(known))}"
-                          + did_you_mean(unknown[0], known))
+        raise ConfigError(unknown_key_message(unknown[0], known))
     for option in TOP_LEVEL_OPTIONS:
         if option.name not in cfg:
             continue
@@ -108,7 +121,14 @@ def check_top_level(cfg: Mapping) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the key for every value the run cannot use."""
+    from snfs.algorithms import ALGORITHMS
+    from snfs.data import check_dataset
+    from snfs.execution import EXECUTIONS
+    from snfs.models import MODELS
+
     check_top_level(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.execution not in EXECUTIONS:
+        raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
     check_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))

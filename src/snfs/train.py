@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
+if __name__ == "__main__":  # a bad command line: one line within about a second, before torch loads
+    from snfs.command_line import check_command_line
+
+    check_command_line(sys.argv[1:])
+
+import hydra  # noqa: E402
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
