@@ -72,6 +72,13 @@ def _problem(obj: Any) -> str | None:
         return "not a run record (no " + ", ".join(missing) + ")"
     if "history" in obj and not isinstance(obj["history"], list):
         return "its history is not a list"
+    config = obj.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        return "its config is not a mapping"
+    for where, value in (("density", obj.get("density", 0.0)),
+                         ("config.density", (config or {}).get("density", 0.0))):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"its {where} is {value!r}, not a number"
     return None
 
 
@@ -222,7 +229,7 @@ class RunFolder:
     @staticmethod
     def _read(path: Path, mtime: float) -> tuple[Run | None, str | None]:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             return None, f"cannot be read ({exc})"
         try:
