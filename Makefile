@@ -35,7 +35,7 @@ test-integration: $(STAMP) ## training runs, CLI subprocesses, DDP, whole preset
 test-all: $(STAMP) ## run every test, slow ones included
 	$(PY) -m pytest -q
 
-train: $(STAMP) ## train the default experiment (paper's MNIST protocol); overrides via ARGS="density=0.02 seed=1"
+train: $(STAMP) ## train the default experiment (paper's MNIST protocol) into results/local/runs; overrides via ARGS="density=0.02 seed=1"
 	$(PY) -m snfs.train $(ARGS)
 
 bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs, LeNet-5-Caffe
@@ -110,20 +110,25 @@ figures: $(STAMP) ## rebuild results/figures/*.png from results/runs (same QUICK
 	$(REPRO) figures $(REPRO_READ_FLAGS)
 
 # --- dashboard: the results store in a browser (src/snfs/report/dashboard.py) -------------------------------
-# make dashboard [RESULTS=dir] [QUICK=1] [PORT=8050] [HOST=127.0.0.1]; make report [OUT=results/report]
+# make dashboard [RESULTS=dir] [QUICK=1] [PORT=8050] [HOST=127.0.0.1]; make report [OUT=results/local/report]
+# Without RESULTS they read the committed store (results/runs) and yours (results/local/runs); what they write
+# goes under results/local/ (untracked). The committed results/report/ comes from results/runs alone.
 PORT ?= 8050
 HOST ?= 127.0.0.1
 OUT ?=
 DASH := $(PY) -m snfs.report.dashboard
 DASH_FLAGS = $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(RESULTS),--results $(RESULTS))
 
-.PHONY: dashboard report check-dashboard
+.PHONY: dashboard report report-committed check-dashboard
 
-dashboard: $(STAMP) ## serve a local dashboard of the results store at http://127.0.0.1:8050 (RESULTS=dir, QUICK=1, PORT=, HOST=)
+dashboard: $(STAMP) ## serve a local dashboard of results/runs and your results/local/runs at http://127.0.0.1:8050 (RESULTS=dir, QUICK=1, PORT=, HOST=)
 	$(DASH) serve $(DASH_FLAGS) --host $(HOST) --port $(PORT)
 
-report: $(STAMP) ## write the dashboard as static HTML (no server needed) to results/report/ (RESULTS=dir, QUICK=1, OUT=dir)
+report: $(STAMP) ## write the dashboard as static HTML (no server needed) to results/local/report/ (RESULTS=dir, QUICK=1, OUT=dir)
 	$(DASH) report $(DASH_FLAGS) $(if $(OUT),--out $(OUT))
 
-check-dashboard: $(STAMP) ## open the dashboard in headless Chromium, assert the run list and a curve, screenshot results/report/dashboard.png (ARGS="--run ID --run ID": overlaid)
+report-committed: $(STAMP) ## rebuild the committed results/report/ from the committed runs in results/runs alone
+	$(DASH) report --committed
+
+check-dashboard: $(STAMP) ## open the dashboard in headless Chromium, assert the run list and a curve, screenshot results/local/dashboard.png (ARGS="--run ID --run ID": overlaid)
 	$(DASH) check $(DASH_FLAGS) $(ARGS)

@@ -47,11 +47,26 @@ def fake_mnist_root(tmp_path_factory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
 
 
+# where real MNIST may be: the shared reference data beside the checkout, or data/, where `make train` fetches it
+MNIST_ROOTS = (SHARED_MNIST, REPO / "data")
+
+
+def find_real_mnist(roots=MNIST_ROOTS) -> Path | None:
+    """The first root holding MNIST's four files (uncompressed or .gz), else None."""
+    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for root in roots:
+        raw = Path(root) / "MNIST" / "raw"
+        if all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in files):
+            return Path(root)
+    return None
+
+
 @pytest.fixture(scope="session")
 def real_mnist_root() -> Path:
-    if not (SHARED_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
-        pytest.skip("real MNIST not present at ../shared/data")
-    return SHARED_MNIST
+    root = find_real_mnist()
+    if root is None:
+        pytest.skip("real MNIST is neither in ../shared/data nor in data/ (`make train` fetches it to data/)")
+    return root
 
 
 def compose_cfg(overrides: list[str] | None = None):
@@ -88,6 +103,8 @@ INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file
     "test_library.py::test_the_library_loads_none_of_the_training_or_report_stack",
     "test_interrupts.py::test_starting_afresh_moves_an_earlier_checkpoint_aside",
     "test_options.py::test_bad_option_stops_the_cli_before_any_data_loads",
+    "test_command_line.py::test_the_cli_says_it_in_one_line_without_importing_torch",
+    "test_user_output.py::test_committed_report_rebuilds_unchanged",  # renders every committed run's page (~20 s)
     "test_report.py::test_quick_sweep_end_to_end",
     "test_report.py::test_wandb_source_with_a_mocked_api",  # imports wandb's public API client (seconds)
     "test_tables.py::test_every_preset_is_a_table_with_its_whole_grid",

@@ -24,7 +24,7 @@ PRESETS = presets()
 
 @pytest.fixture(scope="module")
 def grids():
-    """Every preset expanded with one seed (each job composed and validated by snfs.train.validate_config)."""
+    """Every preset expanded with one seed (each job composed and validated by snfs.config.validate_config)."""
     out = {}
     with Composer() as composer:
         for name in PRESETS:

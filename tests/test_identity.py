@@ -103,7 +103,7 @@ def test_each_config_file_states_its_declared_defaults():
     import yaml
 
     from snfs.algorithms import ALGORITHMS
-    from snfs.train import OPTIM_OPTIONS, SCHEDULE_OPTIONS
+    from snfs.config import OPTIM_OPTIONS, SCHEDULE_OPTIONS
 
     shipped = [n for n in ALGORITHMS.names()  # not one another test registers on the fly (the README's example)
                if (REPO / "src" / "snfs" / "algorithms" / f"{ALGORITHMS.get(n).__module__.rsplit('.', 1)[-1]}.py").exists()]

@@ -17,10 +17,13 @@ import pytest
 from snfs.data import DatasetError
 from snfs.data import mnist_fetch as mf
 
-SHARED_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
+# real MNIST: the shared reference data beside the checkout, else data/, where `make train` fetches it
+_RAW_DIRS = [root / "MNIST" / "raw" for root in (Path(__file__).resolve().parents[2] / "shared" / "data",
+                                                Path(__file__).resolve().parents[1] / "data")]
+SHARED_RAW = next((d for d in _RAW_DIRS if all((d / n).is_file() for n in mf.RAW_FILES)), _RAW_DIRS[0])
 needs_real = pytest.mark.skipif(
-    not all((SHARED_RAW / n).is_file() for n in mf.RAW_FILES), reason=f"real MNIST files not found at {SHARED_RAW}"
-)
+    not all((SHARED_RAW / n).is_file() for n in mf.RAW_FILES),
+    reason=f"real MNIST files found neither in {_RAW_DIRS[0]} nor in {_RAW_DIRS[1]}")
 
 
 # ------------------------------------------------------------------ helpers

@@ -12,7 +12,7 @@ from conftest import CONF, REPO, compose_cfg
 from snfs.algorithms import ALGORITHMS
 from snfs.errors import ConfigError
 from snfs.options import Option
-from snfs.train import OPTIM_OPTIONS, SCHEDULE_OPTIONS, validate_config
+from snfs.config import OPTIM_OPTIONS, SCHEDULE_OPTIONS, validate_config
 
 SPARSE_FILES = sorted(p.stem for p in (CONF / "sparse").glob("*.yaml"))
 

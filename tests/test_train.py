@@ -44,7 +44,7 @@ def test_defaults_are_the_paper_protocol():
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov, cfg.optim.weight_decay) == (0.1, 0.9, True, 5e-4)
     assert (cfg.optim.schedule.name, cfg.optim.schedule.every_steps, cfg.optim.schedule.gamma) == ("step", 25000, 0.1)
     assert (cfg.sparse.prune_rate, cfg.sparse.prune_rate_min, cfg.sparse.decay) == (0.5, 0.005, "cosine")
-    assert cfg.dataset.val_fraction == 0.1 and cfg.results_dir == "results/runs" and cfg.logger.mode == "offline"
+    assert cfg.dataset.val_fraction == 0.1 and cfg.results_dir == "results/local/runs" and cfg.logger.mode == "offline"
 
 
 @pytest.mark.parametrize("model", MNIST_MODELS)

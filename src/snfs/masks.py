@@ -225,12 +225,27 @@ DISTRIBUTIONS = {
 }
 
 
+def check_every_layer_has_weights(shapes: Mapping[str, torch.Size], counts: Mapping[str, int], density: float,
+                                  distribution: str) -> None:
+    """Refuse a density at which a sparse layer gets no weight: such a network cannot learn through that layer."""
+    empty = [k for k in shapes if counts[k] < 1]
+    if not empty:
+        return
+    name = empty[0]
+    smallest = min(math.prod(s) for s in shapes.values())
+    hint = (f"density > {0.5 / smallest:.3g} gives every layer at least one" if distribution == "uniform"
+            else "raise density")
+    raise ConfigError(f"density={density:g} leaves sparse layer {name} ({math.prod(shapes[name])} weights) without "
+                      f"any weight under sparse.distribution={distribution}; {hint}")
+
+
 def init_masks(params: Mapping[str, torch.Tensor], density: float, distribution: str, generator: torch.Generator) -> MaskState:
     """Random masks with the per-layer counts of ``distribution`` (ALGORITHMS.md, mask initialisation)."""
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"sparse.distribution={distribution!r} is not valid; valid choices: {', '.join(DISTRIBUTIONS)}")
     shapes = {k: p.shape for k, p in params.items()}
     counts = DISTRIBUTIONS[distribution](shapes, density)
+    check_every_layer_has_weights(shapes, counts, density, distribution)
     masks = {k: random_mask(shapes[k], counts[k], generator).to(params[k].device) for k in shapes}
     return MaskState(masks)
 

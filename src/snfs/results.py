@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,12 +108,47 @@ def result_path(results_dir: str | Path, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.json"
 
 
-def iter_results(results_dir: str | Path, status: str | None = "finished") -> Iterator[dict]:
-    """Every run JSON in the store (finished ones by default), unreadable files skipped."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(obj: Any) -> str | None:
+    """Why a parsed JSON file of the store is not a run record that tables, sweeps and the dashboard can use."""
+    if not isinstance(obj, dict):
+        return f"a JSON {type(obj).__name__}, not a run record"
+    for key in ("run_id", "status"):
+        if not isinstance(obj.get(key), str):
+            return f"not a run record (no {key})"
+    config = obj.get("config")
+    if not isinstance(config, Mapping):
+        return "not a run record (no config)"
+    for where, value in (("density", obj.get("density", 0.0)), ("config.density", config.get("density", 0.0))):
+        if not _is_number(value):
+            return f"its {where} is {value!r}, not a number"
+    if "history" in obj and not isinstance(obj["history"], list):
+        return "its history is not a list"
+    return None
+
+
+def read_record(path: str | Path) -> tuple[dict | None, str | None]:
+    """(the record, None), or (None, why it cannot be used): unreadable, not UTF-8, not JSON, not a record."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot be read ({exc})"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON, perhaps half-written ({exc})"
+    why = record_problem(obj)
+    return (None, why) if why is not None else (obj, None)
+
+
+def iter_results(results_dir: str | Path, status: str | None = "finished", warn: bool = True) -> Iterator[dict]:
+    """Every run record in the store (finished ones by default); any other file is skipped, and named on stderr."""
     for p in sorted(Path(results_dir).glob("*.json")):
-        try:
-            run = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
+        run, why = read_record(p)
+        if run is None:
+            if warn:
+                print(f"warning: skipped {p}: {why}", file=sys.stderr)
             continue
         if status is None or run.get("status") == status:
             yield run

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -18,21 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
+if __name__ == "__main__":  # a bad command line: one line within about a second, before torch loads
+    from snfs.command_line import check_command_line
+
+    check_command_line(sys.argv[1:])
+
+import hydra  # noqa: E402
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from snfs.algorithms import ALGORITHMS
+from snfs.config import CONF_DIR, PRECISIONS, validate_config
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
-from snfs.data import build_data, loader_of
+from snfs.data import build_data
 from snfs.distributed import all_reduce_sum, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
-from snfs.execution import EXECUTIONS
 from snfs.logger import RunLogger
-from snfs.models import MODELS, build_model
-from snfs.options import Option, check_options
+from snfs.models import build_model
 from snfs import identity
 from snfs.sparsifier import Sparsifier
 from snfs.results import RunRecord, git_commit, result_path, write_json
@@ -40,77 +44,11 @@ from snfs.malloc import keep_freed_memory
 from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
 from snfs.threads import resolve_threads
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-LOGGER_MODES = ("offline", "online", "disabled")
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # What defines a run (its identity, hash and run id) lives in snfs.identity, which the report shares.
 NON_SEMANTIC_KEYS = identity.NON_SEMANTIC_KEYS
 
 
-# --- config --------------------------------------------------------------------------------
-
-#: the ``optim`` group's options (conf/optim/sgd.yaml), checked by ``validate_config``
-OPTIM_OPTIONS = (
-    Option("name", str, "sgd", choices=("sgd",), doc="the optimizer"),
-    Option("lr", float, 0.1, low=0.0, low_open=True, doc="initial learning rate"),
-    Option("momentum", float, 0.9, low=0.0, high=1.0, high_open=True, doc="SGD momentum"),
-    Option("nesterov", bool, True, doc="Nesterov momentum (needs momentum > 0)"),
-    Option("weight_decay", float, 5.0e-4, low=0.0, doc="L2 coefficient"),
-    Option("schedule", dict, doc="the LR schedule (SCHEDULE_OPTIONS)"),
-)
-SCHEDULE_OPTIONS = (
-    Option("name", str, "step", choices=("step", "multistep", "cosine"), doc="the LR schedule"),
-    Option("every_steps", int, 25000, low=1, doc="step: x gamma every this many optimizer steps"),
-    Option("gamma", float, 0.1, low=0.0, low_open=True, doc="step, multistep: the LR factor"),
-    Option("milestones", list, [], items=lambda v: None if all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
-                                                                for e in v) else "must be a list of epochs (integers >= 0)",
-           doc="multistep: the epochs at which the LR is multiplied by gamma"),
-)
-
-
-def top_level_keys() -> set[str]:
-    """The keys conf/config.yaml defines, its config groups included."""
-    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
-    groups = {next(iter(d)) if isinstance(d, dict) else str(d) for d in base.get("defaults", [])}
-    groups = {g for g in groups if not g.startswith("override ")}  # Hydra's own groups, not keys of a run
-    return (set(base.keys()) | {g.split("/")[-1] for g in groups} | {"experiment"}) - {"defaults", "_self_"}
-
-
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the key for every value the run cannot use."""
-    known = top_level_keys()
-    unknown = sorted(set(cfg.keys()) - known)
-    if unknown:  # e.g. +densty=0.1: Hydra adds it, and the run would silently use the default density
-        raise ConfigError(f"{unknown[0]} is not a key of this config; valid top-level keys: {', '.join(sorted(known))}")
-    d = cfg.density
-    if not isinstance(d, (int, float)) or isinstance(d, bool) or not (0.0 < float(d) <= 1.0):
-        raise ConfigError(f"density={d!r} must be a number in (0, 1]")
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
-    if not isinstance(cfg.get("sync_bn", False), bool):
-        raise ConfigError(f"sync_bn={cfg.sync_bn!r} is not valid; valid choices: true, false")
-    if not isinstance(cfg.get("flush_denormal", True), bool):
-        raise ConfigError(f"flush_denormal={cfg.flush_denormal!r} is not valid; valid choices: true, false")
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"precision={cfg.precision!r} is not a valid choice; valid choices: {', '.join(PRECISIONS)}")
-    resolve_threads(cfg.threads)  # raises for a bad value; "auto" is resolved when the run starts
-    if cfg.execution not in EXECUTIONS:
-        raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
-    if cfg.logger.mode not in LOGGER_MODES:
-        raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
-    loader_of(cfg.dataset)
-    MODELS.get(cfg.model.name)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
-    check_options("optim.schedule", f"optim.schedule.name={optim['schedule'].get('name')}", SCHEDULE_OPTIONS,
-                  optim["schedule"])
-    if optim.get("nesterov") and optim.get("momentum") == 0:
-        raise ConfigError("optim.nesterov=true is not valid with optim.momentum=0; Nesterov needs optim.momentum > 0")
-    sparse = OmegaConf.to_container(cfg.sparse, resolve=True)
-    algorithm = ALGORITHMS.get(sparse.get("name"))
-    algorithm.check_config(sparse)
-    algorithm.check_optimizer(sparse, optim)
+# --- config (checked by snfs.config.validate_config) ----------------------------------------
 
 
 def make_run_id(cfg: DictConfig, data_md5: dict | None = None) -> str:
@@ -568,8 +506,7 @@ class Trainer:
         found = self.finished_record()
         if found is not None:  # never train a finished run again (the committed store holds the evidence)
             finished, where = found
-            self.say(f"{self.run_id} has already finished: {where} (test error {finished.get('test_error')}%); "
-                     f"not training it again. To train anew, delete that file or set results_dir to another folder.")
+            self.say(already_finished_message(self.run_id, finished, where))
             return finished
         state = self.find_checkpoint()
         if state is not None:
@@ -661,6 +598,23 @@ class Trainer:
                                                     "median_epoch_time_s") if k in result})
         self.logger.finish()
         return result
+
+
+def already_finished_message(run_id: str, record: dict, where: Path) -> str:
+    """Why a finished run is not trained again, and the command that trains it anew in a new store.
+
+    Never "delete the record": the store may be the committed one (results/runs), the evidence of a table.
+    """
+    error = record.get("test_error")
+    error = f"{error:.2f}%" if isinstance(error, (int, float)) else "unknown"
+    renamed = "" if where.stem == run_id else f" (under {where.stem}, the id an earlier version gave this config)"
+    n = 2
+    while Path(f"results/local/runs-{n}").exists():
+        n += 1
+    command = " ".join(["python -m snfs.train", *(shlex.quote(a) for a in sys.argv[1:] if not a.startswith("results_dir=")),
+                        f"results_dir=results/local/runs-{n}"])
+    return (f"{run_id} has already finished, test error {error}: recorded in {where}{renamed}; not training it again. "
+            f"To train it anew into another store: {command}")
 
 
 def train(cfg: DictConfig) -> dict | None:

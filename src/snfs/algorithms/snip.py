@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, SparseAlgorithm
-from snfs.masks import MaskState
+from snfs.masks import MaskState, check_every_layer_has_weights, uniform_counts
 
 
 def snip_masks(scores: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -76,6 +76,9 @@ class SNIP(SparseAlgorithm):
         return scores
 
     def init_masks(self) -> MaskState:
+        # SNIP places the k weights by saliency; a density at which even a uniform split leaves a layer empty is refused
+        shapes = {name: p.shape for name, p in self.params.items()}
+        check_every_layer_has_weights(shapes, uniform_counts(shapes, self.ctx.density), self.ctx.density, "uniform")
         scores = self.saliency()
         total = sum(p.numel() for p in self.params.values())
         k = int(round(self.ctx.density * total))

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 import torch
 
-from snfs.data import DatasetError, DatasetInfo, DataSplits, register
+from snfs.data import DOWNLOAD, LOADER, MEAN, NAME, STD, VAL_FRACTION, DatasetError, DatasetInfo, DataSplits, register
+from snfs.options import Option
 from snfs.data.augment import ImageBatches
 
 FOLDER = "cifar-10-batches-py"
@@ -79,7 +80,15 @@ def info(cfg: Mapping[str, Any]) -> DatasetInfo:
                        present=lambda root: not missing_files(Path(root).expanduser()))
 
 
-@register("cifar10", info)
+OPTIONS = (
+    NAME, LOADER, VAL_FRACTION, MEAN, STD, DOWNLOAD,
+    Option("augment", bool, True, doc="training batches: reflect-pad, random crop, random horizontal flip"),
+    Option("crop_padding", int, 4, low=0, doc="reflect padding (pixels per side) before the random crop"),
+    Option("eval_batch_size", int, 1000, low=1, doc="batch size of the validation and test splits"),
+)
+
+
+@register("cifar10", info, OPTIONS)
 def cifar10(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
     tensors = load_cifar10_tensors(data_root, bool(cfg.get("download", True)))
     mean, std = [float(m) for m in cfg["mean"]], [float(s) for s in cfg["std"]]

@@ -10,7 +10,8 @@ from typing import Any, Mapping
 
 import torch
 
-from snfs.data import DatasetInfo, DataSplits, register
+from snfs.data import LOADER, NAME, NUM_CLASSES, SHAPE, DatasetInfo, DataSplits, register
+from snfs.options import Option
 from snfs.data.batches import TensorBatches
 
 
@@ -26,7 +27,17 @@ def info(cfg: Mapping[str, Any]) -> DatasetInfo:
                        layout="(generated, no files)", present=lambda root: True)
 
 
-@register("fake", info)
+OPTIONS = (
+    NAME, LOADER, SHAPE, NUM_CLASSES,
+    Option("n_train", int, 2000, low=1, doc="training samples"),
+    Option("n_val", int, 200, low=0, doc="validation samples (0: none)"),
+    Option("n_test", int, 500, low=1, doc="test samples"),
+    Option("data_seed", int, 0, doc="seed of the generated samples"),
+    Option("eval_batch_size", int, 1000, low=1, doc="batch size of the validation and test splits"),
+)
+
+
+@register("fake", info, OPTIONS)
 def fake(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
     shape = tuple(int(s) for s in cfg["shape"])
     classes = int(cfg["num_classes"])

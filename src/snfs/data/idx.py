@@ -45,7 +45,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from snfs.data import DatasetError, DatasetInfo, DataSplits, register
+from snfs.data import (DOWNLOAD, EVAL_BATCH_SIZE, LOADER, MEAN, NAME, NUM_CLASSES, SHAPE, STD, VAL_FRACTION, DatasetError,
+                       DatasetInfo, DataSplits, register)
+from snfs.options import REQUIRED, Option
 from snfs.data.batches import TensorBatches
 from snfs.data.fetch import bad_files_message, download_torchvision, fill_missing, md5_bytes
 from snfs.errors import ConfigError
@@ -271,7 +273,18 @@ def one_value(cfg: Mapping[str, Any], key: str) -> float:
     return float(values[0])
 
 
-@register("idx", info)
+OPTIONS = (
+    NAME, LOADER, NUM_CLASSES, VAL_FRACTION, MEAN, STD, DOWNLOAD, EVAL_BATCH_SIZE,
+    Option("shape", list, [1, 28, 28], items=SHAPE.items, doc=SHAPE.doc),
+    Option("torchvision", str, None, nullable=True, doc="torchvision.datasets class that downloads it"),
+    Option("torchvision_args", dict, {}, doc="extra arguments of that class (e.g. an EMNIST split)"),
+    Option("folder", str, None, nullable=True, doc="the files live in <data.root>/<folder>/raw/"),
+    Option("files", dict, REQUIRED, doc="train_images, train_labels, test_images, test_labels: {file, md5}"),
+    Option("verify_md5", bool, True, doc="a file whose md5 differs stops the run"),
+)
+
+
+@register("idx", info, OPTIONS)
 def idx(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
     spec = IdxSpec.from_cfg(cfg)
     arrays, data_md5 = load_idx(spec, data_root, bool(cfg.get("download", True)), bool(cfg.get("verify_md5", True)))

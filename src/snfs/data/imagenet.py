@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
-from snfs.data import DatasetError, DatasetInfo, DataSplits, register
+from snfs.data import LOADER, MEAN, NAME, STD, VAL_FRACTION, DatasetError, DatasetInfo, DataSplits, register
+from snfs.options import Option
 from snfs.data.cifar10 import dist_rank_world
 
 SEED_HIGH = 2**62  # draws stay well inside int64 after adding a rank or a sampler seed
@@ -177,7 +178,19 @@ def info(cfg: Mapping[str, Any]) -> DatasetInfo:
                        present=lambda root: tree_present(Path(root).expanduser() / subdir), quick_real=False)
 
 
-@register("imagenet", info)
+OPTIONS = (
+    NAME, LOADER, VAL_FRACTION, MEAN, STD,
+    Option("subdir", str, "imagenet", doc="folder under data.root that holds train/ and val/"),
+    Option("image_size", int, 224, low=1, doc="RandomResizedCrop size (train), CenterCrop size (evaluation)"),
+    Option("val_resize", int, None, low=1, nullable=True, doc="evaluation: Resize(shorter side) before the crop"),
+    Option("split_seed", int, 0, doc="seed of the held-out subset when val_fraction > 0"),
+    Option("num_workers", int, 8, low=0, doc="DataLoader worker processes per training process"),
+    Option("pin_memory", bool, True, doc="page-locked host batches"),
+    Option("eval_batch_size", int, 256, low=1, doc="batch size of the validation and test splits"),
+)
+
+
+@register("imagenet", info, OPTIONS)
 def imagenet(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.device, seed: int) -> DataSplits:
     base = Path(data_root).expanduser() / str(cfg.get("subdir", "imagenet"))
     check_imagenet_tree(base)

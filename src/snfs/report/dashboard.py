@@ -1,8 +1,14 @@
 """A local dashboard over the results store, and the same as static HTML files.
 
-    python -m snfs.report.dashboard serve  [--results DIR] [--tables DIR] [--host 127.0.0.1] [--port 8050]
-    python -m snfs.report.dashboard report [--results DIR] [--tables DIR] [--out results/report]
-    python -m snfs.report.dashboard check  [--results DIR] [--screenshot results/report/dashboard.png]
+    python -m snfs.report.dashboard serve  [--results DIR ...] [--tables DIR] [--host 127.0.0.1] [--port 8050]
+    python -m snfs.report.dashboard report [--results DIR ...] [--tables DIR] [--out results/local/report]
+    python -m snfs.report.dashboard check  [--results DIR ...] [--screenshot results/local/dashboard.png]
+    python -m snfs.report.dashboard report --committed      # results/report from the committed store alone
+
+Without ``--results`` the dashboard reads the committed store (results/runs) and the user's own
+(results/local/runs, where ``python -m snfs.train`` writes). What it writes by default goes under
+results/local/, which git ignores; the committed results/report/ is built from committed records
+only (``--committed``, ``make report-committed``) and a test rebuilds it unchanged.
 
 ``serve`` (``make dashboard``) is a Dash app: the run list with filters (dataset, model, algorithm,
 density, seed, status) and the final numbers; the curves of the selected run, or of several
@@ -37,7 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from snfs.report import paths
-from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunFolder, SkippedFile
+from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunStores, SkippedFile
 
 REFRESH_S = 5
 PAGE_SIZE = 15
@@ -100,14 +106,23 @@ def grid_row(summary: dict) -> dict:
     return row
 
 
-def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
+def _folders(results: Path | Sequence[Path]) -> list[Path]:
+    return [Path(results)] if isinstance(results, (str, Path)) else [Path(r) for r in results]
+
+
+def where(results: Path | Sequence[Path]) -> str:
+    """The stores read, for titles and messages: ``results/runs + results/local/runs``."""
+    return " + ".join(paths.display(f) for f in _folders(results))
+
+
+def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float = REFRESH_S):
     """The Dash app over ``results`` (run JSONs) and ``tables_dir`` (``*.md`` tables)."""
     import dash_ag_grid as dag
     from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
     from snfs.report.figures_live import empty_figure, overlay_figure, run_figure
 
-    store = RunFolder(results)
+    store = RunStores(_folders(results))
     store.refresh()  # fails here, with a clear message, when the folder does not exist
     lock = threading.Lock()
 
@@ -125,7 +140,7 @@ def make_app(results: Path, tables_dir: Path, refresh_s: float = REFRESH_S):
                for key, header in SUMMARY_COLUMNS]
     tables = table_files(tables_dir)
     app.layout = html.Div([
-        html.H1(f"snfs runs: {paths.display(results)}"),
+        html.H1(f"snfs runs: {where(results)}"),
         html.Div(id="status", className="status"),
         dcc.Location(id="url", refresh=False),
         dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
@@ -268,14 +283,14 @@ class _Server:
         self.httpd.server_close()
 
 
-def serve(results: Path, tables_dir: Path, host: str, port: int) -> None:
+def serve(results: Path | Sequence[Path], tables_dir: Path, host: str, port: int) -> None:
     import socket
 
     with socket.socket() as probe:  # a port in use: one line, not Flask's traceback
         if probe.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0:
             raise OSError(f"port {port} on {host} is in use (PORT=<another> picks another)")
     app = make_app(results, tables_dir)
-    print(f"dashboard of {paths.display(results)} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    print(f"dashboard of {where(results)} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     app.run(host=host, port=port, debug=False)
 
 
@@ -361,14 +376,17 @@ def _write(path: Path, text: str, written: set[Path]) -> None:
     written.add(path)
 
 
-def write_report(results: Path, tables_dir: Path, out: Path, progress: bool = True) -> dict[str, int]:
-    """Every page of the dashboard as static files under ``out``; returns counts of what was written."""
+def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, progress: bool = True,
+                 description: str | None = None) -> dict[str, int]:
+    """Every page of the dashboard as static files under ``out``; returns counts of what was written.
+
+    ``description`` replaces the stores' paths on the index page (the rebuild test's temporary store)."""
     import plotly.offline
     from tqdm.auto import tqdm
 
     from snfs.report.figures_live import overlay_figure, run_figure
 
-    folder = RunFolder(results)
+    folder = RunStores(_folders(results))
     runs = folder.refresh()
     out.mkdir(parents=True, exist_ok=True)
     written: set[Path] = set()
@@ -422,7 +440,7 @@ def write_report(results: Path, tables_dir: Path, out: Path, progress: bool = Tr
                                       + "</ul><h2>Seeds of one table row</h2><ul>" + "\n".join(row_links) + "</ul>"), written)
     _write(out / "tables.html", page(f"Tables: {paths.display(tables_dir)}", render_tables(tables_dir, out)), written)
     skipped = "".join(f"<li>{htmlmod.escape(n)}: {htmlmod.escape(w)}</li>" for n, w in sorted(folder.skipped.items()))
-    index = (f"<p>{len(runs)} runs from <code>{htmlmod.escape(paths.display(results))}</code>. Each run id opens its curves; "
+    index = (f"<p>{len(runs)} runs from <code>{htmlmod.escape(description or where(results))}</code>. Each run id opens its curves; "
              f"'seeds' overlays every seed of its table row. The live version with filters and selection: "
              f"<code>make dashboard</code>.</p>" + (f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else "") + filter_bar(runs, "") + runs_table(runs, ""))
     _write(out / "index.html", page("snfs runs", index), written)
@@ -508,7 +526,7 @@ def page_facts(dom: str) -> dict[str, Any]:
             "title": htmlmod.unescape(title.group(1)) if title else None}
 
 
-def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None = None,
+def check(results: Path | Sequence[Path], tables_dir: Path, screenshot: Path, browser: str | None = None,
           select: Sequence[str] = ()) -> dict[str, Any]:
     """Serve the dashboard, open it in headless Chromium, assert a run list and a curve; keep a screenshot.
     ``select``: run ids to open the page with (``?run=...``), overlaid; by default the newest run."""
@@ -516,7 +534,7 @@ def check(results: Path, tables_dir: Path, screenshot: Path, browser: str | None
     if browser is None:
         raise RuntimeError("no Chromium found (apt-get install chromium)")
     app = make_app(results, tables_dir)
-    runs = RunFolder(results).refresh()
+    runs = RunStores(_folders(results)).refresh()
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     from urllib.parse import urlencode
 
@@ -557,40 +575,51 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, help_text in (("serve", "serve the dashboard"), ("report", "write it as static HTML files"),
                             ("check", "open it in headless Chromium, assert, keep a screenshot")):
         s = sub.add_parser(name, help=help_text)
-        s.add_argument("--results", help="folder of run JSONs (default results/runs; --quick: results/quick/runs)")
+        s.add_argument("--results", action="append", default=[],
+                       help="a folder of run JSONs; repeat for several (default results/runs and results/local/runs; "
+                            "--quick: results/quick/runs)")
         s.add_argument("--tables", help="folder of tables (default results/tables; --quick: results/quick/tables)")
         s.add_argument("--quick", action="store_true", help="the QUICK=1 store (results/quick/)")
         if name == "serve":
             s.add_argument("--host", default="127.0.0.1")
             s.add_argument("--port", type=int, default=8050)
         if name == "report":
-            s.add_argument("--out", help="output folder (default results/report; --quick: results/quick/report)")
+            s.add_argument("--out", help="output folder (default results/local/report; --quick: results/quick/report)")
+            s.add_argument("--committed", action="store_true",
+                           help="the committed report: results/report from the committed store results/runs alone")
         if name == "check":
-            s.add_argument("--screenshot", help="PNG to write (default results/report/dashboard.png)")
+            s.add_argument("--screenshot", help="PNG to write (default results/local/dashboard.png)")
             s.add_argument("--run", action="append", default=[], help="open the page with this run selected (repeat: overlaid)")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _args(argv)
-    results = Path(args.results) if args.results else (paths.QUICK_RUNS_DIR if args.quick else paths.RUNS_DIR)
+    if getattr(args, "committed", False):  # built from committed records only, into the committed folder
+        results, report_dir = [paths.RUNS_DIR], paths.REPORT_DIR
+    elif args.results:
+        results, report_dir = [Path(r) for r in args.results], paths.LOCAL_REPORT_DIR
+    elif args.quick:
+        results, report_dir = [paths.QUICK_RUNS_DIR], paths.QUICK_DIR / "report"
+    else:  # the committed runs and the user's own; whatever is written goes under the untracked results/local/
+        results, report_dir = [paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_REPORT_DIR
     tables_dir = Path(args.tables) if args.tables else (paths.QUICK_TABLES_DIR if args.quick else paths.TABLES_DIR)
-    report_dir = paths.QUICK_DIR / "report" if args.quick else paths.RESULTS_DIR / "report"
-    if not results.is_dir():
-        print(f"error: results folder {results} does not exist (RESULTS=<folder of run JSONs>; "
-              f"`make train` or `make reproduce-table-<name>` fill results/runs)", file=sys.stderr)
+    if not any(r.is_dir() for r in results):
+        print(f"error: results folder {results[0]} does not exist (RESULTS=<folder of run JSONs>; "
+              f"`make train` fills {paths.display(paths.LOCAL_RUNS_DIR)})", file=sys.stderr)
         return 2
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
         if args.command == "serve":
             serve(results, tables_dir, args.host, args.port)
         elif args.command == "report":
-            out = Path(args.out) if args.out else report_dir
+            out = Path(args.out) if args.out and not args.committed else report_dir
             counts = write_report(results, tables_dir, out)
             print(f"report of {counts['runs']} runs ({counts['rows']} table rows, {counts['compare']} comparisons, "
                   f"{counts['files']} files) in {paths.display(out)}; open {paths.display(out / 'index.html')}")
         else:
-            shot = Path(args.screenshot) if args.screenshot else report_dir / "dashboard.png"
+            shot = Path(args.screenshot) if args.screenshot else (
+                report_dir / "dashboard.png" if args.quick else paths.LOCAL_DIR / "dashboard.png")
             facts = check(results, tables_dir, shot, select=args.run)
             print(json.dumps({k: facts[k] for k in ("url", "expected_rows", "lines", "title", "latest", "screenshot", "problems")}
                              | {"rows_shown": len(facts["run_ids"])}))

@@ -72,6 +72,13 @@ def _problem(obj: Any) -> str | None:
         return "not a run record (no " + ", ".join(missing) + ")"
     if "history" in obj and not isinstance(obj["history"], list):
         return "its history is not a list"
+    config = obj.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        return "its config is not a mapping"
+    for where, value in (("density", obj.get("density", 0.0)),
+                         ("config.density", (config or {}).get("density", 0.0))):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"its {where} is {value!r}, not a number"
     return None
 
 
@@ -222,7 +229,7 @@ class RunFolder:
     @staticmethod
     def _read(path: Path, mtime: float) -> tuple[Run | None, str | None]:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             return None, f"cannot be read ({exc})"
         try:
@@ -234,6 +241,40 @@ class RunFolder:
             return None, why
         history = [h for h in obj.get("history") or [] if isinstance(h, Mapping)]
         return Run(record=obj, path=path, mtime=mtime, history=history), None
+
+
+class RunStores:
+    """Several results stores read as one (the committed store and a user's own): a run id found in more
+    than one is shown from the last store that has it, so a user's own run of a committed config is the
+    one listed."""
+
+    def __init__(self, folders: Sequence[str | Path], wandb: bool = True):
+        self.parts = [RunFolder(f, wandb=wandb) for f in folders]
+        self.folder = self.parts[0].folder
+        self.skipped: dict[str, str] = {}
+
+    def refresh(self) -> list[Run]:
+        present = [p for p in self.parts if p.folder.is_dir()]
+        if not present:
+            raise FileNotFoundError(f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)")
+        by_id: dict[str, Run] = {}
+        skipped: dict[str, str] = {}
+        for part in present:
+            for run in part.refresh():
+                by_id[run.run_id] = run
+            skipped.update({str(part.folder / name) if len(self.parts) > 1 else name: why
+                            for name, why in part.skipped.items()})
+        self.skipped = skipped
+        runs = sorted(by_id.values(), key=lambda r: r.run_id)
+        annotate_variants(runs)
+        return runs
+
+
+def _shown(value: Any) -> Any:
+    """A config value as the user wrote it: identities hash every number as a float, so 3 arrives as 3.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return [_shown(v) for v in value] if isinstance(value, list) else value
 
 
 def annotate_variants(runs: Sequence[Run]) -> None:
@@ -253,7 +294,7 @@ def annotate_variants(runs: Sequence[Run]) -> None:
                 counts.setdefault(k, Counter())[v] += 1
         usual = {k: c.most_common(1)[0][0] for k, c in counts.items() if sum(c.values()) * 2 > len(members)}
         for run, flat in members:
-            diff = [f"{k.removeprefix('sparse.')}={json.loads(v)}" for k, v in sorted(flat.items()) if usual.get(k, v) != v
+            diff = [f"{k.removeprefix('sparse.')}={_shown(json.loads(v))}" for k, v in sorted(flat.items()) if usual.get(k, v) != v
                     or (k not in usual and len(members) > 1)]
             text = ", ".join(diff)
             if text != run.differences:

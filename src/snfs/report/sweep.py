@@ -260,7 +260,7 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
             job_overrides = [f"{k}={v}" for k, v in zip(keys, point)]
             cfg = composer.compose_job(job_overrides)
             if validate:
-                from snfs.train import validate_config
+                from snfs.config import validate_config
 
                 validate_config(cfg)
             config = OmegaConf.to_container(cfg, resolve=True)
