@@ -14,7 +14,7 @@ from snfs.errors import ConfigError
 
 #: options that make every algorithm update its masks within a few steps
 FAST = {"dsr": {"rewire_periods": [[0, 2]]}, "rigl": {"delta_t": 2}, "set": {"schedule": "step", "period": 2},
-        "deepr": {}, "snip": {}, "static": {}, "momentum": {}, "dense": {}}
+        "deepr": {}, "deepr_dsr_code": {}, "snip": {}, "static": {}, "momentum": {}, "dense": {}}
 ALGORITHMS = sorted(FAST)
 OPTIMIZERS = {
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=5e-4),
@@ -93,6 +93,22 @@ def test_every_algorithm_with_every_optimizer_trains_or_is_refused_at_build(algo
         assert not updates and all(torch.equal(before[k], sparse.masks[k]) for k in before)
 
 
+def test_named_variants_agree_with_their_yaml():
+    """A variant (deepr_dsr_code) is the same algorithm and options from Python as from conf/sparse/<name>.yaml."""
+    from omegaconf import OmegaConf
+
+    from conftest import CONF, compose_cfg
+    from snfs.algorithms import VARIANTS, resolve_algorithm
+
+    for name, (base, _) in VARIANTS.items():
+        composed = OmegaConf.to_container(compose_cfg([f"sparse={name}"]).sparse, resolve=True)
+        base_yaml = OmegaConf.to_container(OmegaConf.load(CONF / "sparse" / f"{base}.yaml"), resolve=True)
+        differs = {k: v for k, v in composed.items() if base_yaml.get(k) != v}
+        resolved = resolve_algorithm(name, {})
+        assert resolved["name"] == composed["name"] == base
+        assert {k: v for k, v in resolved.items() if k != "name"} == differs
+
+
 def test_sparse_momentum_with_adam_scores_by_adams_update_direction():
     model, opt, sparse = build("momentum", "adam")
     train(model, opt, sparse, batches(3, seed=2))
@@ -123,7 +139,7 @@ def test_deepr_refuses_cancelling_adamw_decay_at_build():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"algorithm": "sparse_momentum"}, "sparse='sparse_momentum' is not a valid choice; valid choices: deepr, dense"),
+    ({"algorithm": "sparse_momentum"}, "sparse='sparse_momentum' is not a valid choice; valid choices: deepr, deepr_dsr_code, dense"),
     ({"prune_rate": 1.5}, "sparse.prune_rate=1.5 is not valid for sparse=momentum"),
     ({"prune_rat": 0.5}, "sparse.prune_rat is not an option of sparse=momentum"),
     ({"density": 0.0}, "density=0.0 must be in (0.0, 1.0]"),

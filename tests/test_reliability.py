@@ -36,19 +36,12 @@ def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out_dir:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
     torch.set_num_threads(1)
-    captured = {}
-    real_build = train_module.build_algorithm
-
-    def capture(ctx, cfg):
-        captured["algo"] = real_build(ctx, cfg)
-        return captured["algo"]
-
-    train_module.build_algorithm = capture
+    trainer = train_module.Trainer(compose_cfg(overrides))
     try:
-        train(compose_cfg(overrides))
+        trainer.fit()
     finally:
         train_module.cleanup()
-    algo = captured["algo"]
+    algo = trainer.algo
     torch.save({"masks": algo.masks.state_dict(), "model": algo.ctx.model.state_dict()}, Path(out_dir) / f"rank{rank}.pt")
 
 
@@ -62,14 +55,9 @@ def test_ddp_two_ranks_agree_and_match_single_process(tmp_path):
     torch.set_num_threads(1)
     single = tmp_path / "single"
     os.environ.pop("WORLD_SIZE", None)
-    captured = {}
-    real_build = train_module.build_algorithm
-    try:
-        train_module.build_algorithm = lambda ctx, cfg: captured.setdefault("algo", real_build(ctx, cfg))
-        train(compose_cfg(FAKE + ["epochs=4", "limit_batches=10", f"results_dir={single}"]))
-    finally:
-        train_module.build_algorithm = real_build
-    algo = captured["algo"]
+    trainer = train_module.Trainer(compose_cfg(FAKE + ["epochs=4", "limit_batches=10", f"results_dir={single}"]))
+    trainer.fit()
+    algo = trainer.algo
     for k, m in algo.masks.state_dict().items():
         assert torch.equal(m, r0["masks"][k]), f"DDP mask differs from single process: {k}"
     worst = 0.0

@@ -165,3 +165,25 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def summarise_updates(updates: list[dict]) -> dict:
+    """Per-epoch totals of the mask updates: how many, and weights pruned and regrown."""
+    if not updates:
+        return {"mask_updates": 0, "pruned": 0, "regrown": 0}
+    out = {"mask_updates": len(updates), "pruned": sum(int(u.get("pruned", 0)) for u in updates),
+           "regrown": sum(int(u.get("regrown", 0)) for u in updates)}
+    last = updates[-1]
+    for key in ("pruned_per_layer", "regrown_per_layer"):
+        if key in last:
+            out[key] = last[key]
+    return out
+
+
+def median_epoch_time(history: list[dict]) -> float | None:
+    """The median training epoch time of a run (wall clock, validation and mask updates included)."""
+    times = sorted(float(h["epoch_time_s"]) for h in history if h.get("epoch_time_s") is not None)
+    if not times:
+        return None
+    mid = len(times) // 2
+    return times[mid] if len(times) % 2 else 0.5 * (times[mid - 1] + times[mid])

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from snfs.algorithms import ALGORITHMS, SparseAlgorithm, TrainingContext, build_algorithm
+from snfs.algorithms import ALGORITHMS, SparseAlgorithm, TrainingContext, build_algorithm, resolve_algorithm
 from snfs.errors import ConfigError
 from snfs.execution import EXECUTIONS, build_execution
 from snfs.masks import ParamPredicate, dense_parameter_report, select_parameters
@@ -77,10 +77,10 @@ class Sparsifier:
         self.optimizer = optimizer
         self.steps_per_epoch, self.epoch_end_mode = int(steps_per_epoch), epoch_end
         self.verbose = verbose
-        cfg = {"name": algorithm, **options}
+        cfg = resolve_algorithm(algorithm, options)  # one line naming the valid algorithms
         # our models name the layers the paper keeps dense (e.g. a first convolution); a user's model may too
         cfg["dense_layers"] = list(cfg.get("dense_layers") or []) + list(getattr(model, "dense_layer_names", []))
-        cls = ALGORITHMS.get(algorithm)  # one line naming the valid algorithms
+        cls = ALGORITHMS.get(cfg["name"])
         cls.check_config(cfg)
         cls.check_optimizer(cfg, describe_optimizer(optimizer))
         if density < 1.0 and cls.needs_sample_batch and (sample_batch is None or loss_fn is None):

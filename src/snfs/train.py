@@ -39,7 +39,9 @@ from snfs.logger import RunLogger
 from snfs.models import build_model
 from snfs import identity
 from snfs.sparsifier import Sparsifier
-from snfs.results import RunRecord, git_commit, result_path, write_json
+from snfs.evaluation import evaluate
+from snfs.optim import build_lr_schedule, build_optimizer
+from snfs.results import RunRecord, git_commit, median_epoch_time, result_path, summarise_updates, write_json
 from snfs.malloc import keep_freed_memory
 from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
 from snfs.threads import resolve_threads
@@ -68,67 +70,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but CUDA is not available here; valid choices: auto, cpu")
     return device
-
-
-# --- optimizer and learning-rate schedule ----------------------------------------------------
-
-
-def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    if cfg.name != "sgd":
-        raise ConfigError(f"optim.name={cfg.name!r} is not a valid choice; valid choices: sgd")
-    # fused: one pass over each tensor instead of five (SGD's own kernel, the same update; on a CPU the
-    # LeNet-300-100 step's optimizer share falls from about 0.26 ms to 0.09 ms, docs/findings/sparse_execution.md)
-    return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
-        fused=True,
-    )
-
-
-def build_lr_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int, epochs: int):
-    """A per-optimizer-step LR schedule; milestones given in epochs are converted to steps."""
-    if cfg.name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg.every_steps), gamma=cfg.gamma)
-    if cfg.name == "multistep":
-        steps = [int(e) * steps_per_epoch for e in cfg.milestones]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=cfg.gamma)
-    if cfg.name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps_per_epoch * epochs)
-    raise ConfigError(f"optim.schedule.name={cfg.name!r} is not a valid choice; valid choices: step, multistep, cosine")
-
-
-# --- evaluation -------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, autocast, channels_last: bool = False) -> tuple[float, float]:
-    """(mean loss, error in percent) over all batches."""
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    wrong = 0
-    n = 0
-    for x, y in batches:
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            out = model(x)
-        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double().cpu()
-        wrong += int((out.argmax(1) != y).sum())
-        n += len(y)
-    model.train()
-    return float(loss_sum) / max(1, n), 100.0 * wrong / max(1, n)
-
-
-def summarise_updates(updates: list[dict]) -> dict:
-    """Per-epoch totals of the mask updates: how many, and weights pruned and regrown."""
-    if not updates:
-        return {"mask_updates": 0, "pruned": 0, "regrown": 0}
-    out = {"mask_updates": len(updates), "pruned": sum(int(u.get("pruned", 0)) for u in updates),
-           "regrown": sum(int(u.get("regrown", 0)) for u in updates)}
-    last = updates[-1]
-    for key in ("pruned_per_layer", "regrown_per_layer"):
-        if key in last:
-            out[key] = last[key]
-    return out
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -620,15 +561,6 @@ def already_finished_message(run_id: str, record: dict, where: Path) -> str:
 def train(cfg: DictConfig) -> dict | None:
     """Run (or resume) one experiment; returns the result record, or None when stopped early."""
     return Trainer(cfg).fit()
-
-
-def median_epoch_time(history: list[dict]) -> float | None:
-    """The median training epoch time of a run (wall clock, validation and mask updates included)."""
-    times = sorted(float(h["epoch_time_s"]) for h in history if h.get("epoch_time_s") is not None)
-    if not times:
-        return None
-    mid = len(times) // 2
-    return times[mid] if len(times) % 2 else 0.5 * (times[mid - 1] + times[mid])
 
 
 def in_multirun() -> bool:

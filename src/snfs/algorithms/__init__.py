@@ -11,9 +11,23 @@ import pkgutil
 from typing import Any, Mapping
 
 from snfs.algorithms.base import SparseAlgorithm, TrainingContext
+from snfs.errors import UnknownChoiceError
 from snfs.registry import Registry
 
 ALGORITHMS: Registry = Registry("sparse")
+#: named presets of a registered algorithm (name -> (algorithm, options)), e.g. deepr_dsr_code; each has
+#: its conf/sparse/<name>.yaml too, and tests/test_library.py checks that the two agree
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def resolve_algorithm(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The algorithm config for ``name`` (a registered algorithm or a variant) with ``options`` on top."""
+    if name in VARIANTS:
+        base, preset = VARIANTS[name]
+        return {"name": base, **preset, **options}
+    if name not in ALGORITHMS:
+        raise UnknownChoiceError("sparse", name, sorted([*ALGORITHMS.names(), *VARIANTS]))
+    return {"name": name, **options}
 
 # Import every module of this package so that its @ALGORITHMS.register runs.
 for _info in pkgutil.iter_modules(__path__):
@@ -34,4 +48,4 @@ def build_algorithm(ctx: TrainingContext, cfg: Mapping[str, Any]) -> SparseAlgor
     return algorithm
 
 
-__all__ = ["ALGORITHMS", "SparseAlgorithm", "TrainingContext", "build_algorithm"]
+__all__ = ["ALGORITHMS", "VARIANTS", "SparseAlgorithm", "TrainingContext", "build_algorithm", "resolve_algorithm"]

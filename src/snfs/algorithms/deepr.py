@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from snfs.algorithms import ALGORITHMS
+from snfs.algorithms import ALGORITHMS, VARIANTS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.errors import ConfigError
 from snfs.masks import MaskState, round_stats
@@ -328,3 +328,7 @@ class DeepR(SparseAlgorithm):
                         for k, idx in state.get("active", {}).items()}
         self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype).contiguous() for k, p in self.params.items()}
         self.step = int(state["step"])
+
+
+# The DeepR of the DSR authors' code (Mostafa & Wang 2019), which produced the published DeepR numbers
+VARIANTS["deepr_dsr_code"] = ("deepr", {"label": "deepr_dsr_code", "new_sign": "first_update", "noise_and_l1": "gradient"})
