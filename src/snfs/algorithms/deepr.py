@@ -46,6 +46,7 @@ from snfs.algorithms.base import SparseAlgorithm
 from snfs.errors import ConfigError
 from snfs.masks import MaskState, round_stats
 from snfs.options import Option, pairs_check
+from snfs.schedules import piecewise_constant
 
 
 def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -110,15 +111,6 @@ def flat_memory(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor],
     return t.as_strided((t.numel(),), (1,)), positions
 
 
-def temperature_at(schedule, step: int, total_steps: int) -> float:
-    """T of the last [fraction, T] pair whose fraction of ``total_steps`` has been reached."""
-    t = float(schedule[0][1])
-    for fraction, value in schedule:
-        if step >= float(fraction) * total_steps:
-            t = float(value)
-    return t
-
-
 @ALGORITHMS.register("deepr")
 class DeepR(SparseAlgorithm):
     """Fixed-sign connections trained with L1 and Langevin noise; those crossing zero are swapped for random dormant ones."""
@@ -174,7 +166,8 @@ class DeepR(SparseAlgorithm):
         return super().init_masks()
 
     def temperature(self, step: int) -> float:
-        return temperature_at(self.schedule, step, self.ctx.total_steps)
+        total = self.ctx.total_steps
+        return piecewise_constant(((fraction * total, t) for fraction, t in self.schedule), step)
 
     def log_stats(self) -> dict:
         return {"temperature": self.temperature(self.step)}

@@ -30,7 +30,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
-from snfs.masks import MaskState, grow_random, prune_by_score, reset_new_weights, round_stats
+from snfs.masks import MaskState, prune_by_score
 from snfs.options import Option
 
 
@@ -85,22 +85,19 @@ class SET(SparseAlgorithm):
 
     def update_masks(self) -> dict:
         """One SET round: prune (prune_set) and regrow at random in every layer, counts unchanged."""
-        per_layer = {}
         self.masks.apply(self.params)  # inactive weights exactly 0 before comparing magnitudes
-        for k, p in self.params.items():
-            old = self.masks.masks[k]
-            kept = prune_set(p, old, int(round(self.zeta * int(old.sum()) / 2.0)))
-            # may regrow just-pruned positions: they restart as new weights
-            new = grow_random(kept, int(old.sum()) - int(kept.sum()), self.generator)
-            self.masks.set(k, new)
-            per_layer[k] = reset_new_weights(p, old, kept, new, self.ctx.optimizer, self.new_weight_values(k))
-        return round_stats(per_layer)
+        active = self.masks.active_counts()
+        kept = {k: prune_set(p, self.masks.masks[k], int(round(self.zeta * active[k] / 2.0)))
+                for k, p in self.params.items()}
+        # as many regrown at random as dropped, just-dropped positions included (they restart as new weights)
+        regrow = {k: active[k] - int(m.sum()) for k, m in kept.items()}
+        return self.drop_and_grow(kept, regrow, new_values=self.new_weight_values()).as_stats()
 
-    def new_weight_values(self, name: str):
+    def new_weight_values(self):
         """``new_weights: random``: n draws from N(0, sigma_l^2), sigma_l the layer's initial std; ``zero``: None (0)."""
         if self.new_weights != "random":
             return None
-        return lambda n: torch.randn(n, generator=self.generator) * self.init_std[name]
+        return lambda name, n: torch.randn(n, generator=self.generator) * self.init_std[name]
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)
