@@ -7,6 +7,7 @@ Chromium (Debian's package), as a user would, and needs nothing but that binary.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -22,6 +23,15 @@ from snfs.report.figures_live import labels, overlay_figure, run_figure
 from snfs.report.runlog import NON_SEMANTIC_KEYS, RunFolder, SkippedFile
 
 LAYERS = ("fc1.weight", "fc2.weight", "fc3.weight")
+
+
+def browser_check():
+    """scripts/check_dashboard.py (make check-dashboard), the headless-Chromium harness, as a module."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "check_dashboard.py"
+    spec = importlib.util.spec_from_file_location("check_dashboard", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def record(algorithm: str, density: float, seed: int, epochs_done: int, epochs: int = 6, status: str = "finished") -> dict:
@@ -238,7 +248,8 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_browser_shows_run_list_and_curve(store):
-    browser = dashboard.find_chromium()
+    harness = browser_check()
+    browser = harness.find_chromium()
     if browser is None:
         if os.environ.get("SNFS_REQUIRE_CHROMIUM"):
             pytest.fail("SNFS_REQUIRE_CHROMIUM is set but no chromium is on PATH")
@@ -246,7 +257,7 @@ def test_browser_shows_run_list_and_curve(store):
     shot = store["tmp"] / "shot" / "dashboard.png"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedFile)
-        facts = dashboard.check(store["runs"], store["tables"], shot, browser=browser)
+        facts = harness.check(store["runs"], store["tables"], shot, browser=browser)
         expected = sorted(r.run_id for r in RunFolder(store["runs"]).refresh())
     assert facts["problems"] == []
     assert sorted(facts["run_ids"]) == expected
@@ -262,7 +273,7 @@ def test_browser_shows_run_list_and_curve(store):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedFile)
         seeds = sorted(r.run_id for r in RunFolder(store["runs"]).refresh() if "-set-d0.05-" in r.run_id)
-        overlaid = dashboard.check(store["runs"], store["tables"], shot, browser=browser, select=seeds)
+        overlaid = harness.check(store["runs"], store["tables"], shot, browser=browser, select=seeds)
     assert overlaid["problems"] == [] and overlaid["title"] == "3 runs overlaid"
     assert overlaid["lines"] == 3 * 6  # six panels, one line per run in each
     # the static report opens from disk, without a server, and draws its curves
@@ -270,9 +281,9 @@ def test_browser_shows_run_list_and_curve(store):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedFile)
         dashboard.write_report(store["runs"], store["tables"], out, progress=False)
-    page = dashboard.chromium(browser, (out / "runs" / f"{facts['latest']}.html").resolve().as_uri(), "--dump-dom")
+    page = harness.chromium(browser, (out / "runs" / f"{facts['latest']}.html").resolve().as_uri(), "--dump-dom")
     assert page.returncode == 0, page.stderr[-2000:]
-    assert dashboard.page_facts(page.stdout)["lines"] >= 5
+    assert harness.page_facts(page.stdout)["lines"] >= 5
 
 
 # --- runs still training: read from their wandb logs (logger.mode=offline, the default) -------------------

@@ -30,7 +30,7 @@ import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -374,7 +374,29 @@ def load_specs(experiment_dir: str | Path = EXPERIMENT_DIR) -> "OrderedDict[str,
     return OrderedDict((n, load_spec(n, experiment_dir)) for n in names)
 
 
-TABLES: "OrderedDict[str, TableSpec]" = load_specs()
+class TableSpecs(Mapping[str, TableSpec]):
+    """Every preset's table (``load_specs``), read on first use: importing this module reads no file."""
+
+    def __init__(self, experiment_dir: str | Path = EXPERIMENT_DIR):
+        self.experiment_dir = Path(experiment_dir)
+        self._specs: OrderedDict[str, TableSpec] | None = None
+
+    def _loaded(self) -> OrderedDict[str, TableSpec]:
+        if self._specs is None:
+            self._specs = load_specs(self.experiment_dir)
+        return self._specs
+
+    def __getitem__(self, name: str) -> TableSpec:
+        return self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+TABLES = TableSpecs()
 
 
 # --- building -----------------------------------------------------------------------------------
