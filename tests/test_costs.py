@@ -69,7 +69,7 @@ def test_training_flops_rows():
         training_flops_per_sample("momentum", fs, fd)
 
 
-# The per-algorithm table as it was written before formulas were keyed by row (ALGORITHMS.md, "FLOPs").
+# The per-algorithm table as it was written before formulas were keyed by row (docs/algorithms.md, "Cost accounting").
 BY_ALGORITHM = {
     "dense": lambda fs, fd, dt: 3 * fd,
     **{name: (lambda fs, fd, dt: 3 * fs) for name in ("static", "set", "dsr", "deepr", "snip")},

@@ -1,12 +1,12 @@
 """The mask state and every operation on masks: one boolean mask per sparse weight, keyed by parameter name.
 
-Sparse layers are the weights of conv and linear modules (ALGORITHMS.md); biases and
+Sparse layers are the weights of conv and linear modules (docs/algorithms.md); biases and
 normalisation parameters always stay dense. Layers are selected by exact parameter name, never by
 prefix, which is how the reference code left some VGG16 convolutions dense by accident.
 
-The drop and grow operations of the algorithms live here too (prune by score, grow by score or at
-random, split a regrowth total over layers, reset the new weights), so that an algorithm only
-chooses its scores, counts and schedule.
+The algorithms' mask update lives here too: ``drop_and_grow``, one round over all layers (grow by
+score or at random, reset the new weights and their optimizer state, report each layer's change),
+and the parts it is made of, so that an algorithm only chooses its scores, counts and schedule.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def check_every_layer_has_weights(shapes: Mapping[str, torch.Size], counts: Mapp
 
 
 def init_masks(params: Mapping[str, torch.Tensor], density: float, distribution: str, generator: torch.Generator) -> MaskState:
-    """Random masks with the per-layer counts of ``distribution`` (ALGORITHMS.md, mask initialisation)."""
+    """Random masks with the per-layer counts of ``distribution`` (docs/algorithms.md, "Common ground")."""
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"sparse.distribution={distribution!r} is not valid; valid choices: {', '.join(DISTRIBUTIONS)}")
     shapes = {k: p.shape for k, p in params.items()}

@@ -69,7 +69,7 @@ class SparseAlgorithm:
     name = "base"
     #: whether gradients of inactive weights are zeroed before the optimizer step
     mask_gradients = True
-    #: this algorithm's row of the FLOP table (ALGORITHMS.md; the formulas: snfs.costs.ROWS): sparse
+    #: this algorithm's row of the FLOP table (docs/algorithms.md; the formulas: snfs.costs.ROWS): sparse
     #: forward and backward ("sparse"), "dense", a dense weight gradient every step
     #: ("dense_weight_gradient"), or one every delta_t steps ("periodic_dense_weight_gradient")
     flops_accounting = "sparse"

@@ -1,25 +1,10 @@
 """SET, Sparse Evolutionary Training (Mocanu et al. 2018, Sec. 2 / Algorithm 1): per-layer prune and random regrow.
 
-Each update removes, in every layer, the fraction zeta of its active weights that are closest to
-zero: half of them the smallest positive weights, half the negative weights closest to zero
-(zeros count as positive). The same number is regrown in the same layer at random inactive
-positions (any position that is inactive after pruning); there is no redistribution between
-layers. Gradients are masked, so inactive weights never train.
-
-New weights (left open by ALGORITHMS.md): ``new_weights: random`` (default) follows the SET
-paper, which gives a new connection a random weight drawn like the initial ones; we draw it from
-N(0, sigma_l^2), sigma_l the standard deviation of layer l's dense weights at initialisation.
-``new_weights: zero`` starts them at 0, as the sparse momentum comparison code does. Either way
-the momentum buffer of a new weight is reset to 0.
-
-Schedule: ``schedule: epoch`` updates at the end of every ``period`` epochs except the last (as
-the sparse momentum paper's comparison does); ``schedule: step`` after every ``period`` optimizer
-steps instead (never after the very last one).
-
-The paper's reference code's "SET" prune mode (``magnitude_and_negativity_prune``) does not do
-this: it removes half the quota as the smallest-|w| weights of either sign and the other half as
-the *most negative* weights (the largest-magnitude negatives), so we implement the SET paper's
-definition instead.
+Each update removes, in every layer, the fraction zeta of its active weights closest to zero (half
+the smallest w >= 0, half the negative w closest to 0: ``prune_set``) and regrows as many at random
+in the same layer. New weights: ``random`` draws from N(0, sigma_l^2), sigma_l the layer's initial
+std (``init_std``, recorded before the first masking); ``zero`` starts them at 0. Specification,
+schedule and how the reference code's "SET" differs: docs/algorithms.md (SET; Deviations).
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
 """One table per experiment preset: our runs (mean +/- standard error, n) beside the paper's number.
 
-A table is two files beside each other (README, "Add a table"):
-
-* ``conf/experiment/<name>.yaml``, the Hydra preset: its grid is the preset's sweep plus one more
-  block per ``# @block:`` line (``snfs.report.sweep.preset_blocks``);
-* ``conf/experiment/<name>.md``: a YAML front matter that says how runs become rows (``columns``),
-  where the paper's numbers are (``paper``), the metric, figure and cost, then the table's notes,
-  copied into the table as they are.
-
-Every grid point is mapped to a row by its ``columns`` (seeds of one setting share a row) and its
-run looked up in the results store (``snfs.report.store.RunIndex``). So a table always has all
-the grid's settings, and a setting without runs shows n = 0. Ours is test error (or test accuracy
-= 100 - test error where the paper reports accuracy), in percent.
-
-Tables are keyed by dataset: a preset run on another dataset than its own (``dataset=kmnist``) is
-the table ``<name>-<dataset>``, titled with that dataset and without paper numbers (the paper has
-none for it), so it never overwrites the paper's table.
-
-``build_table`` makes a ``Table``; ``write_table`` writes ``<stem>.md`` and ``<stem>.csv`` when
-their content changed.
+A table is ``conf/experiment/<name>.yaml`` (the Hydra preset; its grid, plus ``# @block:`` lines,
+``snfs.report.sweep.preset_blocks``) and ``conf/experiment/<name>.md`` (front matter: columns,
+paper, metric, figure, cost; then notes copied into the table). Every grid point becomes a row by
+its ``columns`` (seeds of one setting share a row) and its run is looked up in the results store
+(``snfs.report.store.RunIndex``), so a setting without runs shows n = 0. A preset run on another
+dataset is its own table ``<name>-<dataset>``, without paper numbers. ``build_table`` makes a
+``Table``; ``write_table`` writes ``<stem>.md`` and ``.csv`` when their content changed. Every key:
+docs/tables.md.
 """
 
 from __future__ import annotations
