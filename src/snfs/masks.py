@@ -443,15 +443,15 @@ def drop_and_grow(masks: MaskState, params: Mapping[str, torch.Tensor], optimize
     weights and start grown ones at 0 (or ``new_values(k, n)``) with their optimizer state reset
     (kept with ``reset_optimizer_state=False``). ``extras`` are carried into the result.
     """
-    if grow_scores is None and generator is None:
-        raise ValueError("drop_and_grow grows at random only with a generator; pass grow_scores or generator")
     layers = {}
     for k, p in params.items():
         old = masks.masks[k]
         if grow_scores is not None:
             new = grow_by_score(grow_scores[k], kept[k], grow_counts[k])
-        else:
+        elif generator is not None:
             new = grow_random(kept[k], grow_counts[k], generator)
+        else:  # before the first layer changes
+            raise ValueError("drop_and_grow grows at random only with a generator; pass grow_scores or generator")
         masks.set(k, new)
         values = None if new_values is None else (lambda n, k=k: new_values(k, n))
         change = reset_new_weights(p, old, kept[k], new, optimizer if reset_optimizer_state else None, values)
