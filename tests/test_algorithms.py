@@ -13,8 +13,8 @@ from torch import nn
 from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
 from snfs.errors import ConfigError
-from snfs.algorithms.deepr import sample_indices, temperature_at
-from snfs.algorithms.dsr import period_at, threshold_update
+from snfs.algorithms.deepr import sample_indices
+from snfs.algorithms.dsr import threshold_update
 from snfs.algorithms.rigl import drop_fraction
 from snfs.algorithms.set import prune_set
 from snfs.algorithms.snip import snip_masks
@@ -132,9 +132,12 @@ def test_dsr_threshold_halves_and_doubles():
     assert threshold_update(1e-3, 120, 100, 0.1) == pytest.approx(5e-4)   # > 1.1 N_p
     assert threshold_update(1e-3, 80, 100, 0.1) == pytest.approx(2e-3)    # < 0.9 N_p
     assert threshold_update(1e-3, 110, 100, 0.1) == 1e-3 and threshold_update(1e-3, 90, 100, 0.1) == 1e-3
-    assert period_at([[0, 100], [25, 200], [50, 400], [75, 800]], 0) == 100
-    assert period_at([[0, 100], [25, 200], [50, 400], [75, 800]], 49) == 200
-    assert period_at([[0, 100], [25, 200], [50, 400], [75, 800]], 99) == 800
+
+
+def test_dsr_rewire_period_follows_the_epoch_schedule():
+    _, _, algo = make(Two(), "dsr", steps_per_epoch=10, rewire_periods=[[50, 400], [0, 100], [25, 200], [75, 800]])
+    # epochs 0, 24, 25, 49, 99: the period of the last pair whose epoch has started (the list is read sorted)
+    assert [algo.period(10 * epoch) for epoch in (0, 24, 25, 49, 99)] == [100, 100, 200, 200, 800]
 
 
 def dsr_case(target):
@@ -230,8 +233,8 @@ def test_deepr_noise_keeps_signs_and_count_and_temperature_schedule():
         mask = algo.masks.masks["a.weight"]
         assert int(mask.sum()) == 10
         assert torch.all(sign[mask] * p.detach()[mask] >= 0) and torch.all(p.detach()[~mask] == 0)
-    sched = [[0.0, 1e-5], [0.25, 1e-8], [0.5, 1e-12], [0.75, 1e-15]]
-    assert [temperature_at(sched, s, 100) for s in (0, 24, 25, 50, 99)] == [1e-5, 1e-5, 1e-8, 1e-12, 1e-15]
+    _, _, published = make(One(), "deepr", epochs=2, steps_per_epoch=50)  # 100 steps, the default schedule
+    assert [published.temperature(s) for s in (0, 24, 25, 50, 99)] == [1e-5, 1e-5, 1e-8, 1e-12, 1e-15]
 
 
 def test_deepr_global_scope_keeps_the_network_total_and_moves_connections_between_layers():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from snfs.algorithms import ALGORITHMS
@@ -20,7 +22,8 @@ from snfs.costs import (
     training_flops_per_sample,
 )
 from snfs.models import build_model
-from snfs.report.flops import flop_speedups
+from snfs.report.flops import dataset_facts, flop_speedups, run_macs
+from snfs.report.tables import HOOKS, Row
 
 LENET_MACS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "fc3.weight": 100 * 10}
 
@@ -66,7 +69,7 @@ def test_training_flops_rows():
         training_flops_per_sample("momentum", fs, fd)
 
 
-# The per-algorithm table as it was written before formulas were keyed by row (ALGORITHMS.md, "FLOPs").
+# The per-algorithm table as it was written before formulas were keyed by row (docs/algorithms.md, "Cost accounting").
 BY_ALGORITHM = {
     "dense": lambda fs, fd, dt: 3 * fd,
     **{name: (lambda fs, fd, dt: 3 * fs) for name in ("static", "set", "dsr", "deepr", "snip")},
@@ -188,8 +191,13 @@ def test_speedup_estimate_structure():
     assert conv2["channel_share"] == pytest.approx(12 / 16)
     assert 0 < conv2["input_density"] < 1  # post-ReLU activations
     assert result["dense_time_s"] > 0
-    assert result["speedup_sparse_conv_estimate"] >= 1
-    assert result["speedup_dense_conv_estimate"] >= 1
+    # the paper's estimates from the timed parts: dense time scaled by weight x input density, or by channel share
+    t1, t2 = conv1["dense_time_s"], conv2["dense_time_s"]
+    sparse_conv = t1 * conv1["input_density"] + t2 * conv2["weight_density"] * conv2["input_density"]
+    assert result["speedup_sparse_conv_estimate"] == pytest.approx((t1 + t2) / sparse_conv)
+    # conv2's four empty input channels are all a dense convolution can skip
+    assert result["speedup_dense_conv_estimate"] == pytest.approx((t1 + t2) / (t1 + 0.75 * t2))
+    assert result["speedup_dense_conv_estimate"] > 1
     # the model's weights are left untouched
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
 
@@ -208,4 +216,41 @@ def test_speedup_estimate_on_a_paper_model():
     result = speedup_estimate(model, (3, 32, 32), masks, repeats=1, batch_size=4)
     assert len(result["layers"]) == 5
     assert result["speedup_sparse_conv_estimate"] > 1
-    assert result["speedup_dense_conv_estimate"] >= 1
+    # random 5% masks leave no input channel empty, so skipping empty channels saves nothing (the paper's point)
+    assert all(layer["channel_share"] == 1.0 for name, layer in result["layers"].items() if name in masks)
+    assert result["speedup_dense_conv_estimate"] == pytest.approx(1.0)
+
+
+DATASET_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+IDX_DATASETS = sorted(p.stem for p in DATASET_DIR.glob("*.yaml")
+                      if yaml.safe_load(p.read_text()).get("loader") == "idx")
+
+
+@pytest.mark.parametrize("dataset", IDX_DATASETS)
+def test_a_table_of_any_idx_dataset_gets_finite_flop_speedups(dataset):
+    """Shape and classes come from the dataset's YAML through the registry, not from a list of known names."""
+    declared = yaml.safe_load((DATASET_DIR / f"{dataset}.yaml").read_text())
+    density = {"fc1.weight": 0.05, "fc2.weight": 0.1, "fc3.weight": 0.5}
+    run = {"algorithm": "set", "history": [{"layer_density": density}],
+           "config": {"dataset": declared, "model": {"name": "lenet300_100"}, "sparse": {"name": "set"}}}
+    row = Row(setting={"method": "set"}, runs=[run])
+    HOOKS["flop_speedups"]([row])
+    fd = forward_flops(LENET_MACS)
+    assert row.extra["inference FLOP speedup"] == pytest.approx(fd / forward_flops(LENET_MACS, density))
+    assert math.isfinite(row.extra["training FLOP speedup"]) and row.extra["training FLOP speedup"] > 1
+
+
+def test_flop_speedups_read_the_datasets_own_shape_and_classes():
+    tenth = {"fc1.weight": 0.1, "fc2.weight": 0.1, "fc3.weight": 0.1}
+    run = {"algorithm": "set", "history": [{"layer_density": tenth}],
+           "config": {"model": {"name": "lenet300_100"}, "sparse": {"name": "set"}}}
+    # a record that kept only the dataset's name is completed from conf/dataset/<name>.yaml
+    assert dataset_facts({"name": "mnist"}) == ((1, 28, 28), 10)
+    assert dataset_facts({"name": "cifar10"}) == ((3, 32, 32), 10)
+    # a generated dataset's own class count sizes the last layer
+    assert dataset_facts({"name": "fake", "shape": [1, 28, 28], "num_classes": 4}) == ((1, 28, 28), 4)
+    four = {**run, "config": {**run["config"], "dataset": {"name": "fake", "shape": [1, 28, 28], "num_classes": 4}}}
+    assert run_macs(four) == {**LENET_MACS, "fc3.weight": 100 * 4}
+    assert flop_speedups(four)["inference_flop_speedup"] == pytest.approx(10.0)  # every layer at density 0.1
+    unknown = flop_speedups({**run, "config": {**run["config"], "dataset": {"name": "no_such_dataset"}}})
+    assert math.isnan(unknown["inference_flop_speedup"])

@@ -6,7 +6,10 @@ from torch import nn
 
 from snfs.errors import CheckpointError, ConfigError
 from snfs.masks import (
+    LayerChange,
     MaskState,
+    drop_and_grow,
+    drop_smallest,
     erdos_renyi_counts,
     grow_by_score,
     grow_random,
@@ -231,3 +234,46 @@ def test_round_stats_totals_and_per_layer():
     stats = round_stats({"a": {"pruned": 3, "regrown": 1}, "b": {"pruned": 1, "regrown": 3}}, prune_rate=0.5)
     assert stats == {"prune_rate": 0.5, "pruned": 4, "regrown": 4,
                      "pruned_per_layer": {"a": 3, "b": 1}, "regrown_per_layer": {"a": 1, "b": 3}}
+
+
+def two_layer_round():
+    """Two 1x6 layers with weights 1..6 and momentum 10..60, the first four positions active."""
+    model = nn.Sequential(nn.Linear(6, 1, bias=False), nn.Linear(6, 1, bias=False))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    params = {"0.weight": model[0].weight, "1.weight": model[1].weight}
+    for p in params.values():
+        with torch.no_grad():
+            p.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0, 0.0, 0.0]]))
+        opt.state[p]["momentum_buffer"] = torch.tensor([[10.0, 20.0, 30.0, 40.0, 50.0, 60.0]])
+    masks = MaskState({k: torch.tensor([[True, True, True, True, False, False]]) for k in params})
+    return opt, params, masks
+
+
+def test_drop_and_grow_by_score_resets_new_weights_and_reports_each_layer():
+    opt, params, masks = two_layer_round()
+    kept = drop_smallest(masks, {k: p.detach().abs() for k, p in params.items()}, {"0.weight": 2, "1.weight": 1})
+    # growth scores favour position 0 (just dropped in layer 0) and 5
+    scores = {k: torch.tensor([[9.0, 0.0, 0.0, 0.0, 1.0, 5.0]]) for k in params}
+    result = drop_and_grow(masks, params, opt, kept, {"0.weight": 2, "1.weight": 1}, grow_scores=scores, rate=0.5)
+    assert result.layers == {"0.weight": LayerChange(pruned=2, regrown=2), "1.weight": LayerChange(pruned=1, regrown=1)}
+    assert masks.masks["0.weight"].tolist() == [[True, False, True, True, False, True]]
+    assert masks.masks["1.weight"].tolist() == [[True, True, True, True, False, False]]
+    # a weight dropped and grown again restarts at 0 with its momentum reset, like any new weight
+    assert params["0.weight"].tolist() == [[0.0, 0.0, 3.0, 4.0, 0.0, 0.0]]
+    assert opt.state[params["0.weight"]]["momentum_buffer"].tolist() == [[0.0, 20.0, 30.0, 40.0, 50.0, 0.0]]
+    per_layer = {"0.weight": 2, "1.weight": 1}
+    assert result.as_stats() == {"rate": 0.5, "pruned": 3, "regrown": 3, "pruned_per_layer": per_layer,
+                                 "regrown_per_layer": per_layer}
+
+
+def test_drop_and_grow_at_random_can_keep_optimizer_state_and_set_new_values():
+    opt, params, masks = two_layer_round()
+    kept = drop_smallest(masks, {k: p.detach().abs() for k, p in params.items()}, {"0.weight": 1, "1.weight": 0})
+    result = drop_and_grow(masks, params, opt, kept, {"0.weight": 2, "1.weight": 0}, generator=torch.Generator(),
+                           new_values=lambda name, n: torch.full((n,), 7.0), reset_optimizer_state=False)
+    assert (result.pruned, result.regrown) == (1, 2)
+    grown = masks.masks["0.weight"] & ~kept["0.weight"]
+    assert int(grown.sum()) == 2 and params["0.weight"].detach()[grown].tolist() == [7.0, 7.0]
+    assert opt.state[params["0.weight"]]["momentum_buffer"].tolist() == [[10.0, 20.0, 30.0, 40.0, 50.0, 60.0]]
+    with pytest.raises(ValueError, match="generator"):
+        drop_and_grow(masks, params, opt, kept, {"0.weight": 0, "1.weight": 0})

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from snfs.errors import ConfigError
-from snfs.schedules import cosine_prune_rate, linear_prune_rate, prune_rate
+from snfs.schedules import cosine_prune_rate, linear_prune_rate, piecewise_constant, prune_rate
 
 
 def test_cosine_start_middle_end():
@@ -28,3 +28,9 @@ def test_schedules_clamp_outside_training():
 def test_unknown_decay_names_choices():
     with pytest.raises(ConfigError, match="cosine, linear"):
         prune_rate("step", 0, 10, 0.5, 0.0)
+
+
+def test_piecewise_constant_takes_the_last_piece_reached_and_the_first_before_any():
+    pieces = [(10, "a"), (20, "b"), (30, "c")]
+    values = [piecewise_constant(pieces, t) for t in (0, 10, 19.5, 20, 29, 30, 1000)]
+    assert values == ["a", "a", "a", "b", "b", "c", "c"]

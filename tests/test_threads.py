@@ -1,7 +1,5 @@
 """``threads: auto`` takes this run's share of the idle cores; bad values are refused before data loads."""
 
-import time
-
 import pytest
 
 from conftest import compose_cfg
@@ -70,9 +68,10 @@ def test_busy_cores_sees_a_busy_process_at_once():
 
     from snfs.threads import busy_cores
 
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spinner = subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+                               stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.3)  # the interpreter has started and spins
+        assert spinner.stdout.readline().strip() == "spinning"  # it has started and spins from here on
         assert busy_cores() >= 0.5  # one core is kept busy, by the spinner or by whatever the scheduler favours
     finally:
         spinner.kill()

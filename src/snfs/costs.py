@@ -5,7 +5,7 @@ activations and pooling are not counted). Multiply by 2 to count the multiply an
 ratios between algorithms do not change.
 
 Per sample and training step, with f_D the dense forward cost and f_S the forward cost at the layers'
-densities (backward = 2x forward), the accounting rows of ALGORITHMS.md ("FLOPs"):
+densities (backward = 2x forward), the accounting rows of docs/algorithms.md ("Cost accounting"):
 
     dense                            3 f_D                         every weight active
     sparse                           3 f_S                         masked gradients: static, SET, DSR, DeepR, SNIP

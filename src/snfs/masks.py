@@ -1,19 +1,20 @@
 """The mask state and every operation on masks: one boolean mask per sparse weight, keyed by parameter name.
 
-Sparse layers are the weights of conv and linear modules (ALGORITHMS.md); biases and
+Sparse layers are the weights of conv and linear modules (docs/algorithms.md); biases and
 normalisation parameters always stay dense. Layers are selected by exact parameter name, never by
 prefix, which is how the reference code left some VGG16 convolutions dense by accident.
 
-The drop and grow operations of the algorithms live here too (prune by score, grow by score or at
-random, split a regrowth total over layers, reset the new weights), so that an algorithm only
-chooses its scores, counts and schedule.
+The algorithms' mask update lives here too: ``drop_and_grow``, one round over all layers (grow by
+score or at random, reset the new weights and their optimizer state, report each layer's change),
+and the parts it is made of, so that an algorithm only chooses its scores, counts and schedule.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -240,7 +241,7 @@ def check_every_layer_has_weights(shapes: Mapping[str, torch.Size], counts: Mapp
 
 
 def init_masks(params: Mapping[str, torch.Tensor], density: float, distribution: str, generator: torch.Generator) -> MaskState:
-    """Random masks with the per-layer counts of ``distribution`` (ALGORITHMS.md, mask initialisation)."""
+    """Random masks with the per-layer counts of ``distribution`` (docs/algorithms.md, "Common ground")."""
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"sparse.distribution={distribution!r} is not valid; valid choices: {', '.join(DISTRIBUTIONS)}")
     shapes = {k: p.shape for k, p in params.items()}
@@ -370,14 +371,15 @@ def optimizer_state_tensors(optimizer: torch.optim.Optimizer, param: torch.Tenso
 
 
 def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor, new: torch.Tensor,
-                      optimizer: torch.optim.Optimizer,
+                      optimizer: torch.optim.Optimizer | None,
                       new_values: Callable[[int], torch.Tensor] | None = None) -> dict[str, int]:
     """Finish one layer's drop/grow round on its weights and optimizer state; returns ``{"pruned", "regrown"}``.
 
     ``old`` is the mask before the round, ``kept`` the one after dropping, ``new`` the one after
     growing. Weights outside ``new`` become 0. Grown weights (in ``new``, not in ``kept``: a
     position dropped and grown again in the same round counts as new) start at 0, or at
-    ``new_values(n)`` if given, and their optimizer state (momentum buffer, Adam moments) is reset to 0.
+    ``new_values(n)`` if given, and their optimizer state (momentum buffer, Adam moments) is reset
+    to 0 unless ``optimizer`` is None.
     """
     grown = new & ~kept
     n_grown = int(grown.sum())
@@ -387,9 +389,74 @@ def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor
             param[grown] = new_values(n_grown).to(device=param.device, dtype=param.dtype)
         else:
             param[grown] = 0.0
-        for buf in optimizer_state_tensors(optimizer, param):
-            buf[grown] = 0.0
+        if optimizer is not None:
+            for buf in optimizer_state_tensors(optimizer, param):
+                buf[grown] = 0.0
     return {"pruned": int(old.sum()) - int(kept.sum()), "regrown": n_grown}
+
+
+def drop_smallest(masks: MaskState, scores: Mapping[str, torch.Tensor],
+                  counts: Mapping[str, int]) -> dict[str, torch.Tensor]:
+    """Per layer, the mask left after dropping the ``counts[k]`` active weights of smallest ``scores[k]``."""
+    return {k: prune_by_score(scores[k], masks.masks[k], counts[k]) for k in scores}
+
+
+@dataclass
+class LayerChange:
+    """What one layer lost and gained in a drop-and-grow round."""
+
+    pruned: int
+    regrown: int
+
+
+@dataclass
+class DropGrowResult:
+    """One drop-and-grow round: each layer's change, plus the algorithm's own scalars (``extras``)."""
+
+    layers: dict[str, LayerChange]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pruned(self) -> int:
+        return sum(c.pruned for c in self.layers.values())
+
+    @property
+    def regrown(self) -> int:
+        return sum(c.regrown for c in self.layers.values())
+
+    def as_stats(self) -> dict:
+        """The dict the training loop logs (``round_stats``: totals, per layer, extras)."""
+        return round_stats({k: {"pruned": c.pruned, "regrown": c.regrown} for k, c in self.layers.items()},
+                           **self.extras)
+
+
+def drop_and_grow(masks: MaskState, params: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                  kept: Mapping[str, torch.Tensor], grow_counts: Mapping[str, int],
+                  grow_scores: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
+                  new_values: Callable[[str, int], torch.Tensor] | None = None, reset_optimizer_state: bool = True,
+                  **extras: Any) -> DropGrowResult:
+    """The one mask update every drop-and-grow algorithm makes, given what it chose.
+
+    Per layer of ``params``, in order: grow ``grow_counts[k]`` weights into ``kept[k]`` (the mask
+    left by the algorithm's drop), at the inactive positions of largest ``grow_scores[k]``, or at
+    random from ``generator`` when ``grow_scores`` is None; store the new mask; zero dropped
+    weights and start grown ones at 0 (or ``new_values(k, n)``) with their optimizer state reset
+    (kept with ``reset_optimizer_state=False``). ``extras`` are carried into the result.
+    """
+    layers = {}
+    for k, p in params.items():
+        old = masks.masks[k]
+        if grow_scores is not None:
+            new = grow_by_score(grow_scores[k], kept[k], grow_counts[k])
+        elif generator is not None:
+            new = grow_random(kept[k], grow_counts[k], generator)
+        else:  # before the first layer changes
+            raise ValueError("drop_and_grow grows at random only with a generator; pass grow_scores or generator")
+        masks.set(k, new)
+        values = None if new_values is None else (lambda n, k=k: new_values(k, n))
+        change = reset_new_weights(p, old, kept[k], new, optimizer if reset_optimizer_state else None, values)
+        layers[k] = LayerChange(**change)
+    return DropGrowResult(layers, dict(extras))
 
 
 def round_stats(per_layer: Mapping[str, Mapping[str, int]], **extra) -> dict:

@@ -38,7 +38,7 @@ class RunRecord:
     test_loss: float | None = None
     val_error: float | None = None  # percent, on the validation split after the last epoch
     final_density: float | None = None  # the density the masks ended at
-    train_flops: float | None = None  # training FLOPs (ALGORITHMS.md accounting)
+    train_flops: float | None = None  # training FLOPs (docs/algorithms.md, "Cost accounting")
     dense_train_flops: float | None = None
     flops_ratio: float | None = None  # train_flops / dense_train_flops
     wall_time_s: float | None = None  # training wall time, resumes summed

@@ -1,10 +1,13 @@
-"""Prune-rate schedules p(t) over optimizer steps (Dettmers & Zettlemoyer 2019, Sec. 3)."""
+"""Schedules: prune-rate decays p(t) (Dettmers & Zettlemoyer 2019, Sec. 3) and piecewise-constant values."""
 
 from __future__ import annotations
 
+import math
+from typing import Iterable, TypeVar
+
 from snfs.errors import ConfigError
 
-import math
+V = TypeVar("V")
 
 
 def cosine_prune_rate(step: int, total_steps: int, initial: float, final: float) -> float:
@@ -26,3 +29,16 @@ def prune_rate(decay: str, step: int, total_steps: int, initial: float, final: f
     if decay not in PRUNE_RATE_DECAYS:
         raise ConfigError(f"sparse.decay={decay!r} is not valid; valid choices: {', '.join(PRUNE_RATE_DECAYS)}")
     return PRUNE_RATE_DECAYS[decay](step, total_steps, initial, final)
+
+
+def piecewise_constant(pieces: Iterable[tuple[float, V]], t: float) -> V:
+    """The value of the last ``(start, value)`` piece whose start ``t`` has reached; before every start, the first's.
+
+    DSR's rewire period over epochs and DeepR's temperature over steps are both such schedules.
+    """
+    pieces = list(pieces)
+    value = pieces[0][1]
+    for start, piece_value in pieces:
+        if t >= start:
+            value = piece_value
+    return value

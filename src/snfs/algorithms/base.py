@@ -23,7 +23,8 @@ from torch import nn
 
 from snfs.costs import ROWS as FLOP_ROWS
 from snfs.errors import ConfigError
-from snfs.masks import DISTRIBUTIONS, MaskState, init_masks, optimizer_state_tensors, sparse_parameters
+from snfs.masks import (DISTRIBUTIONS, DropGrowResult, MaskState, drop_and_grow, init_masks, optimizer_state_tensors,
+                        sparse_parameters)
 from snfs.options import REQUIRED, Option, check_options, str_list
 
 #: options every algorithm has
@@ -68,7 +69,7 @@ class SparseAlgorithm:
     name = "base"
     #: whether gradients of inactive weights are zeroed before the optimizer step
     mask_gradients = True
-    #: this algorithm's row of the FLOP table (ALGORITHMS.md; the formulas: snfs.costs.ROWS): sparse
+    #: this algorithm's row of the FLOP table (docs/algorithms.md; the formulas: snfs.costs.ROWS): sparse
     #: forward and backward ("sparse"), "dense", a dense weight gradient every step
     #: ("dense_weight_gradient"), or one every delta_t steps ("periodic_dense_weight_gradient")
     flops_accounting = "sparse"
@@ -183,6 +184,15 @@ class SparseAlgorithm:
         if "exp_avg" in state and "exp_avg_sq" in state:
             return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8)
         return None
+
+    def drop_and_grow(self, kept: Mapping[str, torch.Tensor], grow_counts: Mapping[str, int],
+                      grow_scores: Mapping[str, torch.Tensor] | None = None,
+                      new_values: Callable[[str, int], torch.Tensor] | None = None,
+                      reset_optimizer_state: bool = True, **extras: Any) -> DropGrowResult:
+        """``snfs.masks.drop_and_grow`` on this algorithm's masks, weights and optimizer; random growth
+        draws from ``self.generator``."""
+        return drop_and_grow(self.masks, self.params, self.ctx.optimizer, kept, grow_counts, grow_scores,
+                             self.generator, new_values, reset_optimizer_state, **extras)
 
     def optimizer_state(self, name: str) -> list[torch.Tensor]:
         """Every per-weight state tensor the optimizer keeps for this layer (reset where a weight is new)."""

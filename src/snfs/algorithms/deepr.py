@@ -1,37 +1,14 @@
 """DeepR, deep rewiring (Bellec et al. 2018, Algorithm 1): fixed-sign connections, L1 + noise, dormant below zero.
 
-Every connection k of a sparse layer has a fixed sign s_k, and the trained parameter is
-theta_k >= 0 with w_k = s_k theta_k while active (w_k = 0 while dormant). Signs are those of
-the dense initial weights (random, +-1), recorded before the first masking. Each step:
-
-    theta <- theta - lr * grad - lr * alpha + sqrt(2 lr T) * N(0, 1)        (Bellec et al., Eq. 2)
-
-The gradient term is the optimizer's own step on w (the same step in theta, since
-dL/dtheta = s dL/dw); with SGD momentum it is the momentum step, as in the DSR authors' DeepR
-comparison. The L1 and noise terms are added in ``after_step`` to active connections only, with
-the step's lr and noise from ``self.generator`` (CPU, moved to the device). A connection whose
-theta is then < 0 becomes dormant (w = 0); in the same layer the same number of connections that
-were dormant before this step, chosen at random, become active with theta = 0 (so w = 0, keeping
-their sign) and a zeroed momentum buffer. The active count per layer never changes. Gradients are
-masked, so dormant connections do not train. With ``scope: global`` the replacements are drawn
-uniformly from the dormant connections of all sparse layers together instead (Bellec et al. keep
-the network's total fixed), so connections can move between layers.
-
-Weight decay: the published DeepR settings have none (only the L1 term alpha), but by default the
-protocol's weight decay stays on, as for the other methods (without it LeNet-300-100 overfits; see
-conf/sparse/deepr.yaml). The optimizer's single param group (the LR schedule is built over it) is
-left alone; with ``cancel_weight_decay: true`` (the published setting) DeepR subtracts
-weight_decay * w from the sparse weights' gradients before the step, which the optimizer adds
-back, so their net update has no L2 term (biases keep the optimizer's).
-
-Temperature T: ``temperatures`` is a list of [fraction of total steps, T]; published:
-1e-5 -> 1e-8 -> 1e-12 -> 1e-15 at 25/50/75% of training. alpha = 1e-5.
-
-Two options reproduce the DeepR of the DSR authors' code (Mostafa & Wang 2019), which produced
-the published DeepR numbers (``sparse=deepr_dsr_code`` sets both): ``new_sign: first_update`` (a
-woken connection has sign 0 until its first update sets it, instead of its fixed random sign) and
-``noise_and_l1: gradient`` (alpha*sign(w) + N(0, 2*noise_eta*T) added to the gradient before the
-optimizer step, instead of lr*alpha and sqrt(2 lr T) N(0, 1) on theta after it).
+A connection k has a fixed sign s_k (that of its dense initial weight, recorded before the first
+masking) and theta_k >= 0, with w_k = s_k theta_k while active. The gradient step is the optimizer's
+own step on w; ``after_step`` adds -lr*alpha + sqrt(2 lr T) N(0, 1) to the active connections
+(noise from ``self.generator``), puts those whose theta fell below 0 to sleep and wakes as many
+dormant ones at random (``scope``: in the same layer, or anywhere), with theta = 0 and a zeroed
+optimizer state. ``cancel_weight_decay`` subtracts weight_decay * w from the sparse weights'
+gradients so the optimizer's L2 term cancels. ``new_sign: first_update`` and ``noise_and_l1:
+gradient`` reproduce the DSR authors' DeepR (``sparse=deepr_dsr_code``). The equations, the
+temperature schedule and why weight decay stays on by default: docs/algorithms.md (DeepR).
 """
 
 from __future__ import annotations
@@ -46,6 +23,7 @@ from snfs.algorithms.base import SparseAlgorithm
 from snfs.errors import ConfigError
 from snfs.masks import MaskState, round_stats
 from snfs.options import Option, pairs_check
+from snfs.schedules import piecewise_constant
 
 
 def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -110,15 +88,6 @@ def flat_memory(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor],
     return t.as_strided((t.numel(),), (1,)), positions
 
 
-def temperature_at(schedule, step: int, total_steps: int) -> float:
-    """T of the last [fraction, T] pair whose fraction of ``total_steps`` has been reached."""
-    t = float(schedule[0][1])
-    for fraction, value in schedule:
-        if step >= float(fraction) * total_steps:
-            t = float(value)
-    return t
-
-
 @ALGORITHMS.register("deepr")
 class DeepR(SparseAlgorithm):
     """Fixed-sign connections trained with L1 and Langevin noise; those crossing zero are swapped for random dormant ones."""
@@ -174,7 +143,8 @@ class DeepR(SparseAlgorithm):
         return super().init_masks()
 
     def temperature(self, step: int) -> float:
-        return temperature_at(self.schedule, step, self.ctx.total_steps)
+        total = self.ctx.total_steps
+        return piecewise_constant(((fraction * total, t) for fraction, t in self.schedule), step)
 
     def log_stats(self) -> dict:
         return {"temperature": self.temperature(self.step)}

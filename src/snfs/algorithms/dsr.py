@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.masks import MaskState, grow_random, redistribute, reset_new_weights, round_stats
+from snfs.masks import MaskState, redistribute
 from snfs.options import Option, pairs_check
+from snfs.schedules import piecewise_constant
 
 
 def threshold_update(threshold: float, n_pruned: int, target: float, tolerance: float) -> float:
@@ -29,15 +30,6 @@ def threshold_update(threshold: float, n_pruned: int, target: float, tolerance: 
     if n_pruned < (1.0 - tolerance) * target:
         return threshold * 2.0
     return threshold
-
-
-def period_at(schedule, epoch: int) -> int:
-    """The rewire period of the last [epoch, period] pair whose epoch is <= ``epoch``."""
-    period = int(schedule[0][1])
-    for start, value in schedule:
-        if epoch >= int(start):
-            period = int(value)
-    return period
 
 
 @ALGORITHMS.register("dsr")
@@ -63,7 +55,8 @@ class DSR(SparseAlgorithm):
         super().__init__(ctx, cfg)
         self.threshold = float(self.option("initial_threshold"))
         self.tolerance = float(self.option("tolerance"))
-        self.schedule = sorted((tuple(pair) for pair in self.option("rewire_periods")), key=lambda pair: int(pair[0]))
+        self.schedule = sorted(((int(epoch), int(period)) for epoch, period in self.option("rewire_periods")),
+                               key=lambda pair: pair[0])
         self.target_cfg = float(self.option("target_prune"))
         self.target = self.target_cfg
         stop = self.option("stop_epoch")
@@ -76,7 +69,7 @@ class DSR(SparseAlgorithm):
         return masks
 
     def period(self, step: int) -> int:
-        return period_at(self.schedule, step // max(1, self.ctx.steps_per_epoch))
+        return piecewise_constant(self.schedule, step // max(1, self.ctx.steps_per_epoch))
 
     def log_stats(self) -> dict:
         return {"threshold": self.threshold, "target_prune": self.target}
@@ -91,12 +84,7 @@ class DSR(SparseAlgorithm):
         survivors = {k: float(m.sum()) for k, m in kept.items()}
         capacity = {k: m.numel() - int(m.sum()) for k, m in kept.items()}
         regrow = redistribute(total, survivors, capacity)
-        per_layer = {}
-        for k, p in self.params.items():
-            new = grow_random(kept[k], regrow[k], self.generator)
-            self.masks.set(k, new)
-            per_layer[k] = reset_new_weights(p, old[k], kept[k], new, self.ctx.optimizer)
-        return round_stats(per_layer, threshold=self.threshold)
+        return self.drop_and_grow(kept, regrow, threshold=self.threshold).as_stats()
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)

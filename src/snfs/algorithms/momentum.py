@@ -14,7 +14,7 @@ import torch
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.errors import ConfigError
-from snfs.masks import grow_by_score, grow_random, prune_by_score, redistribute, round_stats
+from snfs.masks import drop_smallest, redistribute
 from snfs.options import Option
 from snfs.schedules import PRUNE_RATE_DECAYS, prune_rate
 
@@ -97,33 +97,23 @@ class SparseMomentum(SparseAlgorithm):
     def update_masks(self) -> dict:
         """One prune -> redistribute -> grow round (Algorithm 1 of the paper).
 
-        New weights start at 0 without a call to ``reset_new_weights``: every position grown was
-        inactive (or just pruned) when the masks were last applied, so its weight is already 0. Their
-        momentum is kept (ALGORITHMS.md, grow step): it is what they were grown by.
+        Grown weights start at 0 and keep their momentum (docs/algorithms.md, grow step): it is
+        what they were grown by.
         """
         rate = self.current_prune_rate()
         scores = self.layer_scores()
-        kept, removed = {}, {}
-        for k, p in self.params.items():
-            m = self.masks.masks[k]
-            removed[k] = int(math.ceil(rate * int(m.sum())))
-            kept[k] = prune_by_score(p.detach().abs(), m, removed[k])
-        for k, m in kept.items():  # pruned weights become exactly 0, even if regrown below
-            self.masks.set(k, m)
-        self.masks.apply(self.params)
-        capacity = {k: m.numel() - int(m.sum()) for k, m in kept.items()}
+        removed = {k: int(math.ceil(rate * n)) for k, n in self.masks.active_counts().items()}
+        kept = drop_smallest(self.masks, {k: p.detach().abs() for k, p in self.params.items()}, removed)
         if self.option("redistribution") == "none":
             regrow = dict(removed)
         else:
+            capacity = {k: m.numel() - int(m.sum()) for k, m in kept.items()}
             regrow = redistribute(sum(removed.values()), scores, capacity)
-        for k in self.params:
-            if self.option("growth") == "momentum":
-                new = grow_by_score(self._momentum(k).abs(), kept[k], regrow[k])
-            else:
-                new = grow_random(kept[k], regrow[k], self.generator)
-            self.masks.set(k, new)
-        self.masks.apply(self.params)
-        return round_stats({k: {"pruned": removed[k], "regrown": regrow[k]} for k in self.params}, prune_rate=rate)
+        growth = None
+        if self.option("growth") == "momentum":
+            growth = {k: self._momentum(k).abs() for k in self.params}
+        return self.drop_and_grow(kept, regrow, grow_scores=growth, reset_optimizer_state=False,
+                                  prune_rate=rate).as_stats()
 
     def on_epoch_end(self, epoch: int) -> dict | None:
         if epoch >= self.ctx.epochs - 1:  # no update after the last epoch

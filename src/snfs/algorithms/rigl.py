@@ -20,7 +20,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
-from snfs.masks import grow_by_score, prune_by_score, reset_new_weights, round_stats
+from snfs.masks import drop_smallest
 from snfs.options import Option
 
 
@@ -78,20 +78,13 @@ class RigL(SparseAlgorithm):
     def update_masks(self, step: int) -> dict:
         """Drop alpha(t) of each layer's active weights by |w|, grow as many by |dense gradient|."""
         fraction = drop_fraction(step, self.end_step, self.alpha)
-        per_layer = {}
-        for k, p in self.params.items():
-            old = self.masks.masks[k]
-            n = int(round(fraction * int(old.sum())))
-            score = self.dense_grads.get(k)
-            if score is None:  # no gradient for this layer: nothing to grow towards
-                n = 0
-                score = torch.zeros_like(p)
-            kept = prune_by_score(p.detach().abs(), old, n)
-            new = grow_by_score(score, kept, n)
-            self.masks.set(k, new)
-            per_layer[k] = reset_new_weights(p, old, kept, new, self.ctx.optimizer)
+        # a layer without a gradient has nothing to grow towards: it keeps its mask
+        counts = {k: int(round(fraction * self.masks.active(k))) if k in self.dense_grads else 0 for k in self.params}
+        scores = {k: self.dense_grads.get(k, torch.zeros_like(p)) for k, p in self.params.items()}
+        kept = drop_smallest(self.masks, {k: p.detach().abs() for k, p in self.params.items()}, counts)
+        result = self.drop_and_grow(kept, counts, grow_scores=scores, drop_fraction=fraction)
         self.dense_grads = {}
-        return round_stats(per_layer, drop_fraction=fraction)
+        return result.as_stats()
 
     def after_step(self, step: int) -> dict | None:
         self.step = step + 1

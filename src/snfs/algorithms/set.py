@@ -1,25 +1,10 @@
 """SET, Sparse Evolutionary Training (Mocanu et al. 2018, Sec. 2 / Algorithm 1): per-layer prune and random regrow.
 
-Each update removes, in every layer, the fraction zeta of its active weights that are closest to
-zero: half of them the smallest positive weights, half the negative weights closest to zero
-(zeros count as positive). The same number is regrown in the same layer at random inactive
-positions (any position that is inactive after pruning); there is no redistribution between
-layers. Gradients are masked, so inactive weights never train.
-
-New weights (left open by ALGORITHMS.md): ``new_weights: random`` (default) follows the SET
-paper, which gives a new connection a random weight drawn like the initial ones; we draw it from
-N(0, sigma_l^2), sigma_l the standard deviation of layer l's dense weights at initialisation.
-``new_weights: zero`` starts them at 0, as the sparse momentum comparison code does. Either way
-the momentum buffer of a new weight is reset to 0.
-
-Schedule: ``schedule: epoch`` updates at the end of every ``period`` epochs except the last (as
-the sparse momentum paper's comparison does); ``schedule: step`` after every ``period`` optimizer
-steps instead (never after the very last one).
-
-The paper's reference code's "SET" prune mode (``magnitude_and_negativity_prune``) does not do
-this: it removes half the quota as the smallest-|w| weights of either sign and the other half as
-the *most negative* weights (the largest-magnitude negatives), so we implement the SET paper's
-definition instead.
+Each update removes, in every layer, the fraction zeta of its active weights closest to zero (half
+the smallest w >= 0, half the negative w closest to 0: ``prune_set``) and regrows as many at random
+in the same layer. New weights: ``random`` draws from N(0, sigma_l^2), sigma_l the layer's initial
+std (``init_std``, recorded before the first masking); ``zero`` starts them at 0. Specification,
+schedule and how the reference code's "SET" differs: docs/algorithms.md (SET; Deviations).
 """
 
 from __future__ import annotations
@@ -30,7 +15,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
-from snfs.masks import MaskState, grow_random, prune_by_score, reset_new_weights, round_stats
+from snfs.masks import MaskState, prune_by_score
 from snfs.options import Option
 
 
@@ -85,22 +70,19 @@ class SET(SparseAlgorithm):
 
     def update_masks(self) -> dict:
         """One SET round: prune (prune_set) and regrow at random in every layer, counts unchanged."""
-        per_layer = {}
         self.masks.apply(self.params)  # inactive weights exactly 0 before comparing magnitudes
-        for k, p in self.params.items():
-            old = self.masks.masks[k]
-            kept = prune_set(p, old, int(round(self.zeta * int(old.sum()) / 2.0)))
-            # may regrow just-pruned positions: they restart as new weights
-            new = grow_random(kept, int(old.sum()) - int(kept.sum()), self.generator)
-            self.masks.set(k, new)
-            per_layer[k] = reset_new_weights(p, old, kept, new, self.ctx.optimizer, self.new_weight_values(k))
-        return round_stats(per_layer)
+        active = self.masks.active_counts()
+        kept = {k: prune_set(p, self.masks.masks[k], int(round(self.zeta * active[k] / 2.0)))
+                for k, p in self.params.items()}
+        # as many regrown at random as dropped, just-dropped positions included (they restart as new weights)
+        regrow = {k: active[k] - int(m.sum()) for k, m in kept.items()}
+        return self.drop_and_grow(kept, regrow, new_values=self.new_weight_values()).as_stats()
 
-    def new_weight_values(self, name: str):
+    def new_weight_values(self):
         """``new_weights: random``: n draws from N(0, sigma_l^2), sigma_l the layer's initial std; ``zero``: None (0)."""
         if self.new_weights != "random":
             return None
-        return lambda n: torch.randn(n, generator=self.generator) * self.init_std[name]
+        return lambda name, n: torch.randn(n, generator=self.generator) * self.init_std[name]
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)

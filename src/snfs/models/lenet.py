@@ -39,7 +39,7 @@ class LeNet5Caffe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Pool, then ReLU: the same values and gradients as ReLU then pool (ReLU is monotone, so it commutes
-        # with max), with the ReLU on a quarter of the elements; the slower order cost 2-3 ms per step on a CPU.
+        # with max), with the ReLU on a quarter of the elements (docs/findings/lenet5_caffe_speed.md).
         x = torch.relu(torch.max_pool2d(self.conv1(x), 2))
         x = torch.relu(torch.max_pool2d(self.conv2(x), 2))
         x = torch.relu(self.fc3(x.flatten(1)))

@@ -2,23 +2,17 @@
 
     python -m snfs.report.dashboard serve  [--results DIR ...] [--tables DIR] [--host 127.0.0.1] [--port 8050]
     python -m snfs.report.dashboard report [--results DIR ...] [--tables DIR] [--out results/local/report]
-    python -m snfs.report.dashboard check  [--results DIR ...] [--screenshot results/local/dashboard.png]
     python -m snfs.report.dashboard report --committed      # results/report from the committed store alone
 
-Without ``--results`` the dashboard reads the committed store (results/runs) and the user's own
-(results/local/runs, where ``python -m snfs.train`` writes). What it writes by default goes under
-results/local/, which git ignores; the committed results/report/ is built from committed records
-only (``--committed``, ``make report-committed``) and a test rebuilds it unchanged.
+Without ``--results`` it reads the committed store (results/runs) and the user's own
+(results/local/runs); what it writes by default goes under the gitignored results/local/. The
+committed results/report/ is built from committed records only (``--committed``).
 
-``serve`` (``make dashboard``) is a Dash app: the run list with filters (dataset, model, algorithm,
-density, seed, status) and the final numbers; the curves of the selected run, or of several
-selected runs overlaid; the tables of ``results/tables/`` with the paper's numbers beside ours. It
-re-reads the results folder every few seconds (only changed files), and shows the runs that have
-no record yet from their offline wandb logs (``snfs.report.runlog``), so a run's curves grow while
-it trains. ``report`` (``make report``) writes the same as plain HTML pages with Plotly
-figures that open from disk, without a server. ``check`` (``make check-dashboard``) serves the
-dashboard on a free local port, opens it in headless Chromium, asserts that the run list and a
-curve are on the page, and keeps a screenshot.
+``serve`` (``make dashboard``) is a Dash app: the run list with filters, the curves of the selected
+runs (overlaid), the tables beside the paper's numbers; it re-reads the store every few seconds and
+shows runs still training from their offline wandb logs (``snfs.report.runlog``). ``report``
+(``make report``) writes the same as plain HTML pages that open from disk. The headless-browser
+check of the served page is scripts/check_dashboard.py (``make check-dashboard``).
 
 Nothing here imports torch, hydra or ``snfs.train``.
 """
@@ -27,18 +21,13 @@ from __future__ import annotations
 
 import argparse
 import html as htmlmod
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
 from collections import defaultdict
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -106,13 +95,13 @@ def grid_row(summary: dict) -> dict:
     return row
 
 
-def _folders(results: Path | Sequence[Path]) -> list[Path]:
+def result_folders(results: Path | Sequence[Path]) -> list[Path]:
     return [Path(results)] if isinstance(results, (str, Path)) else [Path(r) for r in results]
 
 
 def where(results: Path | Sequence[Path]) -> str:
     """The stores read, for titles and messages: ``results/runs + results/local/runs``."""
-    return " + ".join(paths.display(f) for f in _folders(results))
+    return " + ".join(paths.display(f) for f in result_folders(results))
 
 
 def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float = REFRESH_S):
@@ -122,7 +111,7 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
 
     from snfs.report.figures_live import empty_figure, overlay_figure, run_figure
 
-    store = RunStores(_folders(results))
+    store = RunStores(result_folders(results))
     store.refresh()  # fails here, with a clear message, when the folder does not exist
     lock = threading.Lock()
 
@@ -259,8 +248,8 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
     return app
 
 
-class _Server:
-    """The app on a werkzeug server in a background thread (``check`` and the tests)."""
+class BackgroundServer:
+    """The app on a werkzeug server in a background thread (scripts/check_dashboard.py and the tests)."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         import logging
@@ -386,7 +375,7 @@ def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, pr
 
     from snfs.report.figures_live import overlay_figure, run_figure
 
-    folder = RunStores(_folders(results))
+    folder = RunStores(result_folders(results))
     runs = folder.refresh()
     out.mkdir(parents=True, exist_ok=True)
     written: set[Path] = set()
@@ -452,128 +441,13 @@ def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, pr
     return {"runs": len(runs), "rows": len(rows), "compare": len(compare), "files": len(written)}
 
 
-# --- the browser check ---------------------------------------------------------------------------
-
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
-
-
-def find_chromium() -> str | None:
-    for name in CHROMIUM_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def chromium(browser: str, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="snfs-chromium-") as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1850",
-               "--virtual-time-budget=30000", *args, url]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-class _GridCells(HTMLParser):
-    """The text of the grid cells of one column, and whether each one's row is selected."""
-
-    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-    def __init__(self, column: str):
-        super().__init__()
-        self.column = column
-        self.stack: list[dict] = []  # open elements: attributes of each
-        self.cells: list[tuple[str, bool]] = []
-        self._text: list[str] | None = None
-        self._depth = 0
-        self._selected = False
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self.VOID:
-            return
-        a = dict(attrs)
-        self.stack.append(a)
-        if (self._text is None and a.get("role") == "gridcell" and a.get("col-id") == self.column
-                and "ag-cell" in (a.get("class") or "").split()):
-            self._text, self._depth = [], len(self.stack)
-            rows = [x for x in self.stack if x.get("role") == "row"]
-            self._selected = bool(rows) and rows[-1].get("aria-selected") == "true"
-
-    def handle_endtag(self, tag):
-        if tag in self.VOID or not self.stack:
-            return
-        if self._text is not None and len(self.stack) == self._depth:
-            text = "".join(self._text).strip()
-            if text:
-                self.cells.append((text, self._selected))
-            self._text = None
-        self.stack.pop()
-
-    def handle_data(self, data):
-        if self._text is not None:
-            self._text.append(data)
-
-
-def page_facts(dom: str) -> dict[str, Any]:
-    """What the rendered page shows: the run ids in the run list (AG Grid cells of the run column, in
-    order), the selected ones, and the plotted lines (Plotly's SVG paths with at least two points)."""
-    parser = _GridCells("run_id")
-    parser.feed(dom)
-    run_ids = [text for text, _ in parser.cells]
-    selected = [text for text, sel in parser.cells if sel]
-    lines = [d for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', dom) if "L" in d]
-    title = re.search(r'<text class="gtitle"[^>]*>([^<]*)</text>', dom)
-    return {"run_ids": run_ids, "selected": selected, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom,
-            "title": htmlmod.unescape(title.group(1)) if title else None}
-
-
-def check(results: Path | Sequence[Path], tables_dir: Path, screenshot: Path, browser: str | None = None,
-          select: Sequence[str] = ()) -> dict[str, Any]:
-    """Serve the dashboard, open it in headless Chromium, assert a run list and a curve; keep a screenshot.
-    ``select``: run ids to open the page with (``?run=...``), overlaid; by default the newest run."""
-    browser = browser or find_chromium()
-    if browser is None:
-        raise RuntimeError("no Chromium found (apt-get install chromium)")
-    app = make_app(results, tables_dir)
-    runs = RunStores(_folders(results)).refresh()
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    from urllib.parse import urlencode
-
-    with _Server(app) as server:
-        url = server.url + (("?" + urlencode([("run", i) for i in select])) if select else "")
-        dom = chromium(browser, url, "--dump-dom")
-        if dom.returncode != 0:
-            raise RuntimeError(f"chromium failed ({dom.returncode}): {dom.stderr[-2000:]}")
-        facts = page_facts(dom.stdout)
-        shot = chromium(browser, url, f"--screenshot={screenshot.resolve()}")
-        if shot.returncode != 0 or not screenshot.exists():
-            raise RuntimeError(f"chromium took no screenshot ({shot.returncode}): {shot.stderr[-2000:]}")
-    expected = min(len(runs), PAGE_SIZE)
-    newest = latest(runs)
-    problems = []
-    if len(facts["run_ids"]) != expected:
-        problems.append(f"the run list shows {len(facts['run_ids'])} runs, expected {expected}")
-    if newest is not None and newest.run_id not in facts["run_ids"]:
-        problems.append(f"the latest run {newest.run_id} is not in the run list")
-    if newest is not None and not select and newest.run_id not in facts["selected"]:
-        problems.append(f"the latest run {newest.run_id} is not selected")
-    if newest is not None and facts["lines"] == 0:
-        problems.append("no curve is drawn")
-    title = f"{len(select)} runs overlaid" if len(select) > 1 else (select[0] if select else (newest.run_id if newest else None))
-    if title is not None and not (facts["title"] or "").startswith(title):
-        problems.append(f"the figure's title is {facts['title']!r}, expected {title!r}")
-    facts.update(url=server.url, screenshot=str(screenshot), expected_rows=expected, problems=problems,
-                 latest=newest.run_id if newest else None)
-    return facts
-
-
 # --- command line ---------------------------------------------------------------------------------
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m snfs.report.dashboard", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for name, help_text in (("serve", "serve the dashboard"), ("report", "write it as static HTML files"),
-                            ("check", "open it in headless Chromium, assert, keep a screenshot")):
+    for name, help_text in (("serve", "serve the dashboard"), ("report", "write it as static HTML files")):
         s = sub.add_parser(name, help=help_text)
         s.add_argument("--results", action="append", default=[],
                        help="a folder of run JSONs; repeat for several (default results/runs and results/local/runs; "
@@ -587,9 +461,6 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
             s.add_argument("--out", help="output folder (default results/local/report; --quick: results/quick/report)")
             s.add_argument("--committed", action="store_true",
                            help="the committed report: results/report from the committed store results/runs alone")
-        if name == "check":
-            s.add_argument("--screenshot", help="PNG to write (default results/local/dashboard.png)")
-            s.add_argument("--run", action="append", default=[], help="open the page with this run selected (repeat: overlaid)")
     return p.parse_args(argv)
 
 
@@ -612,22 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             serve(results, tables_dir, args.host, args.port)
-        elif args.command == "report":
+        else:
             out = Path(args.out) if args.out and not args.committed else report_dir
             counts = write_report(results, tables_dir, out)
             print(f"report of {counts['runs']} runs ({counts['rows']} table rows, {counts['compare']} comparisons, "
                   f"{counts['files']} files) in {paths.display(out)}; open {paths.display(out / 'index.html')}")
-        else:
-            shot = Path(args.screenshot) if args.screenshot else (
-                report_dir / "dashboard.png" if args.quick else paths.LOCAL_DIR / "dashboard.png")
-            facts = check(results, tables_dir, shot, select=args.run)
-            print(json.dumps({k: facts[k] for k in ("url", "expected_rows", "lines", "title", "latest", "screenshot", "problems")}
-                             | {"rows_shown": len(facts["run_ids"])}))
-            if facts["problems"]:
-                print("error: " + "; ".join(facts["problems"]), file=sys.stderr)
-                return 1
-            print(f"ok: run list ({len(facts['run_ids'])} rows) and {facts['lines']} curve(s) rendered; "
-                  f"screenshot {paths.display(shot)}")
     except (OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
+from typing import Any, Mapping
 
-INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet": (3, 224, 224)}
-NUM_CLASSES = {"mnist": 10, "cifar10": 10, "imagenet": 1000}
+from snfs.report.paths import CONF_DIR
 
 
 @lru_cache(maxsize=32)
@@ -36,16 +36,39 @@ def _macs(model_json: str, shape: tuple, classes: int) -> dict:
     return layer_macs(model, shape)
 
 
+@lru_cache(maxsize=32)
+def _declared_dataset(name: str) -> dict:
+    import yaml
+
+    path = CONF_DIR / "dataset" / f"{name}.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def dataset_facts(dataset: Mapping[str, Any]) -> tuple[tuple[int, ...], int] | None:
+    """A run's input shape and class count, as the dataset registry (``snfs.data.dataset_info``) answers.
+
+    Keys the record lacks (runs recorded before their dataset YAML declared shape and classes) are
+    read from ``conf/dataset/<name>.yaml``; None when the registry cannot answer.
+    """
+    from snfs.data import dataset_info
+    from snfs.errors import SnfsError
+
+    name = dataset.get("name")
+    try:
+        info = dataset_info({**(_declared_dataset(str(name)) if name else {}), **dataset})
+    except (SnfsError, KeyError, TypeError, ValueError):  # no estimate rather than no table
+        return None
+    return tuple(int(s) for s in info.input_shape), int(info.num_classes)
+
+
 def run_macs(run: dict) -> dict | None:
     cfg = run.get("config") or {}
-    ds = cfg.get("dataset") or {}
-    name = ds.get("name")
-    shape = tuple(ds["shape"]) if name == "fake" and ds.get("shape") else INPUT_SHAPES.get(name)
-    classes = int(ds.get("num_classes", 10)) if name == "fake" else NUM_CLASSES.get(name)
-    if shape is None or classes is None or not cfg.get("model"):
+    facts = dataset_facts(cfg.get("dataset") or {})
+    if facts is None or not cfg.get("model"):
         return None
+    shape, classes = facts
     try:
-        return _macs(json.dumps(cfg["model"], sort_keys=True), tuple(int(s) for s in shape), int(classes))
+        return _macs(json.dumps(cfg["model"], sort_keys=True), shape, classes)
     except Exception:  # an unknown model or options: no estimate rather than no table
         return None
 

@@ -1,7 +1,7 @@
 """Read the results store for the dashboard: every run JSON, re-read when it changes.
 
-This module imports neither torch nor hydra nor ``snfs.train`` (``snfs.report.store`` does), so
-the dashboard starts fast on any laptop. ``RunFolder.refresh()`` stats ``<folder>/*.json`` and
+This module imports neither torch nor hydra nor ``snfs.train``, so the dashboard starts fast on
+any laptop. ``RunFolder.refresh()`` stats ``<folder>/*.json`` and
 parses only the files whose size or modification time changed since the last call, so a run whose
 record is rewritten while it trains (a growing ``history``) shows its new epochs on the next
 refresh. A file that is not valid JSON (half-written, truncated) or is not a run record (some
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from snfs.identity import NON_SEMANTIC_KEYS, identity  # noqa: F401 (NON_SEMANTIC_KEYS: re-exported)
+from snfs.identity import identity
 
 
 # The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.

@@ -1,24 +1,13 @@
 """One table per experiment preset: our runs (mean +/- standard error, n) beside the paper's number.
 
-A table is two files beside each other (README, "Add a table"):
-
-* ``conf/experiment/<name>.yaml``, the Hydra preset: its grid is the preset's sweep plus one more
-  block per ``# @block:`` line (``snfs.report.sweep.preset_blocks``);
-* ``conf/experiment/<name>.md``: a YAML front matter that says how runs become rows (``columns``),
-  where the paper's numbers are (``paper``), the metric, figure and cost, then the table's notes,
-  copied into the table as they are.
-
-Every grid point is mapped to a row by its ``columns`` (seeds of one setting share a row) and its
-run looked up in the results store (``snfs.report.store.RunIndex``). So a table always has all
-the grid's settings, and a setting without runs shows n = 0. Ours is test error (or test accuracy
-= 100 - test error where the paper reports accuracy), in percent.
-
-Tables are keyed by dataset: a preset run on another dataset than its own (``dataset=kmnist``) is
-the table ``<name>-<dataset>``, titled with that dataset and without paper numbers (the paper has
-none for it), so it never overwrites the paper's table.
-
-``build_table`` makes a ``Table``; ``write_table`` writes ``<stem>.md`` and ``<stem>.csv`` when
-their content changed.
+A table is ``conf/experiment/<name>.yaml`` (the Hydra preset; its grid, plus ``# @block:`` lines,
+``snfs.report.sweep.preset_blocks``) and ``conf/experiment/<name>.md`` (front matter: columns,
+paper, metric, figure, cost; then notes copied into the table). Every grid point becomes a row by
+its ``columns`` (seeds of one setting share a row) and its run is looked up in the results store
+(``snfs.report.store.RunIndex``), so a setting without runs shows n = 0. A preset run on another
+dataset is its own table ``<name>-<dataset>``, without paper numbers. ``build_table`` makes a
+``Table``; ``write_table`` writes ``<stem>.md`` and ``.csv`` when their content changed. Every key:
+docs/tables.md.
 """
 
 from __future__ import annotations
@@ -30,7 +19,7 @@ import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -374,7 +363,29 @@ def load_specs(experiment_dir: str | Path = EXPERIMENT_DIR) -> "OrderedDict[str,
     return OrderedDict((n, load_spec(n, experiment_dir)) for n in names)
 
 
-TABLES: "OrderedDict[str, TableSpec]" = load_specs()
+class TableSpecs(Mapping[str, TableSpec]):
+    """Every preset's table (``load_specs``), read on first use: importing this module reads no file."""
+
+    def __init__(self, experiment_dir: str | Path = EXPERIMENT_DIR):
+        self.experiment_dir = Path(experiment_dir)
+        self._specs: OrderedDict[str, TableSpec] | None = None
+
+    def _loaded(self) -> OrderedDict[str, TableSpec]:
+        if self._specs is None:
+            self._specs = load_specs(self.experiment_dir)
+        return self._specs
+
+    def __getitem__(self, name: str) -> TableSpec:
+        return self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+TABLES = TableSpecs()
 
 
 # --- building -----------------------------------------------------------------------------------
