@@ -453,7 +453,8 @@ class Trainer:
                 self.flops.update(densities, sums.pending_samples)
                 sums.pending_samples, densities = 0, self.algo.masks.layer_densities()
                 self.masks_changed()
-            if progress.step % 100 == 0 and not torch.isfinite(loss_sum):
+            # all-reduced like end_epoch's check, so that every rank stops here together and rank 0 records it
+            if progress.step % 100 == 0 and all_reduce_sum([float(not torch.isfinite(loss_sum))], self.device)[0] > 0:
                 raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
             if preemption.signum is not None:
                 sums.loss_sum, sums.wrong = float(loss_sum), int(wrong)
