@@ -605,7 +605,9 @@ class Trainer:
         result = record.to_dict()
         if self.dist.is_main:
             write_json(result_path(self.results_dir, self.run_id), result)
-        self.say(f"{self.run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
+        val_error = result["val_error"]
+        self.say(f"{self.run_id}: test error {test_error:.2f}%, "
+                 f"val error {'none' if val_error is None else f'{val_error:.2f}%'}, "
                  f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
                  f"{result['wall_time_s']:.1f} s")
         # what a wandb-sourced table needs besides the config (snfs.report reads these keys)
@@ -673,6 +675,9 @@ def main(cfg: DictConfig) -> Any:
             return None
         sys.exit(2)
     except KeyboardInterrupt as exc:
+        # the run is stopping and its checkpoint is saved: a further Ctrl-C while Python shuts down (torch's and
+        # wandb's exit hooks) would only print a traceback, or kill the exit status
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(str(exc) if isinstance(exc, Interrupted) else
               "interrupted: the last finished epoch's checkpoint is kept; add resume=true to the same command to "
               "continue from it", file=sys.stderr)
