@@ -64,3 +64,10 @@ def test_the_cpu_recipe_pins_what_pyproject_pins_and_comes_first():
         assert f'"{pin}"' in pyproject, f"README's CPU recipe installs {pin}, pyproject.toml pins another version"
     assert readme.index(pip) < readme.index("make install"), "a CPU user would install the CUDA wheels first"
     assert readme.index("make install") < readme.index("make train")
+
+
+def test_a_screenshot_command_waits_for_the_page():
+    """Without a virtual time budget headless Chromium captures the dashboard's "Loading..." placeholder."""
+    shots = [line for path in DOCS for line in bash_lines(path) if "--screenshot" in line]
+    assert shots
+    assert all("--virtual-time-budget=" in line for line in shots), shots
