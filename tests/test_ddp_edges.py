@@ -18,7 +18,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import compose_cfg
-from snfs.data.batches import TensorBatches
+from snfs.data.batches import TensorBatches, min_training_share
 
 FAKE = ["dataset=fake", "dataset.n_val=64", "dataset.n_test=128", "logger.mode=disabled", "progress=false",
         "device=cpu", "batch_size=32", "run_id=fixed", "threads=1"]
@@ -87,6 +87,7 @@ def test_no_rank_gets_a_single_sample_in_a_training_batch(n, batch, world):
     for rank in range(world):
         loader = TensorBatches(torch.zeros(n, 1), torch.zeros(n), batch, shuffle=True,
                                generator=torch.Generator().manual_seed(0), rank=rank, world_size=world)
+        loader.min_share = min_training_share(torch.nn.BatchNorm1d(1))
         shares.append([len(y) for _, y in loader])
         assert len(loader) == len(shares[-1])
     per_batch = list(zip(*shares))
@@ -97,6 +98,11 @@ def test_no_rank_gets_a_single_sample_in_a_training_batch(n, batch, world):
 
 def test_a_last_batch_that_shares_well_is_kept_as_it_is():
     loader = TensorBatches(torch.zeros(643, 1), torch.zeros(643), 32, shuffle=True)
+    loader.min_share = 2
     assert [len(y) for _, y in loader][-2:] == [32, 3]  # one process: 3 samples are a batch BatchNorm can use
     evaluation = TensorBatches(torch.zeros(641, 1), torch.zeros(641), 32, shuffle=False)
+    evaluation.min_share = 2
     assert [len(y) for _, y in evaluation][-1] == 1  # evaluation batches (eval mode) are never folded
+    without_batch_norm = TensorBatches(torch.zeros(641, 1), torch.zeros(641), 32, shuffle=True)
+    without_batch_norm.min_share = min_training_share(torch.nn.Linear(1, 1))
+    assert [len(y) for _, y in without_batch_norm][-1] == 1  # nothing folded: the batches of every earlier run
