@@ -35,7 +35,6 @@ from snfs.config import CONF_DIR, PRECISIONS, validate_config
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import build_data
-from snfs.data.batches import min_training_share
 from snfs.distributed import all_reduce_sum, assert_same_on_all_ranks, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
 from snfs.execution import build_execution
@@ -240,6 +239,8 @@ class Trainer:
         model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
         self.model = model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
         if hasattr(data.train, "min_share"):  # no rank trains BatchNorm on a single sample (snfs.data.batches)
+            from snfs.data.batches import min_training_share
+
             data.train.min_share = min_training_share(model)
         if self.dist.enabled and cfg.get("sync_bn"):  # BatchNorm statistics over the global batch, as in one process
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
