@@ -190,7 +190,7 @@ def test_missing_file_is_downloaded_beside_the_users_files(tiny, monkeypatch):
                                 "dataset.torchvision=FakeTorchvisionDataset"])
 
     payload = b"a corrupt download"
-    with pytest.raises(DatasetError, match=r"Could not obtain tiny_idx .*t10k-labels-idx1-ubyte.gz has md5 \w+, expected"):
+    with pytest.raises(DatasetError, match=r"could not download tiny_idx .*t10k-labels-idx1-ubyte.gz has md5 \w+, expected"):
         build_data(cfg.dataset, str(root), batch_size=16, device=CPU, seed=0)
     assert files_snapshot(raw) == before  # the bad download never got the final name; nothing left behind
 

@@ -8,6 +8,7 @@ committed store holds a finished run of the same config.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -37,21 +38,36 @@ def test_a_users_output_goes_where_git_does_not_track_it():
     assert not git_ignores(RUNS_DIR / "some-run.json")  # the committed store stays committed
 
 
+def _dashboard_check():
+    """(module, argv) of the dashboard's browser check: scripts/check_dashboard.py where it exists, else
+    `python -m snfs.report.dashboard check`."""
+    script = REPO / "scripts" / "check_dashboard.py"
+    if script.exists():
+        spec = importlib.util.spec_from_file_location("check_dashboard", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module, []
+    from snfs.report import dashboard
+
+    return dashboard, ["check"]
+
+
 def test_report_and_check_write_under_results_local_by_default(monkeypatch, tmp_path):
     from snfs.report import dashboard, paths
 
     seen = {}
     monkeypatch.setattr(dashboard, "write_report", lambda results, tables, out, **k: seen.update(report=(results, out))
                         or {"runs": 0, "rows": 0, "compare": 0, "files": 0})
-    monkeypatch.setattr(dashboard, "check", lambda results, tables, shot, **k: seen.update(check=(results, shot))
-                        or {"run_ids": [], "lines": 0, "problems": [], "url": "", "expected_rows": 0, "title": None,
-                            "latest": None, "screenshot": str(shot)})
     assert dashboard.main(["report"]) == 0
     assert seen["report"] == ([paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_REPORT_DIR)
-    dashboard.main(["check"])
-    assert seen["check"] == ([paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_DIR / "dashboard.png")
     assert dashboard.main(["report", "--committed"]) == 0
     assert seen["report"] == ([paths.RUNS_DIR], paths.REPORT_DIR)
+    module, argv = _dashboard_check()
+    monkeypatch.setattr(module, "check", lambda results, tables, shot, **k: seen.update(check=(results, shot))
+                        or {"run_ids": [], "lines": 0, "problems": [], "url": "", "expected_rows": 0, "title": None,
+                            "latest": None, "screenshot": str(shot)})
+    module.main(argv)
+    assert seen["check"] == ([paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_DIR / "dashboard.png")
 
 
 def test_the_dashboard_shows_a_users_runs_beside_the_committed_ones(tmp_path):

@@ -7,8 +7,10 @@ local results JSON is written regardless.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -21,6 +23,11 @@ class RunLogger:
             return
         modes = [self.mode] + (["offline"] if self.mode != "offline" else [])
         timeout = float(cfg.get("init_timeout", 15))
+        folder = Path(str(cfg.get("dir", ".")))
+        try:  # wandb looks for a git repository from it; a folder not made yet is a warning on the terminal
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
         for mode in modes:
             started = time.monotonic()
             try:
@@ -39,8 +46,11 @@ class RunLogger:
                     config=config,
                     reinit="finish_previous",
                     # wandb waits 90 s by default and a bad key retried for minutes; training should not
+                    # silent: wandb's own ~35 lines (run history and summary as sparklines) after every run's
+                    # result line; finish() says in one line where the run's log is instead
                     settings=wandb.Settings(init_timeout=timeout, login_timeout=timeout, x_graphql_retry_max=1,
-                                            x_graphql_retry_wait_max_seconds=2.0, x_graphql_timeout_seconds=timeout / 3),
+                                            x_graphql_retry_wait_max_seconds=2.0, x_graphql_timeout_seconds=timeout / 3,
+                                            silent=bool(cfg.get("silent", True))),
                 )
                 self.mode = mode
                 return
@@ -76,8 +86,22 @@ class RunLogger:
     def finish(self, exit_code: int = 0) -> None:
         if self.run is None:
             return
+        where = self.where()
         try:
             self.run.finish(exit_code=exit_code)
         except Exception as exc:
             warnings.warn(f"wandb finish failed ({exc})")
+        else:
+            if where:
+                print(where, file=sys.stderr)
         self.run = None
+
+    def where(self) -> str:
+        """One line: where wandb keeps this run, and how to look at it."""
+        try:
+            if self.mode == "online" and getattr(self.run, "url", None):
+                return f"wandb: {self.run.url}"
+            folder = Path(self.run.dir).parent  # <dir>/wandb/offline-run-<time>-<id>/files -> the run's folder
+            return f"wandb: logged offline to {folder} (`wandb sync {folder}` uploads it, `wandb leet {folder.parent}` shows it)"
+        except Exception:  # noqa: BLE001 - a line of help is not worth a failure
+            return ""

@@ -183,6 +183,10 @@ class Trainer:
             data.train.shard(self.dist.rank, self.dist.world_size)
         model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
         self.model = model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
+        if hasattr(data.train, "min_share"):  # no rank trains BatchNorm on a single sample (snfs.data.batches)
+            from snfs.data.batches import min_training_share
+
+            data.train.min_share = min_training_share(model)
         if self.dist.enabled and cfg.get("sync_bn"):  # BatchNorm statistics over the global batch, as in one process
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         # On CPUs too: oneDNN's convolutions are 1.5-9x faster in this layout (results/bench/lenet5_caffe.md).
@@ -379,7 +383,8 @@ class Trainer:
                 sums.updates.append(update)
                 self.flops.update(densities, sums.pending_samples)
                 sums.pending_samples, densities = 0, self.algo.masks.layer_densities()
-            if progress.step % 100 == 0 and not torch.isfinite(loss_sum):
+            # all-reduced like end_epoch's check, so that every rank stops here together and rank 0 records it
+            if progress.step % 100 == 0 and all_reduce_sum([float(not torch.isfinite(loss_sum))], self.device)[0] > 0:
                 raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
             if preemption.signum is not None:
                 sums.loss_sum, sums.wrong = float(loss_sum), int(wrong)
@@ -530,7 +535,9 @@ class Trainer:
         result = record.to_dict()
         if self.dist.is_main:
             write_json(result_path(self.results_dir, self.run_id), result)
-        self.say(f"{self.run_id}: test error {test_error:.2f}%, val error {result['val_error']}, "
+        val_error = result["val_error"]
+        self.say(f"{self.run_id}: test error {test_error:.2f}%, "
+                 f"val error {'none' if val_error is None else f'{val_error:.2f}%'}, "
                  f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
                  f"{result['wall_time_s']:.1f} s")
         # what a wandb-sourced table needs besides the config (snfs.report reads these keys)
@@ -581,6 +588,9 @@ def main(cfg: DictConfig) -> Any:
             return None
         sys.exit(2)
     except KeyboardInterrupt as exc:
+        # the run is stopping and its checkpoint is saved: a further Ctrl-C while Python shuts down (torch's and
+        # wandb's exit hooks) would only print a traceback, or kill the exit status
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(str(exc) if isinstance(exc, Interrupted) else
               "interrupted: the last finished epoch's checkpoint is kept; add resume=true to the same command to "
               "continue from it", file=sys.stderr)

@@ -105,8 +105,7 @@ class ImageBatches(TensorBatches):
         n = len(self.inputs)
         device = self.inputs.device
         order = torch.randperm(n, generator=self.generator).to(device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
+        for start, stop in self.batch_bounds():
             params = draw_crop_flip(stop - start, self.pad, self.generator) if self.augment else None
             lo, hi = self._shard(start, stop)
             idx = order[lo:hi] if order is not None else torch.arange(lo, hi, device=device)

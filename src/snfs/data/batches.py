@@ -24,6 +24,13 @@ class TensorBatches:
     The permutation comes from an explicit CPU generator whose state is checkpointed, so a
     resumed run sees exactly the batches an uninterrupted run would. Under DDP every rank draws
     the same permutation and takes its own contiguous share of each global batch.
+
+    ``min_share``: a last training batch (``shuffle``) that would give some rank fewer samples is folded
+    into the batch before it. The trainer sets 2 for a model with BatchNorm (``min_training_share``),
+    which cannot normalise a single sample in training mode (n_train=643, batch 32, 2 ranks: the last 3
+    samples would leave one rank one sample); 0, the default, folds nothing. With BatchNorm that is the
+    one case where a DDP run batches differently from a single process, which folds only a last batch
+    of one sample.
     """
 
     def __init__(
@@ -45,17 +52,30 @@ class TensorBatches:
         self.generator = generator if generator is not None else torch.Generator()
         self.transform = transform
         self.rank, self.world_size = rank, world_size
+        self.min_share = 0
 
     def shard(self, rank: int, world_size: int) -> None:
         """Under DDP: this rank trains on its contiguous share of every global batch."""
         self.rank, self.world_size = rank, world_size
 
+    def batch_bounds(self) -> list[tuple[int, int]]:
+        """[start, stop) of every global batch, in the order of the permutation."""
+        n = len(self.inputs)
+        key = (n, self.batch_size, self.world_size, self.shuffle, self.min_share)
+        if getattr(self, "_bounds_key", None) != key:  # asked for at every step (global_batch_size)
+            bounds = [(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
+            if self.shuffle and len(bounds) > 1 and (bounds[-1][1] - bounds[-1][0]) // self.world_size < self.min_share:
+                bounds[-2:] = [(bounds[-2][0], n)]
+            self._bounds_key, self._bounds = key, bounds
+        return self._bounds
+
     def __len__(self) -> int:
-        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+        return len(self.batch_bounds())
 
     def global_batch_size(self, index: int) -> int:
         """Samples in global batch ``index``, over all ranks together."""
-        return min(self.batch_size, len(self.inputs) - index * self.batch_size)
+        start, stop = self.batch_bounds()[index]
+        return stop - start
 
     @property
     def num_samples(self) -> int:
@@ -67,8 +87,7 @@ class TensorBatches:
             order = torch.randperm(n, generator=self.generator).to(self.inputs.device)
         else:
             order = None
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
+        for start, stop in self.batch_bounds():
             if self.world_size > 1:
                 start, stop = shard_bounds(start, stop, self.rank, self.world_size)
             if order is None:
@@ -80,3 +99,9 @@ class TensorBatches:
             if self.transform is not None:
                 x = self.transform(x, self.generator)
             yield x, y
+
+
+def min_training_share(model: torch.nn.Module) -> int:
+    """The fewest samples a rank may train on in one batch: 2 with BatchNorm (one sample has no variance), else 0."""
+    has_batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return 2 if has_batch_norm else 0

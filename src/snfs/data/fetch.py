@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -40,8 +41,34 @@ def log(msg: str, progress: bool, tag: str = "data") -> None:
 
 
 def short(e: BaseException, limit: int = 200) -> str:
+    """The gist of an error in one line: a network failure as "cannot reach <host> (<reason>)", else its
+    text, cut at a word boundary."""
     text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    unreachable = re.search(r"<urlopen error (.*?)>", text)
+    if unreachable:
+        host = re.search(r"https?://([^/\s]+)", text)
+        return f"cannot reach {host.group(1) if host else 'the server'} ({unreachable.group(1)})"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 4].rsplit(" ", 1)[0]
+    return cut + " ..."
+
+
+def created_folders(folder: Path) -> list[Path]:
+    """The folders that making ``folder`` would create, deepest first (to remove them again if nothing lands)."""
+    out, p = [], Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def remove_if_empty(folders: Iterable[Path]) -> None:
+    for p in folders:  # deepest first; a folder that holds anything stays
+        try:
+            p.rmdir()
+        except OSError:
+            return
 
 
 def md5_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -150,7 +177,7 @@ def download_torchvision(
                 try:
                     cls(tmp, train=train, download=True, **dict(class_args or {}))
                 except Exception as e:  # URLError, timeouts, torchvision's "not found or corrupted", ...
-                    raise FetchError(f"torchvision {class_name} download failed: {short(e)}") from e
+                    raise FetchError(f"{class_name}: {short(e)}") from e
             for name in todo:
                 if not (src / name).is_file():
                     got = sorted(p.name for p in src.iterdir()) if src.is_dir() else []
@@ -182,9 +209,10 @@ def fill_missing(
     missing = [n for n in wanted if not (folder / n).is_file()]
     if not missing:
         return "cached"
+    new_folders = created_folders(folder)  # removed again when every route fails: no empty data/*/raw left behind
     failures: list[str] = []
     for route, fn in routes:
-        log(f"{len(missing)} {what} file(s) missing under {folder}; trying route '{route}' ...", progress)
+        log(f"{what}: {len(missing)} file(s) missing under {folder}; trying route '{route}' ...", progress)
         try:
             fn(folder, list(missing), progress)
         except Exception as e:
@@ -194,5 +222,6 @@ def fill_missing(
         if not missing:
             log(f"{what} ready via route '{route}'", progress)
             return route
+    remove_if_empty(new_folders)
     tried = "; ".join(failures) if failures else "no download route is configured"
-    raise dataset_error(f"Could not obtain {what} (missing: {', '.join(missing)}). Tried: {tried}. {manual}")
+    raise dataset_error(f"could not download {what} ({tried}). {manual}")

@@ -38,6 +38,7 @@ import gzip
 import lzma
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -224,7 +225,12 @@ def load_idx(spec: IdxSpec, data_root: str | Path, download: bool, verify: bool,
     read_present()  # a bad file the user has stops the run before anything is downloaded
     if absent and download:
         wanted = {file: want for file, want in spec.files.values() if file in absent}
-        fill_missing(raw, wanted, download_routes(spec, wanted), spec.name, where_to_put(spec, raw), progress)
+        if progress:  # a mistyped data.root would otherwise download quietly into a new folder
+            new = "" if root.is_dir() else f" (data.root={data_root} does not exist yet)"
+            print(f"[data] {spec.name}: downloading {len(absent)} file(s) into {raw}/{new}", file=sys.stderr, flush=True)
+            progress = False  # that line says where; the routes' own lines would repeat it
+        fill_missing(raw, wanted, download_routes(spec, wanted), spec.name,
+                     f"Put {', '.join(spec.file_names())} into {raw}/ by hand.", progress)
         read_present()
     absent = [file for file in spec.file_names() if file not in contents]
     if absent:

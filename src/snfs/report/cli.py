@@ -170,8 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seen.add(job.run_id)
             done = len(seen) - len(missing) - diverged
             print(f"[reproduce] {group.command()}: {len(seen)} runs, {done} finished, "
-                  + (f"{diverged} diverged (an outcome of the protocol, not retried; RESULTS=<another folder> trains the grid "
-                     f"anew there), " if diverged else "")
+                  + (f"{diverged} diverged (not retried: a divergence is an outcome of the protocol; RESULTS=<another "
+                     f"folder> trains the grid anew there), " if diverged else "")
                   + f"{len(missing)} to run ({'QUICK, ' if ctx.quick else ''}results in {paths.display(ctx.results)})")
             codes = launch(exp, missing, launcher=args.launcher, jobs=args.jobs, sweep_root=sweep_root,
                            dry_run=args.dry_run)
