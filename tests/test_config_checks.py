@@ -90,3 +90,10 @@ def test_a_density_that_leaves_a_sparse_layer_without_weights_is_refused():
     assert min(masks.active_counts().values()) >= 1
     with pytest.raises(ConfigError, match="density=1e-09 leaves sparse layer .* under sparse.distribution=erk; raise density"):
         init_masks(params, 1e-9, "erk", torch.Generator().manual_seed(0))
+
+
+def test_precision_names_of_the_config_are_the_ones_the_trainer_maps():
+    from snfs.config import PRECISION_NAMES
+    from snfs.precision import PRECISIONS
+
+    assert tuple(PRECISIONS) == PRECISION_NAMES

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,18 +20,9 @@ from snfs.threads import resolve_threads
 # Light on purpose (no torch): `python -m snfs.train` checks the command line with it before torch loads
 # (snfs.command_line). The registries (algorithms, models, executions, dataset loaders) are imported by
 # validate_config, which checks what needs them.
-PRECISION_NAMES = ("fp32", "bf16", "fp16")
+PRECISION_NAMES = ("fp32", "bf16", "fp16")  # snfs.precision.PRECISIONS maps them to dtypes (it imports torch)
 LOGGER_MODES = ("offline", "online", "disabled")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-def __getattr__(name: str) -> Any:
-    """``PRECISIONS``: precision name -> autocast dtype (None: fp32), made when first asked for (imports torch)."""
-    if name == "PRECISIONS":
-        import torch
-
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: the ``optim`` group's options (conf/optim/sgd.yaml), checked by ``validate_config``

@@ -154,6 +154,27 @@ def iter_results(results_dir: str | Path, status: str | None = "finished", warn:
             yield run
 
 
+def find_finished(results_dir: str | Path, run_id: str, identity_hash: str) -> tuple[dict, Path] | None:
+    """A finished run's record and its file: under ``run_id``, or under another file name with the same identity
+    (a run id of an older scheme); None if the store has no finished record of this run."""
+    from snfs.identity import record_identity_hash
+
+    path = result_path(results_dir, run_id)
+    record, _ = read_record(path)
+    if record is not None and record.get("status") == "finished":
+        return record, path
+    for other in sorted(Path(results_dir).glob("*.json")):
+        record, _ = read_record(other)
+        if record is None or record.get("status") != "finished":
+            continue
+        try:
+            if record_identity_hash(record) == identity_hash:
+                return record, other
+        except (KeyError, TypeError, ValueError):  # a record too old or too odd to have an identity
+            continue
+    return None
+
+
 def git_commit(cwd: str | Path | None = None) -> str:
     """The commit of the source tree, with '+dirty' when it has uncommitted changes."""
     cwd = cwd or Path(__file__).resolve().parent

@@ -6,14 +6,10 @@ The loop below knows nothing about any single algorithm: it calls the hooks of
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
 import shlex
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from snfs.config import CONF_DIR, PRECISIONS, validate_config
+from snfs.config import CONF_DIR, validate_config
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import build_data
@@ -41,7 +37,9 @@ from snfs import identity
 from snfs.sparsifier import Sparsifier
 from snfs.evaluation import evaluate
 from snfs.optim import build_lr_schedule, build_optimizer
-from snfs.results import RunRecord, git_commit, median_epoch_time, result_path, summarise_updates, write_json
+from snfs.precision import mixed_precision
+from snfs.preemption import Interrupted, Preemption
+from snfs.results import RunRecord, find_finished, git_commit, median_epoch_time, result_path, summarise_updates, write_json
 from snfs.malloc import keep_freed_memory
 from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
 from snfs.threads import resolve_threads
@@ -84,47 +82,6 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     partial: dict = field(default_factory=dict)  # the current epoch's running sums, for a mid-epoch resume
     wandb_id: str | None = None
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, after the run saved a checkpoint that the same command resumes from."""
-
-
-class Preemption:
-    """Catches SIGTERM/SIGUSR1/SIGINT so the loop can checkpoint and exit; then hands over to the old handler.
-
-    Handing over matters on SLURM: submitit's own handler requeues the job after we saved. Ctrl-C
-    (SIGINT) checkpoints too, so the same command resumes; a second Ctrl-C stops at once, leaving the
-    last epoch's checkpoint in place.
-    """
-
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, n))
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "Preemption":
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if signum == signal.SIGINT:
-            print("\nCtrl-C: saving a checkpoint after this batch (Ctrl-C again to stop at once)", file=sys.stderr)
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def hand_over(self) -> None:
-        handler = self.previous.get(self.signum)
-        if callable(handler):
-            handler(self.signum, None)
 
 
 def record_divergence(results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str,
@@ -216,14 +173,9 @@ class Trainer:
             ids = [device] if device.type == "cuda" else None
             self.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-        amp_dtype = PRECISIONS[cfg.precision]
-        # bf16 autocast exists on CPUs too; fp16 there would run without a grad scaler, so it stays fp32
-        use_amp = amp_dtype is not None and (device.type == "cuda" or amp_dtype == torch.bfloat16)
-        if amp_dtype is not None and not use_amp:
-            self.say(f"precision={cfg.precision} has no autocast on {device.type} here: this run computes in fp32 "
-                     f"(precision=bf16 uses CPU autocast)")
-        self.autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
-        self.scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+        self.autocast, self.scaler, note = mixed_precision(cfg.precision, device)
+        if note:
+            self.say(note)
         self.flops = FlopCounter(layer_macs(model, data.input_shape), self.algo.flops_accounting, **self.algo.flops_options())
         self.progress = Progress()
         self.epoch_rng = data.train.generator.get_state()  # batch order of the current epoch
@@ -420,36 +372,10 @@ class Trainer:
         return record
 
     # --- the run ------------------------------------------------------------------------------
-    def finished_record(self) -> tuple[dict, Path] | None:
-        """This run's finished record in the results store and its file, else None.
-
-        The same run may be stored under another file name (a run id of an older scheme), so the
-        store is also searched by identity.
-        """
-        path = result_path(self.results_dir, self.run_id)
-        try:
-            record = json.loads(path.read_text())
-            if isinstance(record, dict) and record.get("status") == "finished":
-                return record, path
-        except (OSError, ValueError):
-            pass
-        if not self.results_dir.is_dir():
-            return None
-        want = self.fingerprint
-        for other in sorted(self.results_dir.glob("*.json")):
-            try:
-                record = json.loads(other.read_text())
-                if (isinstance(record, dict) and record.get("status") == "finished"
-                        and isinstance(record.get("config"), dict) and identity.record_identity_hash(record) == want):
-                    return record, other
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return None
-
     def fit(self) -> dict | None:
         """Train to the end (result record) or until stopped by a signal or stop_after_epoch (None)."""
         cfg, progress = self.cfg, self.progress
-        found = self.finished_record()
+        found = find_finished(self.results_dir, self.run_id, self.fingerprint)
         if found is not None:  # never train a finished run again (the committed store holds the evidence)
             finished, where = found
             self.say(already_finished_message(self.run_id, finished, where))
