@@ -15,7 +15,7 @@ from snfs.algorithms.set import prune_set
 from snfs.errors import ConfigError
 from snfs.masks import grow_by_score, prune_by_score
 from snfs.truly_sparse import (
-    TrulySparseLinear, TrulySparseTraining, checkpoint_to_masked, checkpoint_to_truly_sparse, check_supported,
+    TrulySparseLinear, TrulySparseTraining, build_from_scratch, checkpoint_to_masked, checkpoint_to_truly_sparse, check_supported,
     is_member, magnitude_keep, sample_inactive, set_keep, to_masked, to_truly_sparse, top_gradient_inactive,
 )
 
@@ -355,3 +355,40 @@ def test_a_masked_checkpoint_resumes_truly_sparse_and_back(name):
         module = k.removesuffix(".weight")
         torch.testing.assert_close(last.get_submodule(module).weight, reference_model.get_submodule(module).weight,
                                    atol=ATOL, rtol=RTOL)
+
+
+# --- from scratch: a model whose sparse layers never exist densely ----------------------------------------------
+
+
+@pytest.mark.parametrize("name,distribution", [("static", "uniform"), ("rigl", "erk"), ("set", "erdos_renyi")])
+def test_a_model_built_from_scratch_has_the_algorithms_counts_and_trains(name, distribution):
+    with torch.device("meta"):
+        model = mlp()
+    algo = ALGORITHMS.get(name)(TrainingContext(model=model, optimizer=None, density=0.25, epochs=1,
+                                                steps_per_epoch=STEPS, seed=3), {"name": name})
+    run = build_from_scratch(model, algo)
+    reference = mlp()
+    expected = algorithm(name, reference, sgd(reference), batches(1)).masks.active_counts()
+    assert run.active_counts() == expected
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    for layer in run.layers.values():
+        assert float(layer.values.detach().abs().max()) <= 1 / math.sqrt(layer.in_features)  # nn.Linear's init bound
+    opt = sgd(model)
+    run.attach_optimizer(opt)
+    for step, (x, y) in enumerate(batches(3)):
+        truly_sparse_step(model, opt, run, step, x, y)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_run_reports_the_masked_modes_counts_densities_and_checksum():
+    model = mlp()
+    algo = algorithm("rigl", model, sgd(model), batches(1))
+    masks = algo.masks
+    counts, densities, checksum, density = (masks.active_counts(), masks.layer_densities(), masks.checksum(),
+                                            masks.density())
+    run = TrulySparseTraining(algo, model)
+    assert run.active_counts() == counts
+    assert run.layer_densities() == pytest.approx(densities)
+    assert run.density() == pytest.approx(density)
+    assert run.checksum() == checksum
+    assert run.flops_accounting == "periodic_dense_weight_gradient" and run.flops_options() == {"delta_t": 100}

@@ -28,6 +28,8 @@ or not, so it needs the dense momentum by definition. DSR and DeepR are not port
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -110,24 +112,25 @@ class TrulySparseLinearFunction(torch.autograd.Function):
         matrix = structure.matrix(values.detach())
         xt = x.t().contiguous()
         out_t = torch.mm(matrix, xt) if bias is None else torch.addmm(bias.detach()[:, None], matrix, xt)
-        ctx.save_for_backward(x, values)
+        # x^T, not x: the sampled product reads its second factor transposed, so it then needs no copy of x
+        ctx.save_for_backward(xt, values)
         ctx.matrix, ctx.structure, ctx.layer = matrix, structure, layer
         # transposed view: a following sparse layer gets its x^T contiguous without a copy
         return out_t.t()
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, values = ctx.saved_tensors
+        xt, values = ctx.saved_tensors
         grad_x = grad_values = grad_b = None
         grad_out_t = grad_out.t().contiguous()
         if ctx.needs_input_grad[0]:
             grad_x = torch.mm(ctx.structure.matrix_t(values.detach()), grad_out_t).t()
         if ctx.needs_input_grad[1]:
-            grad_values = torch.sparse.sampled_addmm(ctx.matrix, grad_out_t, x, beta=0.0).values()
+            grad_values = torch.sparse.sampled_addmm(ctx.matrix, grad_out_t, xt.t(), beta=0.0).values()
         if ctx.needs_input_grad[2]:
             grad_b = grad_out_t.sum(1)
         if ctx.layer.keep_gradient_factors:  # RigL's update step: g^T x is formed later, row block by row block
-            ctx.layer.gradient_factors = (grad_out_t, x.detach())
+            ctx.layer.gradient_factors = (grad_out_t, xt.t())
         return grad_x, grad_values, grad_b, None
 
 
@@ -476,10 +479,11 @@ class TrulySparseTraining:
 
     name = "truly_sparse"
 
-    def __init__(self, algorithm, model: nn.Module):
+    def __init__(self, algorithm, model: nn.Module, layers: dict[str, TrulySparseLinear] | None = None):
         check_supported(algorithm.name)
         self.algorithm = algorithm
-        self.layers = to_truly_sparse(model, algorithm.masks.masks)
+        # from a masked model (dense weights + the algorithm's masks), or the layers of ``build_from_scratch``
+        self.layers = layers if layers is not None else to_truly_sparse(model, algorithm.masks.masks)
         algorithm.masks = None  # from here on the pattern is the layers' indices
         self.optimizer: torch.optim.Optimizer | None = None
         self._update_step = False
@@ -553,12 +557,34 @@ class TrulySparseTraining:
             per_layer[name] = layer.rewire(keep, grown, None if new_values is None else new_values(n), self.optimizer)
         return round_stats(per_layer)
 
-    # --- what the run reports ---
+    # --- what the run reports (the queries of MaskState the training loop asks, from the indices) ---
     def active_counts(self) -> dict[str, int]:
         return {name: layer.nnz for name, layer in self.layers.items()}
 
     def density(self) -> float:
         return sum(l.nnz for l in self.layers.values()) / max(1, sum(l.numel for l in self.layers.values()))
+
+    def layer_densities(self) -> dict[str, float]:
+        return {name: layer.nnz / layer.numel for name, layer in self.layers.items()}
+
+    def checksum(self) -> int:
+        """``MaskState.checksum`` of the same masks, from the indices (ranks compare it under DDP)."""
+        total = 0
+        for i, layer in enumerate(self.layers.values()):
+            positions = layer.indices.double()
+            total = (total * 1_000_003 + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item())
+                     + layer.nnz) % (2**52)
+        return total
+
+    def log_stats(self) -> dict:
+        return self.algorithm.log_stats()
+
+    @property
+    def flops_accounting(self) -> str:
+        return self.algorithm.flops_accounting
+
+    def flops_options(self) -> dict:
+        return self.algorithm.flops_options()
 
     # --- persistence: the pattern lives in the model's state (indices); this is the rest of the algorithm's ---
     def state_dict(self) -> dict:
@@ -581,6 +607,47 @@ class TrulySparseTraining:
             layer._structure = None
 
 
+def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str = "cpu") -> TrulySparseTraining:
+    """A truly sparse model whose sparse layers never exist densely: ``model`` built on the meta device.
+
+    Each sparse ``nn.Linear`` becomes a ``TrulySparseLinear`` with the algorithm's initial count
+    (its ``distribution``, from the shapes alone) at uniformly random positions, its values and
+    bias drawn as nn.Linear draws them, U(-1/sqrt(in), 1/sqrt(in)), from the algorithm's generator.
+    Every other parameter is allocated on ``device`` and initialised by its module's
+    ``reset_parameters``. SET's new weights take the std of that distribution, 1/sqrt(3 in).
+    Not for SNIP, whose mask comes from the dense model's gradient.
+    """
+    from snfs.masks import DISTRIBUTIONS
+
+    check_supported(algorithm.name)
+    if algorithm.name == "snip":
+        raise ConfigError("sparse=snip scores the dense model once: build it densely, then convert (to_truly_sparse)")
+    shapes = {name: p.shape for name, p in algorithm.params.items()}
+    counts = DISTRIBUTIONS[algorithm.option("distribution")](shapes, algorithm.ctx.density)
+    layers = {}
+    for name, count in counts.items():
+        module_name = name.removesuffix(".weight")
+        module = model.get_submodule(module_name)
+        if not isinstance(module, nn.Linear):
+            raise ConfigError(f"execution=truly_sparse runs sparse nn.Linear layers only; {name} is a "
+                              f"{type(module).__name__}: use execution=masked or execution=sparse for this model")
+        layer = TrulySparseLinear.random(module.in_features, module.out_features, count, algorithm.generator,
+                                         bias=module.bias is not None).to(device)
+        parent, child = _parent(model, module_name)
+        setattr(parent, child, layer)
+        layers[name] = layer
+    for module in model.modules():
+        if not isinstance(module, TrulySparseLinear) and any(
+                p.is_meta for p in [*module.parameters(recurse=False), *module.buffers(recurse=False)]):
+            module.to_empty(device=device, recurse=False)
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    if hasattr(algorithm, "init_std"):
+        algorithm.init_std = {name: 1.0 / math.sqrt(3.0 * shapes[name][1]) for name in shapes}
+    algorithm.masks = None
+    return TrulySparseTraining(algorithm, model, layers)
+
+
 def check_supported(algorithm_name: str) -> None:
     """A one-line ConfigError for an algorithm this mode does not run."""
     if algorithm_name in SUPPORTED_ALGORITHMS:
@@ -588,3 +655,9 @@ def check_supported(algorithm_name: str) -> None:
     why = WHY_NOT.get(algorithm_name, "it is not ported to index space yet")
     raise ConfigError(f"execution=truly_sparse does not run sparse={algorithm_name}: {why}; valid choices: "
                       f"{', '.join(SUPPORTED_ALGORITHMS)} (sparse={algorithm_name} runs with execution=masked or sparse)")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (the run record's ``peak_rss_mb``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
