@@ -328,6 +328,37 @@ def measure_widest(args) -> dict:
     return {"budget_gb": args.budget_gb, "rows": rows}
 
 
+# --- profile: where one truly sparse step's time goes ------------------------------------------------------------
+
+
+def measure_profile(args) -> dict:
+    """torch.profiler over 10 steps of static truly_sparse (after 5 warm-up steps): self CPU time per op."""
+    out = []
+    for model_name in args.models:
+        cfg, data = load_data(model_name, args.data_root)
+        for density in args.profile_densities:
+            setting = Setting(cfg, data, "truly_sparse", "static", density, epochs=3, max_steps=15)
+            batches = list(setting.batches())
+            model, opt, hooks = setting.model, setting.optimizer, setting.hooks
+
+            def step(x, y):
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            for x, y in batches[:5]:
+                step(x, y)
+            with torch.profiler.profile() as prof:
+                for x, y in batches[5:15]:
+                    step(x, y)
+            events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events)
+            out.append({"model": model_name, "density": density, "step_ms": total / 10 / 1e3,
+                        "ops": [(e.key, e.count / 10, e.self_cpu_time_total / 10 / 1e3) for e in events[:12]]})
+    return {"loadavg": os.getloadavg(), "profiles": out}
+
+
 # --- the table ------------------------------------------------------------------------------------------------
 
 
@@ -385,12 +416,26 @@ def markdown(result: dict) -> str:
                 f"{v['peak_above_baseline_mb']:.0f} MB, {v['best_step_s']:.2f} s/step")
             out.append(f"| {r['mode']} | {r['density']:.1%} | {pts} | {r.get('widest_fit', '')} | {verified} |")
         out.append("")
+    if "profile" in result:
+        out += ["## Where one truly sparse step goes (static; torch.profiler, self CPU time, mean of 10 steps)", "",
+                f"Load average: {result['profile']['loadavg'][0]:.2f}. The profiler adds its own overhead per op.", ""]
+        for p in result["profile"]["profiles"]:
+            out += [f"{p['model']} at {p['density']:.1%}: {p['step_ms']:.2f} ms per step (profiled)", "",
+                    "| op | calls per step | ms per step |", "|---|---|---|"]
+            out += [f"| {k} | {c:g} | {ms:.3f} |" for k, c, ms in p["ops"]]
+            out.append("")
     return "\n".join(out)
+
+
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """Tables by model: the new ones replace the old ones of the same model, the others stay."""
+    fresh = {t["model"] for t in new}
+    return [t for t in old if t["model"] not in fresh] + new
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("all", "epochs", "memory", "widest", "probe", "probe_wide"))
+    parser.add_argument("what", choices=("all", "epochs", "memory", "widest", "profile", "probe", "probe_wide"))
     parser.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS), choices=list(ALGORITHMS))
@@ -398,6 +443,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed interleaved epochs per setting; the best counts")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--profile-densities", nargs="*", type=float, default=[0.01, 0.001])
     parser.add_argument("--budget-gb", type=float, default=24.0)
     parser.add_argument("--wide-densities", nargs="*", type=float, default=[0.01, 0.001])
     parser.add_argument("--masked-widths", nargs=3, type=int, default=[2000, 4000, 8000])
@@ -422,11 +468,13 @@ def main() -> None:
     result = json.loads(path.read_text()) if path.exists() else {}
     result["machine"] = machine()
     if args.what in ("all", "epochs"):
-        result["epochs"] = [measure_epochs(m, args) for m in args.models]
+        result["epochs"] = merged(result.get("epochs", []), [measure_epochs(m, args) for m in args.models])
     if args.what in ("all", "memory"):
-        result["memory"] = [measure_memory(m, args) for m in args.models]
+        result["memory"] = merged(result.get("memory", []), [measure_memory(m, args) for m in args.models])
     if args.what in ("all", "widest"):
         result["widest"] = measure_widest(args)
+    if args.what in ("all", "profile"):
+        result["profile"] = measure_profile(args)
     path.write_text(json.dumps(result, indent=1))
     (out / f"{args.name}.md").write_text(markdown(result))
     print(markdown(result))
