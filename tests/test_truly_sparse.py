@@ -153,7 +153,7 @@ def test_a_convolution_is_refused_with_one_line():
         to_truly_sparse(model, {"0.weight": torch.ones(4, 1, 3, 3, dtype=torch.bool)})
 
 
-@pytest.mark.parametrize("name", ["momentum", "deepr", "dsr", "dense"])
+@pytest.mark.parametrize("name", ["momentum", "deepr", "dense"])
 def test_unsupported_algorithms_are_refused_with_one_line(name):
     with pytest.raises(ConfigError, match=f"does not run sparse={name}") as info:
         check_supported(name)
@@ -226,6 +226,26 @@ def test_blocked_gradient_grow_is_the_dense_grow(block_elements):
         expected = grow_by_score(dense_grad, mask, n) & ~mask
         assert grown.numel() == n
         assert torch.equal(grown.sort().values, expected.flatten().nonzero().squeeze(1))
+
+
+def test_dsr_prunes_adapts_and_shares_the_regrowth_as_the_masked_mode():
+    """DSR's round: the same weights pruned, the same threshold and per-layer counts; the new ones at 0."""
+    options = dict(rewire_periods=[[0, 3]], target_prune=0.05, initial_threshold=0.02)
+    masked_model, masked_algo, _ = masked_run("dsr", steps=4, **options)  # the round after step 3
+    sparse_model, run, opt = truly_sparse_run("dsr", steps=4, **options)
+    assert run.algorithm.threshold == masked_algo.threshold
+    assert run.active_counts() == masked_algo.masks.active_counts()
+    grown_somewhere = False
+    for name, layer in run.layers.items():
+        dense = masked_model.get_submodule(name.removesuffix(".weight")).weight.detach().flatten()
+        survivors = dense.nonzero().squeeze(1)  # new weights are exactly 0 in both modes
+        assert torch.equal(layer.indices[layer.values.detach() != 0], survivors)
+        torch.testing.assert_close(layer.values.detach()[layer.values.detach() != 0], dense[survivors],
+                                   atol=ATOL, rtol=RTOL)
+        momentum = opt.state[layer.values]["momentum_buffer"]
+        assert bool((momentum[layer.values.detach() == 0] == 0).all())
+        grown_somewhere |= bool((layer.values.detach() == 0).any())
+    assert grown_somewhere
 
 
 def test_set_runs_and_keeps_every_count():
@@ -360,7 +380,8 @@ def test_a_masked_checkpoint_resumes_truly_sparse_and_back(name):
 # --- from scratch: a model whose sparse layers never exist densely ----------------------------------------------
 
 
-@pytest.mark.parametrize("name,distribution", [("static", "uniform"), ("rigl", "erk"), ("set", "erdos_renyi")])
+@pytest.mark.parametrize("name,distribution", [("static", "uniform"), ("rigl", "erk"), ("set", "erdos_renyi"),
+                                               ("dsr", "uniform")])
 def test_a_model_built_from_scratch_has_the_algorithms_counts_and_trains(name, distribution):
     with torch.device("meta"):
         model = mlp()

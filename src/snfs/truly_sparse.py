@@ -20,9 +20,9 @@ with optimizer state 0. ``to_truly_sparse``/``to_masked`` convert a model (dense
 in place both ways, and ``checkpoint_to_truly_sparse``/``checkpoint_to_masked`` convert a
 training checkpoint, so a run written in one mode resumes in the other.
 
-Algorithms: static, SNIP (its one dense scoring pass happens before the conversion), SET and RigL.
-Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight, active
-or not, so it needs the dense momentum by definition. DSR and DeepR are not ported yet.
+Algorithms: static, SNIP (its one dense scoring pass happens before the conversion), SET, RigL and
+DSR. Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight,
+active or not, so it needs the dense momentum by definition. DeepR is not ported yet.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from snfs.errors import ConfigError
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 #: algorithms this mode runs; every other one is refused with a one-line error
-SUPPORTED_ALGORITHMS = ("static", "snip", "set", "rigl")
+SUPPORTED_ALGORITHMS = ("static", "snip", "set", "rigl", "dsr")
 WHY_NOT = {
     "momentum": "sparse momentum grows and redistributes by the momentum of every weight, active or not, so it "
                 "needs the dense momentum by definition",
@@ -467,7 +467,7 @@ def _ordered_like(model: dict, original: Mapping[str, Any]) -> dict:
 
 
 class TrulySparseTraining:
-    """Static, SNIP, SET or RigL on ``TrulySparseLinear`` layers, with the hooks of ``SparseAlgorithm`` and of
+    """Static, SNIP, SET, RigL or DSR on ``TrulySparseLinear`` layers, with the hooks of ``SparseAlgorithm`` and of
     an execution (``begin_step``).
 
     ``algorithm`` is today's algorithm object after ``init_masks`` (its options, schedule and
@@ -515,6 +515,10 @@ class TrulySparseTraining:
         elif algo.name == "set":
             if algo.schedule == "step" and (step + 1) % algo.period == 0 and step + 1 < algo.ctx.total_steps:
                 return self.set_update()
+        elif algo.name == "dsr":
+            epoch = step // max(1, algo.ctx.steps_per_epoch)
+            if (algo.stop_epoch is None or epoch < algo.stop_epoch) and step > 0 and step % algo.period(step) == 0:
+                return self.dsr_update()
         return None
 
     def on_epoch_end(self, epoch: int) -> dict | None:
@@ -557,6 +561,24 @@ class TrulySparseTraining:
             per_layer[name] = layer.rewire(keep, grown, None if new_values is None else new_values(n), self.optimizer)
         return round_stats(per_layer)
 
+    def dsr_update(self) -> dict:
+        """DSR's round (snfs.algorithms.dsr): prune |w| < H everywhere, adapt H, regrow the total by survivors."""
+        from snfs.algorithms.dsr import threshold_update
+        from snfs.masks import redistribute, round_stats
+
+        algo = self.algorithm
+        keep = {k: layer.values.detach().abs() >= algo.threshold for k, layer in self.layers.items()}
+        total = sum(layer.nnz - int(keep[k].sum()) for k, layer in self.layers.items())
+        algo.threshold = threshold_update(algo.threshold, total, algo.target, algo.tolerance)
+        survivors = {k: float(m.sum()) for k, m in keep.items()}
+        capacity = {k: layer.numel - int(keep[k].sum()) for k, layer in self.layers.items()}
+        regrow = redistribute(total, survivors, capacity)
+        per_layer = {}
+        for k, layer in self.layers.items():
+            grown = sample_inactive(layer.indices[keep[k]], layer.numel, regrow[k], algo.generator)
+            per_layer[k] = layer.rewire(keep[k], grown, None, self.optimizer)  # new weights and state at 0
+        return round_stats(per_layer, threshold=algo.threshold)
+
     # --- what the run reports (the queries of MaskState the training loop asks, from the indices) ---
     def active_counts(self) -> dict[str, int]:
         return {name: layer.nnz for name, layer in self.layers.items()}
@@ -594,6 +616,8 @@ class TrulySparseTraining:
             state["init_std"] = dict(algo.init_std)
         if algo.name == "rigl":
             state["step"] = algo.step
+        if algo.name == "dsr":
+            state.update(threshold=algo.threshold, target=algo.target)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -603,6 +627,8 @@ class TrulySparseTraining:
             algo.init_std = {k: float(v) for k, v in state["init_std"].items()}
         if algo.name == "rigl":
             algo.step = int(state["step"])
+        if algo.name == "dsr":
+            algo.threshold, algo.target = float(state["threshold"]), float(state["target"])
         for layer in self.layers.values():
             layer._structure = None
 
@@ -644,6 +670,8 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
                 module.reset_parameters()
     if hasattr(algorithm, "init_std"):
         algorithm.init_std = {name: 1.0 / math.sqrt(3.0 * shapes[name][1]) for name in shapes}
+    if algorithm.name == "dsr" and algorithm.target_cfg < 1.0:  # as DSR.init_masks: a fraction of the active weights
+        algorithm.target = algorithm.target_cfg * sum(counts.values())
     algorithm.masks = None
     return TrulySparseTraining(algorithm, model, layers)
 
