@@ -215,13 +215,14 @@ class TrulySparseLinear(nn.Module):
         kept_src = keep.nonzero().squeeze(1)
         positions = torch.cat([self.indices.index_select(0, kept_src), grown.to(self.indices)])
         order = torch.argsort(positions)
-        source = torch.cat([kept_src, torch.full((grown.numel(),), -1, dtype=torch.int64)])[order]
+        source = torch.cat([kept_src, torch.full((grown.numel(),), -1, dtype=torch.int64, device=kept_src.device)])[order]
         from_old = source >= 0
         safe = source.clamp(min=0)
 
         def moved(old: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
-            start = torch.zeros(grown.numel(), dtype=old.dtype) if fresh is None else fresh.to(old.dtype)
-            start = torch.cat([torch.zeros(kept_src.numel(), dtype=old.dtype), start])[order]
+            zeros = torch.zeros(grown.numel(), dtype=old.dtype, device=old.device)
+            start = zeros if fresh is None else fresh.to(dtype=old.dtype, device=old.device)
+            start = torch.cat([torch.zeros(kept_src.numel(), dtype=old.dtype, device=old.device), start])[order]
             return torch.where(from_old, old.index_select(0, safe), start)
 
         param = self.values
@@ -542,7 +543,7 @@ class TrulySparseTraining:
             n = int(round(fraction * layer.nnz)) if factors is not None else 0
             keep = magnitude_keep(layer.values, n)
             kept_positions = layer.indices[keep]
-            grown = top_gradient_inactive(*factors, kept_positions, n) if n else torch.empty(0, dtype=torch.int64)
+            grown = top_gradient_inactive(*factors, kept_positions, n) if n else kept_positions[:0]
             per_layer[name] = layer.rewire(keep, grown, None, self.optimizer)
         return round_stats(per_layer, drop_fraction=fraction)
 
