@@ -474,7 +474,9 @@ def main() -> None:
     if args.what in ("all", "widest"):
         result["widest"] = measure_widest(args)
     if args.what in ("all", "profile"):
-        result["profile"] = measure_profile(args)
+        fresh = measure_profile(args)
+        kept = [p for p in result.get("profile", {}).get("profiles", []) if p["model"] not in args.models]
+        result["profile"] = {**fresh, "profiles": kept + fresh["profiles"]}
     path.write_text(json.dumps(result, indent=1))
     (out / f"{args.name}.md").write_text(markdown(result))
     print(markdown(result))

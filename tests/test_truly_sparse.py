@@ -413,3 +413,26 @@ def test_the_run_reports_the_masked_modes_counts_densities_and_checksum():
     assert run.density() == pytest.approx(density)
     assert run.checksum() == checksum
     assert run.flops_accounting == "periodic_dense_weight_gradient" and run.flops_options() == {"delta_t": 100}
+
+
+@pytest.mark.parametrize("name", ["static", "rigl"])
+def test_a_masked_run_switches_mode_in_memory_with_its_optimizer(name):
+    """5 masked steps, then the same model and optimizer converted in place, 7 more steps = 12 masked steps."""
+    options = dict(delta_t=2, alpha=0.3, end_fraction=1.0) if name == "rigl" else {}
+    reference_model, reference_algo, _ = masked_run(name, **options)
+    data = batches()
+    model = mlp()
+    opt = sgd(model)
+    algo = algorithm(name, model, opt, data, **options)
+    for step in range(5):
+        loss = F.cross_entropy(model(data[step][0]), data[step][1])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        algo.before_step(step)
+        opt.step()
+        algo.after_step(step)
+    run = TrulySparseTraining(algo, model, optimizer=opt)
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    for step in range(5, STEPS):
+        truly_sparse_step(model, opt, run, step, *data[step])
+    assert_same_layers(reference_model, reference_algo.masks.masks, model)

@@ -145,7 +145,8 @@ class TrulySparseLinear(nn.Module):
         # registered first, as nn.Linear registers its weight: a model's parameter order (and so its optimizer
         # state's numbering) is the same in both modes
         self.values = nn.Parameter(values.detach()[order].clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        # an existing bias parameter is kept as it is, so an optimizer that holds it keeps its state
+        self.bias = bias if bias is None or isinstance(bias, nn.Parameter) else nn.Parameter(bias.detach().clone())
         self.register_buffer("indices", indices.detach()[order].to(torch.int64).clone())
         self._structure: CsrStructure | None = None
         self.keep_gradient_factors = False
@@ -368,11 +369,15 @@ def _parent(model: nn.Module, module_name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent_name) if parent_name else model), child
 
 
-def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, TrulySparseLinear]:
+def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor],
+                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, TrulySparseLinear]:
     """Replace, in place, every ``nn.Linear`` whose ``<name>.weight`` has a mask by a ``TrulySparseLinear``.
 
     Returns the new layers by weight name. A masked weight of any other layer type is a ConfigError
-    (convolutions keep today's modes). Build the optimizer after this, over ``model.parameters()``.
+    (convolutions keep today's modes). With ``optimizer``, each dense weight in its parameter groups
+    is replaced by the layer's ``values`` and its state (momentum, Adam's moments) by the active
+    entries' (the bias parameters are kept as they are); without, build the optimizer after this,
+    over ``model.parameters()``.
     """
     layers = {}
     for weight_name, mask in masks.items():
@@ -382,10 +387,24 @@ def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict
             raise ConfigError(f"execution=truly_sparse runs sparse nn.Linear layers only; {weight_name} is a "
                               f"{type(module).__name__}: use execution=masked or execution=sparse for this model")
         layer = TrulySparseLinear.from_linear(module, mask).to(module.weight.device)
+        if optimizer is not None:
+            _hand_over(optimizer, module.weight, layer.values, layer.indices)
         parent, child = _parent(model, module_name)
         setattr(parent, child, layer)  # the same slot in the parent: the parameter order is kept
         layers[weight_name] = layer
     return layers
+
+
+def _hand_over(optimizer: torch.optim.Optimizer, weight: nn.Parameter, values: nn.Parameter,
+               indices: torch.Tensor) -> None:
+    """In ``optimizer``, ``values`` takes the place of the dense ``weight``, with its state at the active entries."""
+    for group in optimizer.param_groups:
+        group["params"] = [values if p is weight else p for p in group["params"]]
+    state = optimizer.state.pop(weight, None)
+    if state:
+        optimizer.state[values] = {
+            k: (v.detach().reshape(-1).index_select(0, indices).clone()
+                if torch.is_tensor(v) and v.shape == weight.shape else v) for k, v in state.items()}
 
 
 def to_masked(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -480,13 +499,17 @@ class TrulySparseTraining:
 
     name = "truly_sparse"
 
-    def __init__(self, algorithm, model: nn.Module, layers: dict[str, TrulySparseLinear] | None = None):
+    def __init__(self, algorithm, model: nn.Module, layers: dict[str, TrulySparseLinear] | None = None,
+                 optimizer: torch.optim.Optimizer | None = None):
         check_supported(algorithm.name)
         self.algorithm = algorithm
-        # from a masked model (dense weights + the algorithm's masks), or the layers of ``build_from_scratch``
-        self.layers = layers if layers is not None else to_truly_sparse(model, algorithm.masks.masks)
-        algorithm.masks = None  # from here on the pattern is the layers' indices
         self.optimizer: torch.optim.Optimizer | None = None
+        # from a masked model (dense weights + the algorithm's masks; an optimizer given here is converted
+        # in place), or the layers of ``build_from_scratch``
+        self.layers = layers if layers is not None else to_truly_sparse(model, algorithm.masks.masks, optimizer)
+        algorithm.masks = None  # from here on the pattern is the layers' indices
+        if optimizer is not None:
+            self.attach_optimizer(optimizer)
         self._update_step = False
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
