@@ -195,7 +195,7 @@ def measure_epochs(model_name: str, args) -> dict:
     rows = [{"mode": s.mode, "algorithm": s.algorithm_name, "density": s.density, "epoch_s": min(times[i]),
              "epochs_s": times[i], "ratio": dense_s / min(times[i])} for i, s in enumerate(settings)]
     return {"model": model_name, "steps_per_epoch": len(data.train), "rounds": args.rounds, "rows": rows,
-            "loadavg_per_round": loads}
+            "loadavg_per_round": loads, "keep_freed_memory": args.keep_freed_memory}
 
 
 # --- memory: one process per setting ---------------------------------------------------------------------------
@@ -373,7 +373,8 @@ def markdown(result: dict) -> str:
         loads = ", ".join(f"{v:.2f}" for v in table["loadavg_per_round"])
         dense = table["rows"][0]
         out += [f"## {table['model']}: epoch time ({table['steps_per_epoch']} steps), best of {table['rounds']}", "",
-                f"Load average after each round: {loads}. Plain dense loop: {dense['epoch_s']:.3f} s. "
+                f"Load average after each round: {loads}. glibc keeps freed memory (as the training loop sets it on "
+                f"CPUs): {table.get('keep_freed_memory', False)}. Plain dense loop: {dense['epoch_s']:.3f} s. "
                 "Cell: seconds per epoch (ratio = dense loop / this).", ""]
         densities = sorted({r["density"] for r in table["rows"] if r["density"] is not None})
         out.append("| algorithm | mode | " + " | ".join(f"{d:.1%}" for d in densities) + " |")
@@ -454,8 +455,14 @@ def main() -> None:
     parser.add_argument("--probe-timeout", type=int, default=3600)
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--name", default="truly_sparse")
+    parser.add_argument("--no-keep-freed-memory", dest="keep_freed_memory", action="store_false",
+                        help="leave glibc's malloc thresholds alone (the training loop sets them on CPUs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and args.what in ("all", "epochs", "profile"):
+        from snfs.malloc import keep_freed_memory
+
+        keep_freed_memory()  # as Trainer does on a CPU: activations' buffers are reused, not faulted in each step
     if args.what == "probe":
         print(json.dumps(probe_memory(json.loads(args.spec))))
         return
@@ -467,6 +474,7 @@ def main() -> None:
     path = out / f"{args.name}.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     result["machine"] = machine()
+    result["machine"]["keep_freed_memory"] = args.keep_freed_memory
     if args.what in ("all", "epochs"):
         result["epochs"] = merged(result.get("epochs", []), [measure_epochs(m, args) for m in args.models])
     if args.what in ("all", "memory"):
