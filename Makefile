@@ -45,6 +45,7 @@ bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-
 	$(PY) scripts/bench_conv.py
 	$(PY) scripts/bench_lenet5.py --data-root $(or $(DATA_ROOT),data)
 	$(PY) scripts/bench_export.py
+	$(PY) scripts/bench_truly_sparse.py all --data-root $(or $(DATA_ROOT),data)
 
 bench-loaded: $(STAMP) ## the LeNet-300-100 part of make bench beside two busy single-thread processes
 	$(PY) scripts/bench.py lenet300_100 --load 2 --suffix _loaded --data-root $(or $(DATA_ROOT),data) $(ARGS)

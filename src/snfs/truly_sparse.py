@@ -1,0 +1,715 @@
+"""``truly_sparse``: every sparse linear layer holds only its active entries (docs/findings/truly_sparse.md).
+
+A ``TrulySparseLinear`` has one parameter for its weights, ``values``, the vector of its active
+weights in row-major order, and one buffer, ``indices``, their sorted flat positions (int64) in
+the ``out x in`` weight. Its gradient and every optimizer state of it (SGD's momentum buffer,
+Adam's moments) therefore have the length of ``values``; no dense weight, dense mask, dense
+gradient or dense score exists at any step:
+
+- forward ``y^T = W x^T`` and input gradient ``g W = (W^T g^T)^T`` are PyTorch's CSR x dense
+  products (the transposed pattern is built once per pattern change);
+- the values' gradient is ``torch.sparse.sampled_addmm``: ``g^T x`` at the active positions only;
+- prune works on the values (their scores are a vector of the same length), grow samples inactive
+  flat positions by rejection (a sorted ``searchsorted`` membership test), or, for RigL, takes the
+  largest ``|g^T x|`` over inactive positions row block by row block, so at most one block of the
+  dense gradient exists at a time.
+
+After a prune/grow round the surviving weights keep their values and optimizer state (moved to
+their new slots); new weights start as the masked mode starts them (RigL: 0; SET: random or 0),
+with optimizer state 0. ``to_truly_sparse``/``to_masked`` convert a model (dense weights + masks)
+in place both ways, and ``checkpoint_to_truly_sparse``/``checkpoint_to_masked`` convert a
+training checkpoint, so a run written in one mode resumes in the other.
+
+Algorithms: static, SNIP (its one dense scoring pass happens before the conversion), SET, RigL and
+DSR. Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight,
+active or not, so it needs the dense momentum by definition. DeepR is not ported yet.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from snfs.errors import ConfigError
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+#: algorithms this mode runs; every other one is refused with a one-line error
+SUPPORTED_ALGORITHMS = ("static", "snip", "set", "rigl", "dsr")
+WHY_NOT = {
+    "momentum": "sparse momentum grows and redistributes by the momentum of every weight, active or not, so it "
+                "needs the dense momentum by definition",
+    "dense": "sparse=dense trains every weight",
+}
+#: RigL's dense gradient is computed this many elements at a time (row blocks of about 4 MB in fp32)
+GROW_BLOCK_ELEMENTS = 1 << 20
+
+
+# --- the pattern ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CsrStructure:
+    """The CSR structure of a layer's pattern and of its transpose (derived from ``indices``, rebuilt on change)."""
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    crow_t: torch.Tensor
+    col_t: torch.Tensor
+    order_t: torch.Tensor  # position in ``values`` of each entry of W^T, in W^T's row-major order
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_indices(cls, indices: torch.Tensor, shape: tuple[int, int]) -> "CsrStructure":
+        out_f, in_f = shape
+        nnz = indices.numel()
+        # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call
+        index = torch.int32 if nnz < 2**31 and max(shape) < 2**31 else torch.int64
+        rows, cols = indices // in_f, indices % in_f
+        order_t = torch.argsort(cols * out_f + rows)
+        return cls(crow=_crow(rows, out_f).to(index), col=cols.to(index),
+                   crow_t=_crow(cols[order_t], in_f).to(index), col_t=rows[order_t].to(index),
+                   order_t=order_t.to(index), shape=(out_f, in_f))
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape, check_invariants=False)
+
+    def matrix_t(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values.index_select(0, self.order_t),
+                                       size=(self.shape[1], self.shape[0]), check_invariants=False)
+
+
+def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return crow
+
+
+def is_member(sorted_positions: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """Whether each query is in ``sorted_positions`` (ascending): a binary search per query."""
+    if sorted_positions.numel() == 0:
+        return torch.zeros(queries.shape, dtype=torch.bool, device=queries.device)
+    at = torch.searchsorted(sorted_positions, queries).clamp_(max=sorted_positions.numel() - 1)
+    return sorted_positions[at] == queries
+
+
+# --- the layer -------------------------------------------------------------------------------------------
+
+
+class TrulySparseLinearFunction(torch.autograd.Function):
+    """y = x W^T + b with W given by (pattern, values); the values' gradient only at the active positions."""
+
+    @staticmethod
+    def forward(ctx, x, values, bias, layer: "TrulySparseLinear"):
+        structure = layer.structure()
+        matrix = structure.matrix(values.detach())
+        xt = x.t().contiguous()
+        out_t = torch.mm(matrix, xt) if bias is None else torch.addmm(bias.detach()[:, None], matrix, xt)
+        # x^T, not x: the sampled product reads its second factor transposed, so it then needs no copy of x
+        ctx.save_for_backward(xt, values)
+        ctx.matrix, ctx.structure, ctx.layer = matrix, structure, layer
+        # transposed view: a following sparse layer gets its x^T contiguous without a copy
+        return out_t.t()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        xt, values = ctx.saved_tensors
+        grad_x = grad_values = grad_b = None
+        grad_out_t = grad_out.t().contiguous()
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mm(ctx.structure.matrix_t(values.detach()), grad_out_t).t()
+        if ctx.needs_input_grad[1]:
+            grad_values = torch.sparse.sampled_addmm(ctx.matrix, grad_out_t, xt.t(), beta=0.0).values()
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_out_t.sum(1)
+        if ctx.layer.keep_gradient_factors:  # RigL's update step: g^T x is formed later, row block by row block
+            ctx.layer.gradient_factors = (grad_out_t, xt.t())
+        return grad_x, grad_values, grad_b, None
+
+
+class TrulySparseLinear(nn.Module):
+    """A linear layer whose weight exists only as its active ``values`` at the sorted flat ``indices``."""
+
+    def __init__(self, in_features: int, out_features: int, indices: torch.Tensor, values: torch.Tensor,
+                 bias: torch.Tensor | None = None):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        order = torch.argsort(indices)
+        # registered first, as nn.Linear registers its weight: a model's parameter order (and so its optimizer
+        # state's numbering) is the same in both modes
+        self.values = nn.Parameter(values.detach()[order].clone())
+        # an existing bias parameter is kept as it is, so an optimizer that holds it keeps its state
+        self.bias = bias if bias is None or isinstance(bias, nn.Parameter) else nn.Parameter(bias.detach().clone())
+        self.register_buffer("indices", indices.detach()[order].to(torch.int64).clone())
+        self._structure: CsrStructure | None = None
+        self.keep_gradient_factors = False
+        self.gradient_factors: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, mask: torch.Tensor) -> "TrulySparseLinear":
+        indices = mask.reshape(-1).nonzero().squeeze(1)
+        values = linear.weight.detach().reshape(-1).index_select(0, indices)
+        return cls(linear.in_features, linear.out_features, indices, values, linear.bias)
+
+    @classmethod
+    def random(cls, in_features: int, out_features: int, n_active: int, generator: torch.Generator,
+               bias: bool = True) -> "TrulySparseLinear":
+        """``n_active`` weights at uniformly random positions, drawn as nn.Linear draws its weights, never dense.
+
+        nn.Linear's default init is U(-1/sqrt(in), 1/sqrt(in)) for the weight and the bias alike.
+        """
+        bound = 1.0 / math.sqrt(in_features)
+        empty = torch.empty(0, dtype=torch.int64)
+        indices = sample_inactive(empty, in_features * out_features, n_active, generator)
+        values = (torch.rand(n_active, generator=generator) * 2 - 1) * bound
+        b = (torch.rand(out_features, generator=generator) * 2 - 1) * bound if bias else None
+        return cls(in_features, out_features, indices, values, b)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+    @property
+    def numel(self) -> int:
+        return self.out_features * self.in_features
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.numel())
+
+    def structure(self) -> CsrStructure:
+        if self._structure is None:
+            self._structure = CsrStructure.from_indices(self.indices, self.shape)
+        return self._structure
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        out = TrulySparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), self.values, self.bias, self)
+        return out.reshape(*lead, self.out_features)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense weight (conversion back to the masked mode and tests only)."""
+        weight = torch.zeros(self.numel, dtype=self.values.dtype, device=self.values.device)
+        weight[self.indices] = self.values.detach()
+        return weight.view(self.shape)
+
+    def dense_mask(self) -> torch.Tensor:
+        """The dense boolean mask (conversion back to the masked mode and tests only)."""
+        mask = torch.zeros(self.numel, dtype=torch.bool, device=self.indices.device)
+        mask[self.indices] = True
+        return mask.view(self.shape)
+
+    def rewire(self, keep: torch.Tensor, grown: torch.Tensor, grown_values: torch.Tensor | None,
+               optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
+        """Keep the active weights where ``keep`` (a bool per value) and add ``grown`` (inactive flat positions).
+
+        Kept weights keep their value and every optimizer state of theirs; grown weights start at
+        ``grown_values`` (0 if None) with optimizer state 0. Returns ``{"pruned", "regrown"}``.
+        """
+        kept_src = keep.nonzero().squeeze(1)
+        positions = torch.cat([self.indices.index_select(0, kept_src), grown.to(self.indices)])
+        order = torch.argsort(positions)
+        source = torch.cat([kept_src, torch.full((grown.numel(),), -1, dtype=torch.int64, device=kept_src.device)])[order]
+        from_old = source >= 0
+        safe = source.clamp(min=0)
+
+        def moved(old: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
+            zeros = torch.zeros(grown.numel(), dtype=old.dtype, device=old.device)
+            start = zeros if fresh is None else fresh.to(dtype=old.dtype, device=old.device)
+            start = torch.cat([torch.zeros(kept_src.numel(), dtype=old.dtype, device=old.device), start])[order]
+            return torch.where(from_old, old.index_select(0, safe), start)
+
+        param = self.values
+        with torch.no_grad():
+            state = optimizer.state.get(param, {}) if optimizer is not None else {}
+            for key, tensor in list(state.items()):
+                if torch.is_tensor(tensor) and tensor.shape == param.shape:
+                    state[key] = moved(tensor, None)
+            param.data = moved(param.detach(), grown_values)
+        param.grad = None
+        self.indices = positions[order]
+        self._structure = None
+        return {"pruned": int(keep.numel() - kept_src.numel()), "regrown": int(grown.numel())}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint's layer may hold another number of active weights than this one (e.g. after a
+        # redistribution): take its size before the copy
+        values, indices = state_dict.get(prefix + "values"), state_dict.get(prefix + "indices")
+        if values is not None and indices is not None and values.shape != self.values.shape:
+            self.values.data = torch.empty_like(values, device=self.values.device)
+            self.indices = torch.empty_like(indices, device=self.indices.device)
+        self._structure = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, active={self.nnz} "
+                f"({self.nnz / max(1, self.numel):.2%}), bias={self.bias is not None}")
+
+
+# --- prune and grow in index space -------------------------------------------------------------------------
+
+
+def smallest(score: torch.Tensor, candidates: torch.Tensor, n: int) -> torch.Tensor:
+    """Positions (into ``score``) of the ``n`` candidates with the smallest score."""
+    where = candidates.nonzero().squeeze(1)
+    if n > where.numel():
+        raise ValueError(f"cannot pick {n} of {where.numel()} active weights")
+    return where[torch.topk(score.index_select(0, where), n, largest=False).indices]
+
+
+def magnitude_keep(values: torch.Tensor, n: int) -> torch.Tensor:
+    """A bool per value: False for the ``n`` values of smallest |w| (RigL's drop, Evci et al. 2020, Alg. 1)."""
+    keep = torch.ones(values.numel(), dtype=torch.bool, device=values.device)
+    if n > 0:
+        keep[smallest(values.detach().abs(), keep, n)] = False
+    return keep
+
+
+def set_keep(values: torch.Tensor, n_half: int) -> torch.Tensor:
+    """SET's drop on the values (Mocanu et al. 2018, Sec. 2): the ``n_half`` smallest w >= 0 and ``n_half`` largest w < 0.
+
+    A sign with fewer than ``n_half`` weights passes its shortfall to the other, as ``snfs.algorithms.set.prune_set``.
+    """
+    w = values.detach()
+    pos, neg = w >= 0, w < 0
+    n_pos_avail, n_neg_avail = int(pos.sum()), int(neg.sum())
+    n_pos, n_neg = min(n_half, n_pos_avail), min(n_half, n_neg_avail)
+    short = 2 * n_half - n_pos - n_neg
+    extra = min(short, n_pos_avail - n_pos)
+    n_pos, n_neg = n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
+    keep = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
+    for candidates, n in ((pos, n_pos), (neg, n_neg)):
+        if n > 0:
+            keep[smallest(w.abs(), candidates, n)] = False
+    return keep
+
+
+def _first_occurrences(draws: torch.Tensor) -> torch.Tensor:
+    """``draws`` without repeats, each value at its first occurrence, in draw order."""
+    unique, inverse = torch.unique(draws, return_inverse=True)
+    first = torch.full((unique.numel(),), draws.numel(), dtype=torch.int64)
+    first.scatter_reduce_(0, inverse, torch.arange(draws.numel()), reduce="amin")
+    return draws.index_select(0, first.sort().values)
+
+
+def sample_inactive(occupied: torch.Tensor, numel: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` distinct flat positions in ``[0, numel)`` outside ``occupied`` (sorted), uniformly (CPU generator).
+
+    Rejection sampling: positions are drawn uniformly with replacement; occupied ones and repeats
+    are rejected, and the first ``n`` accepted ones in draw order are a uniform sample without
+    replacement of the free positions. Nothing of size ``numel`` is formed, except when fewer than
+    1/32 of the positions are free (a nearly dense layer), where the free positions are listed.
+    """
+    occupied = occupied.cpu()
+    free = numel - occupied.numel()
+    if n > free:
+        raise ValueError(f"cannot grow {n} weights into {free} inactive positions")
+    if n <= 0:
+        return torch.empty(0, dtype=torch.int64)
+    if free * 32 < numel:
+        everything = torch.arange(numel)
+        candidates = everything[~is_member(occupied, everything)]
+        return candidates[torch.randperm(free, generator=generator)[:n]]
+    chosen = torch.empty(0, dtype=torch.int64)
+    while chosen.numel() < n:
+        need = n - chosen.numel()
+        accept = (free - chosen.numel()) / numel
+        draws = torch.randint(numel, (int(need / accept * 1.1) + 16,), generator=generator)
+        draws = _first_occurrences(draws[~is_member(occupied, draws)])
+        if chosen.numel():
+            draws = draws[~is_member(chosen.sort().values, draws)]
+        chosen = torch.cat([chosen, draws[:need]])
+    return chosen
+
+
+def top_gradient_inactive(grad_out_t: torch.Tensor, x: torch.Tensor, occupied: torch.Tensor, n: int,
+                          block_elements: int = GROW_BLOCK_ELEMENTS) -> torch.Tensor:
+    """Flat positions outside ``occupied`` (sorted) of the ``n`` largest |(g^T x)| (RigL's grow, Evci et al. 2020).
+
+    ``g^T x`` is the dense weight gradient; it is formed one block of rows at a time and only each
+    block's best ``n`` candidates are kept, so at most one block and ``2 n`` candidates exist at once.
+    """
+    out_f, in_f = grad_out_t.shape[0], x.shape[1]
+    if n <= 0:
+        return torch.empty(0, dtype=torch.int64, device=occupied.device)
+    rows = max(1, block_elements // max(1, in_f))
+    best_score = torch.empty(0, dtype=torch.float32, device=x.device)
+    best_pos = torch.empty(0, dtype=torch.int64, device=x.device)
+    for r0 in range(0, out_f, rows):
+        r1 = min(out_f, r0 + rows)
+        score = torch.mm(grad_out_t[r0:r1], x).abs_().reshape(-1).float()
+        base = r0 * in_f
+        lo, hi = torch.searchsorted(occupied, torch.tensor([base, r1 * in_f], device=occupied.device)).tolist()
+        score[occupied[lo:hi] - base] = -float("inf")
+        k = min(n, score.numel())
+        top = torch.topk(score, k)
+        usable = top.values > -float("inf")
+        best_score = torch.cat([best_score, top.values[usable]])
+        best_pos = torch.cat([best_pos, top.indices[usable] + base])
+        if best_score.numel() > n:
+            keep = torch.topk(best_score, n).indices
+            best_score, best_pos = best_score[keep], best_pos[keep]
+    if best_pos.numel() < n:
+        raise ValueError(f"cannot grow {n} weights into {best_pos.numel()} inactive positions")
+    return best_pos
+
+
+# --- conversion between the masked and the truly sparse mode ------------------------------------------------
+
+
+def _parent(model: nn.Module, module_name: str) -> tuple[nn.Module, str]:
+    parent_name, _, child = module_name.rpartition(".")
+    return (model.get_submodule(parent_name) if parent_name else model), child
+
+
+def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor],
+                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, TrulySparseLinear]:
+    """Replace, in place, every ``nn.Linear`` whose ``<name>.weight`` has a mask by a ``TrulySparseLinear``.
+
+    Returns the new layers by weight name. A masked weight of any other layer type is a ConfigError
+    (convolutions keep today's modes). With ``optimizer``, each dense weight in its parameter groups
+    is replaced by the layer's ``values`` and its state (momentum, Adam's moments) by the active
+    entries' (the bias parameters are kept as they are); without, build the optimizer after this,
+    over ``model.parameters()``.
+    """
+    layers = {}
+    for weight_name, mask in masks.items():
+        module_name = weight_name.removesuffix(".weight")
+        module = model.get_submodule(module_name)
+        if not isinstance(module, nn.Linear):
+            raise ConfigError(f"execution=truly_sparse runs sparse nn.Linear layers only; {weight_name} is a "
+                              f"{type(module).__name__}: use execution=masked or execution=sparse for this model")
+        layer = TrulySparseLinear.from_linear(module, mask).to(module.weight.device)
+        if optimizer is not None:
+            _hand_over(optimizer, module.weight, layer.values, layer.indices)
+        parent, child = _parent(model, module_name)
+        setattr(parent, child, layer)  # the same slot in the parent: the parameter order is kept
+        layers[weight_name] = layer
+    return layers
+
+
+def _hand_over(optimizer: torch.optim.Optimizer, weight: nn.Parameter, values: nn.Parameter,
+               indices: torch.Tensor) -> None:
+    """In ``optimizer``, ``values`` takes the place of the dense ``weight``, with its state at the active entries."""
+    for group in optimizer.param_groups:
+        group["params"] = [values if p is weight else p for p in group["params"]]
+    state = optimizer.state.pop(weight, None)
+    if state:
+        optimizer.state[values] = {
+            k: (v.detach().reshape(-1).index_select(0, indices).clone()
+                if torch.is_tensor(v) and v.shape == weight.shape else v) for k, v in state.items()}
+
+
+def to_masked(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Replace, in place, every ``TrulySparseLinear`` by an ``nn.Linear``; returns the masks by weight name."""
+    masks = {}
+    for module_name, module in list(model.named_modules()):
+        if isinstance(module, TrulySparseLinear):
+            linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                               device=module.values.device, dtype=module.values.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(module.dense_weight())
+                if module.bias is not None:
+                    linear.bias.copy_(module.bias)
+            parent, child = _parent(model, module_name)
+            setattr(parent, child, linear)
+            masks[f"{module_name}.weight"] = module.dense_mask()
+    return masks
+
+
+def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str]) -> dict:
+    """A masked-mode checkpoint (``model``, ``optimizer``, ``algorithm`` with ``masks``) as this mode's.
+
+    ``param_names``: the masked model's ``[name for name, _ in model.named_parameters()]``, the
+    numbering of the optimizer's state. Weights, momentum buffers and masks become active entries.
+    """
+    masks = state["algorithm"]["masks"]
+    model = dict(state["model"])
+    optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
+    for name, mask in masks.items():
+        indices = mask.reshape(-1).nonzero().squeeze(1)
+        prefix = name.removesuffix("weight")
+        model[prefix + "values"] = model.pop(name).reshape(-1)[indices].clone()
+        model[prefix + "indices"] = indices
+        number = param_names.index(name)
+        if number in optimizer["state"]:
+            optimizer["state"][number] = {
+                k: (v.reshape(-1)[indices].clone() if torch.is_tensor(v) and v.shape == mask.shape else v)
+                for k, v in optimizer["state"][number].items()}
+    algorithm = {k: v for k, v in state["algorithm"].items() if k != "masks"}
+    return {**state, "model": _ordered_like(model, state["model"]), "optimizer": optimizer, "algorithm": algorithm}
+
+
+def checkpoint_to_masked(state: Mapping[str, Any], param_names: list[str], shapes: Mapping[str, tuple]) -> dict:
+    """This mode's checkpoint as a masked-mode one; ``shapes``: each sparse weight's dense shape by name."""
+    model = dict(state["model"])
+    optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
+    masks = {}
+    for name, shape in shapes.items():
+        prefix = name.removesuffix("weight")
+        indices, values = model.pop(prefix + "indices"), model.pop(prefix + "values")
+        numel = math.prod(shape)
+
+        def dense(v: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros(numel, dtype=v.dtype)
+            out[indices] = v
+            return out.view(shape)
+
+        model[name] = dense(values)
+        masks[name] = dense(torch.ones_like(values)).bool()
+        number = param_names.index(name)
+        if number in optimizer["state"]:
+            optimizer["state"][number] = {
+                k: (dense(v) if torch.is_tensor(v) and v.shape == values.shape else v)
+                for k, v in optimizer["state"][number].items()}
+    return {**state, "model": model, "optimizer": optimizer, "algorithm": {**state["algorithm"], "masks": masks}}
+
+
+def _ordered_like(model: dict, original: Mapping[str, Any]) -> dict:
+    out = {}
+    for key in original:
+        if key in model:
+            out[key] = model[key]
+        else:  # a converted weight: values, then indices, where the weight was
+            prefix = key.removesuffix("weight")
+            out[prefix + "values"], out[prefix + "indices"] = model[prefix + "values"], model[prefix + "indices"]
+    return out
+
+
+# --- the algorithms in index space ------------------------------------------------------------------------
+
+
+class TrulySparseTraining:
+    """Static, SNIP, SET, RigL or DSR on ``TrulySparseLinear`` layers, with the hooks of ``SparseAlgorithm`` and of
+    an execution (``begin_step``).
+
+    ``algorithm`` is today's algorithm object after ``init_masks`` (its options, schedule and
+    random generator carry over); ``model`` is converted in place and the algorithm's dense masks
+    are dropped. Build the optimizer over ``model.parameters()`` afterwards and hand it to
+    ``attach_optimizer``. The training loop calls, per step: ``begin_step`` (before the forward),
+    backward, ``before_step``, ``optimizer.step()``, ``after_step``; and ``on_epoch_end``.
+    """
+
+    name = "truly_sparse"
+
+    def __init__(self, algorithm, model: nn.Module, layers: dict[str, TrulySparseLinear] | None = None,
+                 optimizer: torch.optim.Optimizer | None = None):
+        check_supported(algorithm.name)
+        self.algorithm = algorithm
+        self.optimizer: torch.optim.Optimizer | None = None
+        # from a masked model (dense weights + the algorithm's masks; an optimizer given here is converted
+        # in place), or the layers of ``build_from_scratch``
+        self.layers = layers if layers is not None else to_truly_sparse(model, algorithm.masks.masks, optimizer)
+        algorithm.masks = None  # from here on the pattern is the layers' indices
+        if optimizer is not None:
+            self.attach_optimizer(optimizer)
+        self._update_step = False
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.algorithm.ctx.optimizer = optimizer
+
+    # --- execution hooks ---
+    def begin_step(self, step: int) -> None:
+        self._update_step = self.algorithm.name == "rigl" and self.algorithm.is_update_step(step)
+        for layer in self.layers.values():
+            layer.keep_gradient_factors = self._update_step
+            layer.gradient_factors = None
+
+    def routes(self) -> dict[str, str]:
+        return {name: "truly_sparse" for name in self.layers}
+
+    # --- algorithm hooks ---
+    def before_step(self, step: int) -> None:
+        pass  # the values' gradient has no inactive entries to mask
+
+    def after_step(self, step: int) -> dict | None:
+        algo = self.algorithm
+        if algo.name == "rigl":
+            algo.step = step + 1
+            if self._update_step:
+                return self.rigl_update(step)
+        elif algo.name == "set":
+            if algo.schedule == "step" and (step + 1) % algo.period == 0 and step + 1 < algo.ctx.total_steps:
+                return self.set_update()
+        elif algo.name == "dsr":
+            epoch = step // max(1, algo.ctx.steps_per_epoch)
+            if (algo.stop_epoch is None or epoch < algo.stop_epoch) and step > 0 and step % algo.period(step) == 0:
+                return self.dsr_update()
+        return None
+
+    def on_epoch_end(self, epoch: int) -> dict | None:
+        algo = self.algorithm
+        if algo.name == "set" and algo.schedule == "epoch" and (epoch + 1) % algo.period == 0 \
+                and epoch < algo.ctx.epochs - 1:
+            return self.set_update()
+        return None
+
+    def rigl_update(self, step: int) -> dict:
+        """RigL's round (snfs.algorithms.rigl): drop alpha(t) by |w|, grow as many by |dense gradient|, in blocks."""
+        from snfs.algorithms.rigl import drop_fraction
+        from snfs.masks import round_stats
+
+        algo = self.algorithm
+        fraction = drop_fraction(step, algo.end_step, algo.alpha)
+        per_layer = {}
+        for name, layer in self.layers.items():
+            factors, layer.gradient_factors = layer.gradient_factors, None
+            layer.keep_gradient_factors = False
+            n = int(round(fraction * layer.nnz)) if factors is not None else 0
+            keep = magnitude_keep(layer.values, n)
+            kept_positions = layer.indices[keep]
+            grown = top_gradient_inactive(*factors, kept_positions, n) if n else kept_positions[:0]
+            per_layer[name] = layer.rewire(keep, grown, None, self.optimizer)
+        return round_stats(per_layer, drop_fraction=fraction)
+
+    def set_update(self) -> dict:
+        """SET's round (snfs.algorithms.set): drop zeta by SET's rule, regrow as many at uniformly random free positions."""
+        from snfs.masks import round_stats
+
+        algo = self.algorithm
+        per_layer = {}
+        for name, layer in self.layers.items():
+            keep = set_keep(layer.values, int(round(algo.zeta * layer.nnz / 2.0)))
+            n = layer.nnz - int(keep.sum())
+            # free = inactive after the drop: a just-dropped position may come back as a new weight
+            grown = sample_inactive(layer.indices[keep], layer.numel, n, algo.generator)
+            new_values = algo.new_weight_values(name)
+            per_layer[name] = layer.rewire(keep, grown, None if new_values is None else new_values(n), self.optimizer)
+        return round_stats(per_layer)
+
+    def dsr_update(self) -> dict:
+        """DSR's round (snfs.algorithms.dsr): prune |w| < H everywhere, adapt H, regrow the total by survivors."""
+        from snfs.algorithms.dsr import threshold_update
+        from snfs.masks import redistribute, round_stats
+
+        algo = self.algorithm
+        keep = {k: layer.values.detach().abs() >= algo.threshold for k, layer in self.layers.items()}
+        total = sum(layer.nnz - int(keep[k].sum()) for k, layer in self.layers.items())
+        algo.threshold = threshold_update(algo.threshold, total, algo.target, algo.tolerance)
+        survivors = {k: float(m.sum()) for k, m in keep.items()}
+        capacity = {k: layer.numel - int(keep[k].sum()) for k, layer in self.layers.items()}
+        regrow = redistribute(total, survivors, capacity)
+        per_layer = {}
+        for k, layer in self.layers.items():
+            grown = sample_inactive(layer.indices[keep[k]], layer.numel, regrow[k], algo.generator)
+            per_layer[k] = layer.rewire(keep[k], grown, None, self.optimizer)  # new weights and state at 0
+        return round_stats(per_layer, threshold=algo.threshold)
+
+    # --- what the run reports (the queries of MaskState the training loop asks, from the indices) ---
+    def active_counts(self) -> dict[str, int]:
+        return {name: layer.nnz for name, layer in self.layers.items()}
+
+    def density(self) -> float:
+        return sum(l.nnz for l in self.layers.values()) / max(1, sum(l.numel for l in self.layers.values()))
+
+    def layer_densities(self) -> dict[str, float]:
+        return {name: layer.nnz / layer.numel for name, layer in self.layers.items()}
+
+    def checksum(self) -> int:
+        """``MaskState.checksum`` of the same masks, from the indices (ranks compare it under DDP)."""
+        total = 0
+        for i, layer in enumerate(self.layers.values()):
+            positions = layer.indices.double()
+            total = (total * 1_000_003 + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item())
+                     + layer.nnz) % (2**52)
+        return total
+
+    def log_stats(self) -> dict:
+        return self.algorithm.log_stats()
+
+    @property
+    def flops_accounting(self) -> str:
+        return self.algorithm.flops_accounting
+
+    def flops_options(self) -> dict:
+        return self.algorithm.flops_options()
+
+    # --- persistence: the pattern lives in the model's state (indices); this is the rest of the algorithm's ---
+    def state_dict(self) -> dict:
+        algo = self.algorithm
+        state: dict[str, Any] = {"generator": algo.generator.get_state()}
+        if hasattr(algo, "init_std"):
+            state["init_std"] = dict(algo.init_std)
+        if algo.name == "rigl":
+            state["step"] = algo.step
+        if algo.name == "dsr":
+            state.update(threshold=algo.threshold, target=algo.target)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        algo = self.algorithm
+        algo.generator.set_state(state["generator"])
+        if "init_std" in state and hasattr(algo, "init_std"):
+            algo.init_std = {k: float(v) for k, v in state["init_std"].items()}
+        if algo.name == "rigl":
+            algo.step = int(state["step"])
+        if algo.name == "dsr":
+            algo.threshold, algo.target = float(state["threshold"]), float(state["target"])
+        for layer in self.layers.values():
+            layer._structure = None
+
+
+def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str = "cpu") -> TrulySparseTraining:
+    """A truly sparse model whose sparse layers never exist densely: ``model`` built on the meta device.
+
+    Each sparse ``nn.Linear`` becomes a ``TrulySparseLinear`` with the algorithm's initial count
+    (its ``distribution``, from the shapes alone) at uniformly random positions, its values and
+    bias drawn as nn.Linear draws them, U(-1/sqrt(in), 1/sqrt(in)), from the algorithm's generator.
+    Every other parameter is allocated on ``device`` and initialised by its module's
+    ``reset_parameters``. SET's new weights take the std of that distribution, 1/sqrt(3 in).
+    Not for SNIP, whose mask comes from the dense model's gradient.
+    """
+    from snfs.masks import DISTRIBUTIONS
+
+    check_supported(algorithm.name)
+    if algorithm.name == "snip":
+        raise ConfigError("sparse=snip scores the dense model once: build it densely, then convert (to_truly_sparse)")
+    shapes = {name: p.shape for name, p in algorithm.params.items()}
+    counts = DISTRIBUTIONS[algorithm.option("distribution")](shapes, algorithm.ctx.density)
+    layers = {}
+    for name, count in counts.items():
+        module_name = name.removesuffix(".weight")
+        module = model.get_submodule(module_name)
+        if not isinstance(module, nn.Linear):
+            raise ConfigError(f"execution=truly_sparse runs sparse nn.Linear layers only; {name} is a "
+                              f"{type(module).__name__}: use execution=masked or execution=sparse for this model")
+        layer = TrulySparseLinear.random(module.in_features, module.out_features, count, algorithm.generator,
+                                         bias=module.bias is not None).to(device)
+        parent, child = _parent(model, module_name)
+        setattr(parent, child, layer)
+        layers[name] = layer
+    for module in model.modules():
+        if not isinstance(module, TrulySparseLinear) and any(
+                p.is_meta for p in [*module.parameters(recurse=False), *module.buffers(recurse=False)]):
+            module.to_empty(device=device, recurse=False)
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    if hasattr(algorithm, "init_std"):
+        algorithm.init_std = {name: 1.0 / math.sqrt(3.0 * shapes[name][1]) for name in shapes}
+    if algorithm.name == "dsr" and algorithm.target_cfg < 1.0:  # as DSR.init_masks: a fraction of the active weights
+        algorithm.target = algorithm.target_cfg * sum(counts.values())
+    algorithm.masks = None
+    return TrulySparseTraining(algorithm, model, layers)
+
+
+def check_supported(algorithm_name: str) -> None:
+    """A one-line ConfigError for an algorithm this mode does not run."""
+    if algorithm_name in SUPPORTED_ALGORITHMS:
+        return
+    why = WHY_NOT.get(algorithm_name, "it is not ported to index space yet")
+    raise ConfigError(f"execution=truly_sparse does not run sparse={algorithm_name}: {why}; valid choices: "
+                      f"{', '.join(SUPPORTED_ALGORITHMS)} (sparse={algorithm_name} runs with execution=masked or sparse)")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (the run record's ``peak_rss_mb``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
