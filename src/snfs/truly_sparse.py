@@ -581,8 +581,9 @@ class TrulySparseTraining:
             n = layer.nnz - int(keep.sum())
             # free = inactive after the drop: a just-dropped position may come back as a new weight
             grown = sample_inactive(layer.indices[keep], layer.numel, n, algo.generator)
-            new_values = algo.new_weight_values(name)
-            per_layer[name] = layer.rewire(keep, grown, None if new_values is None else new_values(n), self.optimizer)
+            new_values = algo.new_weight_values()
+            per_layer[name] = layer.rewire(keep, grown, None if new_values is None else new_values(name, n),
+                                           self.optimizer)
         return round_stats(per_layer)
 
     def dsr_update(self) -> dict:
