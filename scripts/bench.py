@@ -15,7 +15,8 @@ its real 100-epoch schedule, checkpointed, and that state resumed under both exe
 Writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name>.png`` (speedup vs density).
 ``--load N`` starts N single-thread busy processes for the whole measurement (a loaded machine).
 Denormals are flushed as in a training run (``--keep-denormals`` measures without, as before).
-How long: ``make bench`` about 30 minutes on one 2-core Xeon (LeNet-300-100 about 15 of them).
+How long: ``make bench`` took about 20 minutes before the late epochs were added; they add about 6 (20
+untimed epochs per algorithm at 1% and 5%, and their timed rounds): an estimate, not yet timed on a quiet machine.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def measure(preset: str, args) -> dict:
     late_densities = [d for d in (args.late_densities or DEFAULT_LATE_DENSITIES) if d in densities]
     base = overrides + [f"data.root={args.data_root}", f"epochs={RUN_EPOCHS}", "device=cpu",
                         "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}", f"threads={args.threads}",
-                        f"flush_denormal={str(not args.keep_denormals).lower()}"]
+                        f"flush_denormal={str(not args.keep_denormals).lower()}", *args.set]
     train_module.build_data = SharedData(train_module.build_data)
     settings = []
     cfg0 = compose(base)
@@ -304,6 +305,8 @@ def main() -> None:
     parser.add_argument("--late-densities", nargs="*", type=float,
                         help=f"densities with late epochs (default {' '.join(map(str, DEFAULT_LATE_DENSITIES))})")
     parser.add_argument("--keep-denormals", action="store_true", help="do not flush denormals (as before issue 25)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for every setting (tests: generated data, limit_batches)")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--suffix", default="", help="appended to the output names (e.g. _loaded)")
