@@ -174,6 +174,8 @@ def measure(preset: str, args) -> dict:
                     settings.append((algorithm, density, execution, TrainerEpoch(
                         trainer, f"{algorithm} {density:g} {execution} late", first=args.late_epoch)))
     times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
+    # CPU seconds of this process too: on a shared machine they move far less with the others' load
+    cpu_times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     from tqdm.auto import tqdm
 
     with tqdm(total=(args.rounds + 1) * len(settings), desc=f"bench {preset}", unit="epoch", file=sys.stderr) as bar:
@@ -182,10 +184,11 @@ def measure(preset: str, args) -> dict:
             start = (r * len(settings)) // max(1, args.rounds + 1)
             for i in [(start + k) % len(settings) for k in range(len(settings))]:
                 runner = settings[i][-1]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 runner.epoch(r)
                 if r > 0:
                     times[i].append(time.perf_counter() - t0)
+                    cpu_times[i].append(time.process_time() - c0)
                 bar.update(1)
     dense_s = min(times[0])
     rows = []
@@ -193,6 +196,7 @@ def measure(preset: str, args) -> dict:
         best = min(times[i])
         row = {"setting": runner.label, "algorithm": algorithm, "density": density, "execution": execution,
                "late": runner.label.endswith(" late"), "epoch_s": best, "epochs_s": times[i],
+               "epoch_cpu_s": min(cpu_times[i]), "epochs_cpu_s": cpu_times[i],
                "ratio_to_dense_loop": dense_s / best}
         if isinstance(runner, TrainerEpoch):
             row["routes"] = runner.trainer.execution.routes()
@@ -252,15 +256,23 @@ def write_markdown(result: dict, path: Path) -> None:
             masked, sparse = find(early, algorithm, d, "masked"), find(early, algorithm, d, "sparse")
             ratios.append("" if not (masked and sparse) else f"{masked['epoch_s'] / sparse['epoch_s']:.2f}x")
         lines.append(f"| {algorithm} | sparse vs masked | " + " | ".join(ratios) + " |")
+        ratios = []
+        for d in densities:
+            masked, sparse = find(early, algorithm, d, "masked"), find(early, algorithm, d, "sparse")
+            ratios.append("" if not (masked and sparse) else f"{masked['epoch_cpu_s'] / sparse['epoch_cpu_s']:.2f}x")
+        lines.append(f"| {algorithm} | sparse vs masked, CPU seconds | " + " | ".join(ratios) + " |")
     if late:
         lines += ["", f"Late epochs: the state after epoch {result['late_epoch']} of the 100-epoch run (trained masked, "
                   "untimed), resumed under each execution and timed in the same rounds; late / early = the late "
-                  "epoch's time over the early epoch's of the same setting.", "",
-                  "| algorithm | density | execution | early | late | late / early |", "|---|---|---|---|---|---|"]
+                  "epoch's time over the early epoch's of the same setting; the same in CPU seconds of the process, "
+                  "which another process's load moves far less than wall time.", "",
+                  "| algorithm | density | execution | early | late | late / early | CPU: early | late | late / early |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in late:
             e = find(early, r["algorithm"], r["density"], r["execution"])
             lines.append(f"| {r['algorithm']} | {r['density']:.0%} | {r['execution']} | {e['epoch_s']:.3f} s | "
-                         f"{r['epoch_s']:.3f} s | {r['epoch_s'] / e['epoch_s']:.2f} |")
+                         f"{r['epoch_s']:.3f} s | {r['epoch_s'] / e['epoch_s']:.2f} | {e['epoch_cpu_s']:.3f} s | "
+                         f"{r['epoch_cpu_s']:.3f} s | {r['epoch_cpu_s'] / e['epoch_cpu_s']:.2f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
