@@ -6,8 +6,17 @@ setting alike; the table keeps the best of the rounds, after an untimed warm-up 
 validation and the epoch-end mask update), each setting with its own model, optimizer and masks
 on shared data. The dense loop is the textbook forward/backward/SGD step and nothing else.
 
+Late epochs: a run's first epochs are not what it costs. In a 100-epoch LeNet-300-100 run without
+denormal flushing the epoch time doubled by epoch 10 (docs/findings/denormals.md). So for the
+``--late-densities`` every algorithm is also trained (masked, untimed) to epoch ``--late-epoch`` of
+its real 100-epoch schedule, checkpointed, and that state resumed under both executions; those
+"late" settings are timed in the same interleaved rounds as the fresh ("early") ones.
+
 Writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name>.png`` (speedup vs density).
 ``--load N`` starts N single-thread busy processes for the whole measurement (a loaded machine).
+Denormals are flushed as in a training run (``--keep-denormals`` measures without, as before).
+How long: ``make bench`` took about 20 minutes before the late epochs were added; they add about 6 (20
+untimed epochs per algorithm at 1% and 5%, and their timed rounds): an estimate, not yet timed on a quiet machine.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +43,9 @@ PRESETS = {
     "mlp_4096": (["model=mlp", "dataset=fake", "dataset.n_train=2000", "dataset.n_val=200", "dataset.n_test=200"],
                  ("static", "momentum"), (0.01, 0.05, 0.2)),
 }
+DEFAULT_LATE_DENSITIES = (0.01, 0.05)
+#: the length of the run whose late epochs are timed: the paper's MNIST protocol
+RUN_EPOCHS = 100
 
 
 def busy(_: int) -> None:
@@ -101,16 +112,34 @@ class DenseLoop:
 
 
 class TrainerEpoch:
-    """One setting: the training loop's own epoch (``Trainer.run_epoch``)."""
+    """One setting: the training loop's own epoch (``Trainer.run_epoch``), from its epoch ``first`` on."""
 
-    def __init__(self, trainer, label: str):
+    def __init__(self, trainer, label: str, first: int = 0):
         from snfs.train import Preemption
 
-        self.trainer, self.label, self.preemption = trainer, label, Preemption()
+        self.trainer, self.label, self.preemption, self.first = trainer, label, Preemption(), first
         trainer.train_model.train()
 
     def epoch(self, index: int) -> None:
-        self.trainer.run_epoch(index, self.preemption)
+        self.trainer.run_epoch(self.first + index, self.preemption)
+
+
+def late_trainers(overrides: list[str], epoch: int) -> dict:
+    """Trainers of both executions resumed from the state after ``epoch`` epochs of the real run (trained masked)."""
+    from snfs.train import Preemption, Trainer
+
+    ager = Trainer(compose(overrides + ["execution=masked"]))
+    ager.train_model.train()
+    with Preemption() as preemption:
+        for index in range(epoch):
+            ager.run_epoch(index, preemption)
+    ager.save_checkpoint()
+    out = {}
+    for execution in ("masked", "sparse"):
+        trainer = Trainer(compose(overrides + ["resume=true", f"execution={execution}"]))
+        trainer.resume(trainer.find_checkpoint())
+        out[execution] = trainer
+    return out
 
 
 def measure(preset: str, args) -> dict:
@@ -120,8 +149,10 @@ def measure(preset: str, args) -> dict:
     overrides, algorithms, densities = PRESETS[preset]
     algorithms = args.algorithms or algorithms
     densities = args.densities or densities
-    base = overrides + [f"data.root={args.data_root}", f"epochs={args.rounds + 2}", "device=cpu",
-                        "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}", f"threads={args.threads}"]
+    late_densities = [d for d in (args.late_densities or DEFAULT_LATE_DENSITIES) if d in densities]
+    base = overrides + [f"data.root={args.data_root}", f"epochs={RUN_EPOCHS}", "device=cpu",
+                        "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}", f"threads={args.threads}",
+                        f"flush_denormal={str(not args.keep_denormals).lower()}", *args.set]
     train_module.build_data = SharedData(train_module.build_data)
     settings = []
     cfg0 = compose(base)
@@ -135,7 +166,16 @@ def measure(preset: str, args) -> dict:
                 trainer = Trainer(compose(base + [f"sparse={algorithm}", f"density={density}", f"execution={execution}"]))
                 settings.append((algorithm, density, execution,
                                  TrainerEpoch(trainer, f"{algorithm} {density:g} {execution}")))
+            if args.late_epoch > 0 and density in late_densities:
+                print(f"bench {preset}: {algorithm} {density:g} trained to epoch {args.late_epoch} (untimed)",
+                      file=sys.stderr)
+                for execution, trainer in late_trainers(base + [f"sparse={algorithm}", f"density={density}"],
+                                                        args.late_epoch).items():
+                    settings.append((algorithm, density, execution, TrainerEpoch(
+                        trainer, f"{algorithm} {density:g} {execution} late", first=args.late_epoch)))
     times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
+    # CPU seconds of this process too: on a shared machine they move far less with the others' load
+    cpu_times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     from tqdm.auto import tqdm
 
     with tqdm(total=(args.rounds + 1) * len(settings), desc=f"bench {preset}", unit="epoch", file=sys.stderr) as bar:
@@ -144,38 +184,49 @@ def measure(preset: str, args) -> dict:
             start = (r * len(settings)) // max(1, args.rounds + 1)
             for i in [(start + k) % len(settings) for k in range(len(settings))]:
                 runner = settings[i][-1]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 runner.epoch(r)
                 if r > 0:
                     times[i].append(time.perf_counter() - t0)
+                    cpu_times[i].append(time.process_time() - c0)
                 bar.update(1)
     dense_s = min(times[0])
     rows = []
     for i, (algorithm, density, execution, runner) in enumerate(settings):
         best = min(times[i])
         row = {"setting": runner.label, "algorithm": algorithm, "density": density, "execution": execution,
-               "epoch_s": best, "epochs_s": times[i], "ratio_to_dense_loop": dense_s / best}
+               "late": runner.label.endswith(" late"), "epoch_s": best, "epochs_s": times[i],
+               "epoch_cpu_s": min(cpu_times[i]), "epochs_cpu_s": cpu_times[i],
+               "ratio_to_dense_loop": dense_s / best}
         if isinstance(runner, TrainerEpoch):
             row["routes"] = runner.trainer.execution.routes()
             row["final_density"] = runner.trainer.algo.masks.density()
         rows.append(row)
-    return {"preset": preset, "overrides": overrides, "rows": rows}
+    return {"preset": preset, "overrides": overrides, "rows": rows, "late_epoch": args.late_epoch,
+            "flush_denormal": not args.keep_denormals}
 
 
 def machine() -> dict:
-    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.node()}",
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+    from snfs.machine import describe, describe_line
+
+    info = describe()
+    return {**info, "machine": describe_line(info=info), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
             "loadavg_at_start": os.getloadavg()}
+
+
+def _cell(row: dict | None) -> str:
+    return "" if row is None else f"{row['epoch_s']:.3f} s ({row['ratio_to_dense_loop']:.2f}x)"
 
 
 def write_markdown(result: dict, path: Path) -> None:
     m = result["machine"]
+    flush = "flushed" if result.get("flush_denormal", True) else "NOT flushed (--keep-denormals)"
     lines = [f"# Epoch time: {result['preset']}, masked vs sparse execution", "",
-             f"Machine: {m['machine']}; torch {m['torch']}; {m['threads']} thread(s); OMP_WAIT_POLICY "
-             f"{m['omp_wait_policy']}; extra load: {result['load']} busy single-thread process(es); load average at "
-             f"start {m['loadavg_at_start'][0]:.2f}. Best of {result['rounds']} interleaved epochs per setting (after one "
-             "untimed warm-up epoch each; every round starts at another setting), one process.",
+             f"Machine: {m['machine']}; torch {m['torch']} (CPU kernels: {m.get('cpu_capability')}); {m['threads']} "
+             f"thread(s); OMP_WAIT_POLICY {m['omp_wait_policy']}; denormals {flush}; extra load: {result['load']} busy "
+             f"single-thread process(es); load average at start {m['loadavg_at_start'][0]:.2f}, at the end "
+             f"{result.get('loadavg_at_end', [float('nan')])[0]:.2f}. Best of {result['rounds']} interleaved epochs per "
+             "setting (after one untimed warm-up epoch each; every round starts at another setting), one process.",
              "Ratio = dense-loop epoch time / this setting's epoch time (> 1: faster than the plain dense loop).", ""]
     rows = result["rows"]
     dense, fused = rows[0], rows[1]
@@ -183,17 +234,45 @@ def write_markdown(result: dict, path: Path) -> None:
                  f"kernel, which the training loop uses: {fused['epoch_s']:.3f} s ({fused['ratio_to_dense_loop']:.2f}x).")
     lines.append("")
     rows = [r for r in rows if r["algorithm"] != "dense"]
-    densities = sorted({r["density"] for r in rows})
+    early = [r for r in rows if not r.get("late")]
+    late = [r for r in rows if r.get("late")]
+
+    def find(rs, algorithm, density, execution):
+        return next((r for r in rs if r["algorithm"] == algorithm and r["density"] == density
+                     and r["execution"] == execution), None)
+
+    densities = sorted({r["density"] for r in early})
+    algorithms = list(dict.fromkeys(r["algorithm"] for r in early))
+    lines.append(f"Early epochs (a freshly initialised model, epochs 1-{result['rounds'] + 1} of the 100-epoch schedule):")
+    lines.append("")
     lines.append("| algorithm | execution | " + " | ".join(f"{d:.0%}" for d in densities) + " |")
     lines.append("|---|---|" + "---|" * len(densities))
-    for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
+    for algorithm in algorithms:
         for execution in ("masked", "sparse"):
-            cells = []
-            for d in densities:
-                r = next((r for r in rows if r["algorithm"] == algorithm and r["density"] == d
-                          and r["execution"] == execution), None)
-                cells.append("" if r is None else f"{r['epoch_s']:.3f} s ({r['ratio_to_dense_loop']:.2f}x)")
+            cells = [_cell(find(early, algorithm, d, execution)) for d in densities]
             lines.append(f"| {algorithm} | {execution} | " + " | ".join(cells) + " |")
+        ratios = []
+        for d in densities:
+            masked, sparse = find(early, algorithm, d, "masked"), find(early, algorithm, d, "sparse")
+            ratios.append("" if not (masked and sparse) else f"{masked['epoch_s'] / sparse['epoch_s']:.2f}x")
+        lines.append(f"| {algorithm} | sparse vs masked | " + " | ".join(ratios) + " |")
+        ratios = []
+        for d in densities:
+            masked, sparse = find(early, algorithm, d, "masked"), find(early, algorithm, d, "sparse")
+            ratios.append("" if not (masked and sparse) else f"{masked['epoch_cpu_s'] / sparse['epoch_cpu_s']:.2f}x")
+        lines.append(f"| {algorithm} | sparse vs masked, CPU seconds | " + " | ".join(ratios) + " |")
+    if late:
+        lines += ["", f"Late epochs: the state after epoch {result['late_epoch']} of the 100-epoch run (trained masked, "
+                  "untimed), resumed under each execution and timed in the same rounds; late / early = the late "
+                  "epoch's time over the early epoch's of the same setting; the same in CPU seconds of the process, "
+                  "which another process's load moves far less than wall time.", "",
+                  "| algorithm | density | execution | early | late | late / early | CPU: early | late | late / early |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in late:
+            e = find(early, r["algorithm"], r["density"], r["execution"])
+            lines.append(f"| {r['algorithm']} | {r['density']:.0%} | {r['execution']} | {e['epoch_s']:.3f} s | "
+                         f"{r['epoch_s']:.3f} s | {r['epoch_s'] / e['epoch_s']:.2f} | {e['epoch_cpu_s']:.3f} s | "
+                         f"{r['epoch_cpu_s']:.3f} s | {r['epoch_cpu_s'] / e['epoch_cpu_s']:.2f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -203,7 +282,7 @@ def write_figure(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result["rows"] if r["algorithm"] != "dense"]
+    rows = [r for r in result["rows"] if r["algorithm"] != "dense" and not r.get("late")]
     fig, ax = plt.subplots(figsize=(6, 4))
     for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
         for execution, style in (("sparse", "-o"), ("masked", ":x")):
@@ -233,6 +312,13 @@ def main() -> None:
     parser.add_argument("--densities", nargs="*", type=float, help="override the preset's densities")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see docs/findings)")
     parser.add_argument("--load", type=int, default=0, help="busy single-thread processes to run meanwhile")
+    parser.add_argument("--late-epoch", type=int, default=20,
+                        help="also time epochs after this many of the real run (0: early epochs only)")
+    parser.add_argument("--late-densities", nargs="*", type=float,
+                        help=f"densities with late epochs (default {' '.join(map(str, DEFAULT_LATE_DENSITIES))})")
+    parser.add_argument("--keep-denormals", action="store_true", help="do not flush denormals (as before issue 25)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for every setting (tests: generated data, limit_batches)")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--suffix", default="", help="appended to the output names (e.g. _loaded)")
@@ -241,6 +327,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown preset {unknown[0]!r}; valid choices: {', '.join(PRESETS)}")
     args.presets = args.presets or list(PRESETS)
+    from snfs.machine import flush_denormals
+
+    flush_denormals(not args.keep_denormals)  # before torch starts its threads, as the trainer does
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +342,7 @@ def main() -> None:
             for preset in args.presets:
                 info = machine()
                 result = measure(preset, args)
-                result.update(machine=info, rounds=args.rounds, load=args.load)
+                result.update(machine=info, rounds=args.rounds, load=args.load, loadavg_at_end=os.getloadavg())
                 name = f"{preset}{args.suffix}"
                 (out / f"{name}.json").write_text(json.dumps(result, indent=1))
                 write_markdown(result, out / f"{name}.md")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import best_time
+from snfs.machine import describe_line, flush_denormals
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=5)
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = parser.parse_args()
+    flush_denormals()  # as a training run does, before torch starts its threads
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
@@ -80,7 +81,7 @@ def main() -> None:
                          "wgrad_speedup": t["dense_wgrad"] / t["sparse_wgrad"]})
             print(f"{name} d={density:g}: fwd dense {t['dense_fwd']:.0f} us, sparse {t['sparse_fwd']:.0f} us; "
                   f"weight grad dense {t['dense_wgrad']:.0f} us, sampled {t['sparse_wgrad']:.0f} us")
-    info = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.node()}",
+    info = {"machine": describe_line(),
             "threads": args.threads, "torch": torch.__version__, "loadavg_at_end": os.getloadavg()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Benchmark: one linear layer's forward + backward, dense against the CSR route, by size and density.
 
-The crossovers of ``execution=sparse`` (``SPARSE_MAX_DENSITY``, ``SPARSE_MIN_WEIGHTS`` in
-src/snfs/execution.py) come from this table: LeNet-300-100's three layers at batch 100, best of
+What ``execution=sparse`` times for each layer on its first input (``TIMED_ROUTES`` in
+src/snfs/execution.py), here as a table: LeNet-300-100's three layers at batch 100, best of
 ``--repeats`` runs of ``--inner`` calls, each setting interleaved with its dense counterpart.
 Writes ``<out>/layers.{json,md}``.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 
 from bench import best_time
 from snfs.execution import CsrPattern, SparseLinearFunction
+from snfs.machine import describe_line, flush_denormals
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=100)
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     args = parser.parse_args()
+    flush_denormals()  # as a training run does, before torch starts its threads
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
@@ -65,7 +65,7 @@ def main() -> None:
             rows.append({"layer": name, "density": density, **{f"{k}_us": v for k, v in t.items()}})
             print(f"{name} {density:.0%}: dense {t['dense']:.0f} us, CSR {t['csr_sampled']:.0f} us, "
                   f"CSR with dense weight grad {t['csr_dense_grad']:.0f} us")
-    info = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.node()}",
+    info = {"machine": describe_line(),
             "threads": args.threads, "torch": torch.__version__, "batch": args.batch}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

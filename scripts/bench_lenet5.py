@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,6 +31,8 @@ import types
 from pathlib import Path
 
 import torch
+
+from snfs.machine import describe, describe_line, flush_denormals
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,6 +84,7 @@ def epoch(trainer, preemption, index: int, steps: int | None = None) -> float:
 
 def worker(conn, layout: str, data_root: str, threads: int) -> None:
     """One run in its own process: trains an epoch whenever told to."""
+    flush_denormals()  # as a training run does, before torch starts its threads
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, preemption = build(layout, data_root, tmp, threads)
@@ -157,15 +159,16 @@ def main() -> None:
                      "runs_at_once": at_once, "epoch_s": best, "epochs_s": times[i], "run_100_epochs_min": best * 100 / 60,
                      "runs_per_hour": 3600 / (per_run_epoch * 100),
                      "throughput_vs_before_2_threads": min(times[baseline]) / per_run_epoch})
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "torch": torch.__version__, "load_at_start": load_at_start},
+    result = {"machine": {**describe(), "line": describe_line(), "load_at_start": load_at_start,
+                          "loadavg_at_end": os.getloadavg()},
               "model": "lenet5_caffe", "algorithm": "momentum", "density": 0.05, "rounds": args.rounds, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lenet5_caffe.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# LeNet-5-Caffe on MNIST: one training epoch on this CPU, before and after", "",
-             f"`scripts/bench_lenet5.py` on {result['machine']['cores']} cores ({result['machine']['cpu']}), torch "
-             f"{torch.__version__}, load average {load_at_start:.2f} at the start. Sparse momentum, 5% weights, the "
+             f"`scripts/bench_lenet5.py` on {result['machine']['line']}, torch "
+             f"{torch.__version__}, load average {load_at_start:.2f} at the start, "
+             f"{result['machine']['loadavg_at_end'][0]:.2f} at the end. Sparse momentum, 5% weights, the "
              "paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on 6,000 images, the "
              f"mask update); best of {args.rounds} interleaved rounds; every run is its own process.", "",
              "- before: NCHW tensors, ReLU then max-pool, glibc's default allocator, evaluation in batches of 10,000.",

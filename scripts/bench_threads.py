@@ -13,17 +13,19 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from snfs.machine import describe_line
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import statistics, sys, time, torch, torch.nn.functional as F
+from snfs.machine import flush_denormals
 from snfs.models import build_model
+flush_denormals()  # as a training run does, before torch starts its threads
 torch.manual_seed(0)
 model = build_model(sys.argv[1], 10)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, foreach=True)
@@ -77,7 +79,7 @@ def main() -> None:
                 h.kill()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    info = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.node()}",
+    info = {"machine": describe_line(),
             "rounds": args.rounds, "steps": args.steps, "load": args.load}
     (out / "threads.json").write_text(json.dumps({**info, "step_ms": results}, indent=1))
     lines = ["# Training step time by threads and OpenMP wait policy", "",

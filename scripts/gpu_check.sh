@@ -9,7 +9,10 @@
 #   3. torchrun --nproc_per_node=1 against a plain run of the same config.
 # The device machine has PyTorch but not Hydra: scripts/gpu_wheels.sh (run here, with network)
 # puts the missing wheels into .whl/, which the device call carries (`carry: [".whl"]`).
-# DEVICE=cpu QUICK=1 bash scripts/gpu_check.sh /tmp/x   tries the script itself on a CPU in a minute or two.
+# DEVICE=cpu QUICK=1 bash scripts/gpu_check.sh /tmp/x   tries the script itself on a CPU in a minute or two
+# (tests/test_gpu_check.py runs it so). Each run of a comparison has its own results folder: execution and
+# the launcher are not part of a run's identity, so in one folder the second run would find the first
+# finished and not train. Exit status 1 when any check failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${1:-${OUT:-results/bench/gpu}}"
@@ -27,7 +30,10 @@ fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-note() { echo "{\"check\": \"$1\", \"status\": \"$2\", \"detail\": \"${3:-}\"}" >>"$JSONL"; }
+FAILED=0
+note() { echo "{\"check\": \"$1\", \"status\": \"$2\", \"detail\": \"${3:-}\"}" >>"$JSONL"; FAILED=1; }
+"$PY" -c "import json, sys; from snfs.machine import describe; print(json.dumps({'check': 'machine', **describe(sys.argv[1] if sys.argv[1] != 'auto' else None)}))" \
+  "$DEVICE" >>"$JSONL" 2>>"$LOG" || note machine failed "see gpu_check.log"
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -40,13 +46,14 @@ if [ -z "$QUICK" ] && { [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] 
   root=data; [ -f ../shared/data/MNIST/raw/train-images-idx3-ubyte ] && root=../shared/data
   DATA=(dataset=mnist "data.root=$root" dataset.download=false)
 fi
-COMMON=(epochs=2 device=$DEVICE logger.mode=disabled progress=false "results_dir=$TMP/runs" "hydra.run.dir=$TMP/hydra")
+COMMON=(epochs=2 device=$DEVICE logger.mode=disabled progress=false "hydra.run.dir=$TMP/hydra")
 
 # 1. two epochs of the MNIST protocol under both execution modes
 for mode in masked sparse; do
   start=$(date +%s.%N)
-  if timeout 150 "$PY" -m snfs.train "${DATA[@]}" "${COMMON[@]}" execution=$mode "run_id=mnist-$mode" >>"$LOG" 2>&1; then
-    "$PY" - "$TMP/runs/mnist-$mode.json" "$mode" "$start" >>"$JSONL" <<'EOF'
+  if timeout 150 "$PY" -m snfs.train "${DATA[@]}" "${COMMON[@]}" execution=$mode "run_id=mnist-$mode" \
+      "results_dir=$TMP/runs-$mode" >>"$LOG" 2>&1; then
+    "$PY" - "$TMP/runs-$mode/mnist-$mode.json" "$mode" "$start" >>"$JSONL" <<'EOF'
 import json, sys, time
 r = json.load(open(sys.argv[1]))
 print(json.dumps({"check": "mnist_2_epochs", "execution": sys.argv[2], "test_error": r["test_error"],
@@ -59,11 +66,13 @@ EOF
 done
 
 # 2. throughput: dense vs sparse momentum, fp32 and bf16
-STEPS=20; BIG_STEPS=10; BIG_BATCH=64; MODELS=(wrn16_8 resnet50)
-[ -n "$QUICK" ] && { STEPS=2; BIG_STEPS=1; BIG_BATCH=2; MODELS=(wrn16_8); }
+STEPS=20; BATCH=128; BIG_STEPS=10; BIG_BATCH=64; MODELS=(wrn16_8 resnet50)
+# QUICK on a CPU: a WRN-16-8 step at batch 128 takes seconds, so a smaller batch keeps the dry run short
+[ -n "$QUICK" ] && { STEPS=2; BATCH=16; BIG_STEPS=1; BIG_BATCH=2; MODELS=(wrn16_8); }
 for precision in fp32 bf16; do
-  timeout 120 "$PY" scripts/throughput.py --model wrn16_8 --sparse dense momentum --device $DEVICE --precision $precision \
-    --steps $STEPS --epochs 3 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL" || note "throughput_wrn16_8_$precision" failed
+  timeout 150 "$PY" scripts/throughput.py --model wrn16_8 --sparse dense momentum --device $DEVICE --precision $precision \
+    --batch-size $BATCH --steps $STEPS --epochs 3 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL" \
+    || note "throughput_wrn16_8_$precision" failed "exit status of the pipeline: $? (124: the timeout)"
   [ -n "$QUICK" ] && continue
   timeout 150 "$PY" scripts/throughput.py --model resnet50 --shape 3 224 224 --classes 1000 --batch-size $BIG_BATCH \
     --sparse dense momentum --device $DEVICE --precision $precision --steps $BIG_STEPS --epochs 3 2>>"$LOG" \
@@ -73,13 +82,12 @@ done
 # 3. torchrun with one process against a plain run of the same config
 N_SMALL=20000; [ -n "$QUICK" ] && N_SMALL=2000
 SMALL=(dataset=fake "dataset.shape=[1,28,28]" "dataset.n_train=$N_SMALL" dataset.n_val=1000
-       dataset.n_test=1000 epochs=2 device=$DEVICE logger.mode=disabled progress=false "results_dir=$TMP/runs"
-       "hydra.run.dir=$TMP/hydra")
+       dataset.n_test=1000 epochs=2 device=$DEVICE logger.mode=disabled progress=false "hydra.run.dir=$TMP/hydra")
 for launcher in plain torchrun; do
   start=$(date +%s.%N)
   if [ $launcher = plain ]; then cmd=("$PY" -m snfs.train); else cmd=("$PY" -m torch.distributed.run --nproc_per_node=1 -m snfs.train); fi
-  if timeout 120 "${cmd[@]}" "${SMALL[@]}" "run_id=ddp-$launcher" >>"$LOG" 2>&1; then
-    "$PY" - "$TMP/runs/ddp-$launcher.json" "$launcher" "$start" >>"$JSONL" <<'EOF'
+  if timeout 120 "${cmd[@]}" "${SMALL[@]}" "run_id=ddp-$launcher" "results_dir=$TMP/runs-$launcher" >>"$LOG" 2>&1; then
+    "$PY" - "$TMP/runs-$launcher/ddp-$launcher.json" "$launcher" "$start" >>"$JSONL" <<'EOF'
 import json, sys, time
 r = json.load(open(sys.argv[1]))
 print(json.dumps({"check": "torchrun_vs_plain", "launcher": sys.argv[2], "test_error": r["test_error"],
@@ -92,3 +100,4 @@ EOF
 done
 echo "wrote $JSONL" | tee -a "$LOG"
 cat "$JSONL"
+exit $FAILED

@@ -10,7 +10,7 @@ from torch import nn
 from conftest import compose_cfg
 from snfs.algorithms import ALGORITHMS
 from snfs.errors import ConfigError
-from snfs.execution import CsrPattern, SparseExecution, SparseLinearFunction
+from snfs.execution import ROUTES, CsrPattern, RouteSettings, SparseExecution, SparseLinearFunction
 from snfs.masks import MaskState
 from snfs.train import Trainer, make_run_id
 
@@ -59,8 +59,8 @@ def _equivalence_tolerance(trainer: Trainer) -> float:
 
 @pytest.mark.parametrize("algorithm", ALGOS)
 def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path, monkeypatch):
-    monkeypatch.setattr("snfs.execution.SPARSE_MAX_DENSITY", 1.0)  # every sparse layer on the CSR route
-    monkeypatch.setattr("snfs.execution.SPARSE_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(ROUTES, "linear", "csr")  # every sparse layer on the CSR route, however dense
+    monkeypatch.setattr(ROUTES, "max_density", 1.0)
     base = quick_overrides + [f"sparse={algorithm}", "density=0.1", "epochs=4", "limit_batches=8",
                               *FAST.get(algorithm.split("_")[0], [])]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
@@ -81,9 +81,9 @@ def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path,
 
 @pytest.mark.parametrize("algorithm", ["momentum", "set", "rigl", "static"])
 def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_path, monkeypatch):
-    monkeypatch.setattr("snfs.execution.SPARSE_MAX_DENSITY", 1.0)
-    monkeypatch.setattr("snfs.execution.SPARSE_MIN_WEIGHTS", 0)
-    monkeypatch.setattr("snfs.execution.CONV_ROUTE", "csr")  # every convolution through unfold + CSR
+    monkeypatch.setattr(ROUTES, "linear", "csr")
+    monkeypatch.setattr(ROUTES, "conv", "csr")  # every convolution through unfold + CSR
+    monkeypatch.setattr(ROUTES, "max_density", 1.0)
     base = quick_overrides + ["model=lenet5_caffe", f"sparse={algorithm}", "density=0.1", "epochs=3",
                               "limit_batches=4", *FAST.get(algorithm, [])]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
@@ -117,23 +117,72 @@ def test_sparse_conv_gradients_match_dense():
         torch.testing.assert_close(got[1], want[1] if dense_grad else want[1] * mask)
 
 
-def test_timed_conv_route_keeps_the_faster_one(monkeypatch):
+@pytest.fixture
+def timings(monkeypatch):
+    """Route timings the test sets (dense seconds, CSR seconds), with an empty cache of timed routes."""
     import snfs.execution as ex
 
+    queue: list[tuple[float, float]] = []
+    monkeypatch.setattr(ex, "TIMED_ROUTES", {})
+    monkeypatch.setattr(ex, "_time_routes", lambda dense, sparse, device, rounds: queue.pop(0))
+    return queue
+
+
+def test_timed_conv_route_keeps_the_faster_one(timings):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten())
     algo = _Algo.__new__(_Algo)
     algo.params = {"0.weight": model[0].weight}
     algo.masks = MaskState({"0.weight": torch.rand(8, 3, 3, 3) < 0.1})
     algo.needs_dense_grad = lambda step: False
-    execution = SparseExecution(model, algo, min_weights=0)
+    execution = SparseExecution(model, algo, RouteSettings())
     x = torch.randn(2, 3, 6, 6)
-    timings = iter([1.0, 2.0])  # dense 1 s, sparse 2 s: the dense convolution wins
-    monkeypatch.setattr(ex, "_best_time", lambda fn, device: next(timings))
+    timings.append((1.0, 2.0))  # dense 1 s, sparse 2 s: the dense convolution wins
     model(x)
     assert execution.routes() == {"0.weight": "masked"}
-    timings = iter([2.0, 1.0])  # at another input shape the sparse route wins
+    timings.append((2.0, 1.0))  # at another input shape the sparse route wins
     model(torch.randn(4, 3, 6, 6))
     assert execution.routes() == {"0.weight": "csr"}
+    model(x)  # the first shape again: its timing is kept, nothing is timed anew
+    assert execution.routes() == {"0.weight": "masked"} and timings == []
+
+
+def test_timed_linear_route_is_timed_once_per_layer_shape_and_need(timings):
+    """Two layers of one shape share a timing; a step that needs the dense weight gradient is timed apart."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 30))
+    algo = _Algo(model)
+    algo.masks.set("2.weight", algo.masks.masks["0.weight"].clone())  # one density too
+    execution = SparseExecution(model, algo, RouteSettings())
+    x = torch.randn(4, 30)
+    timings.append((2.0, 1.0))  # sparse-gradient steps: CSR wins, for both layers
+    execution.begin_step(0)
+    model(x).sum().backward()
+    assert execution.routes() == {"0.weight": "csr", "2.weight": "csr"} and timings == []
+    algo.dense = True
+    timings.append((1.0, 2.0))  # dense-gradient steps: the dense route wins
+    execution.begin_step(1)
+    model(x).sum().backward()
+    assert execution.routes() == {"0.weight": "masked", "2.weight": "masked"}
+    with torch.no_grad():  # evaluation: forward only, timed on its own
+        timings.append((2.0, 1.0))
+        model(x)
+    assert execution.routes() == {"0.weight": "csr", "2.weight": "csr"} and timings == []
+
+
+def test_timing_of_the_routes_runs_both_on_the_layer():
+    """The real timer: both callables run (warm-up plus every round) and each gets a best time."""
+    from snfs.execution import _time_routes
+
+    calls = {"dense": 0, "sparse": 0}
+    dense_s, sparse_s = _time_routes(lambda: calls.__setitem__("dense", calls["dense"] + 1),
+                                     lambda: calls.__setitem__("sparse", calls["sparse"] + 1), torch.device("cpu"), 3)
+    assert calls == {"dense": 4, "sparse": 4} and 0 <= dense_s < 1 and 0 <= sparse_s < 1
+
+
+def test_route_settings_are_checked():
+    with pytest.raises(ConfigError, match="execution route linear='fast' is not a valid choice; valid choices: "
+                                          "timed, csr, dense"):
+        SparseExecution(nn.Sequential(nn.Linear(3, 2)), _Algo.__new__(_Algo), RouteSettings(linear="fast"))
 
 
 def test_sparse_linear_gradients_match_dense():
@@ -175,7 +224,7 @@ def test_csr_pattern_is_rebuilt_only_when_a_mask_changes(monkeypatch):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
     algo = _Algo(model)
-    execution = SparseExecution(model, algo, min_weights=0)
+    execution = SparseExecution(model, algo, RouteSettings(linear="csr"))
     builds = []
     original = CsrPattern.from_mask
     monkeypatch.setattr(CsrPattern, "from_mask", classmethod(lambda cls, m: builds.append(1) or original(m)))
@@ -196,12 +245,14 @@ def test_layers_too_dense_or_too_small_keep_the_masked_route():
     model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
     algo = _Algo(model)
     algo.masks.set("2.weight", torch.ones(5, 20, dtype=torch.bool))
-    execution = SparseExecution(model, algo, max_density=0.2, min_weights=0)
+    csr = dict(linear="csr", max_density=0.2)
+    execution = SparseExecution(model, algo, RouteSettings(**csr))
     assert execution.routes() == {"0.weight": "csr", "2.weight": "masked"}
     algo.masks.set("2.weight", torch.rand(5, 20) < 0.1)
-    assert SparseExecution(model, algo, max_density=0.2, min_weights=0).routes()["2.weight"] == "csr"
-    assert SparseExecution(model, algo, max_density=0.2, min_weights=101).routes() == {"0.weight": "csr",
-                                                                                        "2.weight": "masked"}
+    assert SparseExecution(model, algo, RouteSettings(**csr)).routes()["2.weight"] == "csr"
+    assert SparseExecution(model, algo, RouteSettings(**csr, min_weights=101)).routes() == {"0.weight": "csr",
+                                                                                          "2.weight": "masked"}
+    assert set(SparseExecution(model, algo, RouteSettings(linear="dense")).routes().values()) == {"masked"}
 
 
 def test_execution_is_checked_and_not_part_of_the_run_id(quick_overrides):

@@ -13,14 +13,15 @@ each forward (a gather of the active entries) and computes
   (``SparseAlgorithm.needs_dense_grad``: sparse momentum every step, RigL on update steps).
 
 The CSR structure of a layer is rebuilt only when its mask changes (``MaskState.versions``).
-Layers denser than ``max_density``, or smaller than ``min_weights`` (where the route's fixed cost
-per call, about 0.15 ms of autograd and sparse-tensor overhead on our CPU, exceeds the whole dense
-product), keep the masked dense route; docs/findings/sparse_execution.md has both measurements.
-Convolutions (``nn.Conv2d``, groups 1) have one sparse route in PyTorch, unfold + CSR product, which
-loses to the dense convolution for most layers and wins for some (results/bench/conv.md: deep
-3x3 layers on 4x4 maps at 1-2% density). So a convolution takes it only where it wins: the first
-time a layer sees an input shape at a given density, both routes are timed on that input and the
-faster one is kept (``CONV_ROUTE``).
+Whether the CSR route beats the dense one depends on the CPU (its vector extensions and BLAS), the
+layer's shape, the batch and the density: one layer, fc1 at 1%, took 382 us on the CSR route and
+1192 us dense on one 2-core Xeon, 463 us and 783 us on another (docs/findings/sparse_execution.md).
+Crossovers tuned on one machine were wrong on the other. So every layer takes the route that is
+faster here: the first time a layer shape sees an input shape at a given density (and gradient
+need), both routes are timed, interleaved, on that input (forward and backward when training), and
+the faster one is kept for the rest of the process (``TIMED_ROUTES``; ``ROUTES`` holds the knobs).
+Convolutions (``nn.Conv2d``, groups 1) have one sparse route in PyTorch, unfold + CSR product,
+timed the same way (results/bench/conv.md: it wins for deep 3x3 layers on 4x4 maps at 1-2% only).
 """
 
 from __future__ import annotations
@@ -37,12 +38,37 @@ from snfs.errors import ConfigError
 EXECUTIONS = ("masked", "sparse")
 # PyTorch marks its CSR tensors "beta" on every construction; we pin the version these kernels were tested on.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-#: layers at or below this density use the sparse kernels (make bench: CSR wins at 10%, loses at 20%)
-SPARSE_MAX_DENSITY = 0.15
-#: ... and only layers with at least this many weights (LeNet-300-100: fc1 yes, fc2 and fc3 no)
-SPARSE_MIN_WEIGHTS = 50_000
-#: convolutions: "timed" (the faster route, measured per layer, input shape and density), "csr", "dense"
-CONV_ROUTE = "timed"
+ROUTE_CHOICES = ("timed", "csr", "dense")
+
+
+@dataclass
+class RouteSettings:
+    """Which sparse layers take the CSR route under ``execution=sparse``."""
+
+    #: linear layers and convolutions: "timed" (the faster route here), "csr" (always), "dense" (never)
+    linear: str = "timed"
+    conv: str = "timed"
+    #: layers denser than this are not even timed: on no machine measured did CSR win above 20%
+    max_density: float = 0.5
+    #: ... nor layers with fewer weights (none: timing decides; tests raise it)
+    min_weights: int = 0
+    #: interleaved rounds per timing; each route's best round counts
+    rounds: int = 10
+    #: densities within this step share one timing (dynamic algorithms move a layer's density a little)
+    density_step: float = 0.005
+
+    def check(self) -> None:
+        for key in ("linear", "conv"):
+            if getattr(self, key) not in ROUTE_CHOICES:
+                raise ConfigError(f"execution route {key}={getattr(self, key)!r} is not a valid choice; "
+                                  f"valid choices: {', '.join(ROUTE_CHOICES)}")
+
+
+#: the process's settings (library users and tests change its fields)
+ROUTES = RouteSettings()
+#: (kind, weight shape, input shape, dtype, device, density, training, dense weight grad) -> CSR is faster.
+#: One process runs on one machine, so a timing holds for every layer of that shape for the process's life.
+TIMED_ROUTES: dict[tuple, bool] = {}
 
 
 @dataclass
@@ -180,20 +206,47 @@ def _conv_geometry(module: nn.Conv2d) -> tuple | None:
     return tuple(module.stride), tuple(module.padding), tuple(module.dilation)
 
 
-def _best_time(fn, device: torch.device, repeats: int = 3) -> float:
+def _time_routes(dense, sparse, device: torch.device, rounds: int) -> tuple[float, float]:
+    """Best-of-``rounds`` seconds of two callables, interleaved so that a busy spell hits both alike."""
     import time
 
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
+    def once(fn) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        return time.perf_counter() - t0
+
+    dense(), sparse()  # warm-up: first calls allocate and pick kernels
+    best_dense = best_sparse = float("inf")
+    for _ in range(max(1, rounds)):
+        best_dense = min(best_dense, once(dense))
+        best_sparse = min(best_sparse, once(sparse))
+    return best_dense, best_sparse
+
+
+def _csr_call(function, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool, *extra):
+    """``function.apply``, in fp32 under CUDA autocast, where PyTorch's CSR kernels need it."""
+    if x.is_cuda and torch.is_autocast_enabled("cuda"):
+        with torch.autocast("cuda", enabled=False):
+            return function.apply(x.float(), weight, bias, pattern, dense_weight_grad, *extra)
+    return function.apply(x, weight, bias, pattern, dense_weight_grad, *extra)
+
+
+def _layer_step(run, x: torch.Tensor, module: nn.Module, train: bool):
+    """One forward (and, when training, backward) of ``run(x, weight, bias)`` on detached copies."""
+    weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
+
+    def step() -> None:
+        with torch.enable_grad() if train else torch.no_grad():
+            xi = x.detach().requires_grad_(train and x.requires_grad)
+            out = run(xi, weight.detach().requires_grad_(train), bias)
+            if train:
+                out.backward(torch.ones_like(out))
+
+    return step
 
 
 class MaskedExecution:
@@ -209,19 +262,18 @@ class MaskedExecution:
 
 
 class SparseExecution:
-    """Sparse kernels for sparse linear layers within ``max_density`` and ``min_weights``, and for the
-    convolutions where they are faster; see the module docstring."""
+    """Sparse kernels for the sparse layers where they are faster on this machine; see the module docstring."""
 
     name = "sparse"
 
-    def __init__(self, model: nn.Module, algorithm, max_density: float = SPARSE_MAX_DENSITY,
-                 min_weights: int = SPARSE_MIN_WEIGHTS):
+    def __init__(self, model: nn.Module, algorithm, settings: RouteSettings | None = None):
         self.algorithm = algorithm
-        self.max_density, self.min_weights = max_density, min_weights
+        self.settings = settings or ROUTES
+        self.settings.check()
         self.dense_weight_grad = True  # until the loop says which step this is
         self.modules: dict[str, nn.Module] = {}
         self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
-        self._conv_choice: dict[tuple, bool] = {}  # (name, input shape, density) -> the CSR route is faster
+        self._took_csr: dict[str, bool] = {}  # name -> the route its last forward took
         self._sampled: set[str] = set()  # layers whose gradient of this step is restricted to the mask
         for module_name, module in model.named_modules():
             name = f"{module_name}.weight" if module_name else "weight"
@@ -235,12 +287,16 @@ class SparseExecution:
                 module.forward = self._conv_forward_of(name, module, _conv_geometry(module))
 
     def _forward_of(self, name: str, module: nn.Linear):
+        def dense(x, w, b):
+            return F.linear(x, w, b)
+
         def forward(x: torch.Tensor) -> torch.Tensor:
             pattern = self.pattern(name)
-            if pattern is None:
-                return F.linear(x, module.weight, module.bias)
             lead = x.shape[:-1]
-            out = self._apply(SparseLinearFunction, name, x.reshape(-1, x.shape[-1]), module, pattern)
+            x2 = x.reshape(-1, x.shape[-1])
+            if pattern is None or not self._csr_wins(name, module, x2, pattern, SparseLinearFunction, dense):
+                return F.linear(x, module.weight, module.bias)
+            out = self._apply(SparseLinearFunction, name, x2, module, pattern)
             return out.reshape(*lead, out.shape[-1])
 
         return forward
@@ -248,7 +304,8 @@ class SparseExecution:
     def _conv_forward_of(self, name: str, module: nn.Conv2d, geometry: tuple):
         def forward(x: torch.Tensor) -> torch.Tensor:
             pattern = self.pattern(name)
-            if pattern is None or x.dim() != 4 or not self._conv_csr_wins(name, module, x, pattern, geometry):
+            if (pattern is None or x.dim() != 4
+                    or not self._csr_wins(name, module, x, pattern, SparseConv2dFunction, module._conv_forward, geometry)):
                 return module._conv_forward(x, module.weight, module.bias)
             return self._apply(SparseConv2dFunction, name, x, module, pattern, geometry)
 
@@ -258,35 +315,41 @@ class SparseExecution:
         """Run a CSR function on ``module``'s weights; in fp32 under CUDA autocast, where CSR kernels need it."""
         if not self.dense_weight_grad:
             self._sampled.add(name)
-        if x.is_cuda and torch.is_autocast_enabled("cuda"):
-            with torch.autocast("cuda", enabled=False):
-                return function.apply(x.float(), module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
-        return function.apply(x, module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
+        return _csr_call(function, x, module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
 
-    def _conv_csr_wins(self, name: str, module: nn.Conv2d, x: torch.Tensor, pattern: CsrPattern, geometry) -> bool:
-        """Whether the unfold + CSR forward beats the dense convolution for this layer, input shape and density."""
-        if CONV_ROUTE != "timed":
-            return CONV_ROUTE == "csr"
-        key = (name, tuple(x.shape), round(pattern.nnz / max(1, module.weight.numel()), 3))
-        if key not in self._conv_choice:
-            with torch.no_grad():
-                w, b = module.weight.detach(), None if module.bias is None else module.bias.detach()
-                dense = _best_time(lambda: module._conv_forward(x, w, b), x.device)
-                sparse = _best_time(lambda: SparseConv2dFunction.forward(_NoCtx(), x, w, b, pattern, True, geometry),
-                                    x.device)
-            self._conv_choice[key] = sparse < dense
-        return self._conv_choice[key]
+    def _csr_wins(self, name: str, module: nn.Module, x: torch.Tensor, pattern: CsrPattern, function, dense,
+                  *extra) -> bool:
+        """Whether the CSR route is the faster one for this layer shape, input shape, density and gradient need."""
+        mode = self.settings.conv if isinstance(module, nn.Conv2d) else self.settings.linear
+        if mode != "timed":
+            wins = mode == "csr"
+        else:
+            train = torch.is_grad_enabled()
+            dense_grad = train and self.dense_weight_grad
+            step = self.settings.density_step
+            density = round(round(pattern.nnz / max(1, module.weight.numel()) / step) * step, 6)
+            key = (type(module).__name__, tuple(module.weight.shape), tuple(x.shape), x.dtype, str(x.device),
+                   density, train, dense_grad)
+            if key not in TIMED_ROUTES:
+                dense_s, sparse_s = _time_routes(
+                    _layer_step(dense, x, module, train),
+                    _layer_step(lambda xi, w, b: _csr_call(function, xi, w, b, pattern, dense_grad, *extra), x, module, train),
+                    x.device, self.settings.rounds)
+                TIMED_ROUTES[key] = sparse_s < dense_s
+            wins = TIMED_ROUTES[key]
+        self._took_csr[name] = wins
+        return wins
 
     def pattern(self, name: str) -> CsrPattern | None:
-        """The layer's CSR pattern (None: masked route), rebuilt only when its mask has changed."""
+        """The layer's CSR pattern (None: too dense or too small to try), rebuilt only when its mask has changed."""
         masks = self.algorithm.masks
         mask = masks.masks[name]
         cached = self._patterns.get(name)
         if cached is not None and cached[0] is masks and cached[1] is mask and cached[3] == masks.versions[name]:
             return cached[2]
         density = float(mask.sum()) / max(1, mask.numel())
-        small = mask.numel() < self.min_weights
-        sparse = density <= self.max_density and not small
+        small = mask.numel() < self.settings.min_weights
+        sparse = density <= self.settings.max_density and not small
         pattern = CsrPattern.from_mask(mask.reshape(mask.shape[0], -1)) if sparse else None
         self._patterns[name] = (masks, mask, pattern, masks.versions[name])
         return pattern
@@ -298,15 +361,15 @@ class SparseExecution:
         self.algorithm.grads_already_masked = self._sampled
 
     def routes(self) -> dict[str, str]:
-        """Which route each sparse layer takes with the current masks: ``csr`` or ``masked``.
-
-        A convolution counts as ``csr`` once it has taken that route for some input (it is timed on
-        its first input at each density)."""
+        """Which route each sparse layer takes: ``csr`` or ``masked`` (the route of its last forward; before
+        its first, ``csr`` only where the route is forced)."""
         out = {}
         for name in self.algorithm.params:
-            csr = name in self.modules and self.pattern(name) is not None
-            if csr and isinstance(self.modules[name], nn.Conv2d):
-                csr = CONV_ROUTE == "csr" or any(v for k, v in self._conv_choice.items() if k[0] == name)
+            module = self.modules.get(name)
+            csr = module is not None and self.pattern(name) is not None
+            if csr:
+                mode = self.settings.conv if isinstance(module, nn.Conv2d) else self.settings.linear
+                csr = self._took_csr.get(name, mode == "csr")
             out[name] = "csr" if csr else "masked"
         return out
 
@@ -319,11 +382,5 @@ def build_execution(name: str, model: nn.Module, algorithm, device: torch.device
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; "
                           f"use execution=masked")
-    return SparseExecution(model, algorithm, SPARSE_MAX_DENSITY, SPARSE_MIN_WEIGHTS)
+    return SparseExecution(model, algorithm)
 
-
-class _NoCtx:
-    """Stands in for autograd's ctx when the conv route's forward is only timed."""
-
-    def save_for_backward(self, *tensors) -> None:
-        pass
