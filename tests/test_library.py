@@ -142,8 +142,8 @@ def test_deepr_refuses_cancelling_adamw_decay_at_build():
     ({"algorithm": "sparse_momentum"}, "sparse='sparse_momentum' is not a valid choice; valid choices: deepr, deepr_dsr_code, dense"),
     ({"prune_rate": 1.5}, "sparse.prune_rate=1.5 is not valid for sparse=momentum"),
     ({"prune_rat": 0.5}, "sparse.prune_rat is not an option of sparse=momentum"),
-    ({"density": 0.0}, "density=0.0 must be in (0.0, 1.0]"),
-    ({"steps_per_epoch": 0}, "steps_per_epoch=0 must be >= 1"),
+    ({"density": 0.0}, "density=0.0 is not valid; must be a number in (0, 1]"),
+    ({"steps_per_epoch": 0}, "steps_per_epoch=0 is not valid; must be an integer in [1, inf)"),
     ({"execution": "csr"}, "execution='csr' is not a valid choice; valid choices: masked, sparse"),
 ])
 def test_a_bad_argument_stops_at_build_in_one_line(bad, message):

@@ -21,19 +21,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from snfs.execution import CsrPattern
+
 FORMAT = "snfs.sparse/1"
 
 
 def _csr(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The active entries of ``weight`` (``mask``) as a CSR matrix with int32 indices."""
-    matrix, pattern = weight.detach().reshape(weight.shape[0], -1), mask.reshape(mask.shape[0], -1)
-    rows, cols = pattern.nonzero(as_tuple=True)
-    counts = torch.bincount(rows, minlength=pattern.shape[0])
-    crow = torch.zeros(pattern.shape[0] + 1, dtype=torch.int64)
-    crow[1:] = counts.cumsum(0)
-    index = torch.int32 if pattern.numel() < 2**31 else torch.int64
-    return torch.sparse_csr_tensor(crow.to(index), cols.to(index), matrix[rows, cols].cpu(), tuple(pattern.shape),
-                                   check_invariants=False)  # built from a mask: valid by construction
+    """The active entries of ``weight`` (``mask``) as a CSR matrix (int32 indices), ``(out, in x kernel)``."""
+    pattern = CsrPattern.from_mask(mask.reshape(mask.shape[0], -1).cpu())
+    return pattern.matrix(weight.detach().reshape(weight.shape[0], -1).cpu())
 
 
 def save_sparse(model: nn.Module, path: str | os.PathLike, masks: Mapping[str, torch.Tensor],

@@ -14,7 +14,6 @@ that ends an epoch (``epoch_end="auto"``), so a plain loop needs no second call.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
@@ -25,8 +24,16 @@ from snfs.algorithms import ALGORITHMS, SparseAlgorithm, TrainingContext, build_
 from snfs.errors import ConfigError
 from snfs.execution import EXECUTIONS, build_execution
 from snfs.masks import ParamPredicate, dense_parameter_report, select_parameters
+from snfs.options import Option
 
-EPOCH_END_MODES = ("auto", "manual")
+#: the arguments of ``sparsify`` besides the algorithm's own options, checked like the command line's keys
+ARGUMENTS = (
+    Option("density", float, low=0.0, low_open=True, high=1.0, doc="fraction of the sparse layers' weights active"),
+    Option("epochs", int, low=1, doc="training epochs"),
+    Option("steps_per_epoch", int, low=1, doc="optimizer steps per epoch"),
+    Option("epoch_end", str, choices=("auto", "manual"), doc="epoch-end mask updates inside step() or by epoch_end()"),
+    Option("execution", str, choices=EXECUTIONS, doc="how sparse layers compute"),
+)
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -66,13 +73,13 @@ class Sparsifier:
                  sample_batch: Batch | Callable[[], Batch] | None = None,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  sample_batch_is_shard: bool = False, verbose: bool = True, **options: Any):
-        _check_number("density", density, float, low=0.0, high=1.0, low_open=True)
-        _check_number("epochs", epochs, int, low=1)
-        _check_number("steps_per_epoch", steps_per_epoch, int, low=1)
-        if epoch_end not in EPOCH_END_MODES:
-            raise ConfigError(f"epoch_end={epoch_end!r} is not a valid choice; valid choices: {', '.join(EPOCH_END_MODES)}")
-        if execution not in EXECUTIONS:
-            raise ConfigError(f"execution={execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
+        given = {"density": density, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "epoch_end": epoch_end,
+                 "execution": execution}
+        for option in ARGUMENTS:  # the command line's declarations and messages (snfs.options)
+            why = option.problem(given[option.name])
+            if why is not None:
+                kind = "a valid choice" if option.choices is not None and why.startswith("valid choices") else "valid"
+                raise ConfigError(f"{option.name}={given[option.name]!r} is not {kind}; {why}")
         self.model = model = _unwrap(model)
         self.optimizer = optimizer
         self.steps_per_epoch, self.epoch_end_mode = int(steps_per_epoch), epoch_end
@@ -218,17 +225,6 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, algorithm: str 
     ``sample_batch``/``loss_fn`` (SNIP), and the algorithm's own options (``prune_rate=0.5``, ...).
     """
     return Sparsifier(model, optimizer, algorithm, density, **kwargs)
-
-
-def _check_number(key: str, value: Any, kind: type, low: float, high: float | None = None,
-                  low_open: bool = False) -> None:
-    ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
-    if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
-        raise ConfigError(f"{key}={value!r} must be {'a number' if kind is float else 'an integer'}")
-    below = value <= low if low_open else value < low
-    if below or (high is not None and value > high):
-        span = f"in ({low}, {high}]" if high is not None else f">= {low}"
-        raise ConfigError(f"{key}={value!r} must be {span}")
 
 
 def _unscale_once(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> None:
