@@ -24,10 +24,16 @@ steps = min(len(loader), args.limit or len(loader))
 
 model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-sparse = snfs.sparsify(model, optimizer, "momentum", density=0.05,  # snfs
-                       epochs=args.epochs, steps_per_epoch=steps)  # snfs
+sparse = snfs.sparsify(
+    model,
+    optimizer,
+    "momentum",
+    density=0.05,  # snfs
+    epochs=args.epochs,
+    steps_per_epoch=steps,
+)  # snfs
 
-for epoch in range(args.epochs):
+for _epoch in range(args.epochs):
     for i, (x, y) in enumerate(loader):
         if i == steps:
             break

@@ -25,8 +25,16 @@ images = templates[labels] + 0.5 * torch.randn(args.steps, args.batch, 3, 32, 32
 
 model = resnet18(num_classes=10)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-sparse = snfs.sparsify(model, optimizer, "rigl", density=0.1, epochs=1, steps_per_epoch=args.steps,
-                       exclude=["conv1.weight"], delta_t=max(1, args.steps // 4))
+sparse = snfs.sparsify(
+    model,
+    optimizer,
+    "rigl",
+    density=0.1,
+    epochs=1,
+    steps_per_epoch=args.steps,
+    exclude=["conv1.weight"],
+    delta_t=max(1, args.steps // 4),
+)
 
 losses = []
 for x, y in zip(images, labels):
@@ -39,4 +47,6 @@ for x, y in zip(images, labels):
 
 k = max(1, len(losses) // 5)
 print(f"loss: first {k} steps {sum(losses[:k]) / k:.3f}, last {k} steps {sum(losses[-k:]) / k:.3f}")
-print(f"{len(sparse.masks)} sparse weights at density {sparse.density:.4f}; conv1 dense: {'conv1.weight' not in sparse.masks}")
+print(
+    f"{len(sparse.masks)} sparse weights at density {sparse.density:.4f}; conv1 dense: {'conv1.weight' not in sparse.masks}"
+)

@@ -37,8 +37,15 @@ class TokenModel(nn.Module):
 model = TokenModel()
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 steps_per_epoch = max(1, args.steps // args.epochs)
-sparse = snfs.sparsify(model, optimizer, "momentum", density=0.2, epochs=args.epochs,
-                       steps_per_epoch=steps_per_epoch, include=["*.self_attn.in_proj_weight"])
+sparse = snfs.sparsify(
+    model,
+    optimizer,
+    "momentum",
+    density=0.2,
+    epochs=args.epochs,
+    steps_per_epoch=steps_per_epoch,
+    include=["*.self_attn.in_proj_weight"],
+)
 
 for epoch in range(args.epochs):
     for _ in range(steps_per_epoch):
@@ -52,6 +59,8 @@ for epoch in range(args.epochs):
     print(f"epoch {epoch + 1}: loss {loss.item():.3f}, token accuracy {100 * accuracy:.1f}%")
 
 attention = [k for k in sparse.masks if k.endswith("in_proj_weight")]
-print(f"sparse attention projections: {len(attention)}, their density "
-      f"{sum(int(sparse.masks[k].sum()) for k in attention) / sum(sparse.masks[k].numel() for k in attention):.3f}")
+print(
+    f"sparse attention projections: {len(attention)}, their density "
+    f"{sum(int(sparse.masks[k].sum()) for k in attention) / sum(sparse.masks[k].numel() for k in attention):.3f}"
+)
 print(sparse.summary())

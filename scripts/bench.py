@@ -40,8 +40,11 @@ PRESETS = {
     # name: (overrides, algorithms, densities)
     "lenet300_100": (["model=lenet300_100", "dataset=mnist"], DEFAULT_ALGORITHMS, DEFAULT_DENSITIES),
     # generated data: 2,000 training images of MNIST's shape, so one epoch is 20 steps
-    "mlp_4096": (["model=mlp", "dataset=fake", "dataset.n_train=2000", "dataset.n_val=200", "dataset.n_test=200"],
-                 ("static", "momentum"), (0.01, 0.05, 0.2)),
+    "mlp_4096": (
+        ["model=mlp", "dataset=fake", "dataset.n_train=2000", "dataset.n_val=200", "dataset.n_test=200"],
+        ("static", "momentum"),
+        (0.01, 0.05, 0.2),
+    ),
 }
 DEFAULT_LATE_DENSITIES = (0.01, 0.05)
 #: the length of the run whose late epochs are timed: the paper's MNIST protocol
@@ -70,7 +73,8 @@ def best_time(fn, repeats: int, inner: int, warmup: int = 1) -> float:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
@@ -99,8 +103,14 @@ class DenseLoop:
         options = {k: v for k, v in dict(cfg.model).items() if k != "name"}
         self.model = build_model(cfg.model.name, data.num_classes, **options)
         o = cfg.optim
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                                   weight_decay=o.weight_decay, **({"fused": True} if fused else {"foreach": True}))
+        self.opt = torch.optim.SGD(
+            self.model.parameters(),
+            lr=o.lr,
+            momentum=o.momentum,
+            nesterov=o.nesterov,
+            weight_decay=o.weight_decay,
+            **({"fused": True} if fused else {"foreach": True}),
+        )
         self.data, self.label = data, "dense loop, fused SGD" if fused else "dense loop"
 
     def epoch(self, _: int) -> None:
@@ -150,9 +160,17 @@ def measure(preset: str, args) -> dict:
     algorithms = args.algorithms or algorithms
     densities = args.densities or densities
     late_densities = [d for d in (args.late_densities or DEFAULT_LATE_DENSITIES) if d in densities]
-    base = overrides + [f"data.root={args.data_root}", f"epochs={RUN_EPOCHS}", "device=cpu",
-                        "logger.mode=disabled", "progress=false", f"results_dir={args.tmp}", f"threads={args.threads}",
-                        f"flush_denormal={str(not args.keep_denormals).lower()}", *args.set]
+    base = overrides + [
+        f"data.root={args.data_root}",
+        f"epochs={RUN_EPOCHS}",
+        "device=cpu",
+        "logger.mode=disabled",
+        "progress=false",
+        f"results_dir={args.tmp}",
+        f"threads={args.threads}",
+        f"flush_denormal={str(not args.keep_denormals).lower()}",
+        *args.set,
+    ]
     train_module.build_data = SharedData(train_module.build_data)
     settings = []
     cfg0 = compose(base)
@@ -163,16 +181,28 @@ def measure(preset: str, args) -> dict:
     for algorithm in algorithms:
         for density in densities:
             for execution in ("masked", "sparse"):
-                trainer = Trainer(compose(base + [f"sparse={algorithm}", f"density={density}", f"execution={execution}"]))
-                settings.append((algorithm, density, execution,
-                                 TrainerEpoch(trainer, f"{algorithm} {density:g} {execution}")))
+                trainer = Trainer(
+                    compose(base + [f"sparse={algorithm}", f"density={density}", f"execution={execution}"])
+                )
+                settings.append(
+                    (algorithm, density, execution, TrainerEpoch(trainer, f"{algorithm} {density:g} {execution}"))
+                )
             if args.late_epoch > 0 and density in late_densities:
-                print(f"bench {preset}: {algorithm} {density:g} trained to epoch {args.late_epoch} (untimed)",
-                      file=sys.stderr)
-                for execution, trainer in late_trainers(base + [f"sparse={algorithm}", f"density={density}"],
-                                                        args.late_epoch).items():
-                    settings.append((algorithm, density, execution, TrainerEpoch(
-                        trainer, f"{algorithm} {density:g} {execution} late", first=args.late_epoch)))
+                print(
+                    f"bench {preset}: {algorithm} {density:g} trained to epoch {args.late_epoch} (untimed)",
+                    file=sys.stderr,
+                )
+                for execution, trainer in late_trainers(
+                    base + [f"sparse={algorithm}", f"density={density}"], args.late_epoch
+                ).items():
+                    settings.append(
+                        (
+                            algorithm,
+                            density,
+                            execution,
+                            TrainerEpoch(trainer, f"{algorithm} {density:g} {execution} late", first=args.late_epoch),
+                        )
+                    )
     times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     # CPU seconds of this process too: on a shared machine they move far less with the others' load
     cpu_times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
@@ -194,24 +224,41 @@ def measure(preset: str, args) -> dict:
     rows = []
     for i, (algorithm, density, execution, runner) in enumerate(settings):
         best = min(times[i])
-        row = {"setting": runner.label, "algorithm": algorithm, "density": density, "execution": execution,
-               "late": runner.label.endswith(" late"), "epoch_s": best, "epochs_s": times[i],
-               "epoch_cpu_s": min(cpu_times[i]), "epochs_cpu_s": cpu_times[i],
-               "ratio_to_dense_loop": dense_s / best}
+        row = {
+            "setting": runner.label,
+            "algorithm": algorithm,
+            "density": density,
+            "execution": execution,
+            "late": runner.label.endswith(" late"),
+            "epoch_s": best,
+            "epochs_s": times[i],
+            "epoch_cpu_s": min(cpu_times[i]),
+            "epochs_cpu_s": cpu_times[i],
+            "ratio_to_dense_loop": dense_s / best,
+        }
         if isinstance(runner, TrainerEpoch):
             row["routes"] = runner.trainer.execution.routes()
             row["final_density"] = runner.trainer.algo.masks.density()
         rows.append(row)
-    return {"preset": preset, "overrides": overrides, "rows": rows, "late_epoch": args.late_epoch,
-            "flush_denormal": not args.keep_denormals}
+    return {
+        "preset": preset,
+        "overrides": overrides,
+        "rows": rows,
+        "late_epoch": args.late_epoch,
+        "flush_denormal": not args.keep_denormals,
+    }
 
 
 def machine() -> dict:
     from snfs.machine import describe, describe_line
 
     info = describe()
-    return {**info, "machine": describe_line(info=info), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
-            "loadavg_at_start": os.getloadavg()}
+    return {
+        **info,
+        "machine": describe_line(info=info),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+        "loadavg_at_start": os.getloadavg(),
+    }
 
 
 def _cell(row: dict | None) -> str:
@@ -221,29 +268,39 @@ def _cell(row: dict | None) -> str:
 def write_markdown(result: dict, path: Path) -> None:
     m = result["machine"]
     flush = "flushed" if result.get("flush_denormal", True) else "NOT flushed (--keep-denormals)"
-    lines = [f"# Epoch time: {result['preset']}, masked vs sparse execution", "",
-             f"Machine: {m['machine']}; torch {m['torch']} (CPU kernels: {m.get('cpu_capability')}); {m['threads']} "
-             f"thread(s); OMP_WAIT_POLICY {m['omp_wait_policy']}; denormals {flush}; extra load: {result['load']} busy "
-             f"single-thread process(es); load average at start {m['loadavg_at_start'][0]:.2f}, at the end "
-             f"{result.get('loadavg_at_end', [float('nan')])[0]:.2f}. Best of {result['rounds']} interleaved epochs per "
-             "setting (after one untimed warm-up epoch each; every round starts at another setting), one process.",
-             "Ratio = dense-loop epoch time / this setting's epoch time (> 1: faster than the plain dense loop).", ""]
+    lines = [
+        f"# Epoch time: {result['preset']}, masked vs sparse execution",
+        "",
+        f"Machine: {m['machine']}; torch {m['torch']} (CPU kernels: {m.get('cpu_capability')}); {m['threads']} "
+        f"thread(s); OMP_WAIT_POLICY {m['omp_wait_policy']}; denormals {flush}; extra load: {result['load']} busy "
+        f"single-thread process(es); load average at start {m['loadavg_at_start'][0]:.2f}, at the end "
+        f"{result.get('loadavg_at_end', [float('nan')])[0]:.2f}. Best of {result['rounds']} interleaved epochs per "
+        "setting (after one untimed warm-up epoch each; every round starts at another setting), one process.",
+        "Ratio = dense-loop epoch time / this setting's epoch time (> 1: faster than the plain dense loop).",
+        "",
+    ]
     rows = result["rows"]
     dense, fused = rows[0], rows[1]
-    lines.append(f"Plain dense loop (textbook: foreach SGD): {dense['epoch_s']:.3f} s per epoch; the same with SGD's fused "
-                 f"kernel, which the training loop uses: {fused['epoch_s']:.3f} s ({fused['ratio_to_dense_loop']:.2f}x).")
+    lines.append(
+        f"Plain dense loop (textbook: foreach SGD): {dense['epoch_s']:.3f} s per epoch; the same with SGD's fused "
+        f"kernel, which the training loop uses: {fused['epoch_s']:.3f} s ({fused['ratio_to_dense_loop']:.2f}x)."
+    )
     lines.append("")
     rows = [r for r in rows if r["algorithm"] != "dense"]
     early = [r for r in rows if not r.get("late")]
     late = [r for r in rows if r.get("late")]
 
     def find(rs, algorithm, density, execution):
-        return next((r for r in rs if r["algorithm"] == algorithm and r["density"] == density
-                     and r["execution"] == execution), None)
+        return next(
+            (r for r in rs if r["algorithm"] == algorithm and r["density"] == density and r["execution"] == execution),
+            None,
+        )
 
     densities = sorted({r["density"] for r in early})
     algorithms = list(dict.fromkeys(r["algorithm"] for r in early))
-    lines.append(f"Early epochs (a freshly initialised model, epochs 1-{result['rounds'] + 1} of the 100-epoch schedule):")
+    lines.append(
+        f"Early epochs (a freshly initialised model, epochs 1-{result['rounds'] + 1} of the 100-epoch schedule):"
+    )
     lines.append("")
     lines.append("| algorithm | execution | " + " | ".join(f"{d:.0%}" for d in densities) + " |")
     lines.append("|---|---|" + "---|" * len(densities))
@@ -262,17 +319,23 @@ def write_markdown(result: dict, path: Path) -> None:
             ratios.append("" if not (masked and sparse) else f"{masked['epoch_cpu_s'] / sparse['epoch_cpu_s']:.2f}x")
         lines.append(f"| {algorithm} | sparse vs masked, CPU seconds | " + " | ".join(ratios) + " |")
     if late:
-        lines += ["", f"Late epochs: the state after epoch {result['late_epoch']} of the 100-epoch run (trained masked, "
-                  "untimed), resumed under each execution and timed in the same rounds; late / early = the late "
-                  "epoch's time over the early epoch's of the same setting; the same in CPU seconds of the process, "
-                  "which another process's load moves far less than wall time.", "",
-                  "| algorithm | density | execution | early | late | late / early | CPU: early | late | late / early |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Late epochs: the state after epoch {result['late_epoch']} of the 100-epoch run (trained masked, "
+            "untimed), resumed under each execution and timed in the same rounds; late / early = the late "
+            "epoch's time over the early epoch's of the same setting; the same in CPU seconds of the process, "
+            "which another process's load moves far less than wall time.",
+            "",
+            "| algorithm | density | execution | early | late | late / early | CPU: early | late | late / early |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in late:
             e = find(early, r["algorithm"], r["density"], r["execution"])
-            lines.append(f"| {r['algorithm']} | {r['density']:.0%} | {r['execution']} | {e['epoch_s']:.3f} s | "
-                         f"{r['epoch_s']:.3f} s | {r['epoch_s'] / e['epoch_s']:.2f} | {e['epoch_cpu_s']:.3f} s | "
-                         f"{r['epoch_cpu_s']:.3f} s | {r['epoch_cpu_s'] / e['epoch_cpu_s']:.2f} |")
+            lines.append(
+                f"| {r['algorithm']} | {r['density']:.0%} | {r['execution']} | {e['epoch_s']:.3f} s | "
+                f"{r['epoch_s']:.3f} s | {r['epoch_s'] / e['epoch_s']:.2f} | {e['epoch_cpu_s']:.3f} s | "
+                f"{r['epoch_cpu_s']:.3f} s | {r['epoch_cpu_s'] / e['epoch_cpu_s']:.2f} |"
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -286,8 +349,11 @@ def write_figure(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
         for execution, style in (("sparse", "-o"), ("masked", ":x")):
-            pts = sorted((r["density"], r["ratio_to_dense_loop"]) for r in rows
-                         if r["algorithm"] == algorithm and r["execution"] == execution)
+            pts = sorted(
+                (r["density"], r["ratio_to_dense_loop"])
+                for r in rows
+                if r["algorithm"] == algorithm and r["execution"] == execution
+            )
             line = ax.plot([100 * d for d, _ in pts], [s for _, s in pts], style, label=f"{algorithm}, {execution}")
             if execution == "sparse":
                 color = line[0].get_color()
@@ -312,13 +378,26 @@ def main() -> None:
     parser.add_argument("--densities", nargs="*", type=float, help="override the preset's densities")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see docs/findings)")
     parser.add_argument("--load", type=int, default=0, help="busy single-thread processes to run meanwhile")
-    parser.add_argument("--late-epoch", type=int, default=20,
-                        help="also time epochs after this many of the real run (0: early epochs only)")
-    parser.add_argument("--late-densities", nargs="*", type=float,
-                        help=f"densities with late epochs (default {' '.join(map(str, DEFAULT_LATE_DENSITIES))})")
+    parser.add_argument(
+        "--late-epoch",
+        type=int,
+        default=20,
+        help="also time epochs after this many of the real run (0: early epochs only)",
+    )
+    parser.add_argument(
+        "--late-densities",
+        nargs="*",
+        type=float,
+        help=f"densities with late epochs (default {' '.join(map(str, DEFAULT_LATE_DENSITIES))})",
+    )
     parser.add_argument("--keep-denormals", action="store_true", help="do not flush denormals (as before issue 25)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra config overrides for every setting (tests: generated data, limit_batches)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config overrides for every setting (tests: generated data, limit_batches)",
+    )
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--suffix", default="", help="appended to the output names (e.g. _loaded)")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from bench import best_time
+
 from snfs.machine import describe_line, flush_denormals
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -73,29 +73,54 @@ def main() -> None:
                 g = grad_out.reshape(batch, cout, -1).transpose(0, 1).reshape(cout, -1)
                 torch.sparse.sampled_addmm(w_csr, g, cols.t(), beta=0.0)
 
-            t = {f: best_us(fn, args.repeats, args.inner) for f, fn in
-                 (("dense_fwd", dense_fwd), ("sparse_fwd", sparse_fwd), ("dense_wgrad", dense_wgrad),
-                  ("sparse_wgrad", sparse_wgrad))}
-            rows.append({"layer": name, "density": density, **{f"{k_}_us": v for k_, v in t.items()},
-                         "fwd_speedup": t["dense_fwd"] / t["sparse_fwd"],
-                         "wgrad_speedup": t["dense_wgrad"] / t["sparse_wgrad"]})
-            print(f"{name} d={density:g}: fwd dense {t['dense_fwd']:.0f} us, sparse {t['sparse_fwd']:.0f} us; "
-                  f"weight grad dense {t['dense_wgrad']:.0f} us, sampled {t['sparse_wgrad']:.0f} us")
-    info = {"machine": describe_line(),
-            "threads": args.threads, "torch": torch.__version__, "loadavg_at_end": os.getloadavg()}
+            t = {
+                f: best_us(fn, args.repeats, args.inner)
+                for f, fn in (
+                    ("dense_fwd", dense_fwd),
+                    ("sparse_fwd", sparse_fwd),
+                    ("dense_wgrad", dense_wgrad),
+                    ("sparse_wgrad", sparse_wgrad),
+                )
+            }
+            rows.append(
+                {
+                    "layer": name,
+                    "density": density,
+                    **{f"{k_}_us": v for k_, v in t.items()},
+                    "fwd_speedup": t["dense_fwd"] / t["sparse_fwd"],
+                    "wgrad_speedup": t["dense_wgrad"] / t["sparse_wgrad"],
+                }
+            )
+            print(
+                f"{name} d={density:g}: fwd dense {t['dense_fwd']:.0f} us, sparse {t['sparse_fwd']:.0f} us; "
+                f"weight grad dense {t['dense_wgrad']:.0f} us, sampled {t['sparse_wgrad']:.0f} us"
+            )
+    info = {
+        "machine": describe_line(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "loadavg_at_end": os.getloadavg(),
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "conv.json").write_text(json.dumps({**info, "rows": rows}, indent=1))
-    lines = ["# Sparse convolution (unfold + CSR) vs dense convolution", "",
-             f"Machine: {info['machine']}; torch {info['torch']}; {args.threads} thread(s); load average at the end "
-             f"{info['loadavg_at_end'][0]:.2f}. Best of {args.repeats} x {args.inner}, interleaved per density. "
-             "Speedup = dense time / sparse time (> 1: the sparse route wins).", "",
-             "| layer | density | forward dense (us) | forward sparse (us) | speedup | weight grad dense (us) | "
-             "weight grad sampled (us) | speedup |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Sparse convolution (unfold + CSR) vs dense convolution",
+        "",
+        f"Machine: {info['machine']}; torch {info['torch']}; {args.threads} thread(s); load average at the end "
+        f"{info['loadavg_at_end'][0]:.2f}. Best of {args.repeats} x {args.inner}, interleaved per density. "
+        "Speedup = dense time / sparse time (> 1: the sparse route wins).",
+        "",
+        "| layer | density | forward dense (us) | forward sparse (us) | speedup | weight grad dense (us) | "
+        "weight grad sampled (us) | speedup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['layer']} | {r['density']:.0%} | {r['dense_fwd_us']:.0f} | {r['sparse_fwd_us']:.0f} | "
-                     f"{r['fwd_speedup']:.2f} | {r['dense_wgrad_us']:.0f} | {r['sparse_wgrad_us']:.0f} | "
-                     f"{r['wgrad_speedup']:.2f} |")
+        lines.append(
+            f"| {r['layer']} | {r['density']:.0%} | {r['dense_fwd_us']:.0f} | {r['sparse_fwd_us']:.0f} | "
+            f"{r['fwd_speedup']:.2f} | {r['dense_wgrad_us']:.0f} | {r['sparse_wgrad_us']:.0f} | "
+            f"{r['wgrad_speedup']:.2f} |"
+        )
     (out / "conv.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

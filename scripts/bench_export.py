@@ -19,9 +19,9 @@ import warnings
 from pathlib import Path
 
 import torch
+from bench import best_time
 
 import snfs
-from bench import best_time
 from snfs.machine import describe, describe_line
 from snfs.models import build_model
 
@@ -73,7 +73,8 @@ def write_markdown(result: dict, path: Path) -> None:
             f"| {r['model']} | {100 * r['density']:g}% | {r['dense_bytes'] / 1e6:.2f} MB | "
             f"{r['sparse_bytes'] / 1e6:.3f} MB | {100 * r['size_ratio']:.1f}% | {r['dense_us_b1']:.0f} us | "
             f"{r['sparse_us_b1']:.0f} us | {r['speedup_b1']:.2f}x | {r['dense_us_b100']:.0f} us | "
-            f"{r['sparse_us_b100']:.0f} us | {r['speedup_b100']:.2f}x |")
+            f"{r['sparse_us_b100']:.0f} us | {r['speedup_b100']:.2f}x |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -92,10 +93,19 @@ def main() -> None:
         for label, (name, options) in MODELS.items():
             for density in args.densities:
                 rows.append(measure(label, name, options, density, args, Path(tmp)))
-                print(f"{label} at {density:g}: {rows[-1]['size_ratio']:.3f} of the dense file, batch 1 "
-                      f"{rows[-1]['speedup_b1']:.2f}x, batch 100 {rows[-1]['speedup_b100']:.2f}x", flush=True)
-    result = {"machine": describe_line(), "machine_info": describe(), "threads": args.threads,
-              "loadavg_at_start": loadavg, "repeats": args.repeats, "rows": rows}
+                print(
+                    f"{label} at {density:g}: {rows[-1]['size_ratio']:.3f} of the dense file, batch 1 "
+                    f"{rows[-1]['speedup_b1']:.2f}x, batch 100 {rows[-1]['speedup_b100']:.2f}x",
+                    flush=True,
+                )
+    result = {
+        "machine": describe_line(),
+        "machine_info": describe(),
+        "threads": args.threads,
+        "loadavg_at_start": loadavg,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "export.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from bench import best_time
+
 from snfs.execution import CsrPattern, SparseLinearFunction
 from snfs.machine import describe_line, flush_denormals
 
@@ -55,29 +55,41 @@ def main() -> None:
                 def step():
                     w.grad = b.grad = x.grad = None
                     fn().backward(g)
+
                 return step
 
-            t = {"dense": best_us(run(lambda: F.linear(x, w, b)), args.repeats, args.inner),
-                 "csr_sampled": best_us(run(lambda: SparseLinearFunction.apply(x, w, b, pattern, False)),
-                                        args.repeats, args.inner),
-                 "csr_dense_grad": best_us(run(lambda: SparseLinearFunction.apply(x, w, b, pattern, True)),
-                                           args.repeats, args.inner)}
+            t = {
+                "dense": best_us(run(lambda: F.linear(x, w, b)), args.repeats, args.inner),
+                "csr_sampled": best_us(
+                    run(lambda: SparseLinearFunction.apply(x, w, b, pattern, False)), args.repeats, args.inner
+                ),
+                "csr_dense_grad": best_us(
+                    run(lambda: SparseLinearFunction.apply(x, w, b, pattern, True)), args.repeats, args.inner
+                ),
+            }
             rows.append({"layer": name, "density": density, **{f"{k}_us": v for k, v in t.items()}})
-            print(f"{name} {density:.0%}: dense {t['dense']:.0f} us, CSR {t['csr_sampled']:.0f} us, "
-                  f"CSR with dense weight grad {t['csr_dense_grad']:.0f} us")
-    info = {"machine": describe_line(),
-            "threads": args.threads, "torch": torch.__version__, "batch": args.batch}
+            print(
+                f"{name} {density:.0%}: dense {t['dense']:.0f} us, CSR {t['csr_sampled']:.0f} us, "
+                f"CSR with dense weight grad {t['csr_dense_grad']:.0f} us"
+            )
+    info = {"machine": describe_line(), "threads": args.threads, "torch": torch.__version__, "batch": args.batch}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "layers.json").write_text(json.dumps({**info, "rows": rows}, indent=1))
-    lines = ["# One linear layer, forward + backward: dense vs CSR route", "",
-             f"Machine: {info['machine']}; torch {info['torch']}; {args.threads} thread(s); batch {args.batch}; best of "
-             f"{args.repeats} x {args.inner} calls.", "",
-             "| layer | density | dense (us) | CSR, sampled weight grad (us) | CSR, dense weight grad (us) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# One linear layer, forward + backward: dense vs CSR route",
+        "",
+        f"Machine: {info['machine']}; torch {info['torch']}; {args.threads} thread(s); batch {args.batch}; best of "
+        f"{args.repeats} x {args.inner} calls.",
+        "",
+        "| layer | density | dense (us) | CSR, sampled weight grad (us) | CSR, dense weight grad (us) |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['layer']} | {r['density']:.0%} | {r['dense_us']:.0f} | {r['csr_sampled_us']:.0f} | "
-                     f"{r['csr_dense_grad_us']:.0f} |")
+        lines.append(
+            f"| {r['layer']} | {r['density']:.0%} | {r['dense_us']:.0f} | {r['csr_sampled_us']:.0f} | "
+            f"{r['csr_dense_grad_us']:.0f} |"
+        )
     (out / "layers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -41,8 +41,12 @@ LAYOUTS = {
     "channels_last": ["channels_last=true", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
     "after": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500"],
     "after + torch.compile": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500"],
-    "after + execution=sparse": ["channels_last=true", "keep_freed_memory=true", "dataset.eval_batch_size=500",
-                                 "execution=sparse"],
+    "after + execution=sparse": [
+        "channels_last=true",
+        "keep_freed_memory=true",
+        "dataset.eval_batch_size=500",
+        "execution=sparse",
+    ],
 }
 COMPILED = {"after + torch.compile"}
 
@@ -58,11 +62,25 @@ def relu_then_pool(self, x: torch.Tensor) -> torch.Tensor:
 def build(layout: str, data_root: str, tmp: str, threads: int):
     """A Trainer (and its Preemption) for one layout, told to use ``threads`` threads."""
     from bench import compose
+
     from snfs.train import Preemption, Trainer
 
-    trainer = Trainer(compose([
-        "model=lenet5_caffe", "dataset=mnist", f"data.root={data_root}", "epochs=100", "device=cpu",
-        "logger.mode=disabled", "progress=false", f"results_dir={tmp}", f"threads={threads}", *LAYOUTS[layout]]))
+    trainer = Trainer(
+        compose(
+            [
+                "model=lenet5_caffe",
+                "dataset=mnist",
+                f"data.root={data_root}",
+                "epochs=100",
+                "device=cpu",
+                "logger.mode=disabled",
+                "progress=false",
+                f"results_dir={tmp}",
+                f"threads={threads}",
+                *LAYOUTS[layout],
+            ]
+        )
+    )
     if layout == "before":
         trainer.model.forward = types.MethodType(relu_then_pool, trainer.model)
     if layout in COMPILED:  # training steps only; validation keeps the eager model
@@ -128,7 +146,9 @@ def main() -> None:
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
-    parser.add_argument("--steps", type=int, default=None, help="steps per timed epoch (default: the whole epoch; a smoke check)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per timed epoch (default: the whole epoch; a smoke check)"
+    )
     args = parser.parse_args()
     from tqdm.auto import tqdm
 
@@ -136,7 +156,9 @@ def main() -> None:
     settings = []  # (label, layout, threads per run, runs at once, Runs)
     for layout in LAYOUTS:
         for threads, count in ((1, 1), (2, 1), (1, 2)):
-            label = f"{layout}, " + ("two 1-thread runs side by side" if count == 2 else f"one run, {threads} thread(s)")
+            label = f"{layout}, " + (
+                "two 1-thread runs side by side" if count == 2 else f"one run, {threads} thread(s)"
+            )
             settings.append((label, layout, threads, count, Runs(layout, args.data_root, threads, count)))
     times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     with tqdm(total=(args.rounds + 1) * len(settings), desc="bench lenet5_caffe", unit="epoch", file=sys.stderr) as bar:
@@ -155,35 +177,65 @@ def main() -> None:
     for i, (label, layout, threads, at_once, _) in enumerate(settings):
         best = min(times[i])
         per_run_epoch = best / at_once  # machine time per run-epoch
-        rows.append({"setting": label, "layout": layout, "overrides": LAYOUTS[layout], "threads_per_run": threads,
-                     "runs_at_once": at_once, "epoch_s": best, "epochs_s": times[i], "run_100_epochs_min": best * 100 / 60,
-                     "runs_per_hour": 3600 / (per_run_epoch * 100),
-                     "throughput_vs_before_2_threads": min(times[baseline]) / per_run_epoch})
-    result = {"machine": {**describe(), "line": describe_line(), "load_at_start": load_at_start,
-                          "loadavg_at_end": os.getloadavg()},
-              "model": "lenet5_caffe", "algorithm": "momentum", "density": 0.05, "rounds": args.rounds, "rows": rows}
+        rows.append(
+            {
+                "setting": label,
+                "layout": layout,
+                "overrides": LAYOUTS[layout],
+                "threads_per_run": threads,
+                "runs_at_once": at_once,
+                "epoch_s": best,
+                "epochs_s": times[i],
+                "run_100_epochs_min": best * 100 / 60,
+                "runs_per_hour": 3600 / (per_run_epoch * 100),
+                "throughput_vs_before_2_threads": min(times[baseline]) / per_run_epoch,
+            }
+        )
+    result = {
+        "machine": {
+            **describe(),
+            "line": describe_line(),
+            "load_at_start": load_at_start,
+            "loadavg_at_end": os.getloadavg(),
+        },
+        "model": "lenet5_caffe",
+        "algorithm": "momentum",
+        "density": 0.05,
+        "rounds": args.rounds,
+        "rows": rows,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lenet5_caffe.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = ["# LeNet-5-Caffe on MNIST: one training epoch on this CPU, before and after", "",
-             f"`scripts/bench_lenet5.py` on {result['machine']['line']}, torch "
-             f"{torch.__version__}, load average {load_at_start:.2f} at the start, "
-             f"{result['machine']['loadavg_at_end'][0]:.2f} at the end. Sparse momentum, 5% weights, the "
-             "paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on 6,000 images, the "
-             f"mask update); best of {args.rounds} interleaved rounds; every run is its own process.", "",
-             "- before: NCHW tensors, ReLU then max-pool, glibc's default allocator, evaluation in batches of 10,000.",
-             "- channels_last: channels_last tensors (now on CPUs too), max-pool then ReLU (same values and gradients).",
-             "- after: channels_last, plus `keep_freed_memory` (freed blocks stay in the heap) and evaluation in "
-             "batches of 500: the defaults now.",
-             "- after + torch.compile: `after` with the training forward and backward compiled (inductor); a candidate.",
-             "- after + execution=sparse: `after` with `execution=sparse` (CSR kernels where they pay); a candidate.", "",
-             "| setting | epoch (s) | one 100-epoch run (min) | runs per hour | throughput vs before, one 2-thread run |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# LeNet-5-Caffe on MNIST: one training epoch on this CPU, before and after",
+        "",
+        f"`scripts/bench_lenet5.py` on {result['machine']['line']}, torch "
+        f"{torch.__version__}, load average {load_at_start:.2f} at the start, "
+        f"{result['machine']['loadavg_at_end'][0]:.2f} at the end. Sparse momentum, 5% weights, the "
+        "paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on 6,000 images, the "
+        f"mask update); best of {args.rounds} interleaved rounds; every run is its own process.",
+        "",
+        "- before: NCHW tensors, ReLU then max-pool, glibc's default allocator, evaluation in batches of 10,000.",
+        "- channels_last: channels_last tensors (now on CPUs too), max-pool then ReLU (same values and gradients).",
+        "- after: channels_last, plus `keep_freed_memory` (freed blocks stay in the heap) and evaluation in "
+        "batches of 500: the defaults now.",
+        "- after + torch.compile: `after` with the training forward and backward compiled (inductor); a candidate.",
+        "- after + execution=sparse: `after` with `execution=sparse` (CSR kernels where they pay); a candidate.",
+        "",
+        "| setting | epoch (s) | one 100-epoch run (min) | runs per hour | throughput vs before, one 2-thread run |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| {row['setting']} | {row['epoch_s']:.2f} | {row['run_100_epochs_min']:.1f} | "
-                     f"{row['runs_per_hour']:.2f} | {row['throughput_vs_before_2_threads']:.2f}x |")
-    lines += ["", "Side by side, an 'epoch' is both runs training one epoch at once; a run's 100 epochs take that long, "
-              "and two runs finish in that time (runs per hour counts both)."]
+        lines.append(
+            f"| {row['setting']} | {row['epoch_s']:.2f} | {row['run_100_epochs_min']:.1f} | "
+            f"{row['runs_per_hour']:.2f} | {row['throughput_vs_before_2_threads']:.2f}x |"
+        )
+    lines += [
+        "",
+        "Side by side, an 'epoch' is both runs training one epoch at once; a run's 100 epochs take that long, "
+        "and two runs finish in that time (runs per hour counts both).",
+    ]
     (out / "lenet5_caffe.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -47,8 +47,9 @@ def step_ms(model: str, threads: int, policy: str | None, steps: int) -> float:
     env.pop("OMP_WAIT_POLICY", None)
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    out = subprocess.run([sys.executable, "-c", CHILD, model, str(steps)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, model, str(steps)], env=env, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -64,28 +65,42 @@ def main() -> None:
     settings = list(itertools.product(args.models, sorted(set(args.threads)), [None, "PASSIVE"]))
     results: dict = {}
     for load in (0, args.load):
-        hogs = [subprocess.Popen([sys.executable, "-c", "import torch\ntorch.set_num_threads(1)\na=torch.randn(256,256)\n"
-                                  "while True: a = torch.tanh(a @ a)"]) for _ in range(load)]
+        hogs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import torch\ntorch.set_num_threads(1)\na=torch.randn(256,256)\nwhile True: a = torch.tanh(a @ a)",
+                ]
+            )
+            for _ in range(load)
+        ]
         try:
             time.sleep(1.0 if load else 0.0)
             for r in range(args.rounds):
                 for model, threads, policy in settings:
                     ms = step_ms(model, threads, policy, args.steps)
                     results.setdefault(f"{model}|{threads}|{policy or 'default'}|{load}", []).append(ms)
-                    print(f"round {r + 1}: {model} threads={threads} wait={policy or 'default'} load={load}: {ms:.2f} ms",
-                          file=sys.stderr)
+                    print(
+                        f"round {r + 1}: {model} threads={threads} wait={policy or 'default'} load={load}: {ms:.2f} ms",
+                        file=sys.stderr,
+                    )
         finally:
             for h in hogs:
                 h.kill()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    info = {"machine": describe_line(),
-            "rounds": args.rounds, "steps": args.steps, "load": args.load}
+    info = {"machine": describe_line(), "rounds": args.rounds, "steps": args.steps, "load": args.load}
     (out / "threads.json").write_text(json.dumps({**info, "step_ms": results}, indent=1))
-    lines = ["# Training step time by threads and OpenMP wait policy", "",
-             f"Machine: {info['machine']}. Median step (batch 100, SGD) of {args.steps} steps, best of {args.rounds} "
-             f"interleaved processes. Loaded: {args.load} single-thread busy processes beside the run.", "",
-             "| model | threads | OMP_WAIT_POLICY | quiet (ms) | loaded (ms) |", "|---|---|---|---|---|"]
+    lines = [
+        "# Training step time by threads and OpenMP wait policy",
+        "",
+        f"Machine: {info['machine']}. Median step (batch 100, SGD) of {args.steps} steps, best of {args.rounds} "
+        f"interleaved processes. Loaded: {args.load} single-thread busy processes beside the run.",
+        "",
+        "| model | threads | OMP_WAIT_POLICY | quiet (ms) | loaded (ms) |",
+        "|---|---|---|---|---|",
+    ]
     for model, threads, policy in settings:
         key = f"{model}|{threads}|{policy or 'default'}"
         quiet, loaded = min(results[f"{key}|0"]), min(results[f"{key}|{args.load}"])

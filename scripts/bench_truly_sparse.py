@@ -49,7 +49,18 @@ MODELS = {
     "lenet300_100": (["model=lenet300_100", "dataset=mnist", "dataset.download=false"]),
     "mlp_4096": (["model=mlp", "dataset=fake", "dataset.n_train=2000", "dataset.n_val=200", "dataset.n_test=200"]),
 }
-VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd")
+VECTOR_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "neon",
+    "asimd",
+)
 
 
 # --- the machine --------------------------------------------------------------------------------------------
@@ -66,9 +77,15 @@ def machine() -> dict:
                 flags = value.split()
     except OSError:
         pass
-    return {"cpu": model, "vector_extensions": [f for f in VECTOR_FLAGS if f in flags], "cpus": os.cpu_count(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "loadavg": os.getloadavg()}
+    return {
+        "cpu": model,
+        "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def rss_bytes() -> int:
@@ -86,7 +103,8 @@ def peak_rss_bytes() -> int:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
@@ -102,8 +120,16 @@ def load_data(model_name: str, data_root: str):
 class Setting:
     """One row of the table: ``mode`` in dense (the plain loop), masked, sparse or truly_sparse."""
 
-    def __init__(self, cfg, data, mode: str, algorithm: str | None, density: float | None, epochs: int,
-                 max_steps: int | None = None):
+    def __init__(
+        self,
+        cfg,
+        data,
+        mode: str,
+        algorithm: str | None,
+        density: float | None,
+        epochs: int,
+        max_steps: int | None = None,
+    ):
         from snfs.algorithms import TrainingContext, build_algorithm
         from snfs.execution import MaskedExecution, SparseExecution
         from snfs.models import build_model
@@ -125,9 +151,16 @@ class Setting:
             return
         self.optimizer = None if mode == "truly_sparse" else torch.optim.SGD(self.model.parameters(), fused=True, **sgd)
         steps = len(data.train)
-        ctx = TrainingContext(model=self.model, optimizer=self.optimizer, density=density, epochs=epochs,
-                              steps_per_epoch=steps, seed=cfg.seed, sample_batch=lambda: next(iter(data.train)),
-                              loss_fn=F.cross_entropy)
+        ctx = TrainingContext(
+            model=self.model,
+            optimizer=self.optimizer,
+            density=density,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            seed=cfg.seed,
+            sample_batch=lambda: next(iter(data.train)),
+            loss_fn=F.cross_entropy,
+        )
         sparse_cfg = {"name": algorithm, **({"delta_t": min(100, steps)} if algorithm == "rigl" else {})}
         algo = build_algorithm(ctx, sparse_cfg)
         if mode == "truly_sparse":
@@ -178,8 +211,9 @@ def settings_of(model_name: str, algorithms, densities) -> list[tuple]:
 def measure_epochs(model_name: str, args) -> dict:
     cfg, data = load_data(model_name, args.data_root)
     epochs = args.rounds + 2
-    settings = [Setting(cfg, data, *s, epochs=epochs + 100) for s in settings_of(model_name, args.algorithms,
-                                                                                args.densities)]
+    settings = [
+        Setting(cfg, data, *s, epochs=epochs + 100) for s in settings_of(model_name, args.algorithms, args.densities)
+    ]
     times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     loads = []
     for r in range(args.rounds + 1):  # round 0 warms every setting up and is not timed
@@ -192,10 +226,25 @@ def measure_epochs(model_name: str, args) -> dict:
         loads.append(os.getloadavg()[0])
         print(f"{model_name}: round {r} done, load {loads[-1]:.2f}", file=sys.stderr)
     dense_s = min(times[0])
-    rows = [{"mode": s.mode, "algorithm": s.algorithm_name, "density": s.density, "epoch_s": min(times[i]),
-             "epochs_s": times[i], "ratio": dense_s / min(times[i])} for i, s in enumerate(settings)]
-    return {"model": model_name, "steps_per_epoch": len(data.train), "rounds": args.rounds, "rows": rows,
-            "loadavg_per_round": loads, "keep_freed_memory": args.keep_freed_memory}
+    rows = [
+        {
+            "mode": s.mode,
+            "algorithm": s.algorithm_name,
+            "density": s.density,
+            "epoch_s": min(times[i]),
+            "epochs_s": times[i],
+            "ratio": dense_s / min(times[i]),
+        }
+        for i, s in enumerate(settings)
+    ]
+    return {
+        "model": model_name,
+        "steps_per_epoch": len(data.train),
+        "rounds": args.rounds,
+        "rows": rows,
+        "loadavg_per_round": loads,
+        "keep_freed_memory": args.keep_freed_memory,
+    }
 
 
 # --- memory: one process per setting ---------------------------------------------------------------------------
@@ -216,8 +265,9 @@ def probe_memory(spec: dict) -> dict:
 
 def run_probe(spec: dict, timeout: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run([sys.executable, __file__, "probe", json.dumps(spec)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, __file__, "probe", json.dumps(spec)], capture_output=True, text=True, env=env, timeout=timeout
+    )
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -226,8 +276,13 @@ def run_probe(spec: dict, timeout: int) -> dict:
 def measure_memory(model_name: str, args) -> dict:
     rows = []
     for mode, algorithm, density in settings_of(model_name, args.algorithms, args.densities):
-        spec = {"model": model_name, "mode": mode, "algorithm": algorithm, "density": density,
-                "data_root": args.data_root}
+        spec = {
+            "model": model_name,
+            "mode": mode,
+            "algorithm": algorithm,
+            "density": density,
+            "data_root": args.data_root,
+        }
         rows.append({**spec, **run_probe(spec, args.probe_timeout)})
         print(f"memory {model_name} {mode} {algorithm} {density}: {rows[-1]}", file=sys.stderr)
     return {"model": model_name, "rows": rows}
@@ -278,15 +333,24 @@ def probe_wide(spec: dict) -> dict:
         if algo is not None:
             algo.after_step(step)
         times.append(time.perf_counter() - t0)
-    return {"baseline_mb": baseline / 2**20, "built_peak_above_baseline_mb": (built - baseline) / 2**20,
-            "peak_above_baseline_mb": (peak_rss_bytes() - baseline) / 2**20, "step_s": times,
-            "best_step_s": min(times[1:] or times)}
+    return {
+        "baseline_mb": baseline / 2**20,
+        "built_peak_above_baseline_mb": (built - baseline) / 2**20,
+        "peak_above_baseline_mb": (peak_rss_bytes() - baseline) / 2**20,
+        "step_s": times,
+        "best_step_s": min(times[1:] or times),
+    }
 
 
 def run_wide_probe(spec: dict, timeout: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run([sys.executable, __file__, "probe_wide", json.dumps(spec)], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, __file__, "probe_wide", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -308,7 +372,7 @@ def measure_widest(args) -> dict:
     rows = []
     for density in args.wide_densities:
         for mode in ("masked", "truly_sparse"):
-            widths = args.masked_widths if mode == "masked" else [int(w / density ** 0.5) for w in args.sparse_widths]
+            widths = args.masked_widths if mode == "masked" else [int(w / density**0.5) for w in args.sparse_widths]
             points = []
             for width in widths:
                 spec = {"mode": mode, "width": width, "density": density, "batch": 100, "steps": 3}
@@ -321,8 +385,13 @@ def measure_widest(args) -> dict:
             if len(points) == 3:
                 row["widest_fit"] = widest_width(points, budget_mb)
                 if args.verify:
-                    spec = {"mode": mode, "width": row["widest_fit"], "density": density, "batch": 100,
-                            "steps": args.steps}
+                    spec = {
+                        "mode": mode,
+                        "width": row["widest_fit"],
+                        "density": density,
+                        "batch": 100,
+                        "steps": args.steps,
+                    }
                     row["verified"] = run_wide_probe(spec, args.probe_timeout)
             rows.append(row)
     return {"budget_gb": args.budget_gb, "rows": rows}
@@ -339,7 +408,7 @@ def measure_profile(args) -> dict:
         for density in args.profile_densities:
             setting = Setting(cfg, data, "truly_sparse", "static", density, epochs=3, max_steps=15)
             batches = list(setting.batches())
-            model, opt, hooks = setting.model, setting.optimizer, setting.hooks
+            model, opt, _hooks = setting.model, setting.optimizer, setting.hooks
 
             def step(x, y):
                 loss = F.cross_entropy(model(x), y)
@@ -354,8 +423,14 @@ def measure_profile(args) -> dict:
                     step(x, y)
             events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
             total = sum(e.self_cpu_time_total for e in events)
-            out.append({"model": model_name, "density": density, "step_ms": total / 10 / 1e3,
-                        "ops": [(e.key, e.count / 10, e.self_cpu_time_total / 10 / 1e3) for e in events[:12]]})
+            out.append(
+                {
+                    "model": model_name,
+                    "density": density,
+                    "step_ms": total / 10 / 1e3,
+                    "ops": [(e.key, e.count / 10, e.self_cpu_time_total / 10 / 1e3) for e in events[:12]],
+                }
+            )
     return {"loadavg": os.getloadavg(), "profiles": out}
 
 
@@ -364,18 +439,26 @@ def measure_profile(args) -> dict:
 
 def markdown(result: dict) -> str:
     m = result["machine"]
-    out = ["# Truly sparse layers: epoch time and memory (issue 27)", "",
-           f"Machine: {m['cpu']} ({', '.join(m['vector_extensions']) or 'no listed vector extensions'}), "
-           f"{m['cpus']} CPUs, {m['memory_gb']} GB; torch {m['torch']}; {m['threads']} thread(s); load average at "
-           f"start {m['loadavg'][0]:.2f} (the machine is shared: other processes ran meanwhile).",
-           "Written by `scripts/bench_truly_sparse.py` (its docstring says what is timed).", ""]
+    out = [
+        "# Truly sparse layers: epoch time and memory (issue 27)",
+        "",
+        f"Machine: {m['cpu']} ({', '.join(m['vector_extensions']) or 'no listed vector extensions'}), "
+        f"{m['cpus']} CPUs, {m['memory_gb']} GB; torch {m['torch']}; {m['threads']} thread(s); load average at "
+        f"start {m['loadavg'][0]:.2f} (the machine is shared: other processes ran meanwhile).",
+        "Written by `scripts/bench_truly_sparse.py` (its docstring says what is timed).",
+        "",
+    ]
     for table in result.get("epochs", []):
         loads = ", ".join(f"{v:.2f}" for v in table["loadavg_per_round"])
         dense = table["rows"][0]
-        out += [f"## {table['model']}: epoch time ({table['steps_per_epoch']} steps), best of {table['rounds']}", "",
-                f"Load average after each round: {loads}. glibc keeps freed memory (as the training loop sets it on "
-                f"CPUs): {table.get('keep_freed_memory', False)}. Plain dense loop: {dense['epoch_s']:.3f} s. "
-                "Cell: seconds per epoch (ratio = dense loop / this).", ""]
+        out += [
+            f"## {table['model']}: epoch time ({table['steps_per_epoch']} steps), best of {table['rounds']}",
+            "",
+            f"Load average after each round: {loads}. glibc keeps freed memory (as the training loop sets it on "
+            f"CPUs): {table.get('keep_freed_memory', False)}. Plain dense loop: {dense['epoch_s']:.3f} s. "
+            "Cell: seconds per epoch (ratio = dense loop / this).",
+            "",
+        ]
         densities = sorted({r["density"] for r in table["rows"] if r["density"] is not None})
         out.append("| algorithm | mode | " + " | ".join(f"{d:.1%}" for d in densities) + " |")
         out.append("|---|---|" + "---|" * len(densities))
@@ -383,7 +466,10 @@ def markdown(result: dict) -> str:
             for mode in MODES:
                 cells = []
                 for d in densities:
-                    r = next((r for r in table["rows"] if (r["algorithm"], r["mode"], r["density"]) == (algorithm, mode, d)), None)
+                    r = next(
+                        (r for r in table["rows"] if (r["algorithm"], r["mode"], r["density"]) == (algorithm, mode, d)),
+                        None,
+                    )
                     cells.append("" if r is None else f"{r['epoch_s']:.3f} ({r['ratio']:.1f}x)")
                 out.append(f"| {algorithm} | {mode} | " + " | ".join(cells) + " |")
         out.append("")
@@ -400,29 +486,47 @@ def markdown(result: dict) -> str:
             for mode in MODES:
                 cells = []
                 for d in densities:
-                    r = next((r for r in rows if (r["algorithm"], r["mode"], r["density"]) == (algorithm, mode, d)), None)
+                    r = next(
+                        (r for r in rows if (r["algorithm"], r["mode"], r["density"]) == (algorithm, mode, d)), None
+                    )
                     cells.append("" if r is None else r.get("error", f"{r.get('peak_above_baseline_mb', 0):.0f}"))
                 out.append(f"| {algorithm} | {mode} | " + " | ".join(cells) + " |")
         out.append("")
     if "widest" in result:
         w = result["widest"]
-        out += [f"## Widest 784-W-W-10 within {w['budget_gb']} GB (static, uniform density, batch 100)", "",
-                "Peak RSS above baseline (MB) measured at three widths (3 steps each), fitted by a W^2 + b W + c; "
-                "'widest' is the fit's W at the budget. 'verified': a run at that W.", "",
-                "| mode | density | measured (W: MB, best step s) | widest W (fit) | verified |", "|---|---|---|---|---|"]
+        out += [
+            f"## Widest 784-W-W-10 within {w['budget_gb']} GB (static, uniform density, batch 100)",
+            "",
+            "Peak RSS above baseline (MB) measured at three widths (3 steps each), fitted by a W^2 + b W + c; "
+            "'widest' is the fit's W at the budget. 'verified': a run at that W.",
+            "",
+            "| mode | density | measured (W: MB, best step s) | widest W (fit) | verified |",
+            "|---|---|---|---|---|",
+        ]
         for r in w["rows"]:
             pts = "; ".join(f"{p[0]}: {p[1]:.0f} MB, {p[2]:.3f} s" for p in r["points"])
             v = r.get("verified")
-            verified = "not run" if v is None else v.get("error") or (
-                f"{v['peak_above_baseline_mb']:.0f} MB, {v['best_step_s']:.2f} s/step")
+            verified = (
+                "not run"
+                if v is None
+                else v.get("error") or (f"{v['peak_above_baseline_mb']:.0f} MB, {v['best_step_s']:.2f} s/step")
+            )
             out.append(f"| {r['mode']} | {r['density']:.1%} | {pts} | {r.get('widest_fit', '')} | {verified} |")
         out.append("")
     if "profile" in result:
-        out += ["## Where one truly sparse step goes (static; torch.profiler, self CPU time, mean of 10 steps)", "",
-                f"Load average: {result['profile']['loadavg'][0]:.2f}. The profiler adds its own overhead per op.", ""]
+        out += [
+            "## Where one truly sparse step goes (static; torch.profiler, self CPU time, mean of 10 steps)",
+            "",
+            f"Load average: {result['profile']['loadavg'][0]:.2f}. The profiler adds its own overhead per op.",
+            "",
+        ]
         for p in result["profile"]["profiles"]:
-            out += [f"{p['model']} at {p['density']:.1%}: {p['step_ms']:.2f} ms per step (profiled)", "",
-                    "| op | calls per step | ms per step |", "|---|---|---|"]
+            out += [
+                f"{p['model']} at {p['density']:.1%}: {p['step_ms']:.2f} ms per step (profiled)",
+                "",
+                "| op | calls per step | ms per step |",
+                "|---|---|---|",
+            ]
             out += [f"| {k} | {c:g} | {ms:.3f} |" for k, c, ms in p["ops"]]
             out.append("")
     return "\n".join(out)
@@ -448,15 +552,24 @@ def main() -> None:
     parser.add_argument("--budget-gb", type=float, default=24.0)
     parser.add_argument("--wide-densities", nargs="*", type=float, default=[0.01, 0.001])
     parser.add_argument("--masked-widths", nargs=3, type=int, default=[2000, 4000, 8000])
-    parser.add_argument("--sparse-widths", nargs=3, type=int, default=[1000, 2000, 4000],
-                        help="divided by sqrt(density): the same number of active weights at each density")
+    parser.add_argument(
+        "--sparse-widths",
+        nargs=3,
+        type=int,
+        default=[1000, 2000, 4000],
+        help="divided by sqrt(density): the same number of active weights at each density",
+    )
     parser.add_argument("--verify", action="store_true", help="train at the fitted widest W (needs the whole budget)")
     parser.add_argument("--steps", type=int, default=20, help="steps of the --verify run")
     parser.add_argument("--probe-timeout", type=int, default=3600)
     parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--name", default="truly_sparse")
-    parser.add_argument("--no-keep-freed-memory", dest="keep_freed_memory", action="store_false",
-                        help="leave glibc's malloc thresholds alone (the training loop sets them on CPUs)")
+    parser.add_argument(
+        "--no-keep-freed-memory",
+        dest="keep_freed_memory",
+        action="store_false",
+        help="leave glibc's malloc thresholds alone (the training loop sets them on CPUs)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.keep_freed_memory and args.what in ("all", "epochs", "profile"):

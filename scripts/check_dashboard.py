@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from snfs.report import paths
@@ -41,9 +42,21 @@ def find_chromium() -> str | None:
 
 def chromium(browser: str, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="snfs-chromium-") as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1850",
-               "--virtual-time-budget=30000", *args, url]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1850",
+            "--virtual-time-budget=30000",
+            *args,
+            url,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -66,8 +79,12 @@ class _GridCells(HTMLParser):
             return
         a = dict(attrs)
         self.stack.append(a)
-        if (self._text is None and a.get("role") == "gridcell" and a.get("col-id") == self.column
-                and "ag-cell" in (a.get("class") or "").split()):
+        if (
+            self._text is None
+            and a.get("role") == "gridcell"
+            and a.get("col-id") == self.column
+            and "ag-cell" in (a.get("class") or "").split()
+        ):
             self._text, self._depth = [], len(self.stack)
             rows = [x for x in self.stack if x.get("role") == "row"]
             self._selected = bool(rows) and rows[-1].get("aria-selected") == "true"
@@ -96,12 +113,22 @@ def page_facts(dom: str) -> dict[str, Any]:
     selected = [text for text, sel in parser.cells if sel]
     lines = [d for d in re.findall(r'<path class="js-line"[^>]*\sd="([^"]*)"', dom) if "L" in d]
     title = re.search(r'<text class="gtitle"[^>]*>([^<]*)</text>', dom)
-    return {"run_ids": run_ids, "selected": selected, "lines": len(lines), "graph": 'class="js-plotly-plot"' in dom,
-            "title": htmlmod.unescape(title.group(1)) if title else None}
+    return {
+        "run_ids": run_ids,
+        "selected": selected,
+        "lines": len(lines),
+        "graph": 'class="js-plotly-plot"' in dom,
+        "title": htmlmod.unescape(title.group(1)) if title else None,
+    }
 
 
-def check(results: Path | Sequence[Path], tables_dir: Path, screenshot: Path, browser: str | None = None,
-          select: Sequence[str] = ()) -> dict[str, Any]:
+def check(
+    results: Path | Sequence[Path],
+    tables_dir: Path,
+    screenshot: Path,
+    browser: str | None = None,
+    select: Sequence[str] = (),
+) -> dict[str, Any]:
     """Serve the dashboard, open it in headless Chromium, assert a run list and a curve; keep a screenshot.
     ``select``: run ids to open the page with (``?run=...``), overlaid; by default the newest run."""
     browser = browser or find_chromium()
@@ -130,23 +157,38 @@ def check(results: Path | Sequence[Path], tables_dir: Path, screenshot: Path, br
         problems.append(f"the latest run {newest.run_id} is not selected")
     if newest is not None and facts["lines"] == 0:
         problems.append("no curve is drawn")
-    title = f"{len(select)} runs overlaid" if len(select) > 1 else (select[0] if select else (newest.run_id if newest else None))
+    title = (
+        f"{len(select)} runs overlaid"
+        if len(select) > 1
+        else (select[0] if select else (newest.run_id if newest else None))
+    )
     if title is not None and not (facts["title"] or "").startswith(title):
         problems.append(f"the figure's title is {facts['title']!r}, expected {title!r}")
-    facts.update(url=server.url, screenshot=str(screenshot), expected_rows=expected, problems=problems,
-                 latest=newest.run_id if newest else None)
+    facts.update(
+        url=server.url,
+        screenshot=str(screenshot),
+        expected_rows=expected,
+        problems=problems,
+        latest=newest.run_id if newest else None,
+    )
     return facts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python scripts/check_dashboard.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--results", action="append", default=[],
-                   help="a folder of run JSONs; repeat for several (default results/runs and results/local/runs; "
-                        "--quick: results/quick/runs)")
+    p.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        help="a folder of run JSONs; repeat for several (default results/runs and results/local/runs; "
+        "--quick: results/quick/runs)",
+    )
     p.add_argument("--tables", help="folder of tables (default results/tables; --quick: results/quick/tables)")
     p.add_argument("--quick", action="store_true", help="the QUICK=1 store (results/quick/)")
-    p.add_argument("--screenshot", help="PNG to write (default results/local/dashboard.png; --quick: "
-                                        "results/quick/report/dashboard.png)")
+    p.add_argument(
+        "--screenshot",
+        help="PNG to write (default results/local/dashboard.png; --quick: results/quick/report/dashboard.png)",
+    )
     p.add_argument("--run", action="append", default=[], help="open the page with this run selected (repeat: overlaid)")
     args = p.parse_args(argv)
     if args.results:
@@ -156,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results = [paths.RUNS_DIR, paths.LOCAL_RUNS_DIR]
     tables_dir = Path(args.tables) if args.tables else (paths.QUICK_TABLES_DIR if args.quick else paths.TABLES_DIR)
-    shot = Path(args.screenshot) if args.screenshot else (
-        paths.QUICK_DIR / "report" / "dashboard.png" if args.quick else paths.LOCAL_DIR / "dashboard.png")
+    shot = (
+        Path(args.screenshot)
+        if args.screenshot
+        else (paths.QUICK_DIR / "report" / "dashboard.png" if args.quick else paths.LOCAL_DIR / "dashboard.png")
+    )
     if not any(r.is_dir() for r in results):
         print(f"error: results folder {results[0]} does not exist", file=sys.stderr)
         return 2
@@ -167,13 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({k: facts[k] for k in ("url", "expected_rows", "lines", "title", "latest", "screenshot", "problems")}
-                     | {"rows_shown": len(facts["run_ids"])}))
+    print(
+        json.dumps(
+            {k: facts[k] for k in ("url", "expected_rows", "lines", "title", "latest", "screenshot", "problems")}
+            | {"rows_shown": len(facts["run_ids"])}
+        )
+    )
     if facts["problems"]:
         print("error: " + "; ".join(facts["problems"]), file=sys.stderr)
         return 1
-    print(f"ok: run list ({len(facts['run_ids'])} rows) and {facts['lines']} curve(s) rendered; "
-          f"screenshot {paths.display(shot)}")
+    print(
+        f"ok: run list ({len(facts['run_ids'])} rows) and {facts['lines']} curve(s) rendered; "
+        f"screenshot {paths.display(shot)}"
+    )
     return 0
 
 

@@ -11,9 +11,8 @@ computing less).
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from bench import best_time
+from torch import nn
 
 
 def best_ms(fn) -> float:
@@ -24,8 +23,10 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     # (name, layer, input shape, whether the input needs a gradient); multiply-adds of one forward
-    layers = [("conv1", nn.Conv2d(1, 20, 5), (100, 1, 28, 28), False),
-              ("conv2", nn.Conv2d(20, 50, 5), (100, 20, 12, 12), True)]
+    layers = [
+        ("conv1", nn.Conv2d(1, 20, 5), (100, 1, 28, 28), False),
+        ("conv2", nn.Conv2d(20, 50, 5), (100, 20, 12, 12), True),
+    ]
     print(f"torch {torch.__version__}, 1 thread; GMAC/s = 1e9 multiply-adds per second")
     print("| layer | layout | kernels | forward (ms) | forward GMAC/s | forward + backward (ms) | fwd + bwd GMAC/s |")
     print("|---|---|---|---:|---:|---:|---:|")
@@ -42,9 +43,11 @@ def main() -> None:
                 grad = torch.randn_like(conv(x))
                 fwd = best_ms(lambda: conv(x))
                 fwd_bwd = best_ms(lambda: conv(x).backward(grad))
-                print(f"| {name} | {'channels_last' if layout is torch.channels_last else 'NCHW'} | "
-                      f"{'oneDNN' if onednn else 'native'} | {fwd:.2f} | {macs / fwd / 1e6:.1f} | {fwd_bwd:.2f} | "
-                      f"{macs_fb / fwd_bwd / 1e6:.1f} |")
+                print(
+                    f"| {name} | {'channels_last' if layout is torch.channels_last else 'NCHW'} | "
+                    f"{'oneDNN' if onednn else 'native'} | {fwd:.2f} | {macs / fwd / 1e6:.1f} | {fwd_bwd:.2f} | "
+                    f"{macs_fb / fwd_bwd / 1e6:.1f} |"
+                )
     torch.backends.mkldnn.enabled = True
 
 

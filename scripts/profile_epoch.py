@@ -35,15 +35,29 @@ def main() -> None:
 
     import tempfile
 
-    import snfs.train as train_module
     from bench import compose
+
+    import snfs.train as train_module
     from snfs.train import Preemption, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(compose([f"data.root={args.data_root}", "epochs=3", "device=cpu", "logger.mode=disabled",
-                                   "progress=false", f"results_dir={tmp}", f"model={args.model}", f"sparse={args.sparse}",
-                                   f"density={args.density}", f"execution={args.execution}",
-                                   f"threads={args.threads}"]))
+        trainer = Trainer(
+            compose(
+                [
+                    f"data.root={args.data_root}",
+                    "epochs=3",
+                    "device=cpu",
+                    "logger.mode=disabled",
+                    "progress=false",
+                    f"results_dir={tmp}",
+                    f"model={args.model}",
+                    f"sparse={args.sparse}",
+                    f"density={args.density}",
+                    f"execution={args.execution}",
+                    f"threads={args.threads}",
+                ]
+            )
+        )
         phases = {"validation": 0.0, "mask update": 0.0}
         evaluate, on_epoch_end = train_module.evaluate, trainer.algo.on_epoch_end
 
@@ -54,6 +68,7 @@ def main() -> None:
                     return fn(*a, **k)
                 finally:
                     phases[name] += time.perf_counter() - t0
+
             return wrapper
 
         train_module.evaluate = timed("validation", evaluate)
@@ -68,15 +83,19 @@ def main() -> None:
             trainer.run_epoch(1, Preemption())
         total = time.perf_counter() - t0
     steps = trainer.steps_per_epoch
-    print(f"{args.model}, {args.sparse}, {args.density:g}, execution={args.execution}, {args.threads} thread(s); one epoch of "
-          f"{steps} steps under the profiler: {total * 1e3:.0f} ms")
+    print(
+        f"{args.model}, {args.sparse}, {args.density:g}, execution={args.execution}, {args.threads} thread(s); one epoch of "
+        f"{steps} steps under the profiler: {total * 1e3:.0f} ms"
+    )
     for name, seconds in phases.items():
         print(f"  {name}: {seconds * 1e3:.0f} ms")
-    print(f"  training steps: {(total - sum(phases.values())) * 1e3:.0f} ms "
-          f"({(total - sum(phases.values())) / steps * 1e3:.2f} ms per step)")
+    print(
+        f"  training steps: {(total - sum(phases.values())) * 1e3:.0f} ms "
+        f"({(total - sum(phases.values())) / steps * 1e3:.2f} ms per step)"
+    )
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    print(f"\n| operator | calls | self CPU ms per epoch |\n|---|---|---|")
-    for e in events[:args.rows]:
+    print("\n| operator | calls | self CPU ms per epoch |\n|---|---|---|")
+    for e in events[: args.rows]:
         print(f"| {e.key} | {e.count} | {e.self_cpu_time_total / 1e3:.1f} |")
 
 

@@ -50,8 +50,13 @@ def measure(cfg, epochs: int, steps: int) -> dict:
         if epoch > 0 or epochs == 1:  # the first epoch warms up allocators and kernels
             step_rates.append(done * batch / elapsed)
             update_s.append(time.perf_counter() - started)
-    return {"images_per_s": round(statistics.median(step_rates), 2), "mask_update_s": round(statistics.median(update_s), 4),
-            "steps_per_epoch": steps, "epochs_timed": len(step_rates), "density": trainer.algo.masks.density()}
+    return {
+        "images_per_s": round(statistics.median(step_rates), 2),
+        "mask_update_s": round(statistics.median(update_s), 4),
+        "steps_per_epoch": steps,
+        "epochs_timed": len(step_rates),
+        "density": trainer.algo.masks.density(),
+    }
 
 
 def main() -> None:
@@ -75,16 +80,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         for model in args.model:
             for sparse in args.sparse:
-                cfg = compose(config_name="config", overrides=[
-                    "dataset=fake", f"dataset.shape=[{','.join(map(str, args.shape))}]", f"dataset.num_classes={args.classes}",
-                    f"dataset.n_train={n_train}", "dataset.n_val=0", f"dataset.n_test={args.batch_size}",
-                    f"model={model}", f"sparse={sparse}", f"density={1.0 if sparse == 'dense' else args.density}",
-                    f"batch_size={args.batch_size}", f"epochs={args.epochs + 1}", f"device={args.device}",  # +1: every timed epoch ends with an update
-                    f"precision={args.precision}", "logger.mode=disabled", "progress=false", f"results_dir={tmp}",
-                ])
+                cfg = compose(
+                    config_name="config",
+                    overrides=[
+                        "dataset=fake",
+                        f"dataset.shape=[{','.join(map(str, args.shape))}]",
+                        f"dataset.num_classes={args.classes}",
+                        f"dataset.n_train={n_train}",
+                        "dataset.n_val=0",
+                        f"dataset.n_test={args.batch_size}",
+                        f"model={model}",
+                        f"sparse={sparse}",
+                        f"density={1.0 if sparse == 'dense' else args.density}",
+                        f"batch_size={args.batch_size}",
+                        f"epochs={args.epochs + 1}",
+                        f"device={args.device}",  # +1: every timed epoch ends with an update
+                        f"precision={args.precision}",
+                        "logger.mode=disabled",
+                        "progress=false",
+                        f"results_dir={tmp}",
+                    ],
+                )
                 result = measure(cfg, args.epochs, args.steps)
-                print(json.dumps({"model": model, "sparse": sparse, "device": args.device, "precision": args.precision,
-                                  "batch_size": args.batch_size, "threads": torch.get_num_threads(), **result}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "model": model,
+                            "sparse": sparse,
+                            "device": args.device,
+                            "precision": args.precision,
+                            "batch_size": args.batch_size,
+                            "threads": torch.get_num_threads(),
+                            **result,
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import struct
 import subprocess
 import sys
@@ -36,7 +35,7 @@ def make_fake_mnist(root: Path, n_train: int = 1000, n_test: int = 200, seed: in
         images = rng.integers(0, 60, size=(n, 28, 28))
         for i, c in enumerate(labels):
             r, col = divmod(int(c), 5)
-            images[i, 4 + 10 * r: 12 + 10 * r, 1 + 5 * col: 5 + 5 * col] += 180
+            images[i, 4 + 10 * r : 12 + 10 * r, 1 + 5 * col : 5 + 5 * col] += 180
         write_idx(raw / f"{prefix}-images-idx3-ubyte", np.clip(images, 0, 255))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
     return root
@@ -78,8 +77,13 @@ def compose_cfg(overrides: list[str] | None = None):
 def quick_overrides(fake_mnist_root, tmp_path) -> list[str]:
     """A fast CPU run on generated data, nothing written outside tmp_path."""
     return [
-        f"data.root={fake_mnist_root}", f"results_dir={tmp_path / 'runs'}", "logger.mode=disabled",
-        "progress=false", "device=cpu", "dataset.download=false", "dataset.verify_md5=false",
+        f"data.root={fake_mnist_root}",
+        f"results_dir={tmp_path / 'runs'}",
+        "logger.mode=disabled",
+        "progress=false",
+        "device=cpu",
+        "dataset.download=false",
+        "dataset.verify_md5=false",
     ]
 
 
@@ -112,7 +116,9 @@ INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file
     "test_tables.py::test_every_preset_is_a_table_with_its_whole_grid",
 }
 INTEGRATION_FIXTURES = {
-    "quick_overrides", "fake_mnist_root", "real_mnist_root",  # a training run on MNIST-format files
+    "quick_overrides",
+    "fake_mnist_root",
+    "real_mnist_root",  # a training run on MNIST-format files
     "grids",  # test_experiments: every preset's whole grid composed and validated (minutes on two busy cores)
 }
 
@@ -120,9 +126,12 @@ INTEGRATION_FIXTURES = {
 def is_integration(item: pytest.Item) -> bool:
     path = Path(str(item.fspath))
     test = f"{path.name}::{getattr(item, 'originalname', item.name)}"
-    return (path.name in INTEGRATION_FILES or test in INTEGRATION_TESTS
-            or bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())))
-            or any(item.get_closest_marker(m) for m in ("integration", "ddp", "slow")))
+    return (
+        path.name in INTEGRATION_FILES
+        or test in INTEGRATION_TESTS
+        or bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())))
+        or any(item.get_closest_marker(m) for m in ("integration", "ddp", "slow"))
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -137,9 +146,11 @@ def _unit_tests_stay_in_one_process(request, monkeypatch):
     if request.node.get_closest_marker("integration") is not None:
         yield
         return
+
     def refuse(what: str):
-        pytest.fail(f"{request.node.nodeid} is a unit test but {what}: mark it integration (tests/conftest.py)",
-                    pytrace=False)
+        pytest.fail(
+            f"{request.node.nodeid} is a unit test but {what}: mark it integration (tests/conftest.py)", pytrace=False
+        )
 
     real_popen_init = subprocess.Popen.__init__
 
@@ -178,6 +189,9 @@ def _no_hydra_folders_in_the_repository(request):
     yield
     new = sorted(hydra_folders() - before)
     if new:
-        pytest.fail(f"{request.node.nodeid} left {', '.join(new[:3])} in the repository: run subprocesses with "
-                    f"cwd=tmp_path (a multirun writes multirun/ in its working folder) or with hydra.sweep.dir "
-                    f"under tmp_path", pytrace=False)
+        pytest.fail(
+            f"{request.node.nodeid} left {', '.join(new[:3])} in the repository: run subprocesses with "
+            f"cwd=tmp_path (a multirun writes multirun/ in its working folder) or with hydra.sweep.dir "
+            f"under tmp_path",
+            pytrace=False,
+        )

@@ -12,12 +12,12 @@ from torch import nn
 
 from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
-from snfs.errors import ConfigError
 from snfs.algorithms.deepr import sample_indices
 from snfs.algorithms.dsr import threshold_update
 from snfs.algorithms.rigl import drop_fraction
 from snfs.algorithms.set import prune_set
 from snfs.algorithms.snip import snip_masks
+from snfs.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -50,8 +50,15 @@ class Two(nn.Module):
 
 def make(model, name, density=0.5, epochs=4, steps_per_epoch=50, lr=0.1, weight_decay=0.0, **cfg):
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    ctx = TrainingContext(model=model, optimizer=opt, density=density, epochs=epochs,
-                          steps_per_epoch=steps_per_epoch, seed=0, loss_fn=F.cross_entropy)
+    ctx = TrainingContext(
+        model=model,
+        optimizer=opt,
+        density=density,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        seed=0,
+        loss_fn=F.cross_entropy,
+    )
     return opt, ctx, build_algorithm(ctx, yaml_cfg(name, **cfg))
 
 
@@ -68,10 +75,14 @@ def set_layer(algo, model, name, weight, mask, momentum=None):
 
 # --- SET -------------------------------------------------------------------------------------
 
-W20 = torch.tensor([[0.50, -0.01, 0.02, -0.90, 0.03],
-                    [-0.04, 0.60, -0.70, 0.05, -0.02],
-                    [0.00, 0.00, 0.00, 0.00, 0.00],
-                    [0.00, 0.00, 0.00, 0.00, 0.00]])
+W20 = torch.tensor(
+    [
+        [0.50, -0.01, 0.02, -0.90, 0.03],
+        [-0.04, 0.60, -0.70, 0.05, -0.02],
+        [0.00, 0.00, 0.00, 0.00, 0.00],
+        [0.00, 0.00, 0.00, 0.00, 0.00],
+    ]
+)
 M20 = torch.zeros(4, 5, dtype=torch.bool)
 M20[:2] = True  # the first two rows active (10 weights: 5 positive, 5 negative), the rest inactive
 
@@ -129,8 +140,8 @@ def test_prune_set_shortfall_taken_from_other_sign():
 
 
 def test_dsr_threshold_halves_and_doubles():
-    assert threshold_update(1e-3, 120, 100, 0.1) == pytest.approx(5e-4)   # > 1.1 N_p
-    assert threshold_update(1e-3, 80, 100, 0.1) == pytest.approx(2e-3)    # < 0.9 N_p
+    assert threshold_update(1e-3, 120, 100, 0.1) == pytest.approx(5e-4)  # > 1.1 N_p
+    assert threshold_update(1e-3, 80, 100, 0.1) == pytest.approx(2e-3)  # < 0.9 N_p
     assert threshold_update(1e-3, 110, 100, 0.1) == 1e-3 and threshold_update(1e-3, 90, 100, 0.1) == 1e-3
 
 
@@ -200,8 +211,14 @@ def deepr_case(**cfg):
     algo.init_masks()
     sign = torch.tensor([[1.0, -1, 1, -1, 1], [-1, 1, -1, 1, -1], [1, 1, -1, -1, 1], [-1, -1, 1, 1, -1]])
     algo.signs["a.weight"] = sign
-    w = sign * torch.tensor([[0.3, 0.004, 0.2, 0.001, 0.5], [0.6, 0.7, 0.002, 0.8, 0.9],
-                             [0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    w = sign * torch.tensor(
+        [
+            [0.3, 0.004, 0.2, 0.001, 0.5],
+            [0.6, 0.7, 0.002, 0.8, 0.9],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+        ]
+    )
     p = set_layer(algo, model, "a.weight", w, M20, momentum=torch.ones(4, 5))
     return model, opt, algo, p, sign
 
@@ -214,8 +231,8 @@ def test_deepr_deactivates_exactly_the_crossed_and_keeps_count_and_sign():
     crossed = torch.zeros(4, 5, dtype=torch.bool)
     crossed[0, 1] = crossed[0, 3] = crossed[1, 2] = True
     assert stats["pruned"] == stats["regrown"] == 3
-    assert not torch.any(mask & crossed)                     # deactivated, and not revived
-    assert torch.equal(mask & M20, M20 & ~crossed)           # nothing else deactivated
+    assert not torch.any(mask & crossed)  # deactivated, and not revived
+    assert torch.equal(mask & M20, M20 & ~crossed)  # nothing else deactivated
     activated = mask & ~M20
     assert int(activated.sum()) == 3 and int(mask.sum()) == 10
     w = p.detach()
@@ -262,22 +279,22 @@ def test_deepr_global_scope_keeps_the_network_total_and_moves_connections_betwee
 def test_deepr_first_update_sign_new_connections_take_the_sign_of_their_first_update():
     # new_sign=first_update (the DSR authors' DeepR): a woken connection has no sign until it moves
     model, opt, algo, p, sign = deepr_case(alpha=0.05, temperatures=[[0.0, 0.0]], new_sign="first_update")
-    algo.after_step(0)                                       # 3 cross (as above), 3 wake with sign 0
+    algo.after_step(0)  # 3 cross (as above), 3 wake with sign 0
     mask = algo.masks.masks["a.weight"]
     woken = mask & ~M20
     assert int(woken.sum()) == 3 and torch.all(algo.signs["a.weight"][woken] == 0)
     assert torch.all(algo.signs["a.weight"][M20 & mask] == sign[M20 & mask])  # old connections keep theirs
-    with torch.no_grad():                                    # their first optimizer update
+    with torch.no_grad():  # their first optimizer update
         p[woken] = torch.tensor([0.02, -0.03, 0.001])
     stats = algo.after_step(1)
-    assert stats is None                                     # none of them goes dormant on its first update
+    assert stats is None  # none of them goes dormant on its first update
     assert torch.equal(algo.masks.masks["a.weight"], mask)
     assert algo.signs["a.weight"][woken].tolist() == [1.0, -1.0, 1.0]
     assert p.detach()[woken].tolist() == pytest.approx([0.015, -0.025, 0.0])  # |u| - lr*alpha, floored at 0
-    with torch.no_grad():                                    # now fixed: crossing zero makes it dormant
+    with torch.no_grad():  # now fixed: crossing zero makes it dormant
         p[woken] = torch.tensor([0.015, 0.01, 0.0])
     stats = algo.after_step(2)
-    assert stats["pruned"] == 2                              # the one that flipped and the one left at 0
+    assert stats["pruned"] == 2  # the one that flipped and the one left at 0
     assert int(algo.masks.masks["a.weight"].sum()) == 10
 
 
@@ -286,9 +303,9 @@ def test_deepr_fixed_sign_is_the_default_and_kills_a_new_connection_that_moves_a
     algo.after_step(0)
     mask = algo.masks.masks["a.weight"]
     woken = mask & ~M20
-    assert torch.equal(algo.signs["a.weight"], sign)         # signs never change
+    assert torch.equal(algo.signs["a.weight"], sign)  # signs never change
     with torch.no_grad():
-        p[woken] = -sign[woken] * 0.02                       # every new connection moves against its sign
+        p[woken] = -sign[woken] * 0.02  # every new connection moves against its sign
     stats = algo.after_step(1)
     assert stats["pruned"] == 3 and not torch.any(algo.masks.masks["a.weight"] & woken)
 
@@ -302,16 +319,18 @@ def test_deepr_gradient_mode_puts_l1_on_the_active_gradients_and_nothing_after_t
     g = p.grad
     assert torch.allclose(g[M20], 0.5 + 0.05 * sign[M20]) and torch.all(g[~M20] == 0)
     before = p.detach().clone()
-    assert algo.after_step(0) is None                        # no weight crossed: nothing moved, nothing swapped
+    assert algo.after_step(0) is None  # no weight crossed: nothing moved, nothing swapped
     assert torch.equal(p.detach(), before)
     with torch.no_grad():
-        p[0, 0] = -0.01                                      # the optimizer pushed it across zero
+        p[0, 0] = -0.01  # the optimizer pushed it across zero
     stats = algo.after_step(1)
     assert stats["pruned"] == 1 and not algo.masks.masks["a.weight"][0, 0]
 
 
 def test_deepr_gradient_mode_noise_follows_noise_eta_and_the_temperature():
-    model, opt, algo, p, sign = deepr_case(alpha=0.0, temperatures=[[0.0, 0.5]], noise_and_l1="gradient", noise_eta=0.01)
+    model, opt, algo, p, sign = deepr_case(
+        alpha=0.0, temperatures=[[0.0, 0.5]], noise_and_l1="gradient", noise_eta=0.01
+    )
     draws = []
     for _ in range(200):
         p.grad = torch.zeros(4, 5)
@@ -331,10 +350,14 @@ class Conv(nn.Module):
         return self.c(x).mean((2, 3))
 
 
-@pytest.mark.parametrize("cfg", [{}, {"new_sign": "first_update", "noise_and_l1": "gradient"}, {"scope": "global"}],
-                         ids=["deepr", "dsr_code", "global"])
+@pytest.mark.parametrize(
+    "cfg",
+    [{}, {"new_sign": "first_update", "noise_and_l1": "gradient"}, {"scope": "global"}],
+    ids=["deepr", "dsr_code", "global"],
+)
 def test_deepr_on_channels_last_conv_weights_matches_the_contiguous_layout(cfg):
     """The masks are row-major, a channels_last weight is not: DeepR must index both alike (it crashed before)."""
+
     def run(channels_last):
         torch.manual_seed(0)
         model = Conv()
@@ -376,14 +399,16 @@ def test_deepr_rejects_an_unknown_scope():
 
 
 def test_deepr_cancels_weight_decay_on_sparse_weights():
-    model, opt, algo, p, sign = deepr_case(weight_decay=0.5, temperatures=[[0.0, 0.0]], alpha=0.0, cancel_weight_decay=True)
+    model, opt, algo, p, sign = deepr_case(
+        weight_decay=0.5, temperatures=[[0.0, 0.0]], alpha=0.0, cancel_weight_decay=True
+    )
     del opt.state[p]["momentum_buffer"]
     before = p.detach().clone()
     p.grad = torch.full((4, 5), 0.01)
     algo.before_step(0)
     opt.step()
     # first SGD step with Nesterov: w - lr * (1 + momentum) * g, with no L2 term from weight decay
-    expected = (before - 0.1 * 1.9 * 0.01 * M20.float())
+    expected = before - 0.1 * 1.9 * 0.01 * M20.float()
     assert torch.allclose(p.detach(), expected, atol=1e-7)
 
 
@@ -403,8 +428,16 @@ def test_snip_keeps_global_top_k_of_grad_times_weight():
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     running = model[1].running_mean.clone()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    ctx = TrainingContext(model=model, optimizer=opt, density=0.25, epochs=1, steps_per_epoch=1, seed=0,
-                          sample_batch=lambda: (x, y), loss_fn=F.cross_entropy)
+    ctx = TrainingContext(
+        model=model,
+        optimizer=opt,
+        density=0.25,
+        epochs=1,
+        steps_per_epoch=1,
+        seed=0,
+        sample_batch=lambda: (x, y),
+        loss_fn=F.cross_entropy,
+    )
     algo = build_algorithm(ctx, yaml_cfg("snip"))
     w0, w3 = model[0].weight.detach().clone(), model[3].weight.detach().clone()
     loss = F.cross_entropy(model(x), y)
@@ -417,8 +450,8 @@ def test_snip_keeps_global_top_k_of_grad_times_weight():
     expected[torch.topk(scores, k).indices] = True
     got = torch.cat([algo.masks.masks["0.weight"].flatten(), algo.masks.masks["3.weight"].flatten()])
     assert torch.equal(got, expected) and algo.masks.total_active() == k
-    assert torch.equal(model[1].running_mean, running)      # the scoring pass left BatchNorm alone
-    assert model[0].weight.grad is None                      # and wrote no gradients
+    assert torch.equal(model[1].running_mean, running)  # the scoring pass left BatchNorm alone
+    assert model[0].weight.grad is None  # and wrote no gradients
     assert torch.all(model[0].weight.detach()[~algo.masks.masks["0.weight"]] == 0)
 
 
@@ -442,8 +475,14 @@ def test_rigl_grows_at_largest_dense_gradient_and_resets_momentum():
     # 4 epochs x 50 steps: T_end = 150, updates at step 100 only
     opt, ctx, algo = make(model, "rigl", epochs=4, steps_per_epoch=50, alpha=0.3, delta_t=100, distribution="uniform")
     algo.init_masks()
-    w = torch.tensor([[0.5, -0.01, 0.2, -0.9, 0.3], [-0.4, 0.6, -0.7, 0.8, -0.02],
-                      [0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    w = torch.tensor(
+        [
+            [0.5, -0.01, 0.2, -0.9, 0.3],
+            [-0.4, 0.6, -0.7, 0.8, -0.02],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+        ]
+    )
     p = set_layer(algo, model, "a.weight", w, M20, momentum=torch.ones(4, 5))
     algo.alpha = 1.0  # alpha(100) = 0.5 (1 + cos(2 pi / 3)) = 0.25 -> round(2.5) = 2 of 10 dropped
     grad = torch.zeros(4, 5)
@@ -455,7 +494,7 @@ def test_rigl_grows_at_largest_dense_gradient_and_resets_momentum():
     stats = algo.after_step(100)
     mask = algo.masks.masks["a.weight"]
     assert stats["pruned"] == stats["regrown"] == 2
-    assert not mask[0, 1] and not mask[1, 4]       # smallest |w|: -0.01, -0.02
+    assert not mask[0, 1] and not mask[1, 4]  # smallest |w|: -0.01, -0.02
     assert mask[3, 4] and mask[2, 0] and not mask[2, 1]  # largest |dense gradient| among inactive
     assert int(mask.sum()) == 10
     assert p.detach()[3, 4] == 0 and p.detach()[2, 0] == 0
@@ -475,8 +514,12 @@ def test_rigl_grows_at_largest_dense_gradient_and_resets_momentum():
 @pytest.mark.parametrize("name", ["set", "dsr", "deepr", "deepr_dsr_code", "rigl", "snip"])
 def test_state_dict_resume_matches_uninterrupted(name):
     """Saving after 30 steps and resuming in fresh objects gives the same weights and masks at step 60."""
-    fast = {"dsr": {"rewire_periods": [[0, 5]]}, "rigl": {"delta_t": 5}, "set": {"schedule": "step", "period": 4},
-            "deepr_dsr_code": {"new_sign": "first_update", "noise_and_l1": "gradient"}}
+    fast = {
+        "dsr": {"rewire_periods": [[0, 5]]},
+        "rigl": {"delta_t": 5},
+        "set": {"schedule": "step", "period": 4},
+        "deepr_dsr_code": {"new_sign": "first_update", "noise_and_l1": "gradient"},
+    }
     algorithm = "deepr" if name == "deepr_dsr_code" else name
     data = torch.Generator().manual_seed(3)
     xs, ys = torch.randn(60, 16, 10, generator=data), torch.randint(0, 10, (60, 16), generator=data)
@@ -485,8 +528,16 @@ def test_state_dict_resume_matches_uninterrupted(name):
         torch.manual_seed(0)
         model = Two()
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        ctx = TrainingContext(model=model, optimizer=opt, density=0.3, epochs=3, steps_per_epoch=20, seed=5,
-                              sample_batch=lambda: (xs[0], ys[0]), loss_fn=F.cross_entropy)
+        ctx = TrainingContext(
+            model=model,
+            optimizer=opt,
+            density=0.3,
+            epochs=3,
+            steps_per_epoch=20,
+            seed=5,
+            sample_batch=lambda: (xs[0], ys[0]),
+            loss_fn=F.cross_entropy,
+        )
         algo = build_algorithm(ctx, yaml_cfg(algorithm, **fast.get(name, {})))
         algo.init_masks()
         return model, opt, algo
@@ -503,8 +554,11 @@ def test_state_dict_resume_matches_uninterrupted(name):
 
     model, opt, algo = build()
     run(model, opt, algo, range(30))
-    saved = {"model": {k: v.clone() for k, v in model.state_dict().items()},
-             "opt": copy.deepcopy(opt.state_dict()), "algo": copy.deepcopy(algo.state_dict())}
+    saved = {
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "opt": copy.deepcopy(opt.state_dict()),
+        "algo": copy.deepcopy(algo.state_dict()),
+    }
     run(model, opt, algo, range(30, 60))
     model2, opt2, algo2 = build()
     model2.load_state_dict(saved["model"])

@@ -12,11 +12,32 @@ from conftest import REPO
 
 def test_bench_times_early_and_late_epochs_and_names_the_machine(fake_mnist_root, tmp_path):
     out = tmp_path / "bench"
-    cmd = [sys.executable, str(REPO / "scripts" / "bench.py"), "lenet300_100", "--rounds", "1", "--algorithms", "static",
-           "--densities", "0.1", "--late-epoch", "1", "--late-densities", "0.1", "--data-root", str(fake_mnist_root),
-           "--out", str(out), "--set", "dataset.download=false", "dataset.verify_md5=false", "limit_batches=2"]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "bench.py"),
+        "lenet300_100",
+        "--rounds",
+        "1",
+        "--algorithms",
+        "static",
+        "--densities",
+        "0.1",
+        "--late-epoch",
+        "1",
+        "--late-densities",
+        "0.1",
+        "--data-root",
+        str(fake_mnist_root),
+        "--out",
+        str(out),
+        "--set",
+        "dataset.download=false",
+        "dataset.verify_md5=false",
+        "limit_batches=2",
+    ]
+    done = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "lenet300_100.json").read_text())
     settings = {(r["execution"], r["late"]) for r in result["rows"] if r["algorithm"] == "static"}

@@ -10,9 +10,9 @@ import math
 
 import pytest
 import torch
+from conftest import CONF, compose_cfg
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose_cfg
 from snfs.errors import ConfigError
 
 
@@ -26,16 +26,19 @@ def one_line_error(overrides: list[str]) -> str:
     return text
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["seed=1.5"], "seed=1.5 is not valid; must be an integer in [0, inf)"),
-    (["seed=-1"], "seed=-1 is not valid; must be an integer in [0, inf)"),
-    (["epochs=2.5"], "epochs=2.5 is not valid; must be an integer in [1, inf)"),
-    (["resume=maybe"], "resume='maybe' is not valid; must be true or false"),
-    (["limit_batches=0"], "limit_batches=0 is not valid; must be an integer in [1, inf)"),
-    (["precision=fp8"], "precision='fp8' is not a valid choice; valid choices: fp32, bf16, fp16"),
-    (["density=0"], "density=0 is not valid; must be a number in (0, 1]"),
-    (["+densty=0.02"], "densty is not a key of this config; valid top-level keys: "),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["seed=1.5"], "seed=1.5 is not valid; must be an integer in [0, inf)"),
+        (["seed=-1"], "seed=-1 is not valid; must be an integer in [0, inf)"),
+        (["epochs=2.5"], "epochs=2.5 is not valid; must be an integer in [1, inf)"),
+        (["resume=maybe"], "resume='maybe' is not valid; must be true or false"),
+        (["limit_batches=0"], "limit_batches=0 is not valid; must be an integer in [1, inf)"),
+        (["precision=fp8"], "precision='fp8' is not a valid choice; valid choices: fp32, bf16, fp16"),
+        (["density=0"], "density=0 is not valid; must be a number in (0, 1]"),
+        (["+densty=0.02"], "densty is not a key of this config; valid top-level keys: "),
+    ],
+)
 def test_top_level_values_are_checked_as_declared(overrides, expected):
     assert one_line_error(overrides).startswith(expected)
 
@@ -52,7 +55,9 @@ def test_every_top_level_key_is_declared_with_the_default_config_yaml_states():
     groups = {"dataset", "model", "sparse", "optim", "logger", "experiment", "hydra"}
     assert set(declared) == top_level_keys() - groups
     for name, option in declared.items():
-        assert base[name] == option.default, f"conf/config.yaml sets {name}: {base[name]!r}, declared {option.default!r}"
+        assert base[name] == option.default, (
+            f"conf/config.yaml sets {name}: {base[name]!r}, declared {option.default!r}"
+        )
 
 
 @pytest.mark.parametrize("path", sorted((CONF / "dataset").glob("*.yaml")), ids=lambda p: p.stem)
@@ -62,17 +67,35 @@ def test_every_dataset_yaml_passes_its_loaders_declaration(path):
     check_dataset(OmegaConf.to_container(OmegaConf.load(path)))
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["dataset.val_fraction=1.5"], "dataset.val_fraction=1.5 is not valid for dataset=mnist; must be a number in [0, 1)"),
-    (["dataset.val_fraction=-0.1"], "dataset.val_fraction=-0.1 is not valid for dataset=mnist; must be a number in [0, 1)"),
-    (["dataset.std=[0]"], "dataset.std=[0] is not valid for dataset=mnist; must be a list of numbers > 0; 0 is not"),
-    (["dataset.num_classes=ten"], "dataset.num_classes='ten' is not valid for dataset=mnist; must be an integer in [2, inf)"),
-    (["~dataset.num_classes"], "dataset.num_classes is missing from dataset=mnist: its YAML must set it"),
-    (["~dataset.std"], "dataset.std is missing from dataset=mnist"),
-    (["~dataset.name"], "dataset.name is missing"),
-    (["+dataset.val_fractoin=0.2"], "dataset.val_fractoin is not an option of dataset=mnist; valid options: "),
-    (["dataset=fake", "dataset.n_train=0"], "dataset.n_train=0 is not valid for dataset=fake; must be an integer in [1, inf)"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            ["dataset.val_fraction=1.5"],
+            "dataset.val_fraction=1.5 is not valid for dataset=mnist; must be a number in [0, 1)",
+        ),
+        (
+            ["dataset.val_fraction=-0.1"],
+            "dataset.val_fraction=-0.1 is not valid for dataset=mnist; must be a number in [0, 1)",
+        ),
+        (
+            ["dataset.std=[0]"],
+            "dataset.std=[0] is not valid for dataset=mnist; must be a list of numbers > 0; 0 is not",
+        ),
+        (
+            ["dataset.num_classes=ten"],
+            "dataset.num_classes='ten' is not valid for dataset=mnist; must be an integer in [2, inf)",
+        ),
+        (["~dataset.num_classes"], "dataset.num_classes is missing from dataset=mnist: its YAML must set it"),
+        (["~dataset.std"], "dataset.std is missing from dataset=mnist"),
+        (["~dataset.name"], "dataset.name is missing"),
+        (["+dataset.val_fractoin=0.2"], "dataset.val_fractoin is not an option of dataset=mnist; valid options: "),
+        (
+            ["dataset=fake", "dataset.n_train=0"],
+            "dataset.n_train=0 is not valid for dataset=fake; must be an integer in [1, inf)",
+        ),
+    ],
+)
 def test_dataset_values_are_checked_before_any_data_loads(overrides, expected):
     assert one_line_error(overrides).startswith(expected)
 
@@ -83,12 +106,16 @@ def test_a_density_that_leaves_a_sparse_layer_without_weights_is_refused():
     params = {"fc1.weight": torch.zeros(300, 784), "fc3.weight": torch.zeros(10, 100)}
     with pytest.raises(ConfigError) as info:
         init_masks(params, 1e-9, "uniform", torch.Generator().manual_seed(0))
-    assert str(info.value) == ("density=1e-09 leaves sparse layer fc1.weight (235200 weights) without any weight under "
-                               "sparse.distribution=uniform; density > 0.0005 gives every layer at least one")
+    assert str(info.value) == (
+        "density=1e-09 leaves sparse layer fc1.weight (235200 weights) without any weight under "
+        "sparse.distribution=uniform; density > 0.0005 gives every layer at least one"
+    )
     smallest_ok = math.nextafter(0.5 / 1000, 1.0)
     masks = init_masks(params, smallest_ok, "uniform", torch.Generator().manual_seed(0))
     assert min(masks.active_counts().values()) >= 1
-    with pytest.raises(ConfigError, match="density=1e-09 leaves sparse layer .* under sparse.distribution=erk; raise density"):
+    with pytest.raises(
+        ConfigError, match="density=1e-09 leaves sparse layer .* under sparse.distribution=erk; raise density"
+    ):
         init_masks(params, 1e-9, "erk", torch.Generator().manual_seed(0))
 
 

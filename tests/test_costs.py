@@ -35,7 +35,9 @@ def test_lenet300_100_macs():
 
 
 def test_conv_macs_and_training_mode_restored():
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 5)
+    )
     model.train()
     macs = layer_macs(model, (3, 8, 8))
     assert macs == {"0.weight": 16 * 3 * 9 * 64, "4.weight": 16 * 64 * 5}
@@ -62,7 +64,8 @@ def test_training_flops_rows():
         (3 * fs * 100 + 2 * fs + fd) / 101
     )
     assert training_flops_per_sample("periodic_dense_weight_gradient", fs, fd, delta_t=1) == pytest.approx(
-        (3 * fs + 2 * fs + fd) / 2)
+        (3 * fs + 2 * fs + fd) / 2
+    )
     with pytest.raises(ValueError, match="dense_weight_gradient"):
         training_flops_per_sample("lottery", fs, fd)
     with pytest.raises(ValueError, match="valid"):  # an algorithm name is not a row
@@ -95,10 +98,15 @@ def test_every_registered_algorithm_has_a_row_and_a_bad_row_fails_at_class_defin
 
 @pytest.mark.parametrize("name", sorted(BY_ALGORITHM))
 def test_report_training_speedup_without_a_logged_ratio_uses_the_algorithms_row(name):
-    densities = [{"fc1.weight": 0.05, "fc2.weight": 0.1, "fc3.weight": 0.5},
-                 {"fc1.weight": 0.04, "fc2.weight": 0.12, "fc3.weight": 0.6}]
-    run = {"algorithm": name, "history": [{"layer_density": d} for d in densities],
-           "config": {"dataset": {"name": "mnist"}, "model": {"name": "lenet300_100"}, "sparse": {"delta_t": 7}}}
+    densities = [
+        {"fc1.weight": 0.05, "fc2.weight": 0.1, "fc3.weight": 0.5},
+        {"fc1.weight": 0.04, "fc2.weight": 0.12, "fc3.weight": 0.6},
+    ]
+    run = {
+        "algorithm": name,
+        "history": [{"layer_density": d} for d in densities],
+        "config": {"dataset": {"name": "mnist"}, "model": {"name": "lenet300_100"}, "sparse": {"delta_t": 7}},
+    }
     fd = forward_flops(LENET_MACS)
     per_epoch = [BY_ALGORITHM[name](forward_flops(LENET_MACS, d), fd, 7) for d in densities]
     out = flop_speedups(run)
@@ -222,8 +230,9 @@ def test_speedup_estimate_on_a_paper_model():
 
 
 DATASET_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
-IDX_DATASETS = sorted(p.stem for p in DATASET_DIR.glob("*.yaml")
-                      if yaml.safe_load(p.read_text()).get("loader") == "idx")
+IDX_DATASETS = sorted(
+    p.stem for p in DATASET_DIR.glob("*.yaml") if yaml.safe_load(p.read_text()).get("loader") == "idx"
+)
 
 
 @pytest.mark.parametrize("dataset", IDX_DATASETS)
@@ -231,8 +240,11 @@ def test_a_table_of_any_idx_dataset_gets_finite_flop_speedups(dataset):
     """Shape and classes come from the dataset's YAML through the registry, not from a list of known names."""
     declared = yaml.safe_load((DATASET_DIR / f"{dataset}.yaml").read_text())
     density = {"fc1.weight": 0.05, "fc2.weight": 0.1, "fc3.weight": 0.5}
-    run = {"algorithm": "set", "history": [{"layer_density": density}],
-           "config": {"dataset": declared, "model": {"name": "lenet300_100"}, "sparse": {"name": "set"}}}
+    run = {
+        "algorithm": "set",
+        "history": [{"layer_density": density}],
+        "config": {"dataset": declared, "model": {"name": "lenet300_100"}, "sparse": {"name": "set"}},
+    }
     row = Row(setting={"method": "set"}, runs=[run])
     HOOKS["flop_speedups"]([row])
     fd = forward_flops(LENET_MACS)
@@ -242,8 +254,11 @@ def test_a_table_of_any_idx_dataset_gets_finite_flop_speedups(dataset):
 
 def test_flop_speedups_read_the_datasets_own_shape_and_classes():
     tenth = {"fc1.weight": 0.1, "fc2.weight": 0.1, "fc3.weight": 0.1}
-    run = {"algorithm": "set", "history": [{"layer_density": tenth}],
-           "config": {"model": {"name": "lenet300_100"}, "sparse": {"name": "set"}}}
+    run = {
+        "algorithm": "set",
+        "history": [{"layer_density": tenth}],
+        "config": {"model": {"name": "lenet300_100"}, "sparse": {"name": "set"}},
+    }
     # a record that kept only the dataset's name is completed from conf/dataset/<name>.yaml
     assert dataset_facts({"name": "mnist"}) == ((1, 28, 28), 10)
     assert dataset_facts({"name": "cifar10"}) == ((3, 32, 32), 10)

@@ -34,23 +34,56 @@ def browser_check():
     return module
 
 
-def record(algorithm: str, density: float, seed: int, epochs_done: int, epochs: int = 6, status: str = "finished") -> dict:
+def record(
+    algorithm: str, density: float, seed: int, epochs_done: int, epochs: int = 6, status: str = "finished"
+) -> dict:
     run_id = f"mnist-lenet300_100-{algorithm}-d{density}-s{seed}-{algorithm[:2]}{seed}"
     history = []
     for e in range(1, epochs_done + 1):
-        history.append({
-            "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_error": 10.0 / e, "val_error": 12.0 / e,
-            "lr": 0.1 if e < 4 else 0.01, "prune_rate": 0.5 - 0.05 * e, "density": density,
-            "layer_density": {name: density * (1 + i) / 2 for i, name in enumerate(LAYERS)},
-            "pruned": 1000 - 100 * e, "regrown": 1000 - 100 * e,
-        })
-    rec = {"status": status, "run_id": run_id, "dataset": "mnist", "model": "lenet300_100", "algorithm": algorithm,
-           "density": density, "seed": seed, "epochs": epochs, "history": history,
-           "config": {"dataset": {"name": "mnist"}, "model": {"name": "lenet300_100"}, "sparse": {"name": algorithm},
-                      "density": density, "seed": seed, "epochs": epochs, "results_dir": "somewhere", "device": "cpu"}}
+        history.append(
+            {
+                "epoch": e,
+                "train_loss": 1.0 / e,
+                "val_loss": 1.2 / e,
+                "train_error": 10.0 / e,
+                "val_error": 12.0 / e,
+                "lr": 0.1 if e < 4 else 0.01,
+                "prune_rate": 0.5 - 0.05 * e,
+                "density": density,
+                "layer_density": {name: density * (1 + i) / 2 for i, name in enumerate(LAYERS)},
+                "pruned": 1000 - 100 * e,
+                "regrown": 1000 - 100 * e,
+            }
+        )
+    rec = {
+        "status": status,
+        "run_id": run_id,
+        "dataset": "mnist",
+        "model": "lenet300_100",
+        "algorithm": algorithm,
+        "density": density,
+        "seed": seed,
+        "epochs": epochs,
+        "history": history,
+        "config": {
+            "dataset": {"name": "mnist"},
+            "model": {"name": "lenet300_100"},
+            "sparse": {"name": algorithm},
+            "density": density,
+            "seed": seed,
+            "epochs": epochs,
+            "results_dir": "somewhere",
+            "device": "cpu",
+        },
+    }
     if status == "finished":
-        rec.update(test_error=1.5 + seed / 100, val_error=history[-1]["val_error"], final_density=density,
-                   flops_ratio=0.4, wall_time_s=12.0)
+        rec.update(
+            test_error=1.5 + seed / 100,
+            val_error=history[-1]["val_error"],
+            final_density=density,
+            flops_ratio=0.4,
+            wall_time_s=12.0,
+        )
     return rec
 
 
@@ -80,15 +113,19 @@ def store(tmp_path):
     import matplotlib.image
 
     matplotlib.image.imsave(tmp_path / "figures" / "toy.png", [[0.0, 1.0], [1.0, 0.0]])
-    (tables / "toy.md").write_text("# Toy\n\n| method | ours | paper |\n|---|---:|---:|\n| sparse_momentum | 98.50 ± 0.04 | 98.53 |\n")
+    (tables / "toy.md").write_text(
+        "# Toy\n\n| method | ours | paper |\n|---|---:|---:|\n| sparse_momentum | 98.50 ± 0.04 | 98.53 |\n"
+    )
     return {"runs": runs, "tables": tables, "live": live["run_id"], "tmp": tmp_path}
 
 
 def test_dashboard_imports_no_training_stack(tmp_path):
     (tmp_path / "runs").mkdir()
-    code = ("import sys; from pathlib import Path; import snfs.report.dashboard as d; "
-            f"d.make_app(Path({str(tmp_path / 'runs')!r}), Path({str(tmp_path)!r})); "
-            "print([m for m in ('torch', 'hydra', 'snfs.train', 'wandb') if m in sys.modules])")
+    code = (
+        "import sys; from pathlib import Path; import snfs.report.dashboard as d; "
+        f"d.make_app(Path({str(tmp_path / 'runs')!r}), Path({str(tmp_path)!r})); "
+        "print([m for m in ('torch', 'hydra', 'snfs.train', 'wandb') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -98,8 +135,16 @@ def test_seeds_of_one_table_row_differ_only_in_where_and_how_they_ran():
     """The dashboard's "seeds of one table row" group runs by ``row_key``: seed and the keys that change
     where or how a run executed do not split a row; what it computed does."""
     base = record("set", 0.05, 17, 6)["config"]
-    elsewhere = {**base, "seed": 18, "results_dir": "another", "device": "cuda", "threads": 4, "execution": "sparse",
-                 "logger": {"mode": "disabled"}, "progress": False}
+    elsewhere = {
+        **base,
+        "seed": 18,
+        "results_dir": "another",
+        "device": "cuda",
+        "threads": 4,
+        "execution": "sparse",
+        "logger": {"mode": "disabled"},
+        "progress": False,
+    }
     assert row_key(elsewhere) == row_key(base)
     assert row_key({**base, "density": 0.1}) != row_key(base)
     assert row_key({**base, "epochs": 7}) != row_key(base)
@@ -213,12 +258,17 @@ def test_cli_missing_folder_is_one_line(tmp_path, capsys):
 
 def _post_curves(client, run_id: str) -> str:
     """The server's answer to 'draw this run' (the callback the page calls), as the figure title."""
-    payload = {"output": "..curves.figure...plotted.data..",
-               "outputs": [{"id": "curves", "property": "figure"}, {"id": "plotted", "property": "data"}],
-               "inputs": [{"id": "runs", "property": "selectedRows", "value": [{"run_id": run_id}]},
-                          {"id": "color-by", "property": "value", "value": "run"},
-                          {"id": "tick", "property": "n_intervals", "value": 1}],
-               "changedPropIds": ["tick.n_intervals"], "state": [{"id": "plotted", "property": "data", "value": None}]}
+    payload = {
+        "output": "..curves.figure...plotted.data..",
+        "outputs": [{"id": "curves", "property": "figure"}, {"id": "plotted", "property": "data"}],
+        "inputs": [
+            {"id": "runs", "property": "selectedRows", "value": [{"run_id": run_id}]},
+            {"id": "color-by", "property": "value", "value": "run"},
+            {"id": "tick", "property": "n_intervals", "value": 1},
+        ],
+        "changedPropIds": ["tick.n_intervals"],
+        "state": [{"id": "plotted", "property": "data", "value": None}],
+    }
     answer = client.post("/_dash-update-component", json=payload)
     assert answer.status_code == 200, answer.data[:500]
     return answer.get_json()["response"]["curves"]["figure"]["layout"]["title"]["text"]
@@ -235,10 +285,16 @@ def test_served_curves_follow_a_training_run(store):
         write(path, record("momentum", 0.02, 17, 3, status="running"))
         _touch_later(path)
         assert _post_curves(client, store["live"]).endswith("(running, 3 epochs)")
-        table = client.post("/_dash-update-component", json={
-            "output": "table-body.children", "outputs": {"id": "table-body", "property": "children"},
-            "inputs": [{"id": "table-name", "property": "value", "value": "toy.md"}],
-            "changedPropIds": ["table-name.value"], "state": []})
+        table = client.post(
+            "/_dash-update-component",
+            json={
+                "output": "table-body.children",
+                "outputs": {"id": "table-body", "property": "children"},
+                "inputs": [{"id": "table-name", "property": "value", "value": "toy.md"}],
+                "changedPropIds": ["table-name.value"],
+                "state": [],
+            },
+        )
         assert table.status_code == 200
         assert "| sparse_momentum | 98.50 ± 0.04 | 98.53 |" in json.dumps(table.get_json(), ensure_ascii=False)
         assert "/table-figures/toy.png" in json.dumps(table.get_json())
@@ -269,7 +325,10 @@ def test_browser_shows_run_list_and_curve(store):
     assert sorted(facts["run_ids"]) == expected
     assert facts["run_ids"][0] == facts["latest"]  # newest first, and drawn
     assert facts["lines"] >= 5  # losses, errors, lr, prune rate, densities of the selected run
-    assert facts["title"] == f"{facts['latest']} (" + ("running, 2" if facts["latest"] == store["live"] else "finished, 6") + " epochs)"
+    assert (
+        facts["title"]
+        == f"{facts['latest']} (" + ("running, 2" if facts["latest"] == store["live"] else "finished, 6") + " epochs)"
+    )
     import matplotlib.image
 
     assert min(png_size(shot)) > 0
@@ -308,7 +367,7 @@ def wandb_log(records: list[bytes]) -> bytes:
             if left < 7:
                 out += b"\x00" * left
                 continue
-            chunk, data = data[:left - 7], data[left - 7:]
+            chunk, data = data[: left - 7], data[left - 7 :]
             kind = (1 if not data else 2) if first else (4 if not data else 3)
             out += b"\x00\x00\x00\x00" + len(chunk).to_bytes(2, "little") + bytes([kind]) + chunk
             first = False
@@ -330,7 +389,7 @@ def pb_records(run_id: str, epochs: int, exit_: bool = False, pad: int = 0) -> l
     for h in record("momentum", 0.02, 17, epochs, epochs=50)["history"]:
         r = pb.Record()
         for k, v in h.items():
-            for key, value in (v.items() if isinstance(v, dict) else [(None, v)]):
+            for key, value in v.items() if isinstance(v, dict) else [(None, v)]:
                 item = r.history.item.add()
                 item.key, item.value_json = (f"{k}/{key}" if key else k), json.dumps(value)
         item = r.history.item.add()
@@ -356,12 +415,16 @@ def test_a_run_in_training_is_read_from_its_wandb_log(store):
 
     log.write_bytes(wandb_log(pb_records(run_id, 2)))
     run = live()
-    assert (run.status, run.summary()["epochs_done"], run.summary()["algorithm"], run.summary()["density"]) == \
-        ("running", "2/50", "momentum", 0.02)
+    assert (run.status, run.summary()["epochs_done"], run.summary()["algorithm"], run.summary()["density"]) == (
+        "running",
+        "2/50",
+        "momentum",
+        0.02,
+    )
     assert run.layers() == list(LAYERS) and run.series("val_error")[1] == pytest.approx([12.0, 6.0])
     data = wandb_log(pb_records(run_id, 120, pad=300))  # > 32 KiB: records cross block boundaries
     assert len(data) > 2 * 32768
-    log.write_bytes(data[:len(data) - 200])  # the writer is in the middle of a record
+    log.write_bytes(data[: len(data) - 200])  # the writer is in the middle of a record
     _touch_later(log)
     assert len(live().history) == 119
     log.write_bytes(wandb_log(pb_records(run_id, 120, exit_=True, pad=300)))
@@ -393,33 +456,53 @@ for h in rec["history"]:
             | {{f"layer_density/{{k}}": v for k, v in h["layer_density"].items()}}, step=h["epoch"] * 10)
 run.finish()
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true"),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list(runs.glob("wandb/offline-run-*/run-*.wandb"))
     (run,) = RunFolder(runs).refresh()
-    assert (run.run_id, run.status, run.summary()["algorithm"], run.summary()["seed"]) == (rec["run_id"], "stopped", "set", 18)
+    assert (run.run_id, run.status, run.summary()["algorithm"], run.summary()["seed"]) == (
+        rec["run_id"],
+        "stopped",
+        "set",
+        18,
+    )
     assert run.series("train_loss")[1] == pytest.approx([1.0, 0.5, 1 / 3])
     assert run.layer_series("fc2.weight")[1] == pytest.approx([0.05] * 3)
 
 
-def _post_list(client, changed: str, filters: dict | None = None, selected=None, visible=None, old=None,
-               search: str = "") -> dict:
+def _post_list(
+    client, changed: str, filters: dict | None = None, selected=None, visible=None, old=None, search: str = ""
+) -> dict:
     """The run-list callback as the page calls it: ``changed`` is the input that fired."""
     from snfs.report.runlog import FILTER_KEYS
 
-    outputs = [("runs", "rowData"), ("runs", "selectedRows"), ("status", "children")] + \
-        [(f"filter-{k}", "options") for k in FILTER_KEYS]
-    inputs = [("tick", "n_intervals", 1), ("select-listed", "n_clicks", 1), ("select-seeds", "n_clicks", 1),
-              ("select-none", "n_clicks", 1)] + [(f"filter-{k}", "value", (filters or {}).get(k)) for k in FILTER_KEYS]
-    payload = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
-               "outputs": [{"id": i, "property": p} for i, p in outputs],
-               "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
-               "state": [{"id": "runs", "property": "rowData", "value": old},
-                         {"id": "runs", "property": "selectedRows", "value": selected},
-                         {"id": "runs", "property": "virtualRowData", "value": visible},
-                         {"id": "url", "property": "search", "value": search}],
-               "changedPropIds": [changed] if changed else []}
+    outputs = [("runs", "rowData"), ("runs", "selectedRows"), ("status", "children")] + [
+        (f"filter-{k}", "options") for k in FILTER_KEYS
+    ]
+    inputs = [
+        ("tick", "n_intervals", 1),
+        ("select-listed", "n_clicks", 1),
+        ("select-seeds", "n_clicks", 1),
+        ("select-none", "n_clicks", 1),
+    ] + [(f"filter-{k}", "value", (filters or {}).get(k)) for k in FILTER_KEYS]
+    payload = {
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "state": [
+            {"id": "runs", "property": "rowData", "value": old},
+            {"id": "runs", "property": "selectedRows", "value": selected},
+            {"id": "runs", "property": "virtualRowData", "value": visible},
+            {"id": "url", "property": "search", "value": search},
+        ],
+        "changedPropIds": [changed] if changed else [],
+    }
     answer = client.post("/_dash-update-component", json=payload)
     assert answer.status_code == 200, answer.data[:500]
     return answer.get_json()["response"]

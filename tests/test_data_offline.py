@@ -8,13 +8,15 @@ with a fresh download in it.
 from __future__ import annotations
 
 import pytest
+from conftest import CONF
 from omegaconf import OmegaConf
 
-from conftest import CONF
 from snfs.errors import DatasetError
 
-OFFLINE = ("Error downloading train-images-idx3-ubyte.gz:\nTried http://fashion-mnist.s3-website.eu-central-1."
-           "amazonaws.com/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+OFFLINE = (
+    "Error downloading train-images-idx3-ubyte.gz:\nTried http://fashion-mnist.s3-website.eu-central-1."
+    "amazonaws.com/, got:\n<urlopen error [Errno -2] Name or service not known>\n"
+)
 
 
 @pytest.fixture
@@ -53,8 +55,10 @@ def test_a_download_says_where_the_files_go_and_that_data_root_is_new(offline, t
     with pytest.raises(DatasetError):
         load_idx(spec, root, download=True, verify=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if "downloading 4 file(s)" in line]
-    assert lines == [f"[data] fashion_mnist: downloading 4 file(s) into {root / 'FashionMNIST' / 'raw'}/ "
-                     f"(data.root={root} does not exist yet)"]
+    assert lines == [
+        f"[data] fashion_mnist: downloading 4 file(s) into {root / 'FashionMNIST' / 'raw'}/ "
+        f"(data.root={root} does not exist yet)"
+    ]
     root.mkdir()
     with pytest.raises(DatasetError):
         load_idx(spec, root, download=True, verify=True)

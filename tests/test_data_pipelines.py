@@ -13,9 +13,9 @@ import pytest
 import torch
 import torchvision
 import torchvision.transforms.functional as TF
+from conftest import compose_cfg
 from PIL import Image
 
-from conftest import compose_cfg
 from snfs.data import DatasetError, build_data
 from snfs.data.augment import ImageBatches, crop_flip, draw_crop_flip, reflect_index, to_normalised
 from snfs.data.imagenet import LoaderBatches
@@ -43,19 +43,30 @@ def write_fake_cifar10(root: Path, per_batch: int = 10, n_test: int = 20, seed: 
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    for split, names, n in (("train", [f"data_batch_{i}" for i in range(1, 6)], per_batch), ("test", ["test_batch"], n_test)):
+    for split, names, n in (
+        ("train", [f"data_batch_{i}" for i in range(1, 6)], per_batch),
+        ("test", ["test_batch"], n_test),
+    ):
         images, labels = [], []
         for name in names:
             data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)  # rows: R plane, G plane, B plane
             lab = rng.integers(0, 10, size=n).tolist()
-            entry = {"batch_label": name, "labels": lab, "data": data, "filenames": [f"{name}_{k}.png" for k in range(n)]}
+            entry = {
+                "batch_label": name,
+                "labels": lab,
+                "data": data,
+                "filenames": [f"{name}_{k}.png" for k in range(n)],
+            }
             with open(folder / name, "wb") as f:
                 pickle.dump(entry, f, protocol=2)
             images.append(data.reshape(n, 3, 32, 32))
             labels += lab
         out[split] = (torch.from_numpy(np.concatenate(images)), torch.tensor(labels))
-    meta = {"num_cases_per_batch": per_batch, "num_vis": 3072,
-            "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
+    meta = {
+        "num_cases_per_batch": per_batch,
+        "num_vis": 3072,
+        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    }
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump(meta, f, protocol=2)
     return out
@@ -98,11 +109,21 @@ def cifar_cfg(*overrides: str):
 
 
 def imagenet_cfg(*overrides: str):
-    return compose_cfg(["dataset=imagenet", "dataset.image_size=32", "dataset.val_resize=36", "dataset.num_workers=0",
-                        "dataset.pin_memory=false", *overrides]).dataset
+    return compose_cfg(
+        [
+            "dataset=imagenet",
+            "dataset.image_size=32",
+            "dataset.val_resize=36",
+            "dataset.num_workers=0",
+            "dataset.pin_memory=false",
+            *overrides,
+        ]
+    ).dataset
 
 
-def reference_augment(image: torch.Tensor, top: int, left: int, flip: bool, mean=CIFAR_MEAN, std=CIFAR_STD) -> torch.Tensor:
+def reference_augment(
+    image: torch.Tensor, top: int, left: int, flip: bool, mean=CIFAR_MEAN, std=CIFAR_STD
+) -> torch.Tensor:
     """torchvision, per PIL image: pad(4, reflect) -> crop(top, left, 32, 32) -> hflip? -> ToTensor -> Normalize."""
     img = TF.to_pil_image(image)
     img = TF.crop(TF.pad(img, 4, padding_mode="reflect"), top, left, 32, 32)
@@ -120,7 +141,11 @@ def test_cifar10_splits_shapes_and_normalisation(fake_cifar, skip_md5):
     (x_train, y_train), (x_test, y_test) = raw["train"], raw["test"]
     assert (data.num_classes, data.input_shape) == (10, (3, 32, 32))
     split = math.floor(0.9 * len(x_train))
-    assert (data.train.num_samples, data.val.num_samples, data.test.num_samples) == (split, len(x_train) - split, len(x_test))
+    assert (data.train.num_samples, data.val.num_samples, data.test.num_samples) == (
+        split,
+        len(x_train) - split,
+        len(x_test),
+    )
     assert len(data.train) == math.ceil(split / 8)
     assert data.train.inputs.dtype == torch.uint8  # kept as bytes, normalised per batch
 
@@ -132,7 +157,9 @@ def test_cifar10_splits_shapes_and_normalisation(fake_cifar, skip_md5):
     xt, yt = torch.cat([b[0] for b in data.test]), torch.cat([b[1] for b in data.test])
     assert torch.equal(yt, y_test)
     # same numbers as torchvision's ToTensor + Normalize on the PIL images
-    ref = torch.stack([TF.normalize(TF.to_tensor(TF.to_pil_image(im)), list(CIFAR_MEAN), list(CIFAR_STD)) for im in x_test[:4]])
+    ref = torch.stack(
+        [TF.normalize(TF.to_tensor(TF.to_pil_image(im)), list(CIFAR_MEAN), list(CIFAR_STD)) for im in x_test[:4]]
+    )
     torch.testing.assert_close(xt[:4], ref, rtol=0, atol=1e-6)
 
     # without augmentation a shuffled epoch is a permutation of the first 90%
@@ -145,7 +172,13 @@ def test_reflect_index_matches_torch_reflect_pad():
     row = torch.arange(32.0).view(1, 1, 1, 32)
     padded = torch.nn.functional.pad(row, (4, 4, 0, 0), mode="reflect").flatten()
     assert torch.equal(reflect_index(32, 4).float(), padded)
-    assert reflect_index(32, 4)[:5].tolist() == [4, 3, 2, 1, 0] and reflect_index(32, 4)[-5:].tolist() == [31, 30, 29, 28, 27]
+    assert reflect_index(32, 4)[:5].tolist() == [4, 3, 2, 1, 0] and reflect_index(32, 4)[-5:].tolist() == [
+        31,
+        30,
+        29,
+        28,
+        27,
+    ]
 
 
 def test_batched_crop_flip_equals_torchvision_per_image():
@@ -158,11 +191,15 @@ def test_batched_crop_flip_equals_torchvision_per_image():
     flip = torch.tensor([c[2] for c in combos]).repeat_interleave(3)
     mean, std = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     out = to_normalised(crop_flip(batch, top, left, flip, pad=4), mean, std)
-    ref = torch.stack([reference_augment(batch[i], int(top[i]), int(left[i]), bool(flip[i])) for i in range(len(batch))])
+    ref = torch.stack(
+        [reference_augment(batch[i], int(top[i]), int(left[i]), bool(flip[i])) for i in range(len(batch))]
+    )
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
     # the crop itself is exact, also against torchvision's tensor path, on float images
     f = batch[:18].float()
-    tv = torch.stack([TF.crop(TF.pad(f[i], 4, padding_mode="reflect"), int(top[i]), int(left[i]), 32, 32) for i in range(18)])
+    tv = torch.stack(
+        [TF.crop(TF.pad(f[i], 4, padding_mode="reflect"), int(top[i]), int(left[i]), 32, 32) for i in range(18)]
+    )
     tv = torch.stack([TF.hflip(tv[i]) if flip[i] else tv[i] for i in range(18)])
     assert torch.equal(crop_flip(f, top[:18], left[:18], flip[:18], pad=4), tv)
 
@@ -186,9 +223,11 @@ def test_cifar10_augmented_epoch_is_torchvision_with_drawn_params(fake_cifar, sk
     order = torch.randperm(45, generator=g)
     x_train = raw["train"][0]
     for b, (x, y) in enumerate(epoch):
-        idx = order[16 * b: 16 * b + 16]
+        idx = order[16 * b : 16 * b + 16]
         top, left, flip = draw_crop_flip(len(idx), 4, g)
-        ref = torch.stack([reference_augment(x_train[i], int(t), int(l), bool(f)) for i, t, l, f in zip(idx, top, left, flip)])
+        ref = torch.stack(
+            [reference_augment(x_train[i], int(t), int(l), bool(f)) for i, t, l, f in zip(idx, top, left, flip)]
+        )
         torch.testing.assert_close(x, ref, rtol=0, atol=1e-6)
         assert torch.equal(y, raw["train"][1][idx])
     # determinism and resume: the generator state alone fixes the epoch
@@ -204,8 +243,20 @@ def test_image_batches_ddp_shards_concatenate_to_single_process():
     labels = torch.arange(37)
 
     def batches(rank, world):
-        return list(ImageBatches(images, labels, 8, shuffle=True, mean=CIFAR_MEAN, std=CIFAR_STD, augment=True,
-                                 generator=torch.Generator().manual_seed(9), rank=rank, world_size=world))
+        return list(
+            ImageBatches(
+                images,
+                labels,
+                8,
+                shuffle=True,
+                mean=CIFAR_MEAN,
+                std=CIFAR_STD,
+                augment=True,
+                generator=torch.Generator().manual_seed(9),
+                rank=rank,
+                world_size=world,
+            )
+        )
 
     single, r0, r1 = batches(0, 1), batches(0, 2), batches(1, 2)
     assert len(single) == len(r0) == len(r1) == 5
@@ -217,7 +268,11 @@ def test_cifar10_missing_files_name_the_folder(tmp_path):
     with pytest.raises(DatasetError) as err:
         build_data(cifar_cfg(), str(tmp_path), 8, CPU, 0)
     msg = str(err.value)
-    assert str(tmp_path / "cifar-10-batches-py") in msg and "dataset.download=true" in msg and "cifar-10-python.tar.gz" in msg
+    assert (
+        str(tmp_path / "cifar-10-batches-py") in msg
+        and "dataset.download=true" in msg
+        and "cifar-10-python.tar.gz" in msg
+    )
 
 
 def test_cifar10_incomplete_folder_lists_missing_files(tmp_path):
@@ -247,9 +302,21 @@ def test_cifar10_failed_download_is_a_dataset_error(tmp_path, monkeypatch):
 @pytest.mark.integration  # a training run
 def test_cifar10_through_train(fake_cifar, skip_md5, tmp_path):
     root, _ = fake_cifar
-    cfg = compose_cfg(["dataset=cifar10", "dataset.download=false", f"data.root={root}", "model=wrn28_2", "epochs=1",
-                       "limit_batches=1", "batch_size=8", "logger.mode=disabled", "progress=false", "device=cpu",
-                       f"results_dir={tmp_path}"])
+    cfg = compose_cfg(
+        [
+            "dataset=cifar10",
+            "dataset.download=false",
+            f"data.root={root}",
+            "model=wrn28_2",
+            "epochs=1",
+            "limit_batches=1",
+            "batch_size=8",
+            "logger.mode=disabled",
+            "progress=false",
+            "device=cpu",
+            f"results_dir={tmp_path}",
+        ]
+    )
     result = train(cfg)
     assert result["status"] == "finished" and result["val_error"] is not None and counted_over(result["test_error"], 20)
 
@@ -257,8 +324,18 @@ def test_cifar10_through_train(fake_cifar, skip_md5, tmp_path):
 @pytest.mark.slow
 def test_cifar10_augmented_resume_matches_uninterrupted_run(fake_cifar, skip_md5, tmp_path):
     root, _ = fake_cifar
-    common = ["dataset=cifar10", "dataset.download=false", f"data.root={root}", "model=wrn28_2", "epochs=2",
-              "limit_batches=2", "batch_size=8", "logger.mode=disabled", "progress=false", "device=cpu"]
+    common = [
+        "dataset=cifar10",
+        "dataset.download=false",
+        f"data.root={root}",
+        "model=wrn28_2",
+        "epochs=2",
+        "limit_batches=2",
+        "batch_size=8",
+        "logger.mode=disabled",
+        "progress=false",
+        "device=cpu",
+    ]
     straight = train(compose_cfg(common + [f"results_dir={tmp_path / 'a'}"]))
     assert train(compose_cfg(common + [f"results_dir={tmp_path / 'b'}", "stop_after_epoch=1"])) is None
     resumed = train(compose_cfg(common + [f"results_dir={tmp_path / 'b'}", "resume=true"]))
@@ -332,8 +409,10 @@ def test_loader_batches_order_follows_generator():
 
 
 def test_loader_batches_distributed_ranks_partition_the_epoch():
-    ranks = [LoaderBatches(IndexAndNoise(), 10, shuffle=True, device=CPU, seed=4, distributed=True, rank=r, world_size=2)
-             for r in range(2)]
+    ranks = [
+        LoaderBatches(IndexAndNoise(), 10, shuffle=True, device=CPU, seed=4, distributed=True, rank=r, world_size=2)
+        for r in range(2)
+    ]
     assert len(ranks[0]) == len(ranks[1]) == 3  # 12 samples per rank (padded), 5 per step
     first = [epoch_of(r)[1] for r in ranks]
     assert set(first[0].tolist()) | set(first[1].tolist()) == set(range(23))
@@ -398,10 +477,24 @@ def test_imagenet_class_mismatch_and_empty_class(tmp_path):
 
 @pytest.mark.integration  # a training run
 def test_imagenet_through_train(image_tree, tmp_path):
-    cfg = compose_cfg(["dataset=imagenet", "dataset.image_size=32", "dataset.val_resize=36", "dataset.num_workers=0",
-                       "dataset.pin_memory=false", f"data.root={image_tree}", "model=vgg_like", "epochs=1",
-                       "limit_batches=1", "batch_size=4", "logger.mode=disabled", "progress=false", "device=cpu",
-                       f"results_dir={tmp_path}"])
+    cfg = compose_cfg(
+        [
+            "dataset=imagenet",
+            "dataset.image_size=32",
+            "dataset.val_resize=36",
+            "dataset.num_workers=0",
+            "dataset.pin_memory=false",
+            f"data.root={image_tree}",
+            "model=vgg_like",
+            "epochs=1",
+            "limit_batches=1",
+            "batch_size=4",
+            "logger.mode=disabled",
+            "progress=false",
+            "device=cpu",
+            f"results_dir={tmp_path}",
+        ]
+    )
     result = train(cfg)
     assert result["status"] == "finished" and result["val_error"] is None and counted_over(result["test_error"], 6)
 
@@ -410,18 +503,36 @@ def test_imagenet_through_train(image_tree, tmp_path):
 
 SLOW = pytest.mark.slow
 CIFAR_MODELS = [
-    "alexnet_s", "alexnet_b", "vgg16_c", "vgg_like", "wrn28_2",
-    pytest.param("vgg16_d", marks=SLOW), pytest.param("wrn16_8", marks=SLOW),
-    pytest.param("wrn16_10", marks=SLOW), pytest.param("wrn22_8", marks=SLOW),
+    "alexnet_s",
+    "alexnet_b",
+    "vgg16_c",
+    "vgg_like",
+    "wrn28_2",
+    pytest.param("vgg16_d", marks=SLOW),
+    pytest.param("wrn16_8", marks=SLOW),
+    pytest.param("wrn16_10", marks=SLOW),
+    pytest.param("wrn22_8", marks=SLOW),
 ]
 
 
 def fake_run_cfg(model: str, shape: str, tmp_path: Path):
-    return compose_cfg([
-        "dataset=fake", f"dataset.shape={shape}", "dataset.n_train=64", "dataset.n_val=0", "dataset.n_test=32",
-        f"model={model}", "epochs=1", "limit_batches=1", "batch_size=8", "logger.mode=disabled", "progress=false",
-        "device=cpu", f"results_dir={tmp_path}",
-    ])
+    return compose_cfg(
+        [
+            "dataset=fake",
+            f"dataset.shape={shape}",
+            "dataset.n_train=64",
+            "dataset.n_val=0",
+            "dataset.n_test=32",
+            f"model={model}",
+            "epochs=1",
+            "limit_batches=1",
+            "batch_size=8",
+            "logger.mode=disabled",
+            "progress=false",
+            "device=cpu",
+            f"results_dir={tmp_path}",
+        ]
+    )
 
 
 @pytest.mark.integration  # a training run

@@ -16,12 +16,21 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import compose_cfg
+
 from snfs.data.batches import TensorBatches, min_training_share
 
-FAKE = ["dataset=fake", "dataset.n_val=64", "dataset.n_test=128", "logger.mode=disabled", "progress=false",
-        "device=cpu", "batch_size=32", "run_id=fixed", "threads=1"]
+FAKE = [
+    "dataset=fake",
+    "dataset.n_val=64",
+    "dataset.n_test=128",
+    "logger.mode=disabled",
+    "progress=false",
+    "device=cpu",
+    "batch_size=32",
+    "run_id=fixed",
+    "threads=1",
+]
 
 
 def _free_port() -> int:
@@ -31,8 +40,15 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, overrides: list[str], out_dir: str, nan_at_step: int | None) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     torch.set_num_threads(1)
     import snfs.train as train_module
     from snfs.errors import DivergenceError
@@ -56,8 +72,9 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], out_dir: str
 
 
 def _run_two_ranks(tmp_path: Path, overrides: list[str], nan_at_step: int | None = None) -> list[str]:
-    mp.start_processes(_worker, args=(2, _free_port(), overrides, str(tmp_path), nan_at_step), nprocs=2,
-                       start_method="spawn")
+    mp.start_processes(
+        _worker, args=(2, _free_port(), overrides, str(tmp_path), nan_at_step), nprocs=2, start_method="spawn"
+    )
     return [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
 
 
@@ -65,8 +82,11 @@ def _run_two_ranks(tmp_path: Path, overrides: list[str], nan_at_step: int | None
 def test_a_non_finite_loss_seen_by_one_rank_stops_every_rank_and_is_recorded(tmp_path):
     runs = tmp_path / "runs"
     # 1280 samples, global batch 32: 40 steps an epoch, so step 100 is mid-epoch 3, away from end_epoch's check
-    outcomes = _run_two_ranks(tmp_path, FAKE + ["dataset.n_train=1280", "epochs=3", "model=lenet300_100",
-                                                f"results_dir={runs}"], nan_at_step=100)
+    outcomes = _run_two_ranks(
+        tmp_path,
+        FAKE + ["dataset.n_train=1280", "epochs=3", "model=lenet300_100", f"results_dir={runs}"],
+        nan_at_step=100,
+    )
     assert all(o.startswith("diverged: non-finite training loss at step 100 (epoch 3)") for o in outcomes), outcomes
     record = json.loads((runs / "fixed.json").read_text())
     assert record["status"] == "diverged" and record["world_size"] == 2
@@ -75,8 +95,11 @@ def test_a_non_finite_loss_seen_by_one_rank_stops_every_rank_and_is_recorded(tmp
 @pytest.mark.ddp
 def test_ddp_with_batch_norm_trains_when_the_last_batch_would_leave_a_rank_one_sample(tmp_path):
     runs = tmp_path / "runs"
-    outcomes = _run_two_ranks(tmp_path, FAKE + ["dataset.n_train=643", "epochs=1", "model=lenet300_100",
-                                                "+model.batch_norm=true", f"results_dir={runs}"])
+    outcomes = _run_two_ranks(
+        tmp_path,
+        FAKE
+        + ["dataset.n_train=643", "epochs=1", "model=lenet300_100", "+model.batch_norm=true", f"results_dir={runs}"],
+    )
     assert outcomes == ["finished", "finished"]
     assert json.loads((runs / "fixed.json").read_text())["status"] == "finished"
 
@@ -85,8 +108,15 @@ def test_ddp_with_batch_norm_trains_when_the_last_batch_would_leave_a_rank_one_s
 def test_no_rank_gets_a_single_sample_in_a_training_batch(n, batch, world):
     shares = []
     for rank in range(world):
-        loader = TensorBatches(torch.zeros(n, 1), torch.zeros(n), batch, shuffle=True,
-                               generator=torch.Generator().manual_seed(0), rank=rank, world_size=world)
+        loader = TensorBatches(
+            torch.zeros(n, 1),
+            torch.zeros(n),
+            batch,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+            rank=rank,
+            world_size=world,
+        )
         loader.min_share = min_training_share(torch.nn.BatchNorm1d(1))
         shares.append([len(y) for _, y in loader])
         assert len(loader) == len(shares[-1])

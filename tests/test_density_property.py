@@ -18,10 +18,12 @@ from snfs.algorithms.base import TrainingContext
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EPOCHS, STEPS_PER_EPOCH, DENSITY = 10, 20, 0.1
 # Faster update schedules, so that every algorithm changes its masks many times in 200 steps.
-FAST = {"dsr": {"rewire_periods": [[0, 5], [5, 10]], "target_prune": 0.05},
-        "rigl": {"delta_t": 10},
-        "set": {"schedule": "step", "period": 7},
-        "deepr": {"temperatures": [[0.0, 1.0e-4], [0.5, 1.0e-8]]}}
+FAST = {
+    "dsr": {"rewire_periods": [[0, 5], [5, 10]], "target_prune": 0.05},
+    "rigl": {"delta_t": 10},
+    "set": {"schedule": "step", "period": 7},
+    "deepr": {"temperatures": [[0.0, 1.0e-4], [0.5, 1.0e-8]]},
+}
 # Variants: (registered algorithm, options over its YAML), as the conf/sparse/<variant>.yaml files set them.
 VARIANTS = {"deepr_dsr_code": ("deepr", {"new_sign": "first_update", "noise_and_l1": "gradient"})}
 
@@ -46,11 +48,19 @@ def test_density_is_exact_at_every_step(variant):
             return next(batches)
         except StopIteration:
             order = torch.randperm(256, generator=data)
-            batches = iter([(xs[order[i:i + 32]], ys[order[i:i + 32]]) for i in range(0, 256, 32)])
+            batches = iter([(xs[order[i : i + 32]], ys[order[i : i + 32]]) for i in range(0, 256, 32)])
             return next(batches)
 
-    ctx = TrainingContext(model=model, optimizer=opt, density=DENSITY, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH,
-                          seed=0, sample_batch=next_batch, loss_fn=F.cross_entropy)
+    ctx = TrainingContext(
+        model=model,
+        optimizer=opt,
+        density=DENSITY,
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        seed=0,
+        sample_batch=next_batch,
+        loss_fn=F.cross_entropy,
+    )
     yaml = CONF / "sparse" / f"{name}.yaml"
     cfg = OmegaConf.to_container(OmegaConf.load(yaml), resolve=True) if yaml.exists() else {"name": name}
     algo = build_algorithm(ctx, {**cfg, **FAST.get(name, {}), **options})
@@ -92,6 +102,7 @@ def test_density_is_exact_at_every_step(variant):
 
 def test_variants_here_match_their_yaml():
     from conftest import compose_cfg
+
     for variant, (name, options) in VARIANTS.items():
         sparse = compose_cfg([f"sparse={variant}"]).sparse
         assert sparse.name == name and sparse.label == variant

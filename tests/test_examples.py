@@ -14,8 +14,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def run(script: str, *args: str, cwd: Path) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
-                         cwd=cwd, env=env, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 

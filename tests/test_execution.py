@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import compose_cfg
 from torch import nn
 
-from conftest import compose_cfg
 from snfs.algorithms import ALGORITHMS
 from snfs.errors import ConfigError
 from snfs.execution import ROUTES, CsrPattern, RouteSettings, SparseExecution, SparseLinearFunction
@@ -32,7 +32,8 @@ def _run(overrides: list[str], float64: bool = False) -> Trainer:
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     to_float64 = nn.modules.module.register_module_forward_pre_hook(
-        lambda module, args: tuple(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
+        lambda module, args: tuple(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+    )
     try:
         trainer = Trainer(compose_cfg(overrides))
         trainer.fit()
@@ -61,8 +62,13 @@ def _equivalence_tolerance(trainer: Trainer) -> float:
 def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path, monkeypatch):
     monkeypatch.setattr(ROUTES, "linear", "csr")  # every sparse layer on the CSR route, however dense
     monkeypatch.setattr(ROUTES, "max_density", 1.0)
-    base = quick_overrides + [f"sparse={algorithm}", "density=0.1", "epochs=4", "limit_batches=8",
-                              *FAST.get(algorithm.split("_")[0], [])]
+    base = quick_overrides + [
+        f"sparse={algorithm}",
+        "density=0.1",
+        "epochs=4",
+        "limit_batches=8",
+        *FAST.get(algorithm.split("_")[0], []),
+    ]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
     sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"], float64=True)
     assert sparse.execution.name == "sparse"
@@ -84,8 +90,14 @@ def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_p
     monkeypatch.setattr(ROUTES, "linear", "csr")
     monkeypatch.setattr(ROUTES, "conv", "csr")  # every convolution through unfold + CSR
     monkeypatch.setattr(ROUTES, "max_density", 1.0)
-    base = quick_overrides + ["model=lenet5_caffe", f"sparse={algorithm}", "density=0.1", "epochs=3",
-                              "limit_batches=4", *FAST.get(algorithm, [])]
+    base = quick_overrides + [
+        "model=lenet5_caffe",
+        f"sparse={algorithm}",
+        "density=0.1",
+        "epochs=3",
+        "limit_batches=4",
+        *FAST.get(algorithm, []),
+    ]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
     sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"], float64=True)
     assert set(sparse.execution.routes().values()) == {"csr"}
@@ -174,14 +186,19 @@ def test_timing_of_the_routes_runs_both_on_the_layer():
     from snfs.execution import _time_routes
 
     calls = {"dense": 0, "sparse": 0}
-    dense_s, sparse_s = _time_routes(lambda: calls.__setitem__("dense", calls["dense"] + 1),
-                                     lambda: calls.__setitem__("sparse", calls["sparse"] + 1), torch.device("cpu"), 3)
+    dense_s, sparse_s = _time_routes(
+        lambda: calls.__setitem__("dense", calls["dense"] + 1),
+        lambda: calls.__setitem__("sparse", calls["sparse"] + 1),
+        torch.device("cpu"),
+        3,
+    )
     assert calls == {"dense": 4, "sparse": 4} and 0 <= dense_s < 1 and 0 <= sparse_s < 1
 
 
 def test_route_settings_are_checked():
-    with pytest.raises(ConfigError, match="execution route linear='fast' is not a valid choice; valid choices: "
-                                          "timed, csr, dense"):
+    with pytest.raises(
+        ConfigError, match="execution route linear='fast' is not a valid choice; valid choices: timed, csr, dense"
+    ):
         SparseExecution(nn.Sequential(nn.Linear(3, 2)), _Algo.__new__(_Algo), RouteSettings(linear="fast"))
 
 
@@ -250,8 +267,10 @@ def test_layers_too_dense_or_too_small_keep_the_masked_route():
     assert execution.routes() == {"0.weight": "csr", "2.weight": "masked"}
     algo.masks.set("2.weight", torch.rand(5, 20) < 0.1)
     assert SparseExecution(model, algo, RouteSettings(**csr)).routes()["2.weight"] == "csr"
-    assert SparseExecution(model, algo, RouteSettings(**csr, min_weights=101)).routes() == {"0.weight": "csr",
-                                                                                          "2.weight": "masked"}
+    assert SparseExecution(model, algo, RouteSettings(**csr, min_weights=101)).routes() == {
+        "0.weight": "csr",
+        "2.weight": "masked",
+    }
     assert set(SparseExecution(model, algo, RouteSettings(linear="dense")).routes().values()) == {"masked"}
 
 
@@ -262,8 +281,13 @@ def test_execution_is_checked_and_not_part_of_the_run_id(quick_overrides):
 
 
 def test_checkpoint_written_masked_resumes_sparse(quick_overrides, tmp_path):
-    base = quick_overrides + ["sparse=set", "density=0.1", "epochs=3", "limit_batches=6",
-                              f"results_dir={tmp_path / 'runs'}"]
+    base = quick_overrides + [
+        "sparse=set",
+        "density=0.1",
+        "epochs=3",
+        "limit_batches=6",
+        f"results_dir={tmp_path / 'runs'}",
+    ]
     whole = _run(base + [f"results_dir={tmp_path / 'whole'}"], float64=True)
     _run(base + ["stop_after_epoch=1"], float64=True)
     resumed = _run(base + ["resume=true", "execution=sparse"], float64=True)
@@ -278,8 +302,9 @@ def test_checkpoint_written_masked_resumes_sparse(quick_overrides, tmp_path):
 def test_run_record_says_which_execution_ran(quick_overrides, tmp_path):
     import json
 
-    trainer = Trainer(compose_cfg(quick_overrides + ["execution=sparse", "epochs=3", "limit_batches=3",
-                                                     f"results_dir={tmp_path}"]))
+    trainer = Trainer(
+        compose_cfg(quick_overrides + ["execution=sparse", "epochs=3", "limit_batches=3", f"results_dir={tmp_path}"])
+    )
     result = trainer.fit()
     record = json.loads((tmp_path / f"{trainer.run_id}.json").read_text())
     assert record["execution"] == result["execution"] == "sparse"
@@ -319,9 +344,9 @@ def test_a_finished_run_is_never_trained_again(quick_overrides, tmp_path, capsys
 
 def test_dense_weight_gradient_is_asked_for_exactly_where_the_algorithm_reads_it():
     """Sparse momentum every step; RigL on its update steps only; the masked-gradient algorithms never."""
+    from conftest import CONF
     from omegaconf import OmegaConf
 
-    from conftest import CONF
     from snfs.algorithms import build_algorithm
     from snfs.algorithms.base import TrainingContext
 
@@ -346,7 +371,8 @@ def test_unknown_top_level_key_is_refused(quick_overrides):
 
 
 def test_resume_without_a_checkpoint_says_so(quick_overrides, tmp_path, capsys):
-    trainer = Trainer(compose_cfg(quick_overrides + ["epochs=1", "limit_batches=1", "resume=true",
-                                                     f"results_dir={tmp_path}"]))
+    trainer = Trainer(
+        compose_cfg(quick_overrides + ["epochs=1", "limit_batches=1", "resume=true", f"results_dir={tmp_path}"])
+    )
     assert trainer.fit()["status"] == "finished"
     assert f"resume=true, but {trainer.run_id} has no checkpoint at" in capsys.readouterr().err

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import CONF, REPO
+
 from snfs.report import reference
 from snfs.report.paths import presets
 from snfs.report.quick import fake_overrides, quick_overrides
@@ -39,12 +39,19 @@ def configs(exp):
 
 
 def pcts(cfgs, **where):
-    return sorted({round(c["density"] * 100, 6) for c in cfgs
-                   if all(c[k.split("__")[0]][k.split("__")[1]] == v for k, v in where.items())})
+    return sorted(
+        {
+            round(c["density"] * 100, 6)
+            for c in cfgs
+            if all(c[k.split("__")[0]][k.split("__")[1]] == v for k, v in where.items())
+        }
+    )
 
 
 def ref_pcts(rows, method, **where):
-    return sorted({r["weights_pct"] for r in rows if r["method"] == method and all(r[k] == v for k, v in where.items())})
+    return sorted(
+        {r["weights_pct"] for r in rows if r["method"] == method and all(r[k] == v for k, v in where.items())}
+    )
 
 
 # --- composition --------------------------------------------------------------------------------
@@ -55,8 +62,13 @@ def test_there_is_one_preset_per_table():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     # the Makefile derives its targets from conf/experiment/: each one runs its preset (dry run, nothing executes)
-    proc = subprocess.run(["make", "-n", *(f"reproduce-table-{name}" for name in PRESETS)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", "-n", *(f"reproduce-table-{name}" for name in PRESETS)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in PRESETS:
         assert f"scripts/reproduce.py run {name} " in proc.stdout, name
@@ -129,16 +141,27 @@ def test_dense_baselines_and_ablation_share_runs(grids):
     dense_from_methods = {j.run_id for j in grids["mnist_methods_dense"].jobs}
     dense_from_compression = {j.run_id for j in grids["mnist_compression"].jobs if "lenet300_100-dense" in j.run_id}
     assert dense_from_methods == dense_from_compression
-    full = {j.run_id for j in grids["ablation"].jobs if j.config["sparse"]["redistribution"] == "momentum"
-            and j.config["sparse"]["growth"] == "momentum"}
+    full = {
+        j.run_id
+        for j in grids["ablation"].jobs
+        if j.config["sparse"]["redistribution"] == "momentum" and j.config["sparse"]["growth"] == "momentum"
+    }
     main = {j.run_id for j in grids["cifar10_main"].jobs if j.config["sparse"]["name"] == "momentum"}
     assert full == main and len(full) == 8
 
 
 def test_cifar10_main_grid(grids):
     cfgs = configs(grids["cifar10_main"])
-    nets = {"alexnet_s": 10, "alexnet_b": 10, "vgg16_c": 5, "vgg16_d": 5, "vgg_like": 3, "wrn16_8": 5, "wrn16_10": 5,
-            "wrn22_8": 5}
+    nets = {
+        "alexnet_s": 10,
+        "alexnet_b": 10,
+        "vgg16_c": 5,
+        "vgg16_d": 5,
+        "vgg_like": 3,
+        "wrn16_8": 5,
+        "wrn16_10": 5,
+        "wrn22_8": 5,
+    }
     assert {(c["model"]["name"], round(c["density"] * 100, 6)) for c in cfgs} == set(nets.items())
     assert {c["sparse"]["name"] for c in cfgs} == {"dense", "snip", "momentum"}
     assert {c["dataset"]["name"] for c in cfgs} == {"cifar10"} and {c["epochs"] for c in cfgs} == {250}
@@ -160,15 +183,20 @@ def test_wrn28_2_grid(grids):
 def test_imagenet_grid(grids):
     cfgs = configs(grids["imagenet_resnet50"])
     assert {(c["model"]["name"], c["model"]["partially_dense"], c["density"]) for c in cfgs} == {
-        ("resnet50", False, 0.1), ("resnet50", False, 0.2), ("resnet50", True, 0.1), ("resnet50", True, 0.2)}
+        ("resnet50", False, 0.1),
+        ("resnet50", False, 0.2),
+        ("resnet50", True, 0.1),
+        ("resnet50", True, 0.2),
+    }
     for c in cfgs:
         assert (c["epochs"], c["batch_size"], c["precision"]) == (100, 256, "fp16")
         assert c["optim"]["weight_decay"] == 1e-4 and c["optim"]["lr"] == 0.1 and c["optim"]["nesterov"]
         assert c["optim"]["schedule"]["name"] == "multistep" and c["optim"]["schedule"]["milestones"] == [30, 60, 90]
         assert c["sparse"]["prune_rate"] == 0.2 and c["sparse"]["name"] == "momentum"
     ref = reference.load("imagenet_resnet50")
-    assert {r["weights_pct"] for r in ref if r["setting"] == "partially_dense" and r["method"] == "sparse_momentum"} \
-        == {10.0, 20.0}
+    assert {
+        r["weights_pct"] for r in ref if r["setting"] == "partially_dense" and r["method"] == "sparse_momentum"
+    } == {10.0, 20.0}
 
 
 def test_ablation_grid(grids):
@@ -187,15 +215,23 @@ def test_sensitivity_grids(grids):
     pr = configs(grids["sensitivity_prune_rate"])
     ref = reference.load("sensitivity_prune_rate")
     assert {(c["model"]["name"], c["sparse"]["prune_rate"], c["sparse"]["decay"]) for c in pr} == {
-        (r["model"], r["prune_rate"], r["decay"]) for r in ref}
+        (r["model"], r["prune_rate"], r["decay"]) for r in ref
+    }
 
 
 # --- launchers -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("launcher,key,value", [
-    ("slurm", "gpus_per_node", 1), ("slurm", "max_num_timeout", 3), ("submitit_slurm", "partition", None),
-    ("joblib", "n_jobs", -1), ("submitit_local", "timeout_min", 60)])
+@pytest.mark.parametrize(
+    "launcher,key,value",
+    [
+        ("slurm", "gpus_per_node", 1),
+        ("slurm", "max_num_timeout", 3),
+        ("submitit_slurm", "partition", None),
+        ("joblib", "n_jobs", -1),
+        ("submitit_local", "timeout_min", 60),
+    ],
+)
 def test_launcher_configs_compose(launcher, key, value):
     with Composer() as composer:
         cfg = composer.compose(["+experiment=mnist_methods", f"hydra/launcher={launcher}"], hydra_config=True)
@@ -222,7 +258,7 @@ def test_block_command_is_a_hydra_multirun_with_the_launcher(grids):
 def test_missing_blocks_cover_exactly_the_missing_points():
     values = [["a", "b", "c"], ["1", "2"], ["17", "18", "19"]]
     grid = list(itertools.product(*values))
-    assert missing_blocks(grid, values) == [values]          # the whole grid: one multirun
+    assert missing_blocks(grid, values) == [values]  # the whole grid: one multirun
     assert missing_blocks([], values) == []
     rng = random.Random(0)
     for _ in range(50):
@@ -245,10 +281,29 @@ def test_run_skips_finished_runs_and_launches_the_rest(tmp_path, capsys):
     done = exp.jobs[0]  # momentum
     store = tmp_path / "runs"
     store.mkdir()
-    (store / f"{done.run_id}.json").write_text(json.dumps({"status": "finished", "run_id": done.run_id,
-                                                           "config": done.config, "test_error": 2.0}))
-    assert main(["run", "mnist_methods", *overrides, "--quick", "--results", str(store), "--data-root",
-                 str(tmp_path / "nodata"), "--dry-run", "--launcher", "joblib", "--jobs", "2"]) == 0
+    (store / f"{done.run_id}.json").write_text(
+        json.dumps({"status": "finished", "run_id": done.run_id, "config": done.config, "test_error": 2.0})
+    )
+    assert (
+        main(
+            [
+                "run",
+                "mnist_methods",
+                *overrides,
+                "--quick",
+                "--results",
+                str(store),
+                "--data-root",
+                str(tmp_path / "nodata"),
+                "--dry-run",
+                "--launcher",
+                "joblib",
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 runs, 1 finished, 1 to run" in out
     block = [line for line in out.splitlines() if "block 1/1" in line][0]
@@ -257,10 +312,25 @@ def test_run_skips_finished_runs_and_launches_the_rest(tmp_path, capsys):
 
     # a diverged run is an outcome of its protocol: not retried
     other = exp.jobs[1]
-    (store / f"{other.run_id}.json").write_text(json.dumps({"status": "diverged", "run_id": other.run_id,
-                                                            "config": other.config, "test_error": None}))
-    assert main(["run", "mnist_methods", *overrides, "--quick", "--results", str(store), "--data-root",
-                 str(tmp_path / "nodata"), "--dry-run"]) == 0
+    (store / f"{other.run_id}.json").write_text(
+        json.dumps({"status": "diverged", "run_id": other.run_id, "config": other.config, "test_error": None})
+    )
+    assert (
+        main(
+            [
+                "run",
+                "mnist_methods",
+                *overrides,
+                "--quick",
+                "--results",
+                str(store),
+                "--data-root",
+                str(tmp_path / "nodata"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 runs, 1 finished, 1 diverged (not retried" in out and "0 to run" in out
     assert not [line for line in out.splitlines() if "block" in line and "sparse=set" in line]
@@ -275,7 +345,7 @@ def test_quick_overrides_use_real_data_when_present(fake_mnist_root, tmp_path):
     without = quick_overrides("mnist", tmp_path)
     assert "dataset=fake" in without and "dataset.shape=[1,28,28]" in without
     assert "dataset.shape=[3,32,32]" in quick_overrides("cifar10", tmp_path)
-    assert "dataset.num_classes=1000" in quick_overrides("imagenet", tmp_path)   # ImageNet: always generated
+    assert "dataset.num_classes=1000" in quick_overrides("imagenet", tmp_path)  # ImageNet: always generated
     assert fake_overrides("fake") == []
 
 
@@ -292,7 +362,9 @@ def test_quick_configs_of_every_preset_validate(tmp_path):
                 if key != "seed":
                     assert q.values[q.keys.index(key)] == values, (name, key)
             assert q.values[q.keys.index("seed")] == ["17"]
-        q = expand(composer, "cifar10_main", ["+experiment/cifar10_net=alexnet_s"] + quick_overrides("cifar10", tmp_path))
+        q = expand(
+            composer, "cifar10_main", ["+experiment/cifar10_net=alexnet_s"] + quick_overrides("cifar10", tmp_path)
+        )
     assert {j.config["dataset"]["name"] for j in q.jobs} == {"fake"}
     assert {j.config["epochs"] for j in q.jobs} == {2} and {j.config["limit_batches"] for j in q.jobs} == {2}
     assert re.match(r"fake-alexnet_s-", q.jobs[0].run_id)

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, compose_cfg
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_cfg
 from snfs.identity import declared_defaults, identity, identity_hash, run_id
 
 
@@ -20,8 +20,13 @@ def config(overrides=()):
 def test_the_default_run_has_no_changed_values():
     ident = identity(config())
     assert ident["changed"] == {}
-    assert (ident["dataset"], ident["model"], ident["sparse"], ident["density"], ident["seed"]) == \
-        ("mnist", "lenet300_100", "momentum", 0.05, 17)
+    assert (ident["dataset"], ident["model"], ident["sparse"], ident["density"], ident["seed"]) == (
+        "mnist",
+        "lenet300_100",
+        "momentum",
+        0.05,
+        17,
+    )
 
 
 def test_a_changed_value_changes_the_id_and_is_listed():
@@ -41,9 +46,18 @@ def test_an_option_missing_from_an_old_record_means_its_default():
 
 def test_where_and_how_a_run_executes_is_not_part_of_it():
     base = run_id(config())
-    for override in ("execution=sparse", "threads=1", "channels_last=false", "device=cpu", "results_dir=/tmp/x",
-                     "logger.mode=disabled", "data.root=/elsewhere", "dataset.verify_md5=false", "keep_freed_memory=false",
-                     "dataset.eval_batch_size=1000"):
+    for override in (
+        "execution=sparse",
+        "threads=1",
+        "channels_last=false",
+        "device=cpu",
+        "results_dir=/tmp/x",
+        "logger.mode=disabled",
+        "data.root=/elsewhere",
+        "dataset.verify_md5=false",
+        "keep_freed_memory=false",
+        "dataset.eval_batch_size=1000",
+    ):
         assert run_id(config([override])) == base, override
 
 
@@ -68,8 +82,10 @@ def test_defaults_come_from_the_files_named_by_the_groups():
 
 @pytest.mark.integration
 def test_reading_identities_loads_neither_torch_nor_hydra():
-    code = ("import sys, snfs.identity, snfs.report.store; "
-            "print([m for m in ('torch', 'hydra', 'snfs.train') if m in sys.modules])")
+    code = (
+        "import sys, snfs.identity, snfs.report.store; "
+        "print([m for m in ('torch', 'hydra', 'snfs.train') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO / "src")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -77,10 +93,12 @@ def test_reading_identities_loads_neither_torch_nor_hydra():
 
 @pytest.mark.integration
 def test_building_a_table_loads_neither_torch_nor_the_trainer(tmp_path):
-    code = ("import sys; from snfs.report.cli import main; "
-            f"main(['tables', 'mnist_compression', '--results', {str(tmp_path / 'runs')!r}, "
-            f"'--tables-dir', {str(tmp_path / 'tables')!r}]); "
-            "print([m for m in ('torch', 'snfs.train') if m in sys.modules])")
+    code = (
+        "import sys; from snfs.report.cli import main; "
+        f"main(['tables', 'mnist_compression', '--results', {str(tmp_path / 'runs')!r}, "
+        f"'--tables-dir', {str(tmp_path / 'tables')!r}]); "
+        "print([m for m in ('torch', 'snfs.train') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -92,8 +110,9 @@ def _stated_in_yaml_as_declared(options, stated: dict, where: str) -> None:
         if option.name in ("name", "label", "schedule"):
             continue
         assert option.name in stated, f"{where}: {option.name} is declared but not stated"
-        assert stated[option.name] == option.default, \
+        assert stated[option.name] == option.default, (
             f"{where}: {option.name}={stated[option.name]!r} but declared default {option.default!r}"
+        )
     declared = {o.name for o in options}
     assert set(stated) <= declared, f"{where}: undeclared {sorted(set(stated) - declared)}"
 
@@ -105,8 +124,11 @@ def test_each_config_file_states_its_declared_defaults():
     from snfs.algorithms import ALGORITHMS
     from snfs.config import OPTIM_OPTIONS, SCHEDULE_OPTIONS
 
-    shipped = [n for n in ALGORITHMS.names()  # not one another test registers on the fly (the README's example)
-               if (REPO / "src" / "snfs" / "algorithms" / f"{ALGORITHMS.get(n).__module__.rsplit('.', 1)[-1]}.py").exists()]
+    shipped = [
+        n
+        for n in ALGORITHMS.names()  # not one another test registers on the fly (the README's example)
+        if (REPO / "src" / "snfs" / "algorithms" / f"{ALGORITHMS.get(n).__module__.rsplit('.', 1)[-1]}.py").exists()
+    ]
     assert len(shipped) >= 8  # deepr, dense, dsr, momentum, rigl, set, snip, static
     for name in shipped:
         stated = yaml.safe_load((REPO / "conf" / "sparse" / f"{name}.yaml").read_text())

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import compose_cfg, write_idx
+
 from snfs.data import DatasetError, build_data, dataset_info
 from snfs.errors import UnknownChoiceError
 from snfs.train import train
@@ -128,7 +128,9 @@ def test_bad_checksum_leaves_the_file_and_names_both_sums(tiny, monkeypatch):
 
     import snfs.data.idx as idx_mod
 
-    monkeypatch.setattr(idx_mod, "download_torchvision", lambda *a, **k: pytest.fail("a bad file must not start a download"))
+    monkeypatch.setattr(
+        idx_mod, "download_torchvision", lambda *a, **k: pytest.fail("a bad file must not start a download")
+    )
     with pytest.raises(DatasetError) as info:
         build_data(cfg.dataset, str(root), batch_size=16, device=CPU, seed=0)
     msg = str(info.value)
@@ -186,11 +188,19 @@ def test_missing_file_is_downloaded_beside_the_users_files(tiny, monkeypatch):
     import torchvision.datasets
 
     monkeypatch.setattr(torchvision.datasets, "FakeTorchvisionDataset", FakeTorchvisionDataset, raising=False)
-    cfg = compose_cfg(select + ["dataset.download=true", "+dataset.torchvision_args={split: x}",
-                                "dataset.torchvision=FakeTorchvisionDataset"])
+    cfg = compose_cfg(
+        select
+        + [
+            "dataset.download=true",
+            "+dataset.torchvision_args={split: x}",
+            "dataset.torchvision=FakeTorchvisionDataset",
+        ]
+    )
 
     payload = b"a corrupt download"
-    with pytest.raises(DatasetError, match=r"could not download tiny_idx .*t10k-labels-idx1-ubyte.gz has md5 \w+, expected"):
+    with pytest.raises(
+        DatasetError, match=r"could not download tiny_idx .*t10k-labels-idx1-ubyte.gz has md5 \w+, expected"
+    ):
         build_data(cfg.dataset, str(root), batch_size=16, device=CPU, seed=0)
     assert files_snapshot(raw) == before  # the bad download never got the final name; nothing left behind
 
@@ -211,7 +221,9 @@ def test_unknown_loader_names_the_key(tiny):
 def test_label_outside_num_classes_is_refused(tiny):
     root, select, _ = tiny
     cfg = compose_cfg(select + ["dataset.num_classes=3"])
-    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte has labels 0\.\.4, outside 0\.\.2 \(dataset.num_classes=3\)"):
+    with pytest.raises(
+        DatasetError, match=r"train-labels-idx1-ubyte has labels 0\.\.4, outside 0\.\.2 \(dataset.num_classes=3\)"
+    ):
         build_data(cfg.dataset, str(root), batch_size=16, device=CPU, seed=0)
 
 

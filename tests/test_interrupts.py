@@ -7,12 +7,24 @@ import signal
 
 import pytest
 import torch
-
 from conftest import compose_cfg
+
 from snfs.train import Interrupted, Preemption, Trainer
 
-BASE = ["dataset=fake", "dataset.n_train=193", "dataset.n_val=64", "dataset.n_test=64", "logger.mode=disabled",
-        "progress=false", "device=cpu", "batch_size=32", "epochs=3", "density=0.1", "run_id=fixed", "threads=1"]
+BASE = [
+    "dataset=fake",
+    "dataset.n_train=193",
+    "dataset.n_val=64",
+    "dataset.n_test=64",
+    "logger.mode=disabled",
+    "progress=false",
+    "device=cpu",
+    "batch_size=32",
+    "epochs=3",
+    "density=0.1",
+    "run_id=fixed",
+    "threads=1",
+]
 STEPS_PER_EPOCH = 7  # ceil(193 / 32)
 
 
@@ -66,7 +78,9 @@ def test_starting_afresh_moves_an_earlier_checkpoint_aside(tmp_path, capsys):
 def test_bf16_on_cpu_uses_cpu_autocast():
     trainer = Trainer(compose_cfg(BASE + ["precision=bf16", "results_dir=/nonexistent-unused"]))
     with trainer.autocast():
-        out = trainer.model.fc1(torch.randn(2, trainer.model.fc1.in_features)) if hasattr(trainer.model, "fc1") else None
+        out = (
+            trainer.model.fc1(torch.randn(2, trainer.model.fc1.in_features)) if hasattr(trainer.model, "fc1") else None
+        )
     assert out is not None and out.dtype == torch.bfloat16
 
 

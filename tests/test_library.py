@@ -13,8 +13,17 @@ import snfs
 from snfs.errors import ConfigError
 
 #: options that make every algorithm update its masks within a few steps
-FAST = {"dsr": {"rewire_periods": [[0, 2]]}, "rigl": {"delta_t": 2}, "set": {"schedule": "step", "period": 2},
-        "deepr": {}, "deepr_dsr_code": {}, "snip": {}, "static": {}, "momentum": {}, "dense": {}}
+FAST = {
+    "dsr": {"rewire_periods": [[0, 2]]},
+    "rigl": {"delta_t": 2},
+    "set": {"schedule": "step", "period": 2},
+    "deepr": {},
+    "deepr_dsr_code": {},
+    "snip": {},
+    "static": {},
+    "momentum": {},
+    "dense": {},
+}
 ALGORITHMS = sorted(FAST)
 OPTIMIZERS = {
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=5e-4),
@@ -44,9 +53,18 @@ def build(algorithm="momentum", optimizer="sgd_momentum", density=0.3, epochs=3,
     model = MLP()
     opt = OPTIMIZERS[optimizer](model.parameters())
     data = batches(1)
-    sparse = snfs.sparsify(model, opt, algorithm, 1.0 if algorithm == "dense" else density, epochs=epochs,
-                           steps_per_epoch=steps_per_epoch, sample_batch=data[0], loss_fn=F.cross_entropy,
-                           verbose=False, **{**FAST[algorithm], **kw})
+    sparse = snfs.sparsify(
+        model,
+        opt,
+        algorithm,
+        1.0 if algorithm == "dense" else density,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        sample_batch=data[0],
+        loss_fn=F.cross_entropy,
+        verbose=False,
+        **{**FAST[algorithm], **kw},
+    )
     return model, opt, sparse
 
 
@@ -95,9 +113,9 @@ def test_every_algorithm_with_every_optimizer_trains_or_is_refused_at_build(algo
 
 def test_named_variants_agree_with_their_yaml():
     """A variant (deepr_dsr_code) is the same algorithm and options from Python as from conf/sparse/<name>.yaml."""
+    from conftest import CONF, compose_cfg
     from omegaconf import OmegaConf
 
-    from conftest import CONF, compose_cfg
     from snfs.algorithms import VARIANTS, resolve_algorithm
 
     for name, (base, _) in VARIANTS.items():
@@ -138,14 +156,20 @@ def test_deepr_refuses_cancelling_adamw_decay_at_build():
         build("deepr", "adamw", cancel_weight_decay=True)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"algorithm": "sparse_momentum"}, "sparse='sparse_momentum' is not a valid choice; valid choices: deepr, deepr_dsr_code, dense"),
-    ({"prune_rate": 1.5}, "sparse.prune_rate=1.5 is not valid for sparse=momentum"),
-    ({"prune_rat": 0.5}, "sparse.prune_rat is not an option of sparse=momentum"),
-    ({"density": 0.0}, "density=0.0 is not valid; must be a number in (0, 1]"),
-    ({"steps_per_epoch": 0}, "steps_per_epoch=0 is not valid; must be an integer in [1, inf)"),
-    ({"execution": "csr"}, "execution='csr' is not a valid choice; valid choices: masked, sparse"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            {"algorithm": "sparse_momentum"},
+            "sparse='sparse_momentum' is not a valid choice; valid choices: deepr, deepr_dsr_code, dense",
+        ),
+        ({"prune_rate": 1.5}, "sparse.prune_rate=1.5 is not valid for sparse=momentum"),
+        ({"prune_rat": 0.5}, "sparse.prune_rat is not an option of sparse=momentum"),
+        ({"density": 0.0}, "density=0.0 is not valid; must be a number in (0, 1]"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch=0 is not valid; must be an integer in [1, inf)"),
+        ({"execution": "csr"}, "execution='csr' is not a valid choice; valid choices: masked, sparse"),
+    ],
+)
 def test_a_bad_argument_stops_at_build_in_one_line(bad, message):
     """The same declarations and messages as the command line (snfs.options)."""
     model = MLP()
@@ -201,16 +225,31 @@ def test_which_weights_are_sparse_is_the_users_choice(capsys):
     opt = torch.optim.Adam(model.parameters())
     default = snfs.sparsify(model, opt, "static", 0.2, epochs=1, steps_per_epoch=1)
     printed = capsys.readouterr().err
-    assert set(default.masks) == {"encoder.self_attn.out_proj.weight", "encoder.linear1.weight",
-                                  "encoder.linear2.weight", "head.weight"}
+    assert set(default.masks) == {
+        "encoder.self_attn.out_proj.weight",
+        "encoder.linear1.weight",
+        "encoder.linear2.weight",
+        "head.weight",
+    }
     for left_dense in ("embed.weight", "encoder.self_attn.in_proj_weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0"):
         assert left_dense in printed  # listed once at start-up, never silently skipped
 
     model = Tokens()
     opt = torch.optim.Adam(model.parameters())
-    chosen = snfs.sparsify(model, opt, "static", 0.2, epochs=1, steps_per_epoch=1, verbose=False,
-                           include=["*.in_proj_weight", "lstm.weight_*", "embed.weight"], exclude=["head.weight"])
-    assert {"encoder.self_attn.in_proj_weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "embed.weight"} <= set(chosen.masks)
+    chosen = snfs.sparsify(
+        model,
+        opt,
+        "static",
+        0.2,
+        epochs=1,
+        steps_per_epoch=1,
+        verbose=False,
+        include=["*.in_proj_weight", "lstm.weight_*", "embed.weight"],
+        exclude=["head.weight"],
+    )
+    assert {"encoder.self_attn.in_proj_weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "embed.weight"} <= set(
+        chosen.masks
+    )
     assert "head.weight" not in chosen.masks
     x = torch.randint(0, 50, (4, 7))
     opt.zero_grad()
@@ -218,8 +257,16 @@ def test_which_weights_are_sparse_is_the_users_choice(capsys):
     chosen.step()
     assert_masked(model, chosen)
 
-    by_predicate = snfs.sparsify(Tokens(), opt, "static", 0.2, epochs=1, steps_per_epoch=1, verbose=False,
-                                 include=lambda name, p: name.startswith("lstm.weight"))
+    by_predicate = snfs.sparsify(
+        Tokens(),
+        opt,
+        "static",
+        0.2,
+        epochs=1,
+        steps_per_epoch=1,
+        verbose=False,
+        include=lambda name, p: name.startswith("lstm.weight"),
+    )
     assert set(by_predicate.masks) == {"lstm.weight_ih_l0", "lstm.weight_hh_l0"}
     with pytest.raises(ConfigError, match="include='attn.in_proj' matches no parameter"):
         snfs.sparsify(Tokens(), opt, "static", 0.2, epochs=1, steps_per_epoch=1, include=["attn.in_proj"])
@@ -335,8 +382,12 @@ def test_export_is_small_and_loads_back_into_the_users_class(tmp_path):
         assert snfs.use_sparse_kernels(loaded, info["masks"]) == list(sparse.masks)
         got = layer(x)
         assert loaded(x.view(5, 1, 28, 28)).shape == (5, 10)
-    torch.testing.assert_close(got, want, rtol=0, atol=_dot_bound(layer.weight.detach(), x)
-                               + 2 * torch.finfo(torch.float32).eps * float(want.abs().max()))  # the bias add
+    torch.testing.assert_close(
+        got,
+        want,
+        rtol=0,
+        atol=_dot_bound(layer.weight.detach(), x) + 2 * torch.finfo(torch.float32).eps * float(want.abs().max()),
+    )  # the bias add
 
 
 def test_a_file_that_is_not_an_export_is_refused(tmp_path):
@@ -346,23 +397,38 @@ def test_a_file_that_is_not_an_export_is_refused(tmp_path):
 
 
 # --- one path: the command line and a user's loop give the same run ------------------------------------
-CLI_FAST = {"dsr": ["sparse.rewire_periods=[[0,3]]", "sparse.target_prune=20"], "rigl": ["sparse.delta_t=3"],
-            "set": [], "deepr": [], "deepr_dsr_code": [], "snip": [], "static": [], "momentum": [], "dense": []}
+CLI_FAST = {
+    "dsr": ["sparse.rewire_periods=[[0,3]]", "sparse.target_prune=20"],
+    "rigl": ["sparse.delta_t=3"],
+    "set": [],
+    "deepr": [],
+    "deepr_dsr_code": [],
+    "snip": [],
+    "static": [],
+    "momentum": [],
+    "dense": [],
+}
 
 
 @pytest.mark.parametrize("variant", sorted(CLI_FAST))
 def test_the_library_in_a_plain_loop_gives_the_command_lines_run(variant, quick_overrides):
     """The same seed and config through ``python -m snfs.train`` (Trainer) and through ``snfs.sparsify``
     in a hand-written loop give the same masks and the same weights."""
+    from conftest import compose_cfg
     from omegaconf import OmegaConf
 
-    from conftest import compose_cfg
     from snfs.data import build_data
     from snfs.models import build_model
     from snfs.train import Trainer
 
-    overrides = quick_overrides + [f"sparse={variant}", "epochs=3", "limit_batches=6", "threads=1",
-                                   "density=0.1", *CLI_FAST[variant]]
+    overrides = quick_overrides + [
+        f"sparse={variant}",
+        "epochs=3",
+        "limit_batches=6",
+        "threads=1",
+        "density=0.1",
+        *CLI_FAST[variant],
+    ]
     trainer = Trainer(compose_cfg(overrides))
     trainer.fit()
     cfg = trainer.cfg
@@ -376,8 +442,19 @@ def test_the_library_in_a_plain_loop_gives_the_command_lines_run(variant, quick_
     first_batch = next(iter(data.train))  # SNIP scores on the run's first batch, which the run then trains on
     data.train.generator.set_state(state)
     options = OmegaConf.to_container(cfg.sparse, resolve=True)
-    sparse = snfs.sparsify(model, opt, options.pop("name"), float(cfg.density), epochs=3, steps_per_epoch=6,
-                           seed=cfg.seed, sample_batch=first_batch, loss_fn=F.cross_entropy, verbose=False, **options)
+    sparse = snfs.sparsify(
+        model,
+        opt,
+        options.pop("name"),
+        float(cfg.density),
+        epochs=3,
+        steps_per_epoch=6,
+        seed=cfg.seed,
+        sample_batch=first_batch,
+        loss_fn=F.cross_entropy,
+        verbose=False,
+        **options,
+    )
     for _ in range(3):
         for i, (x, y) in enumerate(data.train):
             if i == 6:
@@ -400,8 +477,19 @@ def test_the_library_loads_none_of_the_training_or_report_stack(tmp_path):
     import subprocess
     import sys
 
-    extras = ("hydra", "omegaconf", "wandb", "pandas", "matplotlib", "dash", "plotly", "markdown", "torchvision",
-              "submitit", "joblib")
+    extras = (
+        "hydra",
+        "omegaconf",
+        "wandb",
+        "pandas",
+        "matplotlib",
+        "dash",
+        "plotly",
+        "markdown",
+        "torchvision",
+        "submitit",
+        "joblib",
+    )
     script = f"""
 import sys
 import torch
@@ -421,4 +509,3 @@ print(sorted(loaded & set({extras!r})))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import compose_cfg
+
 from snfs import machine
 from snfs.errors import ConfigError
 

@@ -6,16 +6,29 @@ import sys
 
 import pytest
 import torch
+from conftest import compose_cfg
 
 import snfs.train as train_module
-from conftest import compose_cfg
 from snfs.malloc import MMAP_THRESHOLD, keep_freed_memory
 from snfs.train import Trainer
 
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def mallinfo2():

@@ -122,10 +122,17 @@ def test_largest_remainder_exact_total_within_caps():
 
 def test_largest_remainder_ties_go_in_quota_order_and_a_hair_below_an_integer_is_that_integer():
     assert largest_remainder(2, {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}, dict.fromkeys("abcd", 9)) == {
-        "a": 1, "b": 1, "c": 0, "d": 0}
+        "a": 1,
+        "b": 1,
+        "c": 0,
+        "d": 0,
+    }
     # a share of 3 computed in floating point as 2.9999999999 is 3; the unit left goes to b's 0.6
     assert largest_remainder(4, {"a": 3 - 1e-10, "b": 0.6, "c": 0.4}, dict.fromkeys("abc", 9)) == {
-        "a": 3, "b": 1, "c": 0}
+        "a": 3,
+        "b": 1,
+        "c": 0,
+    }
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -232,8 +239,13 @@ def test_reset_new_weights_given_values_and_without_momentum_state():
 
 def test_round_stats_totals_and_per_layer():
     stats = round_stats({"a": {"pruned": 3, "regrown": 1}, "b": {"pruned": 1, "regrown": 3}}, prune_rate=0.5)
-    assert stats == {"prune_rate": 0.5, "pruned": 4, "regrown": 4,
-                     "pruned_per_layer": {"a": 3, "b": 1}, "regrown_per_layer": {"a": 1, "b": 3}}
+    assert stats == {
+        "prune_rate": 0.5,
+        "pruned": 4,
+        "regrown": 4,
+        "pruned_per_layer": {"a": 3, "b": 1},
+        "regrown_per_layer": {"a": 1, "b": 3},
+    }
 
 
 def two_layer_round():
@@ -262,15 +274,28 @@ def test_drop_and_grow_by_score_resets_new_weights_and_reports_each_layer():
     assert params["0.weight"].tolist() == [[0.0, 0.0, 3.0, 4.0, 0.0, 0.0]]
     assert opt.state[params["0.weight"]]["momentum_buffer"].tolist() == [[0.0, 20.0, 30.0, 40.0, 50.0, 0.0]]
     per_layer = {"0.weight": 2, "1.weight": 1}
-    assert result.as_stats() == {"rate": 0.5, "pruned": 3, "regrown": 3, "pruned_per_layer": per_layer,
-                                 "regrown_per_layer": per_layer}
+    assert result.as_stats() == {
+        "rate": 0.5,
+        "pruned": 3,
+        "regrown": 3,
+        "pruned_per_layer": per_layer,
+        "regrown_per_layer": per_layer,
+    }
 
 
 def test_drop_and_grow_at_random_can_keep_optimizer_state_and_set_new_values():
     opt, params, masks = two_layer_round()
     kept = drop_smallest(masks, {k: p.detach().abs() for k, p in params.items()}, {"0.weight": 1, "1.weight": 0})
-    result = drop_and_grow(masks, params, opt, kept, {"0.weight": 2, "1.weight": 0}, generator=torch.Generator(),
-                           new_values=lambda name, n: torch.full((n,), 7.0), reset_optimizer_state=False)
+    result = drop_and_grow(
+        masks,
+        params,
+        opt,
+        kept,
+        {"0.weight": 2, "1.weight": 0},
+        generator=torch.Generator(),
+        new_values=lambda name, n: torch.full((n,), 7.0),
+        reset_optimizer_state=False,
+    )
     assert (result.pruned, result.regrown) == (1, 2)
     grown = masks.masks["0.weight"] & ~kept["0.weight"]
     assert int(grown.sum()) == 2 and params["0.weight"].detach()[grown].tolist() == [7.0, 7.0]

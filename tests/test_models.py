@@ -38,7 +38,7 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name: str, num_classes: int, options: tuple = ()) -> torch.nn.Module:
     """A model for tests that only read its structure, built once (ResNet-50 takes a second to initialise)."""
     return build_model(name, num_classes, **dict(options))
@@ -123,6 +123,7 @@ def test_lenet300_100_batch_norm_option():
     h = torch.nn.functional.relu(bn.bn1(bn.fc1(torch.randn(64, 784))))
     assert h.shape == (64, 300) and bn(torch.randn(64, 1, 28, 28)).shape == (64, 10)
     from snfs.masks import sparse_parameters
+
     assert set(sparse_parameters(bn)) == {"fc1.weight", "fc2.weight", "fc3.weight"}  # BN stays dense
 
 

@@ -10,8 +10,16 @@ from snfs.algorithms import build_algorithm
 from snfs.algorithms.base import TrainingContext
 from snfs.masks import grow_by_score, grow_random, prune_by_score, redistribute
 
-CFG = {"name": "momentum", "distribution": "uniform", "prune_rate": 0.5, "prune_rate_min": 0.005,
-       "decay": "cosine", "redistribution": "momentum", "growth": "momentum", "dense_layers": []}
+CFG = {
+    "name": "momentum",
+    "distribution": "uniform",
+    "prune_rate": 0.5,
+    "prune_rate_min": 0.005,
+    "decay": "cosine",
+    "redistribution": "momentum",
+    "growth": "momentum",
+    "dense_layers": [],
+}
 
 
 class Tiny(nn.Module):

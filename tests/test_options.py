@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CONF, REPO, compose_cfg
+
 from snfs.algorithms import ALGORITHMS
+from snfs.config import OPTIM_OPTIONS, SCHEDULE_OPTIONS, validate_config
 from snfs.errors import ConfigError
 from snfs.options import Option
-from snfs.config import OPTIM_OPTIONS, SCHEDULE_OPTIONS, validate_config
 
 SPARSE_FILES = sorted(p.stem for p in (CONF / "sparse").glob("*.yaml"))
 
@@ -23,7 +23,7 @@ def test_every_sparse_yaml_key_is_declared_and_valid(sparse):
     validate_config(cfg)  # raises for an undeclared key or a value out of its declared range
     algo = ALGORITHMS.get(cfg.sparse.name)
     declared = {o.name: o for o in algo.options}
-    for key, value in cfg.sparse.items():
+    for key, _value in cfg.sparse.items():
         assert declared[key].doc, f"{sparse}: option {key} has no documentation"
 
 
@@ -44,21 +44,30 @@ BAD = [
     (["sparse.prune_rate_min=-1"], "sparse.prune_rate_min=-1 is not valid for sparse=momentum"),
     (["sparse.prune_rate=abc"], "sparse.prune_rate='abc' is not valid for sparse=momentum; must be a number"),
     (["sparse=dsr", "sparse.initial_threshold=-1"], "sparse.initial_threshold=-1 is not valid for sparse=dsr"),
-    (["sparse=dsr", "sparse.tolerance=-1"], "sparse.tolerance=-1 is not valid for sparse=dsr; must be a number in [0, 1)"),
+    (
+        ["sparse=dsr", "sparse.tolerance=-1"],
+        "sparse.tolerance=-1 is not valid for sparse=dsr; must be a number in [0, 1)",
+    ),
     (["sparse=dsr", "sparse.rewire_periods=[[0,0]]"], "period must be an integer in [1, inf)"),
     (["sparse=dsr", "sparse.stop_epoch=1.5"], "sparse.stop_epoch=1.5 is not valid for sparse=dsr; must be an integer"),
     (["sparse=rigl", "sparse.delta_t=0"], "sparse.delta_t=0 is not valid for sparse=rigl"),
     (["sparse=set", "sparse.zeta=true"], "sparse.zeta=True is not valid for sparse=set; must be a number"),
     (["sparse=deepr", "sparse.temperatures=[[0.0,-1]]"], "T must be a number in [0, inf)"),
     (["sparse=deepr", "sparse.cancel_weight_decay=1"], "must be true or false"),
-    (["sparse.growth=gradient"], "sparse.growth='gradient' is not valid for sparse=momentum; valid choices: momentum, random"),
+    (
+        ["sparse.growth=gradient"],
+        "sparse.growth='gradient' is not valid for sparse=momentum; valid choices: momentum, random",
+    ),
     (["optim.momentum=0"], "optim.nesterov=true is not valid with optim.momentum=0"),
     (["optim.momentum=0", "optim.nesterov=false"], "optim.momentum=0 is not valid for sparse=momentum"),
     (["optim.lr=-0.1"], "optim.lr=-0.1 is not valid for optim=sgd; must be a number in (0, inf)"),
     (["optim.weight_decay=-1"], "optim.weight_decay=-1 is not valid"),
     (["optim.schedule.gamma=abc"], "optim.schedule.gamma='abc' is not valid"),
     # bug 4: keys the algorithm does not declare
-    (["+sparse.foo=1"], "sparse.foo is not an option of sparse=momentum; valid options: decay, dense_layers, distribution"),
+    (
+        ["+sparse.foo=1"],
+        "sparse.foo is not an option of sparse=momentum; valid options: decay, dense_layers, distribution",
+    ),
     (["sparse=set", "+sparse.prune_rate=0.3"], "sparse.prune_rate is not an option of sparse=set; valid options:"),
     (["sparse=snip", "+sparse.distribution=erk"], "sparse.distribution is not an option of sparse=snip"),
     (["+optim.betas=1"], "optim.betas is not an option of optim=sgd"),
@@ -74,18 +83,35 @@ def test_bad_option_is_refused_with_one_clear_line(overrides, message):
 
 def test_options_an_algorithm_ignores_need_no_momentum():
     """Sparse momentum without momentum-based redistribution or growth, and dense, run without optimizer momentum."""
-    validate_config(compose_cfg(["optim.momentum=0", "optim.nesterov=false", "sparse.redistribution=magnitude",
-                                 "sparse.growth=random"]))
+    validate_config(
+        compose_cfg(
+            ["optim.momentum=0", "optim.nesterov=false", "sparse.redistribution=magnitude", "sparse.growth=random"]
+        )
+    )
     validate_config(compose_cfg(["optim.momentum=0", "optim.nesterov=false", "sparse=dense"]))
 
 
 def test_bad_option_stops_the_cli_before_any_data_loads(tmp_path):
     """One line, exit 2, no traceback, and no dataset touched (the data root does not even exist)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "snfs.train", "sparse=set", "+sparse.prune_rate=0.3",
-                           f"data.root={tmp_path / 'nowhere'}", f"results_dir={tmp_path / 'runs'}", "logger.mode=disabled",
-                           f"hydra.run.dir={tmp_path / 'hydra'}"],
-                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snfs.train",
+            "sparse=set",
+            "+sparse.prune_rate=0.3",
+            f"data.root={tmp_path / 'nowhere'}",
+            f"results_dir={tmp_path / 'runs'}",
+            "logger.mode=disabled",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: sparse.prune_rate is not an option of sparse=set")
     assert "Traceback" not in proc.stderr

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-
 from conftest import REPO
 
 RUN = ["dataset=fake", "dataset.n_train=256", "dataset.n_val=30", "threads=1", "progress=false", "run_id=polish"]
@@ -29,13 +27,19 @@ def _env() -> dict:
 
 @pytest.mark.integration
 def test_a_run_ends_with_its_result_line_and_one_wandb_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "snfs.train", *RUN, "epochs=2", f"results_dir={tmp_path / 'runs'}"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "snfs.train", *RUN, "epochs=2", f"results_dir={tmp_path / 'runs'}"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()
     result = next(i for i, line in enumerate(lines) if line.startswith("polish: test error"))
     assert re.fullmatch(r"polish: test error \d+\.\d\d%, val error \d+\.\d\d%, density 0\.0500, .*", lines[result])
-    after = lines[result + 1:]
+    after = lines[result + 1 :]
     assert len(after) == 1 and after[0].startswith(f"wandb: logged offline to {tmp_path / 'runs' / 'wandb'}"), after
     assert not any(line.startswith("wandb: WARNING") for line in lines), lines
 
@@ -43,9 +47,23 @@ def test_a_run_ends_with_its_result_line_and_one_wandb_line(tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize("gap_s", [0.05, 0.3])
 def test_two_ctrl_c_stop_the_run_without_a_traceback(tmp_path, gap_s):
-    proc = subprocess.Popen([sys.executable, "-m", "snfs.train", *RUN, "dataset.n_train=20000", "epochs=50",
-                             "logger.mode=offline", f"results_dir={tmp_path / 'runs'}"], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snfs.train",
+            *RUN,
+            "dataset.n_train=20000",
+            "epochs=50",
+            "logger.mode=offline",
+            f"results_dir={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     checkpoint = tmp_path / "runs" / "checkpoints" / "polish.pt"
     deadline = time.time() + 300
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:

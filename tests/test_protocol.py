@@ -12,15 +12,24 @@ import math
 
 import pytest
 import torch
+from conftest import compose_cfg
 
 import snfs.train as train_module
-from conftest import compose_cfg
 from snfs.masks import init_masks, sparse_parameters
 from snfs.models import build_model
 from snfs.train import Trainer
 
-FAKE = ["dataset=fake", "dataset.n_train=192", "dataset.n_val=64", "dataset.n_test=64", "logger.mode=disabled",
-        "progress=false", "device=cpu", "batch_size=32", "run_id=fixed"]
+FAKE = [
+    "dataset=fake",
+    "dataset.n_train=192",
+    "dataset.n_val=64",
+    "dataset.n_test=64",
+    "logger.mode=disabled",
+    "progress=false",
+    "device=cpu",
+    "batch_size=32",
+    "run_id=fixed",
+]
 
 
 # --- initial distributions: ERK vs Erdos-Renyi -----------------------------------------------------
@@ -72,8 +81,10 @@ def test_the_distribution_option_reaches_the_masks_of_a_run(tmp_path):
     """sparse.distribution through the config and the algorithm, not only init_masks called directly."""
     counts = {}
     for distribution in ("erk", "erdos_renyi"):
-        cfg = compose_cfg(FAKE + ["model=lenet5_caffe", "sparse=static", f"sparse.distribution={distribution}",
-                                  f"results_dir={tmp_path}"])
+        cfg = compose_cfg(
+            FAKE
+            + ["model=lenet5_caffe", "sparse=static", f"sparse.distribution={distribution}", f"results_dir={tmp_path}"]
+        )
         trainer = Trainer(cfg)
         counts[distribution] = trainer.algo.masks.active_counts()
         params = dict(trainer.model.named_parameters())
@@ -88,8 +99,9 @@ def test_the_distribution_option_reaches_the_masks_of_a_run(tmp_path):
 @pytest.mark.integration  # training runs
 def test_validation_measures_the_network_before_the_epoch_end_mask_update(tmp_path, monkeypatch):
     """The logged val_loss/val_error are those of the network as trained in the epoch, not after pruning."""
-    trainer = Trainer(compose_cfg(FAKE + ["sparse=momentum", "density=0.2", "epochs=3", "limit_batches=3",
-                                          f"results_dir={tmp_path}"]))
+    trainer = Trainer(
+        compose_cfg(FAKE + ["sparse=momentum", "density=0.2", "epochs=3", "limit_batches=3", f"results_dir={tmp_path}"])
+    )
     real_evaluate, real_update = train_module.evaluate, trainer.algo.on_epoch_end
     calls, snapshots = [], []
 
@@ -110,7 +122,7 @@ def test_validation_measures_the_network_before_the_epoch_end_mask_update(tmp_pa
     result = trainer.fit()
     assert calls == ["validate", "mask update"] * 3 + ["test"]
     history = result["history"]
-    for record, (before, after, update) in zip(history, snapshots):
+    for record, (before, _after, _update) in zip(history, snapshots):
         assert (record["val_loss"], record["val_error"]) == before, f"epoch {record['epoch']}"
     # the check can tell the two apart: the updates of epochs 1 and 2 change the network's validation loss
     assert [bool(u) and u["pruned"] > 0 for _, _, u in snapshots] == [True, True, False]
@@ -124,8 +136,16 @@ def test_validation_measures_the_network_before_the_epoch_end_mask_update(tmp_pa
 def test_resume_restores_the_torch_rng_so_dropout_continues(tmp_path):
     """WRN-28-2 has dropout, drawn from the global torch RNG: a run stopped after epoch 1 and resumed
     must end bit-identical to an uninterrupted one, RNG state included."""
-    common = FAKE + ["model=wrn28_2", "dataset.shape=[3,8,8]", "dataset.n_train=64", "dataset.n_val=16",
-                     "dataset.n_test=16", "batch_size=16", "limit_batches=2", "epochs=2"]
+    common = FAKE + [
+        "model=wrn28_2",
+        "dataset.shape=[3,8,8]",
+        "dataset.n_train=64",
+        "dataset.n_val=16",
+        "dataset.n_test=16",
+        "batch_size=16",
+        "limit_batches=2",
+        "epochs=2",
+    ]
     straight_trainer = Trainer(compose_cfg(common + [f"results_dir={tmp_path / 'a'}"]))
     assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in straight_trainer.model.modules())
     straight = straight_trainer.fit()

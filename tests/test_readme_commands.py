@@ -9,7 +9,6 @@ import shlex
 import subprocess
 
 import pytest
-
 from conftest import REPO
 
 DOCS = ("README.md", "docs/dashboard.md", "docs/runs.md")
@@ -45,7 +44,7 @@ def test_every_make_command_names_real_targets(path, line):
         if word.startswith("ARGS="):
             from snfs.command_line import check_overrides
 
-            check_overrides(shlex.split(word[len("ARGS="):]))
+            check_overrides(shlex.split(word[len("ARGS=") :]))
 
 
 @pytest.mark.parametrize("path, line", commands("snfs.train"), ids=lambda v: v if " " in str(v) else None)
@@ -53,7 +52,7 @@ def test_every_training_command_passes_the_command_line_check(path, line):
     from snfs.command_line import check_overrides
 
     words = shlex.split(line)
-    check_overrides(words[words.index("snfs.train") + 1:])
+    check_overrides(words[words.index("snfs.train") + 1 :])
 
 
 def test_the_cpu_recipe_pins_what_pyproject_pins_and_comes_first():

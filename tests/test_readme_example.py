@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import yaml
-
 from conftest import REPO, compose_cfg
+
 from snfs.algorithms import ALGORITHMS
 from snfs.train import train
 
@@ -25,8 +25,11 @@ def test_readme_algorithm_example_trains(quick_overrides):
     try:
         exec(compile(code, "magnitude_random.py", "exec"), {"__name__": "snfs.algorithms.magnitude_random"})
         overrides = [o for o in quick_overrides] + ["epochs=3", "limit_batches=5"]
-        overrides += [f"sparse.{k}={v}" if not isinstance(v, list) else f"sparse.{k}=[]" for k, v in sparse_cfg.items()
-                      if k in ("name", "distribution", "dense_layers")]
+        overrides += [
+            f"sparse.{k}={v}" if not isinstance(v, list) else f"sparse.{k}=[]"
+            for k, v in sparse_cfg.items()
+            if k in ("name", "distribution", "dense_layers")
+        ]
         overrides.append(f"+sparse.replace_fraction={sparse_cfg['replace_fraction']}")
         result = train(compose_cfg(["sparse=static"] + overrides))
     finally:

@@ -16,14 +16,23 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import REPO, compose_cfg
 
 import snfs.train as train_module
-from conftest import REPO, compose_cfg
 from snfs.errors import DatasetError, DivergenceError
 from snfs.train import train
 
-FAKE = ["dataset=fake", "dataset.n_train=640", "dataset.n_val=64", "dataset.n_test=128", "logger.mode=disabled",
-        "progress=false", "device=cpu", "batch_size=32", "run_id=fixed"]
+FAKE = [
+    "dataset=fake",
+    "dataset.n_train=640",
+    "dataset.n_val=64",
+    "dataset.n_test=128",
+    "logger.mode=disabled",
+    "progress=false",
+    "device=cpu",
+    "batch_size=32",
+    "run_id=fixed",
+]
 
 
 def _free_port() -> int:
@@ -33,8 +42,15 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out_dir: str) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     torch.set_num_threads(1)
     trainer = train_module.Trainer(compose_cfg(overrides))
     try:
@@ -42,7 +58,9 @@ def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out_dir:
     finally:
         train_module.cleanup()
     algo = trainer.algo
-    torch.save({"masks": algo.masks.state_dict(), "model": algo.ctx.model.state_dict()}, Path(out_dir) / f"rank{rank}.pt")
+    torch.save(
+        {"masks": algo.masks.state_dict(), "model": algo.ctx.model.state_dict()}, Path(out_dir) / f"rank{rank}.pt"
+    )
 
 
 @pytest.mark.ddp
@@ -65,8 +83,10 @@ def test_ddp_two_ranks_agree_and_match_single_process(tmp_path):
         torch.testing.assert_close(w, r0["model"][k], rtol=1e-4, atol=1e-5)
         if w.is_floating_point():
             worst = max(worst, float((w - r0["model"][k]).abs().max()))
-    print(f"\n[ddp] 2 gloo ranks: masks bit-identical over {len(r0['masks'])} layers; "
-          f"max |w_ddp - w_single| = {worst:.3g}")
+    print(
+        f"\n[ddp] 2 gloo ranks: masks bit-identical over {len(r0['masks'])} layers; "
+        f"max |w_ddp - w_single| = {worst:.3g}"
+    )
     # only rank 0 writes the results store
     assert len(list((tmp_path / "ddp").glob("*.json"))) == 1
 
@@ -74,8 +94,15 @@ def test_ddp_two_ranks_agree_and_match_single_process(tmp_path):
 def _cli(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     """`python -m snfs.train` in ``cwd`` (a temporary folder: Hydra writes its outputs/ there)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "snfs.train", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "snfs.train", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def test_sigterm_checkpoints_and_rerun_resumes_to_same_weights(tmp_path):
@@ -137,8 +164,18 @@ def test_divergence_cli_message(tmp_path):
 @pytest.mark.integration  # a joblib multirun of two processes
 def test_a_diverged_run_ends_without_stopping_its_multirun(tmp_path):
     """A joblib sweep whose first run diverges: the other run still finishes, and both are recorded."""
-    proc = _cli(["--multirun", *FAKE[:-1], "optim.lr=1e30,0.05", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                             f"results_dir={tmp_path / 'runs'}", "epochs=1"], tmp_path)
+    proc = _cli(
+        [
+            "--multirun",
+            *FAKE[:-1],
+            "optim.lr=1e30,0.05",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"results_dir={tmp_path / 'runs'}",
+            "epochs=1",
+        ],
+        tmp_path,
+    )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
@@ -155,7 +192,9 @@ def test_wandb_failure_never_loses_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(wandb, "init", broken)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", "logger.mode=online", f"results_dir={tmp_path}"]))
+        result = train(
+            compose_cfg(FAKE + ["epochs=1", "limit_batches=2", "logger.mode=online", f"results_dir={tmp_path}"])
+        )
     assert result["status"] == "finished"
     assert (tmp_path / "fixed.json").exists()
     assert any("wandb could not start" in str(w.message) for w in caught)
@@ -171,8 +210,19 @@ def test_corrupt_mnist_file_is_detected(tmp_path, real_mnist_root):
         f.write(bytes([byte[0] ^ 0xFF]))
     corrupt = (raw / "t10k-labels-idx1-ubyte").read_bytes()
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte") as err:
-        train(compose_cfg([f"data.root={tmp_path}", "dataset.download=false", "logger.mode=disabled", "progress=false",
-                           f"results_dir={tmp_path / 'runs'}", "epochs=1", "limit_batches=1"]))
+        train(
+            compose_cfg(
+                [
+                    f"data.root={tmp_path}",
+                    "dataset.download=false",
+                    "logger.mode=disabled",
+                    "progress=false",
+                    f"results_dir={tmp_path / 'runs'}",
+                    "epochs=1",
+                    "limit_batches=1",
+                ]
+            )
+        )
     assert "md5" in str(err.value)
     assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == corrupt  # a user's file is named, never deleted
 
@@ -197,9 +247,20 @@ def test_submitit_slurm_launcher_composes():
 
 @pytest.mark.slow
 def test_submitit_local_two_job_multirun(tmp_path):
-    proc = _cli(["-m", "hydra/launcher=submitit_local", "seed=1,2", *[o for o in FAKE if o != "run_id=fixed"],
-                 "epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                 "hydra.launcher.timeout_min=5"], tmp_path)
+    proc = _cli(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "seed=1,2",
+            *[o for o in FAKE if o != "run_id=fixed"],
+            "epochs=1",
+            "limit_batches=2",
+            f"results_dir={tmp_path}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            "hydra.launcher.timeout_min=5",
+        ],
+        tmp_path,
+    )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
@@ -229,7 +290,9 @@ def test_unreadable_checkpoint_is_moved_aside_never_overwritten(tmp_path, conten
         torch.save(state, ckpt)
     original = ckpt.read_bytes()
     for resume in ("false", "true"):
-        with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*fixed\.pt.*moved to .*fixed\.pt\.unreadable"):
+        with pytest.raises(
+            CheckpointError, match=r"cannot read checkpoint .*fixed\.pt.*moved to .*fixed\.pt\.unreadable"
+        ):
             train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"resume={resume}", f"results_dir={tmp_path}"]))
         assert not ckpt.exists()
         ckpt.write_bytes(original)  # the same file again, for the resume=true pass
@@ -244,8 +307,10 @@ def test_unreadable_checkpoint_cli_is_one_line(tmp_path):
     ckpt = tmp_path / "checkpoints" / "fixed.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"corrupt")
-    proc = _cli(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
-                tmp_path)
+    proc = _cli(
+        FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        tmp_path,
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in err
     assert f"moved to {ckpt}.unreadable" in err.strip().splitlines()[-1]
@@ -254,8 +319,11 @@ def test_unreadable_checkpoint_cli_is_one_line(tmp_path):
 def test_divergence_in_the_first_epoch_names_no_missing_checkpoint(tmp_path, monkeypatch):
     """Issue 14 bug 7: a non-finite loss in epoch 1 pointed to an 'epoch 0' checkpoint that does not exist."""
     real = train_module.F.cross_entropy
-    monkeypatch.setattr(train_module.F, "cross_entropy",
-                        lambda out, y, *a, **kw: real(out, y, *a, **kw) * (1.0 if kw.get("reduction") == "sum" else float("nan")))
+    monkeypatch.setattr(
+        train_module.F,
+        "cross_entropy",
+        lambda out, y, *a, **kw: real(out, y, *a, **kw) * (1.0 if kw.get("reduction") == "sum" else float("nan")),
+    )
     with pytest.raises(DivergenceError) as err:
         train(compose_cfg(FAKE + ["epochs=2", "limit_batches=3", f"results_dir={tmp_path}"]))
     message = str(err.value)

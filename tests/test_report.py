@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from snfs.report import reference
+
 from snfs.report import paths as report_paths
+from snfs.report import reference
+from snfs.report import tables as tables_module
 from snfs.report.paths import REFERENCE_DIR
 from snfs.report.stats import summarise, t975
 from snfs.report.store import RunIndex, load_local, load_wandb
 from snfs.report.sweep import Composer, expand
-from snfs.report import tables as tables_module
 from snfs.report.tables import TABLES, Paper, Row, Table, build_table, csv_rows, to_markdown, write_table
 
 POINTS = ["+experiment/mnist_point=lenet300_100_5.0,lenet300_100_dense"]  # 2 settings x 3 seeds
@@ -35,11 +35,24 @@ def jobs():
 
 
 def run_json(job, test_error, **extra) -> dict:
-    return {"status": "finished", "run_id": job.run_id, "dataset": job.config["dataset"]["name"],
-            "model": job.config["model"]["name"], "algorithm": job.config["sparse"]["name"],
-            "density": job.config["density"], "seed": job.config["seed"], "epochs": job.config["epochs"],
-            "test_error": test_error, "val_error": test_error, "git_commit": "0123456789abcdef0123", "device": "cpu",
-            "machine": "test CPU x2 threads, box", "config": job.config, "history": [], **extra}
+    return {
+        "status": "finished",
+        "run_id": job.run_id,
+        "dataset": job.config["dataset"]["name"],
+        "model": job.config["model"]["name"],
+        "algorithm": job.config["sparse"]["name"],
+        "density": job.config["density"],
+        "seed": job.config["seed"],
+        "epochs": job.config["epochs"],
+        "test_error": test_error,
+        "val_error": test_error,
+        "git_commit": "0123456789abcdef0123",
+        "device": "cpu",
+        "machine": "test CPU x2 threads, box",
+        "config": job.config,
+        "history": [],
+        **extra,
+    }
 
 
 def write_runs(store: Path, runs: list[dict]) -> None:
@@ -59,12 +72,17 @@ def table_of(index, overrides=POINTS, name="mnist_compression", **kw) -> Table:
 def test_mean_standard_error_and_ci():
     s = summarise([1.0, 2.0, 3.0])
     assert (s.n, s.mean) == (3, 2.0)
-    assert s.se == pytest.approx(1.0 / math.sqrt(3))          # sample sd 1, over sqrt(3)
+    assert s.se == pytest.approx(1.0 / math.sqrt(3))  # sample sd 1, over sqrt(3)
     assert s.ci95 == pytest.approx(4.303 / math.sqrt(3))
     one = summarise([1.5])
     assert one.n == 1 and one.mean == 1.5 and math.isnan(one.se) and math.isnan(one.ci95)
     assert summarise([]).n == 0 and math.isnan(summarise([float("nan")]).mean)
-    assert t975(1) == 12.706 and t975(30) == 2.042 and 1.96 < t975(1000) < 1.963 and t975(40) == pytest.approx(2.021, abs=2e-3)
+    assert (
+        t975(1) == 12.706
+        and t975(30) == 2.042
+        and 1.96 < t975(1000) < 1.963
+        and t975(40) == pytest.approx(2.021, abs=2e-3)
+    )
 
 
 def test_table_from_hand_made_runs(tmp_path, jobs):
@@ -72,9 +90,12 @@ def test_table_from_hand_made_runs(tmp_path, jobs):
     sparse = [j for j in jobs if j.config["sparse"]["name"] == "momentum"]
     dense = [j for j in jobs if j.config["sparse"]["name"] == "dense"]
     assert [j.config["seed"] for j in sparse] == [17, 18, 19]
-    write_runs(tmp_path, [run_json(j, e) for j, e in zip(sparse, (1.5, 1.6, 1.8))] +
-               [run_json(j, e) for j, e in zip(dense, (1.3, 1.4))] +
-               [{"status": "failed", "run_id": "x", "config": {}}])
+    write_runs(
+        tmp_path,
+        [run_json(j, e) for j, e in zip(sparse, (1.5, 1.6, 1.8))]
+        + [run_json(j, e) for j, e in zip(dense, (1.3, 1.4))]
+        + [{"status": "failed", "run_id": "x", "config": {}}],
+    )
     table = table_of(load_local(tmp_path))
     by = {(r.setting["method"], r.setting["weights_pct"]): r for r in table.rows}
     assert list(by) == [("sparse_momentum", 5.0), ("dense", 100.0)]
@@ -89,7 +110,10 @@ def test_table_from_hand_made_runs(tmp_path, jobs):
 
     md = to_markdown(table)
     # mnist_compression counts collapsed runs (none here): all runs, n, collapsed, the others, paper, diff
-    assert "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 0 | 1.633 ± 0.088 | 1.530 ± 0.020 | +0.103 |" in md
+    assert (
+        "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 0 | 1.633 ± 0.088 | 1.530 ± 0.020 | +0.103 |"
+        in md
+    )
     assert "| lenet300_100 | dense | 100 | 1.350 ± 0.050 | 2/3 | 0 | 1.350 ± 0.050 | 1.340 ± 0.011 | +0.010 |" in md
     assert "not yet reproduced" in md and "5 of 6 runs" in md
     assert "`0123456789ab` (5 runs)" in md and "test CPU x2 threads, box (5 runs)" in md
@@ -119,7 +143,7 @@ def test_runs_match_by_config_when_the_run_id_differs(jobs):
     old = json.loads(json.dumps(run_json(job, 1.0)))
     old["run_id"] = "made-before-a-new-option"
     del old["config"]["sparse"]["prune_rate_min"]
-    old["config"]["results_dir"] = "/elsewhere"          # where a run is stored does not matter
+    old["config"]["results_dir"] = "/elsewhere"  # where a run is stored does not matter
     other = json.loads(json.dumps(run_json(job, 9.0)))
     other["run_id"] = "other-lr"
     other["config"]["optim"]["lr"] = 0.05
@@ -134,28 +158,31 @@ def test_variant_runs_and_default_runs_never_stand_in_for_each_other():
     with Composer() as composer:
         default = expand(composer, "mnist_methods", ["sparse=deepr", "density=0.02", "seed=17"]).jobs[0]
         variant = expand(composer, "mnist_methods", ["sparse=deepr_dsr_code", "density=0.02", "seed=17"]).jobs[0]
-        scoped = expand(composer, "mnist_methods", ["sparse=deepr", "sparse.scope=global", "density=0.02",
-                                                    "seed=17"]).jobs[0]
-        explicit = expand(composer, "mnist_methods", ["sparse=deepr", "sparse.scope=layer", "density=0.02",
-                                                      "seed=17"]).jobs[0]
+        scoped = expand(
+            composer, "mnist_methods", ["sparse=deepr", "sparse.scope=global", "density=0.02", "seed=17"]
+        ).jobs[0]
+        explicit = expand(
+            composer, "mnist_methods", ["sparse=deepr", "sparse.scope=layer", "density=0.02", "seed=17"]
+        ).jobs[0]
     assert len({default.run_id, variant.run_id, scoped.run_id}) == 3 and explicit.run_id == default.run_id
     old_default = run_json(default, 2.6)
     for key in ("scope", "new_sign", "noise_and_l1", "noise_eta"):  # a record from before these options
         del old_default["config"]["sparse"][key]
     old_default["run_id"] = "an-old-style-run-id"
-    assert RunIndex([old_default]).match(variant.run_id, variant.config) is None      # the row stays empty
+    assert RunIndex([old_default]).match(variant.run_id, variant.config) is None  # the row stays empty
     assert RunIndex([run_json(variant, 2.1)]).match(default.run_id, default.config) is None
     assert RunIndex([run_json(scoped, 2.4)]).match(default.run_id, default.config) is None
     assert RunIndex([old_default]).match(scoped.run_id, scoped.config) is None
     assert RunIndex([old_default]).match(explicit.run_id, explicit.config) is old_default  # layer is the default
     stray = json.loads(json.dumps(old_default))
-    stray["config"]["sparse"]["some_override"] = 1                                      # only the run has it
+    stray["config"]["sparse"]["some_override"] = 1  # only the run has it
     assert RunIndex([stray]).match(explicit.run_id, explicit.config) is None
 
 
 def test_not_yet_reproduced_table_names_what_is_lacking(tmp_path):
-    table = table_of(RunIndex([], "empty store"), ["+experiment/cifar10_net=alexnet_s"], name="cifar10_main",
-                     data_root=tmp_path)
+    table = table_of(
+        RunIndex([], "empty store"), ["+experiment/cifar10_net=alexnet_s"], name="cifar10_main", data_root=tmp_path
+    )
     md = to_markdown(table)
     assert "**not yet reproduced**: 0 of 9 runs" in md
     assert "cifar10 data under data.root" in md and "make reproduce-table-cifar10_main" in md
@@ -163,24 +190,32 @@ def test_not_yet_reproduced_table_names_what_is_lacking(tmp_path):
 
     assert ("a GPU" in md) == (not torch.cuda.is_available())
     assert [r.setting["method"] for r in table.rows] == ["dense", "snip", "sparse_momentum"]
-    assert table.rows[0].paper.value == 12.68 and table.rows[2].paper.value == 14.5   # AlexNet-s, inferred row
+    assert table.rows[0].paper.value == 12.68 and table.rows[2].paper.value == 14.5  # AlexNet-s, inferred row
     header, rows = csv_rows(table)
     assert "inference FLOP speedup" in header and len(rows) == 3
 
 
 def test_cifar10_speedup_columns_from_a_run(tmp_path):
     with Composer() as composer:
-        job = expand(composer, "cifar10_main", ["+experiment/cifar10_net=alexnet_s", "sparse=momentum", "seed=17"]).jobs[0]
+        job = expand(
+            composer, "cifar10_main", ["+experiment/cifar10_net=alexnet_s", "sparse=momentum", "seed=17"]
+        ).jobs[0]
     from snfs.costs import layer_macs
     from snfs.models import build_model
 
     macs = layer_macs(build_model("alexnet_s", 10), (3, 32, 32))
     densities = {name: 0.1 for name in macs}
-    run = run_json(job, 14.0, flops_ratio=0.5, history=[{"epoch": 1, "layer_density": densities}],
-                   speedup_estimate={"speedup_sparse_conv_estimate": 3.0, "speedup_dense_conv_estimate": 1.2})
+    run = run_json(
+        job,
+        14.0,
+        flops_ratio=0.5,
+        history=[{"epoch": 1, "layer_density": densities}],
+        speedup_estimate={"speedup_sparse_conv_estimate": 3.0, "speedup_dense_conv_estimate": 1.2},
+    )
     write_runs(tmp_path, [run])
-    table = table_of(load_local(tmp_path), ["+experiment/cifar10_net=alexnet_s", "sparse=momentum", "seed=17"],
-                     name="cifar10_main")
+    table = table_of(
+        load_local(tmp_path), ["+experiment/cifar10_net=alexnet_s", "sparse=momentum", "seed=17"], name="cifar10_main"
+    )
     extra = table.rows[0].extra
     assert extra["inference FLOP speedup"] == pytest.approx(10.0)
     assert extra["training FLOP speedup"] == pytest.approx(2.0)
@@ -196,12 +231,19 @@ class FakeRun:
         self.id = "w" + str(abs(hash(record["run_id"])))[:7]
         self.state = state
         self.config = record["config"]
-        self.summary = {"test_error": record["test_error"], "val_error": record["val_error"], "final_density": 0.05,
-                        "wall_time_s": 1.0, "_runtime": 1.0}
+        self.summary = {
+            "test_error": record["test_error"],
+            "val_error": record["val_error"],
+            "final_density": 0.05,
+            "wall_time_s": 1.0,
+            "_runtime": 1.0,
+        }
         self.commit = "feedfacecafe"
         self.path = ["me", "snfs", self.id]
-        self._history = [{"_step": 10, "epoch": 1, "layer_density/fc1.weight": 0.04, "layer_density/fc2.weight": 0.1},
-                         {"_step": 20, "epoch": 2, "layer_density/fc1.weight": 0.03, "layer_density/fc2.weight": 0.2}]
+        self._history = [
+            {"_step": 10, "epoch": 1, "layer_density/fc1.weight": 0.04, "layer_density/fc2.weight": 0.1},
+            {"_step": 20, "epoch": 2, "layer_density/fc1.weight": 0.03, "layer_density/fc2.weight": 0.2},
+        ]
 
     def scan_history(self, keys=None, page_size=1000):
         return iter(self._history)
@@ -226,7 +268,7 @@ def test_wandb_source_with_a_mocked_api(tmp_path, jobs, monkeypatch):
     table = table_of(index)
     row = table.rows[0]
     assert (row.ours.n, row.ours.mean) == (3, pytest.approx(1.6333333))
-    assert table.rows[1].ours.n == 0                         # the crashed run does not count
+    assert table.rows[1].ours.n == 0  # the crashed run does not count
     md = to_markdown(table)
     assert "wandb project `me/snfs`" in md and "`feedfacecafe` (3 runs)" in md
 
@@ -237,10 +279,16 @@ def test_wandb_source_with_a_mocked_api(tmp_path, jobs, monkeypatch):
     from snfs.report.cli import main
 
     out = tmp_path / "tables"
-    assert main(["tables", "mnist_compression", "--source", "wandb", "--wandb-project", "me/snfs",
-                 "--tables-dir", str(out)]) == 0
+    assert (
+        main(
+            ["tables", "mnist_compression", "--source", "wandb", "--wandb-project", "me/snfs", "--tables-dir", str(out)]
+        )
+        == 0
+    )
     text = (out / "mnist_compression.md").read_text()
-    assert "wandb project `me/snfs`" in text and "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 0 |" in text
+    assert (
+        "wandb project `me/snfs`" in text and "| lenet300_100 | sparse_momentum | 5 | 1.633 ± 0.088 | 3/3 | 0 |" in text
+    )
 
     # layer densities come from the run's logged history
     from snfs.report.figures import figure_layer_density
@@ -269,8 +317,10 @@ def test_sensitivity_figures_with_confidence_intervals(tmp_path):
     path = figures.draw_table_figure(table, tmp_path)
     assert path.name == "sensitivity_momentum.png" and path.read_bytes()[:4] == b"\x89PNG"
     spec = TABLES["sensitivity_prune_rate"]
-    rows = [Row(setting=s, ours=summarise([6.5, 6.6]), paper=spec.paper_of(s))
-            for s in ({"model": "vgg16_d", "prune_rate": p, "decay": d} for p in (0.2, 0.5) for d in ("cosine", "linear"))]
+    rows = [
+        Row(setting=s, ours=summarise([6.5, 6.6]), paper=spec.paper_of(s))
+        for s in ({"model": "vgg16_d", "prune_rate": p, "decay": d} for p in (0.2, 0.5) for d in ("cosine", "linear"))
+    ]
     assert figures.draw_table_figure(Table(spec=spec, rows=rows, expansions=[], source="t"), tmp_path).exists()
     assert rows[0].paper == Paper(6.39, 0.04, "Dettmers2019 result CSVs")
 
@@ -279,12 +329,25 @@ def test_layer_density_figure_picks_a_sparse_momentum_run(tmp_path):
     from snfs.report.figures import draw_layer_density_figures, pick_layer_density_runs
 
     def run(seed, density, algorithm="momentum"):
-        hist = [{"epoch": e, "density": density, "layer_density": {"fc1.weight": density * (1 - 0.1 * e),
-                                                                     "fc2.weight": density * (1 + 0.5 * e)}}
-                for e in (1, 2, 3)]
-        return {"run_id": f"r{seed}{density}{algorithm}", "dataset": "mnist", "model": "lenet300_100",
-                "algorithm": algorithm, "density": density, "seed": seed, "epochs": 3, "history": hist,
-                "config": {"sparse": {"name": algorithm, "redistribution": "momentum", "growth": "momentum"}}}
+        hist = [
+            {
+                "epoch": e,
+                "density": density,
+                "layer_density": {"fc1.weight": density * (1 - 0.1 * e), "fc2.weight": density * (1 + 0.5 * e)},
+            }
+            for e in (1, 2, 3)
+        ]
+        return {
+            "run_id": f"r{seed}{density}{algorithm}",
+            "dataset": "mnist",
+            "model": "lenet300_100",
+            "algorithm": algorithm,
+            "density": density,
+            "seed": seed,
+            "epochs": 3,
+            "history": hist,
+            "config": {"sparse": {"name": algorithm, "redistribution": "momentum", "growth": "momentum"}},
+        }
 
     runs = [run(18, 0.05), run(17, 0.02), run(17, 0.05), run(17, 0.05, "set")]
     assert pick_layer_density_runs(runs) == [runs[2]]
@@ -306,8 +369,12 @@ def test_reference_csvs_are_documented_and_load():
     if shared.is_dir():
         for p in shared.glob("*.csv"):
             assert (REFERENCE_DIR / p.name).read_bytes() == p.read_bytes(), p.name
-    assert reference.find(reference.load("mnist_compression_lenet5_caffe"), method="sparse_momentum",
-                          weights_pct=0.9)["test_error_pct"] == 0.894
+    assert (
+        reference.find(reference.load("mnist_compression_lenet5_caffe"), method="sparse_momentum", weights_pct=0.9)[
+            "test_error_pct"
+        ]
+        == 0.894
+    )
 
 
 # --- one QUICK sweep, end to end -----------------------------------------------------------------------------
@@ -317,10 +384,21 @@ def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
     """Two QUICK runs on generated data through `scripts/reproduce.py run` (a real Hydra multirun):
     the run JSONs have the expected run ids, the table has exactly those rows, the figures exist,
     and a second call finds nothing to run."""
-    cmd = [sys.executable, str(REPO / "scripts" / "reproduce.py"), "run", "mnist_compression",
-           "+experiment/mnist_point=lenet300_100_5.0,lenet300_100_dense", "--quick", "--fake-data",
-           "--results", str(tmp_path / "runs"), "--tables-dir", str(tmp_path / "tables"),
-           "--figures-dir", str(tmp_path / "figures")]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "reproduce.py"),
+        "run",
+        "mnist_compression",
+        "+experiment/mnist_point=lenet300_100_5.0,lenet300_100_dense",
+        "--quick",
+        "--fake-data",
+        "--results",
+        str(tmp_path / "runs"),
+        "--tables-dir",
+        str(tmp_path / "tables"),
+        "--figures-dir",
+        str(tmp_path / "figures"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -330,15 +408,17 @@ def test_quick_sweep_end_to_end(tmp_path, jobs, capsys):
         from snfs.report.quick import quick_overrides
 
         expected = expand(composer, "mnist_compression", POINTS + quick_overrides("mnist", tmp_path, force_fake=True))
-    assert made == sorted(j.run_id for j in expected.jobs)   # our run ids are the ones Hydra's jobs computed
+    assert made == sorted(j.run_id for j in expected.jobs)  # our run ids are the ones Hydra's jobs computed
     md = (tmp_path / "tables" / "mnist_compression.md").read_text()
-    assert md.startswith("# QUICK") and "**smoke test** (QUICK): 2 of 2 cut-down runs" in md and "reproduced**" not in md
+    assert (
+        md.startswith("# QUICK") and "**smoke test** (QUICK): 2 of 2 cut-down runs" in md and "reproduced**" not in md
+    )
     table_rows = [line for line in md.splitlines() if line.startswith("| lenet")]
     assert [r.split(" | ")[1:3] for r in table_rows] == [["sparse_momentum", "5"], ["dense", "100"]]
     assert all(" | 1/1 | " in r for r in table_rows)
     assert (tmp_path / "figures" / "mnist_compression.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "figures" / "layer_density_fake_lenet300_100.png").exists()
-    assert not list((tmp_path / "runs" / "checkpoints").glob("*.pt"))   # QUICK keeps no checkpoints
+    assert not list((tmp_path / "runs" / "checkpoints").glob("*.pt"))  # QUICK keeps no checkpoints
     from snfs.report.cli import main
 
     assert main(cmd[2:] + ["--dry-run"]) == 0

@@ -17,23 +17,36 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import compose_cfg
 
 import snfs.train as train_module
-from conftest import compose_cfg
 from snfs.algorithms import ALGORITHMS
 from snfs.data.batches import TensorBatches, shard_bounds
 from snfs.errors import SnfsError
 from snfs.train import Trainer
 
-BASE = ["dataset=fake", "dataset.n_train=193", "dataset.n_val=64", "dataset.n_test=64", "logger.mode=disabled",
-        "progress=false", "device=cpu", "batch_size=32", "epochs=3", "density=0.1", "run_id=fixed"]
+BASE = [
+    "dataset=fake",
+    "dataset.n_train=193",
+    "dataset.n_val=64",
+    "dataset.n_test=64",
+    "logger.mode=disabled",
+    "progress=false",
+    "device=cpu",
+    "batch_size=32",
+    "epochs=3",
+    "density=0.1",
+    "run_id=fixed",
+]
 STEPS_PER_EPOCH = 7  # ceil(193 / 32)
 # Faster update schedules, so that every dynamic algorithm updates its masks within 21 steps.
-FAST = {"dsr": ["sparse.rewire_periods=[[0,2]]", "sparse.target_prune=0.05"],
-        "rigl": ["sparse.delta_t=2"],
-        "set": ["sparse.schedule=step", "sparse.period=4"],
-        "deepr": ["sparse.temperatures=[[0.0,1.0e-4],[0.5,1.0e-8]]"],
-        "deepr_dsr_code": ["sparse.temperatures=[[0.0,1.0e-4],[0.5,1.0e-8]]"]}
+FAST = {
+    "dsr": ["sparse.rewire_periods=[[0,2]]", "sparse.target_prune=0.05"],
+    "rigl": ["sparse.delta_t=2"],
+    "set": ["sparse.schedule=step", "sparse.period=4"],
+    "deepr": ["sparse.temperatures=[[0.0,1.0e-4],[0.5,1.0e-8]]"],
+    "deepr_dsr_code": ["sparse.temperatures=[[0.0,1.0e-4],[0.5,1.0e-8]]"],
+}
 VARIANTS = [*ALGORITHMS.names(), "deepr_dsr_code"]
 DYNAMIC = {"momentum", "set", "dsr", "rigl", "deepr", "deepr_dsr_code"}
 
@@ -75,8 +88,15 @@ def _run_capturing(cfg) -> tuple[dict, object]:
 
 
 def _ddp_worker(rank: int, world: int, port: int, jobs: dict[str, list[str]], out_dir: str) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     torch.set_num_threads(1)
     out = {}
     try:
@@ -86,8 +106,11 @@ def _ddp_worker(rank: int, world: int, port: int, jobs: dict[str, list[str]], ou
                 if name == "rank_dependent":  # a deliberately broken algorithm: each rank draws its own mask
                     cfg.seed = cfg.seed + rank
                 result, algo = _run_capturing(cfg)
-                out[name] = {"history": result["history"], "checksum": algo.masks.checksum(),
-                             "model": {k: v.clone() for k, v in algo.ctx.model.state_dict().items()}}
+                out[name] = {
+                    "history": result["history"],
+                    "checksum": algo.masks.checksum(),
+                    "model": {k: v.clone() for k, v in algo.ctx.model.state_dict().items()},
+                }
             except SnfsError as exc:
                 out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -109,7 +132,9 @@ def test_ddp_every_algorithm_matches_single_process(tmp_path):
     jobs["sync_bn_cpu"] = overrides("static", tmp_path / "ddp" / "sync_bn") + ["sync_bn=true", "+model.batch_norm=true"]
     mp.start_processes(_ddp_worker, args=(2, _free_port(), jobs, str(tmp_path)), nprocs=2, start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
-    assert "mask checksum differs between ranks" in ranks[0]["rank_dependent"].get("error", ""), ranks[0]["rank_dependent"]
+    assert "mask checksum differs between ranks" in ranks[0]["rank_dependent"].get("error", ""), ranks[0][
+        "rank_dependent"
+    ]
     assert "RankMismatchError" in ranks[1]["rank_dependent"].get("error", "")
     for r in (0, 1):
         assert "ConfigError: sync_bn=true is not valid on device cpu" in ranks[r]["sync_bn_cpu"].get("error", "")
@@ -128,12 +153,17 @@ def test_ddp_every_algorithm_matches_single_process(tmp_path):
         assert all(math.isfinite(rec["train_loss"]) for rec in r0["history"])
         if variant in DYNAMIC:
             assert sum(rec["mask_updates"] for rec in r0["history"]) > 0, f"{variant} never updated its masks"
-        worst[variant] = max(float((w - r0["model"][k]).abs().max()) for k, w in algo.ctx.model.state_dict().items()
-                             if w.is_floating_point())
+        worst[variant] = max(
+            float((w - r0["model"][k]).abs().max())
+            for k, w in algo.ctx.model.state_dict().items()
+            if w.is_floating_point()
+        )
         for k, w in algo.ctx.model.state_dict().items():
             torch.testing.assert_close(w, r0["model"][k], rtol=1e-4, atol=1e-5, msg=f"{variant}: {k}")
-    print("\n[ddp] 2 gloo ranks vs one process, max |w_ddp - w_single|: "
-          + ", ".join(f"{k} {v:.2g}" for k, v in worst.items()))
+    print(
+        "\n[ddp] 2 gloo ranks vs one process, max |w_ddp - w_single|: "
+        + ", ".join(f"{k} {v:.2g}" for k, v in worst.items())
+    )
 
 
 def test_shards_are_balanced_and_cover_the_batch():

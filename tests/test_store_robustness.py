@@ -11,10 +11,14 @@ import json
 import shutil
 
 import pytest
-
 from conftest import REPO
 
-STRAY = {"list.json": b"[]", "null.json": b"null", "number.json": b"42", "latin1.json": "{\"run_id\": \"caf\xe9\"}".encode("latin-1")}
+STRAY = {
+    "list.json": b"[]",
+    "null.json": b"null",
+    "number.json": b"42",
+    "latin1.json": '{"run_id": "caf\xe9"}'.encode("latin-1"),
+}
 
 
 @pytest.fixture

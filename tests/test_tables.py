@@ -18,7 +18,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import REPO
 
 TABLES_DIR = REPO / "results" / "tables"
@@ -60,7 +59,8 @@ def test_committed_tables_rebuild_unchanged(tmp_path):
         got = without_build_line((out / name).read_text())
         assert got == want, f"results/tables/{name} does not rebuild unchanged; first differing line: " + next(
             (f"committed {a!r} vs rebuilt {b!r}" for a, b in zip(want, got) if a != b),
-            f"{len(want)} vs {len(got)} lines")
+            f"{len(want)} vs {len(got)} lines",
+        )
 
 
 # --- specs: conf/experiment/<name>.yaml + <name>.md -------------------------------------------------------
@@ -75,8 +75,11 @@ def test_every_preset_is_a_table_with_its_whole_grid():
     assert list(TABLES) == presets()
     spec = TABLES["mnist_methods"]
     assert [g.overrides for g in spec.groups] == [
-        (), ("sparse=dense", "density=1.0"), ("sparse=static,rigl", "density=0.01,0.02,0.05,0.1"),
-        ("sparse=deepr_dsr_code", "density=0.02,0.03,0.05")]
+        (),
+        ("sparse=dense", "density=1.0"),
+        ("sparse=static,rigl", "density=0.01,0.02,0.05,0.1"),
+        ("sparse=deepr_dsr_code", "density=0.02,0.03,0.05"),
+    ]
     with Composer() as composer:
         ids = {j.run_id for g in spec.groups for j in expand(composer, g.preset, list(g.overrides)).jobs}
     assert len(ids) == 108
@@ -85,8 +88,17 @@ def test_every_preset_is_a_table_with_its_whole_grid():
 
 def write_preset(folder, name="toy", notes="---\ntitle: t\ncolumns: [method]\n---\n- a note\n", blocks=()):
     folder.mkdir(exist_ok=True)
-    lines = ["# @package _global_", "# a toy preset", *[f"# @block: {b}" for b in blocks],
-             "defaults:", "  - override /dataset: mnist", "hydra:", "  sweeper:", "    params:", "      seed: 17"]
+    lines = [
+        "# @package _global_",
+        "# a toy preset",
+        *[f"# @block: {b}" for b in blocks],
+        "defaults:",
+        "  - override /dataset: mnist",
+        "hydra:",
+        "  sweeper:",
+        "    params:",
+        "      seed: 17",
+    ]
     (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n")
     if notes is not None:
         (folder / f"{name}.md").write_text(notes)
@@ -99,8 +111,11 @@ def test_a_spec_is_read_from_its_two_files_and_bad_ones_say_what_is_wrong(tmp_pa
     write_preset(tmp_path, blocks=["sparse=dense density=1.0", "'~sparse.prune_rate' model=lenet5_caffe"])
     spec = load_spec("toy", tmp_path)
     assert (spec.title, spec.columns, spec.notes, spec.dataset) == ("t", (("method", "method"),), "- a note", "mnist")
-    assert [g.overrides for g in spec.groups] == [(), ("sparse=dense", "density=1.0"),
-                                                  ("~sparse.prune_rate", "model=lenet5_caffe")]
+    assert [g.overrides for g in spec.groups] == [
+        (),
+        ("sparse=dense", "density=1.0"),
+        ("~sparse.prune_rate", "model=lenet5_caffe"),
+    ]
     assert spec.paper_of({"method": "x"}) is None and not spec.accuracy
     write_preset(tmp_path, name="bare", notes=None)
     with pytest.raises(ValueError, match="no notes file bare.md"):
@@ -141,9 +156,14 @@ def test_collapsed_runs_are_counted_and_kept_apart(tmp_path):
     assert row.ours.n == 3 and row.ours.mean == pytest.approx(30.15)
     assert row.collapsed == [88.65] and (row.ours_ok.n, row.ours_ok.mean) == (2, pytest.approx(0.9))
     md = to_markdown(table)
-    assert ("| lenet5_caffe | sparse_momentum | 5 | 30.150 ± 29.250 | 3/3 | 1 (88.65) | 0.900 ± 0.100 (n = 2) | "
-            "0.690 ± 0.021 | +29.460 |") in md
-    assert "ours: test error (%), all runs | n | collapsed (test error > 50%) | ours: test error (%), runs that did not collapse" in md
+    assert (
+        "| lenet5_caffe | sparse_momentum | 5 | 30.150 ± 29.250 | 3/3 | 1 (88.65) | 0.900 ± 0.100 (n = 2) | "
+        "0.690 ± 0.021 | +29.460 |"
+    ) in md
+    assert (
+        "ours: test error (%), all runs | n | collapsed (test error > 50%) | ours: test error (%), runs that did not collapse"
+        in md
+    )
     header, rows = csv_rows(table)
     got = dict(zip(header, rows[0]))
     assert (got["n_collapsed"], got["ours_mean_not_collapsed"], got["ours_mean"]) == (1, 0.9, 30.15)
@@ -172,8 +192,10 @@ def test_a_diverged_run_counts_as_collapsed_and_in_no_mean(tmp_path):
     assert [r["status"] for r in row.outcomes] == ["finished", "finished", "diverged"] and table.complete
     assert (row.ours.n, row.ours.mean, row.collapsed, row.ours_ok.n) == (2, pytest.approx(0.9), [], 2)
     md = to_markdown(table)
-    assert ("| lenet5_caffe | sparse_momentum | 5 | 0.900 ± 0.100 | 3/3 | 1 (diverged) | 0.900 ± 0.100 (n = 2) | "
-            "0.690 ± 0.021 | +0.210 |") in md
+    assert (
+        "| lenet5_caffe | sparse_momentum | 5 | 0.900 ± 0.100 | 3/3 | 1 (diverged) | 0.900 ± 0.100 (n = 2) | "
+        "0.690 ± 0.021 | +0.210 |"
+    ) in md
     assert "3 matched (1 diverged)" in md and "A diverged run (its training loss became non-finite" in md
     header, rows = csv_rows(table)
     got = dict(zip(header, rows[0]))
@@ -193,14 +215,21 @@ def test_a_table_on_another_dataset_is_its_own_file_without_paper_numbers(tmp_pa
         jobs = expand(composer, "mnist_compression", overrides).jobs
         assert {j.config["dataset"]["name"] for j in jobs} == {"kmnist"}
         write_runs(tmp_path / "runs", [run_json(j, e) for j, e in zip(jobs, (3.1, 3.3, 3.2))])
-        table = build_table(TABLES["mnist_compression"], load_local(tmp_path / "runs"), composer,
-                            extra_overrides=lambda g: list(overrides), dataset="kmnist")
+        table = build_table(
+            TABLES["mnist_compression"],
+            load_local(tmp_path / "runs"),
+            composer,
+            extra_overrides=lambda g: list(overrides),
+            dataset="kmnist",
+        )
     assert (table.stem, table.rows[0].ours.n, table.rows[0].paper) == ("mnist_compression-kmnist", 3, None)
     out = tmp_path / "tables"
     out.mkdir()
     (out / "mnist_compression.md").write_text("the MNIST table\n")
     md, path_csv = write_table(table, out)
-    assert md.name == "mnist_compression-kmnist.md" and (out / "mnist_compression.md").read_text() == "the MNIST table\n"
+    assert (
+        md.name == "mnist_compression-kmnist.md" and (out / "mnist_compression.md").read_text() == "the MNIST table\n"
+    )
     text = md.read_text()
     assert text.startswith("# KMNIST compression: LeNet-300-100 and LeNet-5-Caffe")
     assert "| paper |" not in text and "ours − paper" not in text and "paper reports no numbers for KMNIST" in text
@@ -226,10 +255,10 @@ def test_quick_tables_never_say_reproduced_and_files_change_only_with_their_cont
     assert "reproduced**" not in md.read_text() and "**smoke test** (QUICK)" in md.read_text()
     assert all(r[csv_rows(table)[0].index("status")] == "smoke test (QUICK)" for r in csv_rows(table)[1])
     before = md.read_text()
-    table.built_at_commit = "f" * 40                      # only the build line would change: not rewritten
+    table.built_at_commit = "f" * 40  # only the build line would change: not rewritten
     write_table(table, tmp_path)
     assert md.read_text() == before
-    table.quick = False                                   # the content changes: rewritten
+    table.quick = False  # the content changes: rewritten
     write_table(table, tmp_path)
     assert "**reproduced**: all 3 runs" in md.read_text() and "f" * 12 in md.read_text()
 
@@ -244,7 +273,8 @@ def test_make_has_a_target_and_a_help_line_per_preset():
     for name, spec in TABLES.items():
         assert spec.help, f"conf/experiment/{name}.md has no help line"
         assert f"reproduce-table-{name}" in help_text and spec.help in help_text
-        dry = subprocess.run(["make", "-n", f"reproduce-table-{name}"], cwd=REPO, capture_output=True, text=True,
-                             timeout=60)
+        dry = subprocess.run(
+            ["make", "-n", f"reproduce-table-{name}"], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert dry.returncode == 0 and f"scripts/reproduce.py run {name} " in dry.stdout, dry.stderr
     assert subprocess.run(["make", "-n", "reproduce-table-nope"], cwd=REPO, capture_output=True).returncode != 0

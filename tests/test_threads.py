@@ -1,8 +1,8 @@
 """``threads: auto`` takes this run's share of the idle cores; bad values are refused before data loads."""
 
 import pytest
-
 from conftest import compose_cfg
+
 from snfs.errors import ConfigError
 from snfs.threads import auto_threads, resolve_threads
 from snfs.train import Trainer
@@ -68,8 +68,9 @@ def test_busy_cores_sees_a_busy_process_at_once():
 
     from snfs.threads import busy_cores
 
-    spinner = subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
-                               stdout=subprocess.PIPE, text=True)
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert spinner.stdout.readline().strip() == "spinning"  # it has started and spins from here on
         assert busy_cores() >= 0.5  # one core is kept busy, by the spinner or by whatever the scheduler favours

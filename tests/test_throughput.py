@@ -16,9 +16,30 @@ def load_script():
 
 def test_throughput_prints_one_json_line_per_setting(capsys, monkeypatch):
     script = load_script()
-    monkeypatch.setattr(sys, "argv", ["throughput.py", "--model", "lenet300_100", "--shape", "1", "28", "28",
-                                      "--sparse", "momentum", "dense", "--steps", "2", "--epochs", "2",
-                                      "--batch-size", "16", "--device", "cpu"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "throughput.py",
+            "--model",
+            "lenet300_100",
+            "--shape",
+            "1",
+            "28",
+            "28",
+            "--sparse",
+            "momentum",
+            "dense",
+            "--steps",
+            "2",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+        ],
+    )
     script.main()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(r["model"], r["sparse"]) for r in lines] == [("lenet300_100", "momentum"), ("lenet300_100", "dense")]

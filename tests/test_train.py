@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF, REPO, compose_cfg
 from omegaconf import OmegaConf
 
 import snfs.train as train_module
-from conftest import CONF, REPO, compose_cfg
 from snfs.algorithms import ALGORITHMS
 from snfs.checkpoint import checkpoint_path
 from snfs.models import MODELS
 from snfs.train import Trainer, train
 
-GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("dataset", "model", "sparse", "optim", "logger")}
+GROUPS = {
+    g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("dataset", "model", "sparse", "optim", "logger")
+}
 MNIST_MODELS = ["lenet300_100", "lenet5_caffe"]
 
 
@@ -67,8 +69,9 @@ def test_one_batch_cpu_run_per_model(model, quick_overrides, tmp_path):
     assert saved["val_error"] == epoch["val_error"]
     # the reported test error is the final model's on the test split: evaluate the saved weights again
     trainer = Trainer(cfg)
-    trainer.model.load_state_dict(torch.load(checkpoint_path(Path(cfg.results_dir), result["run_id"]),
-                                             weights_only=False)["model"])
+    trainer.model.load_state_dict(
+        torch.load(checkpoint_path(Path(cfg.results_dir), result["run_id"]), weights_only=False)["model"]
+    )
     loss, error = train_module.evaluate(trainer.model, trainer.data.test, trainer.autocast, trainer.channels_last)
     assert (saved["test_loss"], saved["test_error"]) == (pytest.approx(loss, rel=1e-6), error)
 
@@ -88,22 +91,33 @@ def test_short_run_learns_and_logs_updates(quick_overrides):
 def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     """`python -m snfs.train` in ``cwd`` (a temporary folder: Hydra writes its outputs/ there)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, "-m", "snfs.train", *overrides], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "snfs.train", *overrides], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("override,needle", [
-    ("model=resnet9000", "model"),
-    ("sparse=magic", "sparse"),
-    ("density=1.5", "density=1.5"),
-    ("density=0", "density=0"),
-    ("precision=fp8", "precision"),
-    ("sparse.growth=gradient", "sparse.growth"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("model=resnet9000", "model"),
+        ("sparse=magic", "sparse"),
+        ("density=1.5", "density=1.5"),
+        ("density=0", "density=0"),
+        ("precision=fp8", "precision"),
+        ("sparse.growth=gradient", "sparse.growth"),
+    ],
+)
 def test_bad_override_exits_nonzero_naming_key(override, needle, tmp_path):
-    proc = run_cli(override, "logger.mode=disabled", f"results_dir={tmp_path}", "data.root=/nonexistent",
-                   "dataset.download=false", "progress=false", cwd=tmp_path)
+    proc = run_cli(
+        override,
+        "logger.mode=disabled",
+        f"results_dir={tmp_path}",
+        "data.root=/nonexistent",
+        "dataset.download=false",
+        "progress=false",
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     err = proc.stderr
     assert needle in err, err
@@ -116,8 +130,14 @@ def test_bad_override_exits_nonzero_naming_key(override, needle, tmp_path):
 
 @pytest.mark.integration
 def test_missing_data_is_a_clear_error(tmp_path):
-    proc = run_cli("logger.mode=disabled", f"results_dir={tmp_path}", f"data.root={tmp_path / 'nodata'}",
-                   "dataset.download=false", "progress=false", cwd=tmp_path)
+    proc = run_cli(
+        "logger.mode=disabled",
+        f"results_dir={tmp_path}",
+        f"data.root={tmp_path / 'nodata'}",
+        "dataset.download=false",
+        "progress=false",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "MNIST files missing" in proc.stderr and "Traceback" not in proc.stderr
 

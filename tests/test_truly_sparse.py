@@ -15,8 +15,19 @@ from snfs.algorithms.set import prune_set
 from snfs.errors import ConfigError
 from snfs.masks import grow_by_score, prune_by_score
 from snfs.truly_sparse import (
-    TrulySparseLinear, TrulySparseTraining, build_from_scratch, checkpoint_to_masked, checkpoint_to_truly_sparse, check_supported,
-    is_member, magnitude_keep, sample_inactive, set_keep, to_masked, to_truly_sparse, top_gradient_inactive,
+    TrulySparseLinear,
+    TrulySparseTraining,
+    build_from_scratch,
+    check_supported,
+    checkpoint_to_masked,
+    checkpoint_to_truly_sparse,
+    is_member,
+    magnitude_keep,
+    sample_inactive,
+    set_keep,
+    to_masked,
+    to_truly_sparse,
+    top_gradient_inactive,
 )
 
 # fp32 sums of up to a few hundred products, taken in another order by the CSR and sampled kernels than by the
@@ -38,8 +49,16 @@ def batches(n: int = STEPS, seed: int = 1):
 
 
 def algorithm(name: str, model: nn.Module, optimizer, data, density: float = 0.25, **options):
-    ctx = TrainingContext(model=model, optimizer=optimizer, density=density, epochs=1, steps_per_epoch=STEPS,
-                          seed=3, sample_batch=lambda: data[0], loss_fn=F.cross_entropy)
+    ctx = TrainingContext(
+        model=model,
+        optimizer=optimizer,
+        density=density,
+        epochs=1,
+        steps_per_epoch=STEPS,
+        seed=3,
+        sample_batch=lambda: data[0],
+        loss_fn=F.cross_entropy,
+    )
     algo = ALGORITHMS.get(name)(ctx, {"name": name, **options})
     algo.init_masks()
     return algo
@@ -92,8 +111,12 @@ def assert_same_layers(masked_model: nn.Module, masks: dict, sparse_model: nn.Mo
         layer = sparse_model.get_submodule(name.removesuffix(".weight"))
         assert isinstance(layer, TrulySparseLinear)
         assert torch.equal(layer.dense_mask(), mask), f"{name}: the patterns differ"
-        torch.testing.assert_close(layer.dense_weight(), masked_model.get_submodule(name.removesuffix(".weight")).weight
-                                   .detach(), atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(
+            layer.dense_weight(),
+            masked_model.get_submodule(name.removesuffix(".weight")).weight.detach(),
+            atol=ATOL,
+            rtol=RTOL,
+        )
 
 
 # --- the layer ----------------------------------------------------------------------------------------------
@@ -120,7 +143,7 @@ def test_layer_computes_what_the_masked_dense_layer_computes():
 
 def test_parameter_gradient_and_momentum_have_the_length_of_the_active_weights():
     model, run, opt = truly_sparse_run("static", steps=2)
-    for name, layer in run.layers.items():
+    for _name, layer in run.layers.items():
         n = layer.nnz
         assert layer.values.shape == (n,) and layer.values.grad.shape == (n,)
         assert opt.state[layer.values]["momentum_buffer"].shape == (n,)
@@ -240,8 +263,9 @@ def test_dsr_prunes_adapts_and_shares_the_regrowth_as_the_masked_mode():
         dense = masked_model.get_submodule(name.removesuffix(".weight")).weight.detach().flatten()
         survivors = dense.nonzero().squeeze(1)  # new weights are exactly 0 in both modes
         assert torch.equal(layer.indices[layer.values.detach() != 0], survivors)
-        torch.testing.assert_close(layer.values.detach()[layer.values.detach() != 0], dense[survivors],
-                                   atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(
+            layer.values.detach()[layer.values.detach() != 0], dense[survivors], atol=ATOL, rtol=RTOL
+        )
         momentum = opt.state[layer.values]["momentum_buffer"]
         assert bool((momentum[layer.values.detach() == 0] == 0).all())
         grown_somewhere |= bool((layer.values.detach() == 0).any())
@@ -341,8 +365,9 @@ def test_a_masked_checkpoint_resumes_truly_sparse_and_back(name):
         algo.before_step(step)
         opt.step()
         algo.after_step(step)
-    state = checkpoint_to_truly_sparse({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                        "algorithm": algo.state_dict()}, param_names)
+    state = checkpoint_to_truly_sparse(
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "algorithm": algo.state_dict()}, param_names
+    )
 
     fresh = mlp(seed=9)  # another initialisation: everything must come from the checkpoint
     run = TrulySparseTraining(algorithm(name, fresh, sgd(fresh), data, **options), fresh)
@@ -353,8 +378,11 @@ def test_a_masked_checkpoint_resumes_truly_sparse_and_back(name):
     run.load_state_dict(state["algorithm"])
     for step in range(5, 10):
         truly_sparse_step(fresh, sparse_opt, run, step, *data[step])
-    back = checkpoint_to_masked({"model": fresh.state_dict(), "optimizer": sparse_opt.state_dict(),
-                                 "algorithm": run.state_dict()}, param_names, shapes)
+    back = checkpoint_to_masked(
+        {"model": fresh.state_dict(), "optimizer": sparse_opt.state_dict(), "algorithm": run.state_dict()},
+        param_names,
+        shapes,
+    )
 
     last = mlp(seed=10)
     last_opt = sgd(last)
@@ -373,20 +401,24 @@ def test_a_masked_checkpoint_resumes_truly_sparse_and_back(name):
     for k, mask in reference_algo.masks.masks.items():
         assert torch.equal(last_algo.masks.masks[k], mask)
         module = k.removesuffix(".weight")
-        torch.testing.assert_close(last.get_submodule(module).weight, reference_model.get_submodule(module).weight,
-                                   atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(
+            last.get_submodule(module).weight, reference_model.get_submodule(module).weight, atol=ATOL, rtol=RTOL
+        )
 
 
 # --- from scratch: a model whose sparse layers never exist densely ----------------------------------------------
 
 
-@pytest.mark.parametrize("name,distribution", [("static", "uniform"), ("rigl", "erk"), ("set", "erdos_renyi"),
-                                               ("dsr", "uniform")])
+@pytest.mark.parametrize(
+    "name,distribution", [("static", "uniform"), ("rigl", "erk"), ("set", "erdos_renyi"), ("dsr", "uniform")]
+)
 def test_a_model_built_from_scratch_has_the_algorithms_counts_and_trains(name, distribution):
     with torch.device("meta"):
         model = mlp()
-    algo = ALGORITHMS.get(name)(TrainingContext(model=model, optimizer=None, density=0.25, epochs=1,
-                                                steps_per_epoch=STEPS, seed=3), {"name": name})
+    algo = ALGORITHMS.get(name)(
+        TrainingContext(model=model, optimizer=None, density=0.25, epochs=1, steps_per_epoch=STEPS, seed=3),
+        {"name": name},
+    )
     run = build_from_scratch(model, algo)
     reference = mlp()
     expected = algorithm(name, reference, sgd(reference), batches(1)).masks.active_counts()
@@ -405,8 +437,12 @@ def test_the_run_reports_the_masked_modes_counts_densities_and_checksum():
     model = mlp()
     algo = algorithm("rigl", model, sgd(model), batches(1))
     masks = algo.masks
-    counts, densities, checksum, density = (masks.active_counts(), masks.layer_densities(), masks.checksum(),
-                                            masks.density())
+    counts, densities, checksum, density = (
+        masks.active_counts(),
+        masks.layer_densities(),
+        masks.checksum(),
+        masks.density(),
+    )
     run = TrulySparseTraining(algo, model)
     assert run.active_counts() == counts
     assert run.layer_densities() == pytest.approx(densities)

@@ -14,9 +14,8 @@ import shutil
 import subprocess
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import REPO
+from omegaconf import OmegaConf
 
 REPORT_DIR = REPO / "results" / "report"
 RUNS_DIR = REPO / "results" / "runs"
@@ -32,8 +31,11 @@ def test_a_users_output_goes_where_git_does_not_track_it():
 
     results_dir = OmegaConf.load(REPO / "conf" / "config.yaml").results_dir
     assert (REPO / results_dir).resolve() == paths.LOCAL_RUNS_DIR
-    for path in (paths.LOCAL_RUNS_DIR / "some-run.json", paths.LOCAL_REPORT_DIR / "index.html",
-                 paths.LOCAL_DIR / "dashboard.png"):
+    for path in (
+        paths.LOCAL_RUNS_DIR / "some-run.json",
+        paths.LOCAL_REPORT_DIR / "index.html",
+        paths.LOCAL_DIR / "dashboard.png",
+    ):
         assert git_ignores(path), f"{path} would be tracked by git"
     assert not git_ignores(RUNS_DIR / "some-run.json")  # the committed store stays committed
 
@@ -56,16 +58,35 @@ def test_report_and_check_write_under_results_local_by_default(monkeypatch, tmp_
     from snfs.report import dashboard, paths
 
     seen = {}
-    monkeypatch.setattr(dashboard, "write_report", lambda results, tables, out, **k: seen.update(report=(results, out))
-                        or {"runs": 0, "rows": 0, "compare": 0, "files": 0})
+    monkeypatch.setattr(
+        dashboard,
+        "write_report",
+        lambda results, tables, out, **k: (
+            seen.update(report=(results, out)) or {"runs": 0, "rows": 0, "compare": 0, "files": 0}
+        ),
+    )
     assert dashboard.main(["report"]) == 0
     assert seen["report"] == ([paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_REPORT_DIR)
     assert dashboard.main(["report", "--committed"]) == 0
     assert seen["report"] == ([paths.RUNS_DIR], paths.REPORT_DIR)
     module, argv = _dashboard_check()
-    monkeypatch.setattr(module, "check", lambda results, tables, shot, **k: seen.update(check=(results, shot))
-                        or {"run_ids": [], "lines": 0, "problems": [], "url": "", "expected_rows": 0, "title": None,
-                            "latest": None, "screenshot": str(shot)})
+    monkeypatch.setattr(
+        module,
+        "check",
+        lambda results, tables, shot, **k: (
+            seen.update(check=(results, shot))
+            or {
+                "run_ids": [],
+                "lines": 0,
+                "problems": [],
+                "url": "",
+                "expected_rows": 0,
+                "title": None,
+                "latest": None,
+                "screenshot": str(shot),
+            }
+        ),
+    )
     module.main(argv)
     assert seen["check"] == ([paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_DIR / "dashboard.png")
 
@@ -103,7 +124,9 @@ def test_committed_report_rebuilds_unchanged(tmp_path):
         shutil.copy(RUNS_DIR / f"{run_id}.json", store / f"{run_id}.json")
     out = tmp_path / "report"
     write_report([store], REPO / "results" / "tables", out, progress=False, description="results/runs")
-    committed = sorted(str(p.relative_to(REPORT_DIR)) for p in REPORT_DIR.rglob("*") if p.is_file() and p.suffix != ".png")
+    committed = sorted(
+        str(p.relative_to(REPORT_DIR)) for p in REPORT_DIR.rglob("*") if p.is_file() and p.suffix != ".png"
+    )
     rebuilt = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert rebuilt == committed
     # tables.html links the figures relative to where it is written: from results/report/, "../figures/"

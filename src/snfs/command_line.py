@@ -11,17 +11,39 @@ to ``snfs.config.validate_config``, which every run calls.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from snfs.config import CONF_DIR, check_top_level, did_you_mean, top_level_keys, unknown_key_message
 from snfs.errors import ConfigError
 
 # Hydra's flags that take the command line somewhere else (help, another config, a shell completion):
 # with any of these the check stands aside.
-HYDRA_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p", "--run",
-               "-r", "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
-               "-cd", "--experimental-rerun", "--info", "-i"}
+HYDRA_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--package",
+    "-p",
+    "--run",
+    "-r",
+    "--shell-completion",
+    "-sc",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--info",
+    "-i",
+}
 
 
 def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -57,8 +79,10 @@ def check_overrides(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
             choices = group_options(key, conf_dir)
             for value in values:
                 if str(value) not in choices:
-                    raise ConfigError(f"{key}={value!r} is not a valid choice; valid choices: {', '.join(choices)}"
-                                      + did_you_mean(str(value), choices))
+                    raise ConfigError(
+                        f"{key}={value!r} is not a valid choice; valid choices: {', '.join(choices)}"
+                        + did_you_mean(str(value), choices)
+                    )
             if key == "experiment" and not o.is_add():
                 raise ConfigError(f"experiment={values[0]} names a preset, which is added: +experiment={values[0]}")
         if o.is_delete():
@@ -84,7 +108,7 @@ def check_overrides(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
         node = config
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or (part not in node and not (o.is_add() and depth == len(parts) - 1)):
-                raise ConfigError(missing_key_message(parts[:depth + 1], node, config))
+                raise ConfigError(missing_key_message(parts[: depth + 1], node, config))
             if part in node:
                 node = node[part]
     try:
@@ -107,8 +131,7 @@ def missing_key_message(parts: list[str], parent: Any, config: dict) -> str:
     if len(parts) == 2 and isinstance(config.get(parts[0]), dict) and "name" in config[parts[0]]:
         owner = f"{parts[0]}={config[parts[0]]['name']}"
     options = sorted(parent)
-    return (f"{key} is not an option of {owner}; valid options: {', '.join(options)}"
-            + did_you_mean(parts[-1], options))
+    return f"{key} is not an option of {owner}; valid options: {', '.join(options)}" + did_you_mean(parts[-1], options)
 
 
 def check_command_line(argv: Sequence[str]) -> None:

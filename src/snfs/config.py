@@ -8,8 +8,8 @@ every value a run cannot use; the trainer and the sweep runner call it before an
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,15 +38,31 @@ SCHEDULE_OPTIONS = (
     Option("name", str, "step", choices=("step", "multistep", "cosine"), doc="the LR schedule"),
     Option("every_steps", int, 25000, low=1, doc="step: x gamma every this many optimizer steps"),
     Option("gamma", float, 0.1, low=0.0, low_open=True, doc="step, multistep: the LR factor"),
-    Option("milestones", list, [], items=lambda v: None if all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
-                                                                for e in v) else "must be a list of epochs (integers >= 0)",
-           doc="multistep: the epochs at which the LR is multiplied by gamma"),
+    Option(
+        "milestones",
+        list,
+        [],
+        items=lambda v: (
+            None
+            if all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in v)
+            else "must be a list of epochs (integers >= 0)"
+        ),
+        doc="multistep: the epochs at which the LR is multiplied by gamma",
+    ),
 )
 
 
 #: the top-level keys of conf/config.yaml (config groups aside), checked by ``validate_config``
 TOP_LEVEL_OPTIONS = (
-    Option("density", float, 0.05, low=0.0, low_open=True, high=1.0, doc="fraction of non-zero weights in the sparse layers"),
+    Option(
+        "density",
+        float,
+        0.05,
+        low=0.0,
+        low_open=True,
+        high=1.0,
+        doc="fraction of non-zero weights in the sparse layers",
+    ),
     Option("epochs", int, 100, low=1, doc="training epochs"),
     Option("batch_size", int, 100, low=1, doc="training batch size (under DDP: the global batch)"),
     Option("seed", int, 17, low=0, doc="seed of the weights, masks and batch order"),
@@ -56,7 +72,9 @@ TOP_LEVEL_OPTIONS = (
     Option("precision", str, "fp32", choices=PRECISION_NAMES, doc="autocast precision"),
     Option("channels_last", bool, True, doc="channels_last memory format for convnets"),
     Option("keep_freed_memory", bool, True, doc="CPU runs: glibc keeps freed blocks for reuse"),
-    Option("flush_denormal", bool, True, doc="CPU runs: floats below 1.2e-38 computed as 0 (docs/findings/denormals.md)"),
+    Option(
+        "flush_denormal", bool, True, doc="CPU runs: floats below 1.2e-38 computed as 0 (docs/findings/denormals.md)"
+    ),
     Option("sync_bn", bool, False, doc="DDP: SyncBatchNorm"),
     Option("speedup_estimate", bool, False, doc="time dense convs and estimate sparse speedups at the end"),
     Option("results_dir", str, "results/local/runs", doc="the results store this run writes to"),
@@ -67,7 +85,9 @@ TOP_LEVEL_OPTIONS = (
     Option("progress", bool, True, doc="tqdm progress bar"),
     Option("data", dict, {"root": "data"}, doc="data.root: the folder that contains the datasets' folders"),
 )
-DATA_OPTIONS = (Option("root", str, "data", doc="the folder that contains the datasets' folders (MNIST: <root>/MNIST/raw)"),)
+DATA_OPTIONS = (
+    Option("root", str, "data", doc="the folder that contains the datasets' folders (MNIST: <root>/MNIST/raw)"),
+)
 #: keys checked by their owners, not by TOP_LEVEL_OPTIONS' type: threads is "auto" or an integer
 _OWN_CHECK = {"threads": resolve_threads}
 
@@ -122,13 +142,16 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.execution not in EXECUTIONS:
         raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
-        raise ConfigError(f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}")
+        raise ConfigError(
+            f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}"
+        )
     check_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
     MODELS.get(cfg.model.name)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
-    check_options("optim.schedule", f"optim.schedule.name={optim['schedule'].get('name')}", SCHEDULE_OPTIONS,
-                  optim["schedule"])
+    check_options(
+        "optim.schedule", f"optim.schedule.name={optim['schedule'].get('name')}", SCHEDULE_OPTIONS, optim["schedule"]
+    )
     if optim.get("nesterov") and optim.get("momentum") == 0:
         raise ConfigError("optim.nesterov=true is not valid with optim.momentum=0; Nesterov needs optim.momentum > 0")
     sparse = OmegaConf.to_container(cfg.sparse, resolve=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -35,12 +35,17 @@ ROWS: dict[str, Callable[[float, float, int], float]] = {
     "dense_weight_gradient": lambda f_sparse, f_dense, delta_t: 2.0 * f_sparse + f_dense,
     # dT sparse steps, then one with the dense weight gradient
     "periodic_dense_weight_gradient": lambda f_sparse, f_dense, delta_t: (
-        (3.0 * f_sparse * float(delta_t) + 2.0 * f_sparse + f_dense) / (float(delta_t) + 1.0)),
+        (3.0 * f_sparse * float(delta_t) + 2.0 * f_sparse + f_dense) / (float(delta_t) + 1.0)
+    ),
 }
 
 #: the row names FlopCounter checkpoints used before rows had their own names (they were algorithm names)
-_OLD_ROW_NAMES = {"dense": "dense", "static": "sparse", "momentum": "dense_weight_gradient",
-                  "rigl": "periodic_dense_weight_gradient"}
+_OLD_ROW_NAMES = {
+    "dense": "dense",
+    "static": "sparse",
+    "momentum": "dense_weight_gradient",
+    "rigl": "periodic_dense_weight_gradient",
+}
 
 
 def check_row(row: str) -> str:
@@ -91,8 +96,10 @@ def layer_macs(model: nn.Module, input_shape) -> dict[str, int]:
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs, output):
-            per_output = module.in_features if isinstance(module, nn.Linear) else (
-                module.in_channels // module.groups * math.prod(module.kernel_size)
+            per_output = (
+                module.in_features
+                if isinstance(module, nn.Linear)
+                else (module.in_channels // module.groups * math.prod(module.kernel_size))
             )
             outputs_per_sample = output.numel() // output.shape[0]
             macs[name] = macs.get(name, 0) + outputs_per_sample * per_output
@@ -217,9 +224,7 @@ def speedup_estimate(
     the speedups are dense total / estimated total (nan when the model has no conv layers).
     """
     device = torch.device(device)
-    convs = {
-        _weight_name(n): m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-    }
+    convs = {_weight_name(n): m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))}
     params = dict(model.named_parameters())
     captured: dict[str, torch.Tensor] = {}
     handles = []

@@ -64,8 +64,10 @@ def assert_same_on_all_ranks(value: int, what: str, device: torch.device) -> Non
     t = torch.tensor([value, -value], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     if t[0].item() != value or -t[1].item() != value:
-        raise RankMismatchError(f"{what} differs between ranks (rank {dist.get_rank()}: {value}, max {t[0].item()}, "
-                           f"min {-t[1].item()}); the sparse algorithm is not rank-deterministic")
+        raise RankMismatchError(
+            f"{what} differs between ranks (rank {dist.get_rank()}: {value}, max {t[0].item()}, "
+            f"min {-t[1].item()}); the sparse algorithm is not rank-deterministic"
+        )
 
 
 def cleanup() -> None:

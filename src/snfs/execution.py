@@ -60,8 +60,10 @@ class RouteSettings:
     def check(self) -> None:
         for key in ("linear", "conv"):
             if getattr(self, key) not in ROUTE_CHOICES:
-                raise ConfigError(f"execution route {key}={getattr(self, key)!r} is not a valid choice; "
-                                  f"valid choices: {', '.join(ROUTE_CHOICES)}")
+                raise ConfigError(
+                    f"execution route {key}={getattr(self, key)!r} is not a valid choice; "
+                    f"valid choices: {', '.join(ROUTE_CHOICES)}"
+                )
 
 
 #: the process's settings (library users and tests change its fields)
@@ -84,7 +86,7 @@ class CsrPattern:
     shape: tuple[int, int]
 
     @classmethod
-    def from_mask(cls, mask: torch.Tensor) -> "CsrPattern":
+    def from_mask(cls, mask: torch.Tensor) -> CsrPattern:
         out_f, in_f = mask.shape
         # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call (about 30% slower)
         index = torch.int32 if mask.numel() < 2**31 else torch.int64
@@ -93,8 +95,12 @@ class CsrPattern:
         positions_t = mask.t().flatten().nonzero().squeeze(1)  # row-major positions in W^T
         rows_t, cols_t = positions_t // out_f, positions_t % out_f
         return cls(
-            crow=_crow(rows, out_f).to(index), col=cols.to(index), gather=gather,
-            crow_t=_crow(rows_t, in_f).to(index), col_t=cols_t.to(index), gather_t=cols_t * in_f + rows_t,
+            crow=_crow(rows, out_f).to(index),
+            col=cols.to(index),
+            gather=gather,
+            crow_t=_crow(rows_t, in_f).to(index),
+            col_t=cols_t.to(index),
+            gather_t=cols_t * in_f + rows_t,
             shape=(out_f, in_f),
         )
 
@@ -108,8 +114,9 @@ class CsrPattern:
 
     def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
         values = torch.index_select(weight.reshape(-1), 0, self.gather_t)
-        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values, size=(self.shape[1], self.shape[0]),
-                                       check_invariants=False)
+        return torch.sparse_csr_tensor(
+            self.crow_t, self.col_t, values, size=(self.shape[1], self.shape[0]), check_invariants=False
+        )
 
 
 def _weight_grad(ctx, g: torch.Tensor, inputs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -304,8 +311,11 @@ class SparseExecution:
     def _conv_forward_of(self, name: str, module: nn.Conv2d, geometry: tuple):
         def forward(x: torch.Tensor) -> torch.Tensor:
             pattern = self.pattern(name)
-            if (pattern is None or x.dim() != 4
-                    or not self._csr_wins(name, module, x, pattern, SparseConv2dFunction, module._conv_forward, geometry)):
+            if (
+                pattern is None
+                or x.dim() != 4
+                or not self._csr_wins(name, module, x, pattern, SparseConv2dFunction, module._conv_forward, geometry)
+            ):
                 return module._conv_forward(x, module.weight, module.bias)
             return self._apply(SparseConv2dFunction, name, x, module, pattern, geometry)
 
@@ -317,8 +327,9 @@ class SparseExecution:
             self._sampled.add(name)
         return _csr_call(function, x, module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
 
-    def _csr_wins(self, name: str, module: nn.Module, x: torch.Tensor, pattern: CsrPattern, function, dense,
-                  *extra) -> bool:
+    def _csr_wins(
+        self, name: str, module: nn.Module, x: torch.Tensor, pattern: CsrPattern, function, dense, *extra
+    ) -> bool:
         """Whether the CSR route is the faster one for this layer shape, input shape, density and gradient need."""
         mode = self.settings.conv if isinstance(module, nn.Conv2d) else self.settings.linear
         if mode != "timed":
@@ -328,13 +339,25 @@ class SparseExecution:
             dense_grad = train and self.dense_weight_grad
             step = self.settings.density_step
             density = round(round(pattern.nnz / max(1, module.weight.numel()) / step) * step, 6)
-            key = (type(module).__name__, tuple(module.weight.shape), tuple(x.shape), x.dtype, str(x.device),
-                   density, train, dense_grad)
+            key = (
+                type(module).__name__,
+                tuple(module.weight.shape),
+                tuple(x.shape),
+                x.dtype,
+                str(x.device),
+                density,
+                train,
+                dense_grad,
+            )
             if key not in TIMED_ROUTES:
                 dense_s, sparse_s = _time_routes(
                     _layer_step(dense, x, module, train),
-                    _layer_step(lambda xi, w, b: _csr_call(function, xi, w, b, pattern, dense_grad, *extra), x, module, train),
-                    x.device, self.settings.rounds)
+                    _layer_step(
+                        lambda xi, w, b: _csr_call(function, xi, w, b, pattern, dense_grad, *extra), x, module, train
+                    ),
+                    x.device,
+                    self.settings.rounds,
+                )
                 TIMED_ROUTES[key] = sparse_s < dense_s
             wins = TIMED_ROUTES[key]
         self._took_csr[name] = wins
@@ -380,7 +403,7 @@ def build_execution(name: str, model: nn.Module, algorithm, device: torch.device
     if name != "sparse":
         raise ConfigError(f"execution={name!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; "
-                          f"use execution=masked")
+        raise ConfigError(
+            f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; use execution=masked"
+        )
     return SparseExecution(model, algorithm)
-

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,8 +33,12 @@ def _csr(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return pattern.matrix(weight.detach().reshape(weight.shape[0], -1).cpu())
 
 
-def save_sparse(model: nn.Module, path: str | os.PathLike, masks: Mapping[str, torch.Tensor],
-                config: Mapping[str, Any] | None = None) -> int:
+def save_sparse(
+    model: nn.Module,
+    path: str | os.PathLike,
+    masks: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any] | None = None,
+) -> int:
     """Write ``model`` with the weights named in ``masks`` stored sparse; returns the file's size in bytes."""
     state = model.state_dict()
     unknown = sorted(set(masks) - set(state))
@@ -50,8 +55,9 @@ def save_sparse(model: nn.Module, path: str | os.PathLike, masks: Mapping[str, t
     return path.stat().st_size
 
 
-def load_sparse(model: nn.Module, path: str | os.PathLike, sparse_kernels: bool = False,
-                strict: bool = True) -> dict[str, Any]:
+def load_sparse(
+    model: nn.Module, path: str | os.PathLike, sparse_kernels: bool = False, strict: bool = True
+) -> dict[str, Any]:
     """Load a ``save_sparse`` file into ``model`` (the user's own class); returns ``{"masks", "config"}``.
 
     With ``sparse_kernels=True`` the sparse ``nn.Linear`` layers then compute with their CSR
@@ -66,9 +72,13 @@ def load_sparse(model: nn.Module, path: str | os.PathLike, sparse_kernels: bool 
     for name, value in saved["tensors"].items():
         if value.layout == torch.sparse_csr:
             shape = saved["shapes"][name]
-            ones = torch.sparse_csr_tensor(value.crow_indices(), value.col_indices(),
-                                           torch.ones_like(value.values(), dtype=torch.bool), value.shape,
-                                           check_invariants=False)
+            ones = torch.sparse_csr_tensor(
+                value.crow_indices(),
+                value.col_indices(),
+                torch.ones_like(value.values(), dtype=torch.bool),
+                value.shape,
+                check_invariants=False,
+            )
             masks[name] = ones.to_dense().reshape(shape)
             dense[name] = value.to_dense().reshape(shape)
         else:

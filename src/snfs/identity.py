@@ -19,8 +19,9 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "model", "sparse", "optim")
@@ -30,13 +31,30 @@ GROUPS = ("dataset", "model", "sparse", "optim")
 # keep_freed_memory: where CPU memory comes from (snfs.malloc).
 # flush_denormal: values below 1.2e-38 become 0, far below the rounding of any weight; the logged MNIST runs
 # reproduce within their seed spread with it (docs/findings/denormals.md), so records made before it stay valid.
-NON_SEMANTIC_KEYS = frozenset({"logger", "resume", "results_dir", "run_id", "stop_after_epoch", "progress", "device",
-                               "data", "speedup_estimate", "sync_bn", "execution", "threads", "channels_last",
-                               "keep_freed_memory", "flush_denormal"})
+NON_SEMANTIC_KEYS = frozenset(
+    {
+        "logger",
+        "resume",
+        "results_dir",
+        "run_id",
+        "stop_after_epoch",
+        "progress",
+        "device",
+        "data",
+        "speedup_estimate",
+        "sync_bn",
+        "execution",
+        "threads",
+        "channels_last",
+        "keep_freed_memory",
+        "flush_denormal",
+    }
+)
 # Dataset keys that say how files are fetched or checked, not what is in them (data_md5 covers that), and
 # eval_batch_size: evaluation is per image, so the batching changes only float rounding.
-NON_SEMANTIC_DATASET_KEYS = frozenset({"download", "verify_md5", "torchvision", "folder", "files", "loader",
-                                       "eval_batch_size"})
+NON_SEMANTIC_DATASET_KEYS = frozenset(
+    {"download", "verify_md5", "torchvision", "folder", "files", "loader", "eval_batch_size"}
+)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -61,7 +79,7 @@ def semantic(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _yaml(path: str) -> dict:
     import yaml
 
@@ -103,14 +121,18 @@ def density_of(config: Mapping[str, Any]) -> float:
     return 1.0 if sparse.get("name") == "dense" else float(config.get("density", 1.0))
 
 
-def identity(config: Mapping[str, Any], data_md5: Mapping[str, str] | None = None,
-             conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+def identity(
+    config: Mapping[str, Any], data_md5: Mapping[str, str] | None = None, conf_dir: Path = CONF_DIR
+) -> dict[str, Any]:
     """What a run computed (see the module docstring): names, density, seed and the changed values."""
     defaults = declared_defaults(config, conf_dir)
     names = {g: config[g]["name"] for g in GROUPS if isinstance(config.get(g), Mapping) and "name" in config[g]}
     fixed = {f"{g}.name" for g in names} | {"density", "seed"}
-    changed = {k: _canonical(v) for k, v in sorted(semantic(config).items())
-               if k not in fixed and not (k in defaults and _same(v, defaults[k]))}
+    changed = {
+        k: _canonical(v)
+        for k, v in sorted(semantic(config).items())
+        if k not in fixed and not (k in defaults and _same(v, defaults[k]))
+    }
     out = {**names, "density": density_of(config), "seed": config.get("seed"), "changed": changed}
     if data_md5:
         out["data_md5"] = dict(sorted(data_md5.items()))
@@ -126,8 +148,10 @@ def run_id(config: Mapping[str, Any], data_md5: Mapping[str, str] | None = None,
     if config.get("run_id"):
         return str(config["run_id"])
     ident = identity(config, data_md5, conf_dir)
-    return (f"{ident.get('dataset')}-{ident.get('model')}-{ident.get('sparse')}-d{ident['density']:g}-"
-            f"s{ident['seed']}-{identity_hash(ident)}")
+    return (
+        f"{ident.get('dataset')}-{ident.get('model')}-{ident.get('sparse')}-d{ident['density']:g}-"
+        f"s{ident['seed']}-{identity_hash(ident)}"
+    )
 
 
 def record_identity_hash(record: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> str:

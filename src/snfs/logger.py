@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class RunLogger:
-    def __init__(self, cfg: Mapping[str, Any], run_name: str, config: dict, wandb_id: str | None = None, enabled: bool = True):
+    def __init__(
+        self, cfg: Mapping[str, Any], run_name: str, config: dict, wandb_id: str | None = None, enabled: bool = True
+    ):
         self.run = None
         self.mode = str(cfg.get("mode", "offline"))
         if not enabled or self.mode == "disabled":
@@ -48,17 +51,24 @@ class RunLogger:
                     # wandb waits 90 s by default and a bad key retried for minutes; training should not
                     # silent: wandb's own ~35 lines (run history and summary as sparklines) after every run's
                     # result line; finish() says in one line where the run's log is instead
-                    settings=wandb.Settings(init_timeout=timeout, login_timeout=timeout, x_graphql_retry_max=1,
-                                            x_graphql_retry_wait_max_seconds=2.0, x_graphql_timeout_seconds=timeout / 3,
-                                            silent=bool(cfg.get("silent", True))),
+                    settings=wandb.Settings(
+                        init_timeout=timeout,
+                        login_timeout=timeout,
+                        x_graphql_retry_max=1,
+                        x_graphql_retry_wait_max_seconds=2.0,
+                        x_graphql_timeout_seconds=timeout / 3,
+                        silent=bool(cfg.get("silent", True)),
+                    ),
                 )
                 self.mode = mode
                 return
             except Exception as exc:  # wandb raises many kinds; none may stop training
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                warnings.warn(f"wandb could not start in {mode} mode after {time.monotonic() - started:.0f} s "
-                              f"({type(exc).__name__}: {reason[:200]}); "
-                              f"{'logging offline instead (wandb sync uploads it later)' if mode != 'offline' else 'logging to the local results store only'}")
+                warnings.warn(
+                    f"wandb could not start in {mode} mode after {time.monotonic() - started:.0f} s "
+                    f"({type(exc).__name__}: {reason[:200]}); "
+                    f"{'logging offline instead (wandb sync uploads it later)' if mode != 'offline' else 'logging to the local results store only'}", stacklevel=2
+                )
         self.mode = "disabled"
 
     @property
@@ -71,7 +81,7 @@ class RunLogger:
         try:
             self.run.log(dict(metrics), step=step)
         except Exception as exc:
-            warnings.warn(f"wandb logging failed ({exc}); continuing without wandb")
+            warnings.warn(f"wandb logging failed ({exc}); continuing without wandb", stacklevel=2)
             self.run = None
 
     def summary(self, values: Mapping[str, Any]) -> None:
@@ -81,7 +91,7 @@ class RunLogger:
             for k, v in values.items():
                 self.run.summary[k] = v
         except Exception as exc:
-            warnings.warn(f"wandb summary failed ({exc})")
+            warnings.warn(f"wandb summary failed ({exc})", stacklevel=2)
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is None:
@@ -90,7 +100,7 @@ class RunLogger:
         try:
             self.run.finish(exit_code=exit_code)
         except Exception as exc:
-            warnings.warn(f"wandb finish failed ({exc})")
+            warnings.warn(f"wandb finish failed ({exc})", stacklevel=2)
         else:
             if where:
                 print(where, file=sys.stderr)

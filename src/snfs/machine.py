@@ -21,10 +21,21 @@ from snfs.threads import usable_cores
 
 # /proc/cpuinfo flag -> the name we print, in the order we print them
 VECTOR_EXTENSIONS = (
-    ("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX-512-BF16"),
-    ("avx512_fp16", "AVX-512-FP16"), ("avx512_vnni", "AVX-512-VNNI"), ("amx_tile", "AMX"), ("amx_bf16", "AMX-BF16"),
-    ("amx_fp16", "AMX-FP16"), ("asimd", "NEON"), ("asimdhp", "NEON-FP16"), ("bf16", "BF16"), ("sve", "SVE"),
-    ("sve2", "SVE2"), ("sme", "SME"),
+    ("avx2", "AVX2"),
+    ("fma", "FMA"),
+    ("avx512f", "AVX-512"),
+    ("avx512_bf16", "AVX-512-BF16"),
+    ("avx512_fp16", "AVX-512-FP16"),
+    ("avx512_vnni", "AVX-512-VNNI"),
+    ("amx_tile", "AMX"),
+    ("amx_bf16", "AMX-BF16"),
+    ("amx_fp16", "AMX-FP16"),
+    ("asimd", "NEON"),
+    ("asimdhp", "NEON-FP16"),
+    ("bf16", "BF16"),
+    ("sve", "SVE"),
+    ("sve2", "SVE2"),
+    ("sme", "SME"),
 )
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -78,17 +89,27 @@ def torch_build() -> dict:
     blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
     onednn = re.search(r"(?:MKL-DNN|oneDNN) (v[\d.]+)", config)
     capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: None)()
-    return {"torch": torch.__version__, "blas": blas.group(1) if blas else "unknown",
-            "onednn": onednn.group(1) if onednn and torch.backends.mkldnn.is_available() else "none",
-            "cpu_capability": capability}
+    return {
+        "torch": torch.__version__,
+        "blas": blas.group(1) if blas else "unknown",
+        "onednn": onednn.group(1) if onednn and torch.backends.mkldnn.is_available() else "none",
+        "cpu_capability": capability,
+    }
 
 
 def describe(device: torch.device | str | None = None) -> dict:
     """Everything a timing or a float result depends on, for run records and benchmark files."""
     device = torch.device(device or "cpu")
-    info = {"cpu": cpu_model(), "vector_extensions": vector_extensions(), "arch": platform.machine(),
-            "cores": usable_cores(), "threads": torch.get_num_threads(), **torch_build(),
-            "flush_denormal": denormals_flushed(), "host": platform.node()}
+    info = {
+        "cpu": cpu_model(),
+        "vector_extensions": vector_extensions(),
+        "arch": platform.machine(),
+        "cores": usable_cores(),
+        "threads": torch.get_num_threads(),
+        **torch_build(),
+        "flush_denormal": denormals_flushed(),
+        "host": platform.node(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -100,8 +121,10 @@ def describe_line(device: torch.device | str | None = None, info: dict | None = 
     if info.get("gpu"):
         return f"{info['gpu']}, {info['host']}"
     extensions = ", ".join(info["vector_extensions"]) or "no AVX2/AVX-512/AMX/NEON"
-    return (f"{info['cpu']} ({extensions}) x{info['threads']} threads of {info['cores']} cores, "
-            f"{info['blas']}/oneDNN {info['onednn']}, {info['host']}")
+    return (
+        f"{info['cpu']} ({extensions}) x{info['threads']} threads of {info['cores']} cores, "
+        f"{info['blas']}/oneDNN {info['onednn']}, {info['host']}"
+    )
 
 
 def flush_denormals(enabled: bool = True) -> bool:
@@ -123,5 +146,5 @@ def denormals_flushed() -> bool:
     A product below 2^-126, over enough elements that torch splits it between its threads: a thread
     that started before ``flush_denormals`` keeps the old setting and leaves its share denormal.
     """
-    tiny = torch.full((1 << 20,), 2.0 ** -120, dtype=torch.float32)
-    return not bool(torch.count_nonzero(tiny * 2.0 ** -10))
+    tiny = torch.full((1 << 20,), 2.0**-120, dtype=torch.float32)
+    return not bool(torch.count_nonzero(tiny * 2.0**-10))

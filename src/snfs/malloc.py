@@ -16,7 +16,7 @@ import sys
 # mallopt(3) parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 << 20   # blocks below it come from the heap; 32 MiB is the largest glibc sets by itself
+MMAP_THRESHOLD = 32 << 20  # blocks below it come from the heap; 32 MiB is the largest glibc sets by itself
 TRIM_THRESHOLD = 256 << 20  # free memory at the top of the heap is kept up to this much
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,8 +45,9 @@ def sparse_parameters(model: nn.Module, dense_layers: Iterable[str] = ()) -> dic
 ParamPredicate = Callable[[str, nn.Parameter], bool]
 
 
-def select_parameters(model: nn.Module, include: Iterable[str] | ParamPredicate | None = None,
-                      exclude: Iterable[str] = ()) -> dict[str, nn.Parameter]:
+def select_parameters(
+    model: nn.Module, include: Iterable[str] | ParamPredicate | None = None, exclude: Iterable[str] = ()
+) -> dict[str, nn.Parameter]:
     """The sparse weights of any model: Linear/ConvNd weights, plus ``include``, minus ``exclude``.
 
     ``include`` is a list of parameter-name patterns (``fnmatch``: ``*.in_proj_weight``,
@@ -61,20 +63,26 @@ def select_parameters(model: nn.Module, include: Iterable[str] | ParamPredicate 
         for pattern in include or ():
             hits = {k: p for k, p in named.items() if fnmatch.fnmatchcase(k, pattern)}
             if not hits:
-                raise ConfigError(f"include={pattern!r} matches no parameter of the model; its parameters: "
-                                  f"{', '.join(_abridged(named))}")
+                raise ConfigError(
+                    f"include={pattern!r} matches no parameter of the model; its parameters: "
+                    f"{', '.join(_abridged(named))}"
+                )
             chosen.update(hits)
     for pattern in exclude:
         hits = [k for k in chosen if fnmatch.fnmatchcase(k, pattern)]
         if not hits and not any(fnmatch.fnmatchcase(k, pattern) for k in named):
-            raise ConfigError(f"exclude={pattern!r} matches no parameter of the model; its sparse weights: "
-                              f"{', '.join(_abridged(chosen))}")
+            raise ConfigError(
+                f"exclude={pattern!r} matches no parameter of the model; its sparse weights: "
+                f"{', '.join(_abridged(chosen))}"
+            )
         for k in hits:
             del chosen[k]
     scalars = [k for k, p in chosen.items() if p.dim() < 2]
     if scalars and not callable(include):
-        raise ConfigError(f"{scalars[0]} has {chosen[scalars[0]].dim()} dimension(s); only weights of 2 or more "
-                          f"dimensions can be sparse (biases and norms stay dense)")
+        raise ConfigError(
+            f"{scalars[0]} has {chosen[scalars[0]].dim()} dimension(s); only weights of 2 or more "
+            f"dimensions can be sparse (biases and norms stay dense)"
+        )
     return {k: named[k] for k in named if k in chosen}  # the model's own order
 
 
@@ -146,7 +154,7 @@ class MaskState:
         with torch.no_grad():
             torch._foreach_mul_([params[k].data for k in names], [masks[k] for k in names])
 
-    def to(self, device: torch.device | str) -> "MaskState":
+    def to(self, device: torch.device | str) -> MaskState:
         self.masks = {k: m.to(device) for k, m in self.masks.items()}
         self._float = None
         self.versions = {k: v + 1 for k, v in self.versions.items()}
@@ -161,7 +169,9 @@ class MaskState:
             raise CheckpointError(f"mask layers differ: checkpoint has {sorted(state)}, model has {sorted(self.masks)}")
         for k, m in state.items():
             if m.shape != self.masks[k].shape:
-                raise CheckpointError(f"mask {k} has shape {tuple(m.shape)} in the checkpoint, {tuple(self.masks[k].shape)} here")
+                raise CheckpointError(
+                    f"mask {k} has shape {tuple(m.shape)} in the checkpoint, {tuple(self.masks[k].shape)} here"
+                )
             self.masks[k] = m.to(self.masks[k].device).bool()
         self._float = None
         self.versions = {k: v + 1 for k, v in self.versions.items()}
@@ -172,7 +182,11 @@ class MaskState:
         for i, m in enumerate(self.masks.values()):
             positions = torch.nonzero(m.flatten()).flatten().double()
             # kept below 2**52 so that a float64 all-reduce compares it exactly
-            total = (total * 1_000_003 + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item()) + int(m.sum())) % (2**52)
+            total = (
+                total * 1_000_003
+                + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item())
+                + int(m.sum())
+            ) % (2**52)
         return total
 
 
@@ -226,24 +240,34 @@ DISTRIBUTIONS = {
 }
 
 
-def check_every_layer_has_weights(shapes: Mapping[str, torch.Size], counts: Mapping[str, int], density: float,
-                                  distribution: str) -> None:
+def check_every_layer_has_weights(
+    shapes: Mapping[str, torch.Size], counts: Mapping[str, int], density: float, distribution: str
+) -> None:
     """Refuse a density at which a sparse layer gets no weight: such a network cannot learn through that layer."""
     empty = [k for k in shapes if counts[k] < 1]
     if not empty:
         return
     name = empty[0]
     smallest = min(math.prod(s) for s in shapes.values())
-    hint = (f"density > {0.5 / smallest:.3g} gives every layer at least one" if distribution == "uniform"
-            else "raise density")
-    raise ConfigError(f"density={density:g} leaves sparse layer {name} ({math.prod(shapes[name])} weights) without "
-                      f"any weight under sparse.distribution={distribution}; {hint}")
+    hint = (
+        f"density > {0.5 / smallest:.3g} gives every layer at least one"
+        if distribution == "uniform"
+        else "raise density"
+    )
+    raise ConfigError(
+        f"density={density:g} leaves sparse layer {name} ({math.prod(shapes[name])} weights) without "
+        f"any weight under sparse.distribution={distribution}; {hint}"
+    )
 
 
-def init_masks(params: Mapping[str, torch.Tensor], density: float, distribution: str, generator: torch.Generator) -> MaskState:
+def init_masks(
+    params: Mapping[str, torch.Tensor], density: float, distribution: str, generator: torch.Generator
+) -> MaskState:
     """Random masks with the per-layer counts of ``distribution`` (docs/algorithms.md, "Common ground")."""
     if distribution not in DISTRIBUTIONS:
-        raise ConfigError(f"sparse.distribution={distribution!r} is not valid; valid choices: {', '.join(DISTRIBUTIONS)}")
+        raise ConfigError(
+            f"sparse.distribution={distribution!r} is not valid; valid choices: {', '.join(DISTRIBUTIONS)}"
+        )
     shapes = {k: p.shape for k, p in params.items()}
     counts = DISTRIBUTIONS[distribution](shapes, density)
     check_every_layer_has_weights(shapes, counts, density, distribution)
@@ -370,9 +394,14 @@ def optimizer_state_tensors(optimizer: torch.optim.Optimizer, param: torch.Tenso
     return [v for v in state.values() if isinstance(v, torch.Tensor) and v.shape == param.shape]
 
 
-def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor, new: torch.Tensor,
-                      optimizer: torch.optim.Optimizer | None,
-                      new_values: Callable[[int], torch.Tensor] | None = None) -> dict[str, int]:
+def reset_new_weights(
+    param: torch.Tensor,
+    old: torch.Tensor,
+    kept: torch.Tensor,
+    new: torch.Tensor,
+    optimizer: torch.optim.Optimizer | None,
+    new_values: Callable[[int], torch.Tensor] | None = None,
+) -> dict[str, int]:
     """Finish one layer's drop/grow round on its weights and optimizer state; returns ``{"pruned", "regrown"}``.
 
     ``old`` is the mask before the round, ``kept`` the one after dropping, ``new`` the one after
@@ -395,8 +424,9 @@ def reset_new_weights(param: torch.Tensor, old: torch.Tensor, kept: torch.Tensor
     return {"pruned": int(old.sum()) - int(kept.sum()), "regrown": n_grown}
 
 
-def drop_smallest(masks: MaskState, scores: Mapping[str, torch.Tensor],
-                  counts: Mapping[str, int]) -> dict[str, torch.Tensor]:
+def drop_smallest(
+    masks: MaskState, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]
+) -> dict[str, torch.Tensor]:
     """Per layer, the mask left after dropping the ``counts[k]`` active weights of smallest ``scores[k]``."""
     return {k: prune_by_score(scores[k], masks.masks[k], counts[k]) for k in scores}
 
@@ -426,15 +456,23 @@ class DropGrowResult:
 
     def as_stats(self) -> dict:
         """The dict the training loop logs (``round_stats``: totals, per layer, extras)."""
-        return round_stats({k: {"pruned": c.pruned, "regrown": c.regrown} for k, c in self.layers.items()},
-                           **self.extras)
+        return round_stats(
+            {k: {"pruned": c.pruned, "regrown": c.regrown} for k, c in self.layers.items()}, **self.extras
+        )
 
 
-def drop_and_grow(masks: MaskState, params: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-                  kept: Mapping[str, torch.Tensor], grow_counts: Mapping[str, int],
-                  grow_scores: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-                  new_values: Callable[[str, int], torch.Tensor] | None = None, reset_optimizer_state: bool = True,
-                  **extras: Any) -> DropGrowResult:
+def drop_and_grow(
+    masks: MaskState,
+    params: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    kept: Mapping[str, torch.Tensor],
+    grow_counts: Mapping[str, int],
+    grow_scores: Mapping[str, torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    new_values: Callable[[str, int], torch.Tensor] | None = None,
+    reset_optimizer_state: bool = True,
+    **extras: Any,
+) -> DropGrowResult:
     """The one mask update every drop-and-grow algorithm makes, given what it chose.
 
     Per layer of ``params``, in order: grow ``grow_counts[k]`` weights into ``kept[k]`` (the mask
@@ -463,5 +501,10 @@ def round_stats(per_layer: Mapping[str, Mapping[str, int]], **extra) -> dict:
     """The stats dict of one mask update from each layer's ``{"pruned", "regrown"}`` (the training log reads it)."""
     pruned = {k: int(s["pruned"]) for k, s in per_layer.items()}
     regrown = {k: int(s["regrown"]) for k, s in per_layer.items()}
-    return {**extra, "pruned": sum(pruned.values()), "regrown": sum(regrown.values()),
-            "pruned_per_layer": pruned, "regrown_per_layer": regrown}
+    return {
+        **extra,
+        "pruned": sum(pruned.values()),
+        "regrown": sum(regrown.values()),
+        "pruned_per_layer": pruned,
+        "regrown_per_layer": regrown,
+    }

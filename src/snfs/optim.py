@@ -14,7 +14,11 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
     # fused: one pass over each tensor instead of five (SGD's own kernel, the same update; on a CPU the
     # LeNet-300-100 step's optimizer share falls from about 0.26 ms to 0.09 ms, docs/findings/sparse_execution.md)
     return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
         fused=True,
     )
 

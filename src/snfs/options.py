@@ -10,16 +10,23 @@ type, out of range, not one of the choices, or a key the owner does not declare.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from snfs.errors import ConfigError
 
 #: ``Option.default`` of an option without a default (it must be given)
 REQUIRED = object()
 
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-               dict: "a mapping"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,11 @@ class Option:
             return f"must be {_TYPE_WORDS[kind]}" + (f" in {self.range_text()}" if self._bounded() else "")
         if kind in (int, float):
             v = float(value)
-            if not math.isfinite(v) or (self.low is not None and (v < self.low or (self.low_open and v == self.low))) \
-                    or (self.high is not None and (v > self.high or (self.high_open and v == self.high))):
+            if (
+                not math.isfinite(v)
+                or (self.low is not None and (v < self.low or (self.low_open and v == self.low)))
+                or (self.high is not None and (v > self.high or (self.high_open and v == self.high)))
+            ):
                 return f"must be {_TYPE_WORDS[kind]} in {self.range_text()}"
         if kind is list and self.items is not None:
             return self.items(list(value))
@@ -87,7 +97,9 @@ def check_options(section: str, owner: str, options: Iterable[Option], cfg: Mapp
     declared = {o.name: o for o in options}
     unknown = sorted(k for k in cfg if k not in declared)
     if unknown:
-        raise ConfigError(f"{section}.{unknown[0]} is not an option of {owner}; valid options: {', '.join(sorted(declared))}")
+        raise ConfigError(
+            f"{section}.{unknown[0]} is not an option of {owner}; valid options: {', '.join(sorted(declared))}"
+        )
     for key, value in cfg.items():
         why = declared[key].problem(value)
         if why is not None:

@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 
 @dataclass
@@ -59,20 +60,23 @@ class RunRecord:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RunRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> RunRecord:
         """A record from its JSON; fields this version does not know are dropped, missing optional ones are None."""
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in d.items() if k in known}
         config = fields.get("config") if isinstance(fields.get("config"), Mapping) else {}
         # the summary fields repeat the config; a record that lacks them (hand-written) takes them from it
-        for key, (group, sub) in {"dataset": ("dataset", "name"), "model": ("model", "name"),
-                                  "algorithm": ("sparse", "name"), "density": ("density", None),
-                                  "seed": ("seed", None)}.items():
+        for key, (group, sub) in {
+            "dataset": ("dataset", "name"),
+            "model": ("model", "name"),
+            "algorithm": ("sparse", "name"),
+            "density": ("density", None),
+            "seed": ("seed", None),
+        }.items():
             if key not in fields:
                 value = config.get(group)
                 fields[key] = value.get(sub) if sub and isinstance(value, Mapping) else value
         return cls(**fields)
-
 
 
 def current_umask() -> int:
@@ -182,7 +186,9 @@ def git_commit(cwd: str | Path | None = None) -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -192,8 +198,11 @@ def summarise_updates(updates: list[dict]) -> dict:
     """Per-epoch totals of the mask updates: how many, and weights pruned and regrown."""
     if not updates:
         return {"mask_updates": 0, "pruned": 0, "regrown": 0}
-    out = {"mask_updates": len(updates), "pruned": sum(int(u.get("pruned", 0)) for u in updates),
-           "regrown": sum(int(u.get("regrown", 0)) for u in updates)}
+    out = {
+        "mask_updates": len(updates),
+        "pruned": sum(int(u.get("pruned", 0)) for u in updates),
+        "regrown": sum(int(u.get("regrown", 0)) for u in updates),
+    }
     last = updates[-1]
     for key in ("pruned_per_layer", "regrown_per_layer"):
         if key in last:

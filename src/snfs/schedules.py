@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from snfs.errors import ConfigError
 

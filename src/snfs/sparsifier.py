@@ -15,7 +15,8 @@ that ends an epoch (``epoch_end="auto"``), so a plain loop needs no second call.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,9 +42,13 @@ def describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer as an algorithm's ``check_optimizer`` reads it (the keys of the ``optim`` config group)."""
     group = optimizer.param_groups[0]
     momentum = group["betas"][0] if "betas" in group else group.get("momentum", 0.0)
-    return {"name": type(optimizer).__name__.lower(), "lr": float(group.get("lr", 0.0)),
-            "momentum": float(momentum or 0.0), "nesterov": bool(group.get("nesterov", False)),
-            "weight_decay": float(group.get("weight_decay", 0.0))}
+    return {
+        "name": type(optimizer).__name__.lower(),
+        "lr": float(group.get("lr", 0.0)),
+        "momentum": float(momentum or 0.0),
+        "nesterov": bool(group.get("nesterov", False)),
+        "weight_decay": float(group.get("weight_decay", 0.0)),
+    }
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -66,15 +71,33 @@ class Sparsifier:
     so the model stays an ordinary ``nn.Module`` that saves, loads and runs as before.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, algorithm: str = "momentum",
-                 density: float = 0.05, *, epochs: int, steps_per_epoch: int, seed: int = 0,
-                 include: Iterable[str] | ParamPredicate | None = None, exclude: Iterable[str] = (),
-                 execution: str = "masked", epoch_end: str = "auto",
-                 sample_batch: Batch | Callable[[], Batch] | None = None,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 sample_batch_is_shard: bool = False, verbose: bool = True, **options: Any):
-        given = {"density": density, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "epoch_end": epoch_end,
-                 "execution": execution}
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        algorithm: str = "momentum",
+        density: float = 0.05,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        seed: int = 0,
+        include: Iterable[str] | ParamPredicate | None = None,
+        exclude: Iterable[str] = (),
+        execution: str = "masked",
+        epoch_end: str = "auto",
+        sample_batch: Batch | Callable[[], Batch] | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        sample_batch_is_shard: bool = False,
+        verbose: bool = True,
+        **options: Any,
+    ):
+        given = {
+            "density": density,
+            "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "epoch_end": epoch_end,
+            "execution": execution,
+        }
         for option in ARGUMENTS:  # the command line's declarations and messages (snfs.options)
             why = option.problem(given[option.name])
             if why is not None:
@@ -91,12 +114,22 @@ class Sparsifier:
         cls.check_config(cfg)
         cls.check_optimizer(cfg, describe_optimizer(optimizer))
         if density < 1.0 and cls.needs_sample_batch and (sample_batch is None or loss_fn is None):
-            raise ConfigError(f"sparse={algorithm} scores connections on one batch before training: pass "
-                              f"sample_batch=(inputs, targets) and loss_fn")
+            raise ConfigError(
+                f"sparse={algorithm} scores connections on one batch before training: pass "
+                f"sample_batch=(inputs, targets) and loss_fn"
+            )
         batch_of = sample_batch if callable(sample_batch) or sample_batch is None else (lambda: sample_batch)
-        ctx = TrainingContext(model=model, optimizer=optimizer, density=float(density), epochs=int(epochs),
-                              steps_per_epoch=int(steps_per_epoch), seed=int(seed), sample_batch=batch_of,
-                              loss_fn=loss_fn, params=select_parameters(model, include, exclude))
+        ctx = TrainingContext(
+            model=model,
+            optimizer=optimizer,
+            density=float(density),
+            epochs=int(epochs),
+            steps_per_epoch=int(steps_per_epoch),
+            seed=int(seed),
+            sample_batch=batch_of,
+            loss_fn=loss_fn,
+            params=select_parameters(model, include, exclude),
+        )
         if sample_batch_is_shard:
             ctx.extra["sample_batch_is_shard"] = True
         self.algorithm: SparseAlgorithm = build_algorithm(ctx, cfg)
@@ -106,8 +139,10 @@ class Sparsifier:
         self.steps = 0
         self._masks_changed()
         self.execution.begin_step(self.steps)
-        self._say(f"snfs: sparse={self.algorithm.name}, density {self.density:.4f} over {len(self.masks)} weights "
-                  f"(summary() lists them); {dense_parameter_report(model, self.algorithm.params)}")
+        self._say(
+            f"snfs: sparse={self.algorithm.name}, density {self.density:.4f} over {len(self.masks)} weights "
+            f"(summary() lists them); {dense_parameter_report(model, self.algorithm.params)}"
+        )
 
     # --- the loop -----------------------------------------------------------------------
     def step(self, scaler: torch.amp.GradScaler | None = None, max_grad_norm: float | None = None) -> dict | None:
@@ -175,12 +210,15 @@ class Sparsifier:
         total = self.algorithm.masks
         rows.append(("all", "", str(total.total_active()), f"{total.density():.4f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                         for r in rows)
+        return "\n".join(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+        )
 
     def __repr__(self) -> str:
-        return (f"Sparsifier({self.algorithm.name}, density={self.density:.4f}, layers={len(self.masks)}, "
-                f"steps={self.steps}, execution={self.execution.name})")
+        return (
+            f"Sparsifier({self.algorithm.name}, density={self.density:.4f}, layers={len(self.masks)}, "
+            f"steps={self.steps}, execution={self.execution.name})"
+        )
 
     # --- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -216,8 +254,13 @@ class Sparsifier:
             print(message, file=sys.stderr)
 
 
-def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, algorithm: str = "momentum",
-             density: float = 0.05, **kwargs: Any) -> Sparsifier:
+def sparsify(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    algorithm: str = "momentum",
+    density: float = 0.05,
+    **kwargs: Any,
+) -> Sparsifier:
     """Attach a sparse training algorithm to ``model`` and ``optimizer``; see ``Sparsifier`` and docs/library.md.
 
     Keyword arguments: ``epochs`` and ``steps_per_epoch`` (optimizer steps, required), ``seed``,
@@ -240,5 +283,8 @@ def _merge(first: dict | None, second: dict | None) -> dict | None:
     """One step's statistics when a per-step update and the epoch-end update both changed the masks."""
     if not first or not second:
         return first or second
-    return {**second, "pruned": first.get("pruned", 0) + second.get("pruned", 0),
-            "regrown": first.get("regrown", 0) + second.get("regrown", 0)}
+    return {
+        **second,
+        "pruned": first.get("pruned", 0) + second.get("pruned", 0),
+        "regrown": first.get("regrown", 0) + second.get("regrown", 0),
+    }

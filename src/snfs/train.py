@@ -25,23 +25,31 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from snfs.config import CONF_DIR, validate_config
+from snfs import identity
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
+from snfs.config import CONF_DIR, validate_config
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import build_data
 from snfs.distributed import all_reduce_sum, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
-from snfs.logger import RunLogger
-from snfs.models import build_model
-from snfs import identity
-from snfs.sparsifier import Sparsifier
 from snfs.evaluation import evaluate
+from snfs.logger import RunLogger
+from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
+from snfs.malloc import keep_freed_memory
+from snfs.models import build_model
 from snfs.optim import build_lr_schedule, build_optimizer
 from snfs.precision import mixed_precision
 from snfs.preemption import Interrupted, Preemption
-from snfs.results import RunRecord, find_finished, git_commit, median_epoch_time, result_path, summarise_updates, write_json
-from snfs.malloc import keep_freed_memory
-from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
+from snfs.results import (
+    RunRecord,
+    find_finished,
+    git_commit,
+    median_epoch_time,
+    result_path,
+    summarise_updates,
+    write_json,
+)
+from snfs.sparsifier import Sparsifier
 from snfs.threads import resolve_threads
 
 # What defines a run (its identity, hash and run id) lives in snfs.identity, which the report shares.
@@ -84,15 +92,31 @@ class Progress:
     wandb_id: str | None = None
 
 
-def record_divergence(results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str,
-                      **fields: Any) -> None:
+def record_divergence(
+    results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str, **fields: Any
+) -> None:
     """The run as it stood when its loss became non-finite (``fields``: where it ran, its identity)."""
-    write_json(result_path(results_dir, run_id), RunRecord(
-        status="diverged", run_id=run_id, dataset=cfg.dataset.name, model=cfg.model.name, algorithm=cfg.sparse.name,
-        density=float(cfg.density), seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True),
-        history=progress.history, git_commit=git_commit(), reason=reason, epochs_completed=progress.epoch,
-        epochs=cfg.epochs, wall_time_s=progress.elapsed_s, execution=cfg.execution, **fields,
-    ).to_dict())
+    write_json(
+        result_path(results_dir, run_id),
+        RunRecord(
+            status="diverged",
+            run_id=run_id,
+            dataset=cfg.dataset.name,
+            model=cfg.model.name,
+            algorithm=cfg.sparse.name,
+            density=float(cfg.density),
+            seed=cfg.seed,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            history=progress.history,
+            git_commit=git_commit(),
+            reason=reason,
+            epochs_completed=progress.epoch,
+            epochs=cfg.epochs,
+            wall_time_s=progress.elapsed_s,
+            execution=cfg.execution,
+            **fields,
+        ).to_dict(),
+    )
 
 
 @dataclass
@@ -115,8 +139,11 @@ class Trainer:
         # first: torch's CPU threads copy the setting when they start (snfs.machine.flush_denormals)
         flush = bool(cfg.get("flush_denormal", True))
         if flush_denormals(flush) and flush and not denormals_flushed():
-            print("flush_denormal=true reached only some of torch's CPU threads (they started before this run); "
-                  "call snfs.machine.flush_denormals() before torch's first multi-threaded operation", file=sys.stderr)
+            print(
+                "flush_denormal=true reached only some of torch's CPU threads (they started before this run); "
+                "call snfs.machine.flush_denormals() before torch's first multi-threaded operation",
+                file=sys.stderr,
+            )
         self.dist, dist_device = init_distributed(cfg.device)
         self.device = device = dist_device or resolve_device(cfg.device)
         torch.set_num_threads(resolve_threads(cfg.threads))
@@ -125,7 +152,9 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.dist.enabled and cfg.get("sync_bn") and device.type != "cuda":
-            raise ConfigError(f"sync_bn=true is not valid on device {device.type}; PyTorch's SyncBatchNorm runs on GPUs only")
+            raise ConfigError(
+                f"sync_bn=true is not valid on device {device.type}; PyTorch's SyncBatchNorm runs on GPUs only"
+            )
         if cfg.sparse.name == "dense" and cfg.density != 1.0:  # the dense baseline trains every weight
             cfg.density = 1.0
         torch.manual_seed(cfg.seed)
@@ -158,13 +187,21 @@ class Trainer:
         # the public library object (snfs.sparsify): the CLI and a user's own loop take the same path
         sparse_options = OmegaConf.to_container(cfg.sparse, resolve=True)
         self.sparse = Sparsifier(
-            model, self.optimizer, sparse_options.pop("name"), float(cfg.density), epochs=cfg.epochs,
-            steps_per_epoch=self.steps_per_epoch, seed=cfg.seed, execution=cfg.execution,
+            model,
+            self.optimizer,
+            sparse_options.pop("name"),
+            float(cfg.density),
+            epochs=cfg.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            seed=cfg.seed,
+            execution=cfg.execution,
             epoch_end="manual",  # validation first, then the epoch's mask update (end_epoch)
-            sample_batch=self.first_training_batch, loss_fn=F.cross_entropy,
+            sample_batch=self.first_training_batch,
+            loss_fn=F.cross_entropy,
             # a loader that cannot give every rank the whole first batch: SNIP sums its scores over ranks
             sample_batch_is_shard=self.dist.enabled and not hasattr(data.train, "shard"),
-            verbose=self.dist.is_main, **sparse_options,
+            verbose=self.dist.is_main,
+            **sparse_options,
         )
         self.algo, self.execution = self.sparse.algorithm, self.sparse.execution
         self.checkpoint_at: str | None = None  # what the checkpoint of this run holds, once there is one
@@ -176,7 +213,9 @@ class Trainer:
         self.autocast, self.scaler, note = mixed_precision(cfg.precision, device)
         if note:
             self.say(note)
-        self.flops = FlopCounter(layer_macs(model, data.input_shape), self.algo.flops_accounting, **self.algo.flops_options())
+        self.flops = FlopCounter(
+            layer_macs(model, data.input_shape), self.algo.flops_accounting, **self.algo.flops_options()
+        )
         self.progress = Progress()
         self.epoch_rng = data.train.generator.get_state()  # batch order of the current epoch
         self.config_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -222,17 +261,21 @@ class Trainer:
             where = ""
             if self.dist.is_main and self.ckpt.exists():
                 where = f"; it was moved to {move_aside(self.ckpt)} so that this run does not overwrite it"
-            raise CheckpointError(f"{error or 'cannot read checkpoint ' + str(self.ckpt) + ' on another rank'}{where}. "
-                                  f"Run the same command again to start the run afresh, or move the file back "
-                                  f"once it is repaired") from None
+            raise CheckpointError(
+                f"{error or 'cannot read checkpoint ' + str(self.ckpt) + ' on another rank'}{where}. "
+                f"Run the same command again to start the run afresh, or move the file back "
+                f"once it is repaired"
+            ) from None
         if state is None and self.cfg.resume:
             self.say(f"resume=true, but {self.run_id} has no checkpoint at {self.ckpt}: starting from scratch")
         if state is not None and not (self.cfg.resume or state.get("preempted")):
             # starting afresh must not destroy the only copy of earlier training
             epoch = (state.get("progress") or {}).get("epoch", "?")
             if self.dist.is_main:
-                self.say(f"{self.run_id} has a checkpoint after epoch {epoch}; resume=false, so this run starts from "
-                         f"scratch and that checkpoint was moved to {move_aside(self.ckpt, 'previous')} (resume=true continues one)")
+                self.say(
+                    f"{self.run_id} has a checkpoint after epoch {epoch}; resume=false, so this run starts from "
+                    f"scratch and that checkpoint was moved to {move_aside(self.ckpt, 'previous')} (resume=true continues one)"
+                )
             return None
         if state is None:
             return None
@@ -243,8 +286,10 @@ class Trainer:
         try:
             self._load_state(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. written before a state key existed
-            raise CheckpointError(f"checkpoint {self.ckpt} does not fit this code ({type(exc).__name__}: {exc}); "
-                                  f"delete it or set run_id to start a new run") from exc
+            raise CheckpointError(
+                f"checkpoint {self.ckpt} does not fit this code ({type(exc).__name__}: {exc}); "
+                f"delete it or set run_id to start a new run"
+            ) from exc
         self.checkpoint_at = self.describe_checkpoint(bool(state.get("preempted")))
         self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
 
@@ -271,19 +316,33 @@ class Trainer:
         self.checkpoint_at = self.describe_checkpoint(preempted)
         if not self.dist.is_main:
             return
-        save_checkpoint(self.ckpt, {
-            "fingerprint": self.fingerprint, "run_id": self.run_id, "preempted": preempted,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "lr_schedule": self.lr_schedule.state_dict(), "algorithm": self.algo.state_dict(),
-            "scaler": self.scaler.state_dict(), "flops": self.flops.state_dict(),
-            "rng": {"train_batches": self.epoch_rng if preempted else self.data.train.generator.get_state(),
+        save_checkpoint(
+            self.ckpt,
+            {
+                "fingerprint": self.fingerprint,
+                "run_id": self.run_id,
+                "preempted": preempted,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "lr_schedule": self.lr_schedule.state_dict(),
+                "algorithm": self.algo.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "flops": self.flops.state_dict(),
+                "rng": {
+                    "train_batches": self.epoch_rng if preempted else self.data.train.generator.get_state(),
                     "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
-            "progress": dict(self.progress.__dict__),
-        })
+                    "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                },
+                "progress": dict(self.progress.__dict__),
+            },
+        )
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, global_n: int | None = None,
-                   ) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+    def train_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        global_n: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
         """Forward, backward and optimizer step with the algorithm's hooks around the step.
 
         Returns this rank's mean loss (0 for an empty share), the outputs and the algorithm's update.
@@ -310,7 +369,7 @@ class Trainer:
         self.progress.step += 1
         return reported, out.detach(), update
 
-    def run_epoch(self, epoch: int, preemption: "Preemption") -> bool:
+    def run_epoch(self, epoch: int, preemption: Preemption) -> bool:
         """Train one epoch (or its remainder after a mid-epoch resume); False if a signal stopped it."""
         progress = self.progress
         sums = EpochSums(**progress.partial) if progress.partial else EpochSums()
@@ -354,11 +413,16 @@ class Trainer:
         if not math.isfinite(train_loss):
             raise DivergenceError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
         record: dict[str, Any] = {
-            "epoch": epoch + 1, "step": self.progress.step, "train_loss": train_loss,
-            "train_error": 100.0 * wrong / max(1.0, seen), "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch": epoch + 1,
+            "step": self.progress.step,
+            "train_loss": train_loss,
+            "train_error": 100.0 * wrong / max(1.0, seen),
+            "lr": self.optimizer.param_groups[0]["lr"],
         }
         if self.data.val is not None:  # before the mask update: the error of the network as trained
-            record["val_loss"], record["val_error"] = evaluate(self.model, self.data.val, self.autocast, self.channels_last)
+            record["val_loss"], record["val_error"] = evaluate(
+                self.model, self.data.val, self.autocast, self.channels_last
+            )
         record.update(self.algo.log_stats())
         update = self.sparse.epoch_end(epoch)
         if update:
@@ -384,8 +448,9 @@ class Trainer:
         if state is not None:
             self.resume(state)
             progress = self.progress
-        self.logger = RunLogger(cfg.logger, self.run_id, self.config_dict, wandb_id=progress.wandb_id,
-                                enabled=self.dist.is_main)
+        self.logger = RunLogger(
+            cfg.logger, self.run_id, self.config_dict, wandb_id=progress.wandb_id, enabled=self.dist.is_main
+        )
         progress.wandb_id = self.logger.wandb_id or progress.wandb_id
         bar = None
         if cfg.progress and self.dist.is_main:
@@ -405,34 +470,54 @@ class Trainer:
                         self.save_checkpoint(preempted=True)
                         self.logger.finish()
                         if preemption.signum == getattr(signal, "SIGINT", None):
-                            raise Interrupted(f"Ctrl-C: checkpoint saved to {self.ckpt}; run the same command again "
-                                              f"to resume")
-                        self.say(f"signal {preemption.signum}: checkpoint saved to {self.ckpt}; "
-                                 f"run the same command again to resume")
+                            raise Interrupted(
+                                f"Ctrl-C: checkpoint saved to {self.ckpt}; run the same command again to resume"
+                            )
+                        self.say(
+                            f"signal {preemption.signum}: checkpoint saved to {self.ckpt}; "
+                            f"run the same command again to resume"
+                        )
                         preemption.hand_over()
                         return None
                     record = progress.history[-1]
                     record["epoch_time_s"] = time.perf_counter() - epoch_started
-                    self.logger.log({k: v for k, v in record.items() if not isinstance(v, dict)}
-                                    | {f"layer_density/{k}": v for k, v in record["layer_density"].items()},
-                                    step=progress.step)
+                    self.logger.log(
+                        {k: v for k, v in record.items() if not isinstance(v, dict)}
+                        | {f"layer_density/{k}": v for k, v in record["layer_density"].items()},
+                        step=progress.step,
+                    )
                     self.save_checkpoint()
                     if bar is not None:
-                        bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}")
+                        bar.set_postfix(
+                            loss=f"{record['train_loss']:.4f}", val_err=f"{record.get('val_error', float('nan')):.2f}"
+                        )
                         bar.update(1)
                     if cfg.stop_after_epoch is not None and cfg.stop_after_epoch <= progress.epoch < cfg.epochs:
                         self.logger.finish()
                         return None
         except DivergenceError as exc:
             if self.dist.is_main:
-                record_divergence(self.results_dir, self.run_id, cfg, progress, str(exc), device=str(self.device),
-                                  world_size=self.dist.world_size, machine=describe_line(self.device),
-                                  fingerprint=self.fingerprint, data_md5=self.data_md5)
+                record_divergence(
+                    self.results_dir,
+                    self.run_id,
+                    cfg,
+                    progress,
+                    str(exc),
+                    device=str(self.device),
+                    world_size=self.dist.world_size,
+                    machine=describe_line(self.device),
+                    fingerprint=self.fingerprint,
+                    data_md5=self.data_md5,
+                )
             self.logger.finish(exit_code=1)
-            kept = (f"the last good checkpoint ({self.checkpoint_at}) is kept at {self.ckpt}" if self.checkpoint_at
-                    else "no checkpoint of this run was written before it diverged")
-            raise DivergenceError(f"{exc}; the run is recorded as diverged in {result_path(self.results_dir, self.run_id)}, "
-                                  f"{kept}") from None
+            kept = (
+                f"the last good checkpoint ({self.checkpoint_at}) is kept at {self.ckpt}"
+                if self.checkpoint_at
+                else "no checkpoint of this run was written before it diverged"
+            )
+            raise DivergenceError(
+                f"{exc}; the run is recorded as diverged in {result_path(self.results_dir, self.run_id)}, {kept}"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
@@ -443,33 +528,69 @@ class Trainer:
         cfg, progress, flops = self.cfg, self.progress, self.flops
         test_loss, test_error = evaluate(self.model, self.data.test, self.autocast, self.channels_last)
         record = RunRecord(
-            status="finished", run_id=self.run_id, dataset=cfg.dataset.name, model=cfg.model.name,
-            algorithm=cfg.sparse.name, density=float(cfg.density), seed=cfg.seed, config=self.config_dict,
-            epochs=cfg.epochs, history=progress.history, git_commit=git_commit(),
-            test_error=test_error, test_loss=test_loss, val_error=progress.history[-1].get("val_error"),
-            final_density=self.algo.masks.density(), train_flops=flops.total, dense_train_flops=flops.dense_total,
-            flops_ratio=flops.ratio, wall_time_s=progress.elapsed_s,
+            status="finished",
+            run_id=self.run_id,
+            dataset=cfg.dataset.name,
+            model=cfg.model.name,
+            algorithm=cfg.sparse.name,
+            density=float(cfg.density),
+            seed=cfg.seed,
+            config=self.config_dict,
+            epochs=cfg.epochs,
+            history=progress.history,
+            git_commit=git_commit(),
+            test_error=test_error,
+            test_loss=test_loss,
+            val_error=progress.history[-1].get("val_error"),
+            final_density=self.algo.masks.density(),
+            train_flops=flops.total,
+            dense_train_flops=flops.dense_total,
+            flops_ratio=flops.ratio,
+            wall_time_s=progress.elapsed_s,
             # the measured cost: tables divide the dense row's by this (snfs.report.tables, measured speedup)
-            median_epoch_time_s=median_epoch_time(progress.history), execution=cfg.execution,
-            device=str(self.device), world_size=self.dist.world_size, machine=describe_line(self.device),
+            median_epoch_time_s=median_epoch_time(progress.history),
+            execution=cfg.execution,
+            device=str(self.device),
+            world_size=self.dist.world_size,
+            machine=describe_line(self.device),
             machine_info=describe(self.device),
-            fingerprint=self.fingerprint, data_md5=self.data_md5,
+            fingerprint=self.fingerprint,
+            data_md5=self.data_md5,
         )
         if cfg.speedup_estimate and self.dist.is_main:
-            record.speedup_estimate = speedup_estimate(self.model, self.data.input_shape, self.algo.masks.masks,
-                                                       device=self.device)
+            record.speedup_estimate = speedup_estimate(
+                self.model, self.data.input_shape, self.algo.masks.masks, device=self.device
+            )
         result = record.to_dict()
         if self.dist.is_main:
             write_json(result_path(self.results_dir, self.run_id), result)
         val_error = result["val_error"]
-        self.say(f"{self.run_id}: test error {test_error:.2f}%, "
-                 f"val error {'none' if val_error is None else f'{val_error:.2f}%'}, "
-                 f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
-                 f"{result['wall_time_s']:.1f} s")
+        self.say(
+            f"{self.run_id}: test error {test_error:.2f}%, "
+            f"val error {'none' if val_error is None else f'{val_error:.2f}%'}, "
+            f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
+            f"{result['wall_time_s']:.1f} s"
+        )
         # what a wandb-sourced table needs besides the config (snfs.report reads these keys)
-        self.logger.summary({k: result[k] for k in ("test_error", "val_error", "final_density", "wall_time_s", "flops_ratio",
-                                                    "git_commit", "device", "machine", "speedup_estimate", "execution",
-                                                    "median_epoch_time_s") if k in result})
+        self.logger.summary(
+            {
+                k: result[k]
+                for k in (
+                    "test_error",
+                    "val_error",
+                    "final_density",
+                    "wall_time_s",
+                    "flops_ratio",
+                    "git_commit",
+                    "device",
+                    "machine",
+                    "speedup_estimate",
+                    "execution",
+                    "median_epoch_time_s",
+                )
+                if k in result
+            }
+        )
         self.logger.finish()
         return result
 
@@ -485,10 +606,17 @@ def already_finished_message(run_id: str, record: dict, where: Path) -> str:
     n = 2
     while Path(f"results/local/runs-{n}").exists():
         n += 1
-    command = " ".join(["python -m snfs.train", *(shlex.quote(a) for a in sys.argv[1:] if not a.startswith("results_dir=")),
-                        f"results_dir=results/local/runs-{n}"])
-    return (f"{run_id} has already finished, test error {error}: recorded in {where}{renamed}; not training it again. "
-            f"To train it anew into another store: {command}")
+    command = " ".join(
+        [
+            "python -m snfs.train",
+            *(shlex.quote(a) for a in sys.argv[1:] if not a.startswith("results_dir=")),
+            f"results_dir=results/local/runs-{n}",
+        ]
+    )
+    return (
+        f"{run_id} has already finished, test error {error}: recorded in {where}{renamed}; not training it again. "
+        f"To train it anew into another store: {command}"
+    )
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -517,9 +645,13 @@ def main(cfg: DictConfig) -> Any:
         # the run is stopping and its checkpoint is saved: a further Ctrl-C while Python shuts down (torch's and
         # wandb's exit hooks) would only print a traceback, or kill the exit status
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print(str(exc) if isinstance(exc, Interrupted) else
-              "interrupted: the last finished epoch's checkpoint is kept; add resume=true to the same command to "
-              "continue from it", file=sys.stderr)
+        print(
+            str(exc)
+            if isinstance(exc, Interrupted)
+            else "interrupted: the last finished epoch's checkpoint is kept; add resume=true to the same command to "
+            "continue from it",
+            file=sys.stderr,
+        )
         sys.exit(130)
     finally:
         cleanup()

@@ -31,8 +31,9 @@ import math
 import resource
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +46,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 SUPPORTED_ALGORITHMS = ("static", "snip", "set", "rigl", "dsr")
 WHY_NOT = {
     "momentum": "sparse momentum grows and redistributes by the momentum of every weight, active or not, so it "
-                "needs the dense momentum by definition",
+    "needs the dense momentum by definition",
     "dense": "sparse=dense trains every weight",
 }
 #: RigL's dense gradient is computed this many elements at a time (row blocks of about 4 MB in fp32)
@@ -67,23 +68,33 @@ class CsrStructure:
     shape: tuple[int, int]
 
     @classmethod
-    def from_indices(cls, indices: torch.Tensor, shape: tuple[int, int]) -> "CsrStructure":
+    def from_indices(cls, indices: torch.Tensor, shape: tuple[int, int]) -> CsrStructure:
         out_f, in_f = shape
         nnz = indices.numel()
         # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call
         index = torch.int32 if nnz < 2**31 and max(shape) < 2**31 else torch.int64
         rows, cols = indices // in_f, indices % in_f
         order_t = torch.argsort(cols * out_f + rows)
-        return cls(crow=_crow(rows, out_f).to(index), col=cols.to(index),
-                   crow_t=_crow(cols[order_t], in_f).to(index), col_t=rows[order_t].to(index),
-                   order_t=order_t.to(index), shape=(out_f, in_f))
+        return cls(
+            crow=_crow(rows, out_f).to(index),
+            col=cols.to(index),
+            crow_t=_crow(cols[order_t], in_f).to(index),
+            col_t=rows[order_t].to(index),
+            order_t=order_t.to(index),
+            shape=(out_f, in_f),
+        )
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
         return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape, check_invariants=False)
 
     def matrix_t(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values.index_select(0, self.order_t),
-                                       size=(self.shape[1], self.shape[0]), check_invariants=False)
+        return torch.sparse_csr_tensor(
+            self.crow_t,
+            self.col_t,
+            values.index_select(0, self.order_t),
+            size=(self.shape[1], self.shape[0]),
+            check_invariants=False,
+        )
 
 
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -107,7 +118,7 @@ class TrulySparseLinearFunction(torch.autograd.Function):
     """y = x W^T + b with W given by (pattern, values); the values' gradient only at the active positions."""
 
     @staticmethod
-    def forward(ctx, x, values, bias, layer: "TrulySparseLinear"):
+    def forward(ctx, x, values, bias, layer: TrulySparseLinear):
         structure = layer.structure()
         matrix = structure.matrix(values.detach())
         xt = x.t().contiguous()
@@ -137,8 +148,14 @@ class TrulySparseLinearFunction(torch.autograd.Function):
 class TrulySparseLinear(nn.Module):
     """A linear layer whose weight exists only as its active ``values`` at the sorted flat ``indices``."""
 
-    def __init__(self, in_features: int, out_features: int, indices: torch.Tensor, values: torch.Tensor,
-                 bias: torch.Tensor | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        indices: torch.Tensor,
+        values: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
         order = torch.argsort(indices)
@@ -153,14 +170,15 @@ class TrulySparseLinear(nn.Module):
         self.gradient_factors: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, mask: torch.Tensor) -> "TrulySparseLinear":
+    def from_linear(cls, linear: nn.Linear, mask: torch.Tensor) -> TrulySparseLinear:
         indices = mask.reshape(-1).nonzero().squeeze(1)
         values = linear.weight.detach().reshape(-1).index_select(0, indices)
         return cls(linear.in_features, linear.out_features, indices, values, linear.bias)
 
     @classmethod
-    def random(cls, in_features: int, out_features: int, n_active: int, generator: torch.Generator,
-               bias: bool = True) -> "TrulySparseLinear":
+    def random(
+        cls, in_features: int, out_features: int, n_active: int, generator: torch.Generator, bias: bool = True
+    ) -> TrulySparseLinear:
         """``n_active`` weights at uniformly random positions, drawn as nn.Linear draws its weights, never dense.
 
         nn.Linear's default init is U(-1/sqrt(in), 1/sqrt(in)) for the weight and the bias alike.
@@ -206,8 +224,13 @@ class TrulySparseLinear(nn.Module):
         mask[self.indices] = True
         return mask.view(self.shape)
 
-    def rewire(self, keep: torch.Tensor, grown: torch.Tensor, grown_values: torch.Tensor | None,
-               optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
+    def rewire(
+        self,
+        keep: torch.Tensor,
+        grown: torch.Tensor,
+        grown_values: torch.Tensor | None,
+        optimizer: torch.optim.Optimizer | None,
+    ) -> dict[str, int]:
         """Keep the active weights where ``keep`` (a bool per value) and add ``grown`` (inactive flat positions).
 
         Kept weights keep their value and every optimizer state of theirs; grown weights start at
@@ -216,7 +239,9 @@ class TrulySparseLinear(nn.Module):
         kept_src = keep.nonzero().squeeze(1)
         positions = torch.cat([self.indices.index_select(0, kept_src), grown.to(self.indices)])
         order = torch.argsort(positions)
-        source = torch.cat([kept_src, torch.full((grown.numel(),), -1, dtype=torch.int64, device=kept_src.device)])[order]
+        source = torch.cat([kept_src, torch.full((grown.numel(),), -1, dtype=torch.int64, device=kept_src.device)])[
+            order
+        ]
         from_old = source >= 0
         safe = source.clamp(min=0)
 
@@ -249,8 +274,10 @@ class TrulySparseLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, active={self.nnz} "
-                f"({self.nnz / max(1, self.numel):.2%}), bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, active={self.nnz} "
+            f"({self.nnz / max(1, self.numel):.2%}), bias={self.bias is not None}"
+        )
 
 
 # --- prune and grow in index space -------------------------------------------------------------------------
@@ -329,8 +356,9 @@ def sample_inactive(occupied: torch.Tensor, numel: int, n: int, generator: torch
     return chosen
 
 
-def top_gradient_inactive(grad_out_t: torch.Tensor, x: torch.Tensor, occupied: torch.Tensor, n: int,
-                          block_elements: int = GROW_BLOCK_ELEMENTS) -> torch.Tensor:
+def top_gradient_inactive(
+    grad_out_t: torch.Tensor, x: torch.Tensor, occupied: torch.Tensor, n: int, block_elements: int = GROW_BLOCK_ELEMENTS
+) -> torch.Tensor:
     """Flat positions outside ``occupied`` (sorted) of the ``n`` largest |(g^T x)| (RigL's grow, Evci et al. 2020).
 
     ``g^T x`` is the dense weight gradient; it is formed one block of rows at a time and only each
@@ -369,8 +397,9 @@ def _parent(model: nn.Module, module_name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent_name) if parent_name else model), child
 
 
-def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor],
-                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, TrulySparseLinear]:
+def to_truly_sparse(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, TrulySparseLinear]:
     """Replace, in place, every ``nn.Linear`` whose ``<name>.weight`` has a mask by a ``TrulySparseLinear``.
 
     Returns the new layers by weight name. A masked weight of any other layer type is a ConfigError
@@ -384,8 +413,10 @@ def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor],
         module_name = weight_name.removesuffix(".weight")
         module = model.get_submodule(module_name)
         if not isinstance(module, nn.Linear):
-            raise ConfigError(f"execution=truly_sparse runs sparse nn.Linear layers only; {weight_name} is a "
-                              f"{type(module).__name__}: use execution=masked or execution=sparse for this model")
+            raise ConfigError(
+                f"execution=truly_sparse runs sparse nn.Linear layers only; {weight_name} is a "
+                f"{type(module).__name__}: use execution=masked or execution=sparse for this model"
+            )
         layer = TrulySparseLinear.from_linear(module, mask).to(module.weight.device)
         if optimizer is not None:
             _hand_over(optimizer, module.weight, layer.values, layer.indices)
@@ -395,16 +426,22 @@ def to_truly_sparse(model: nn.Module, masks: Mapping[str, torch.Tensor],
     return layers
 
 
-def _hand_over(optimizer: torch.optim.Optimizer, weight: nn.Parameter, values: nn.Parameter,
-               indices: torch.Tensor) -> None:
+def _hand_over(
+    optimizer: torch.optim.Optimizer, weight: nn.Parameter, values: nn.Parameter, indices: torch.Tensor
+) -> None:
     """In ``optimizer``, ``values`` takes the place of the dense ``weight``, with its state at the active entries."""
     for group in optimizer.param_groups:
         group["params"] = [values if p is weight else p for p in group["params"]]
     state = optimizer.state.pop(weight, None)
     if state:
         optimizer.state[values] = {
-            k: (v.detach().reshape(-1).index_select(0, indices).clone()
-                if torch.is_tensor(v) and v.shape == weight.shape else v) for k, v in state.items()}
+            k: (
+                v.detach().reshape(-1).index_select(0, indices).clone()
+                if torch.is_tensor(v) and v.shape == weight.shape
+                else v
+            )
+            for k, v in state.items()
+        }
 
 
 def to_masked(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -412,8 +449,13 @@ def to_masked(model: nn.Module) -> dict[str, torch.Tensor]:
     masks = {}
     for module_name, module in list(model.named_modules()):
         if isinstance(module, TrulySparseLinear):
-            linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                               device=module.values.device, dtype=module.values.dtype)
+            linear = nn.Linear(
+                module.in_features,
+                module.out_features,
+                bias=module.bias is not None,
+                device=module.values.device,
+                dtype=module.values.dtype,
+            )
             with torch.no_grad():
                 linear.weight.copy_(module.dense_weight())
                 if module.bias is not None:
@@ -442,7 +484,8 @@ def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str])
         if number in optimizer["state"]:
             optimizer["state"][number] = {
                 k: (v.reshape(-1)[indices].clone() if torch.is_tensor(v) and v.shape == mask.shape else v)
-                for k, v in optimizer["state"][number].items()}
+                for k, v in optimizer["state"][number].items()
+            }
     algorithm = {k: v for k, v in state["algorithm"].items() if k != "masks"}
     return {**state, "model": _ordered_like(model, state["model"]), "optimizer": optimizer, "algorithm": algorithm}
 
@@ -468,7 +511,8 @@ def checkpoint_to_masked(state: Mapping[str, Any], param_names: list[str], shape
         if number in optimizer["state"]:
             optimizer["state"][number] = {
                 k: (dense(v) if torch.is_tensor(v) and v.shape == values.shape else v)
-                for k, v in optimizer["state"][number].items()}
+                for k, v in optimizer["state"][number].items()
+            }
     return {**state, "model": model, "optimizer": optimizer, "algorithm": {**state["algorithm"], "masks": masks}}
 
 
@@ -499,8 +543,13 @@ class TrulySparseTraining:
 
     name = "truly_sparse"
 
-    def __init__(self, algorithm, model: nn.Module, layers: dict[str, TrulySparseLinear] | None = None,
-                 optimizer: torch.optim.Optimizer | None = None):
+    def __init__(
+        self,
+        algorithm,
+        model: nn.Module,
+        layers: dict[str, TrulySparseLinear] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ):
         check_supported(algorithm.name)
         self.algorithm = algorithm
         self.optimizer: torch.optim.Optimizer | None = None
@@ -547,8 +596,12 @@ class TrulySparseTraining:
 
     def on_epoch_end(self, epoch: int) -> dict | None:
         algo = self.algorithm
-        if algo.name == "set" and algo.schedule == "epoch" and (epoch + 1) % algo.period == 0 \
-                and epoch < algo.ctx.epochs - 1:
+        if (
+            algo.name == "set"
+            and algo.schedule == "epoch"
+            and (epoch + 1) % algo.period == 0
+            and epoch < algo.ctx.epochs - 1
+        ):
             return self.set_update()
         return None
 
@@ -582,8 +635,9 @@ class TrulySparseTraining:
             # free = inactive after the drop: a just-dropped position may come back as a new weight
             grown = sample_inactive(layer.indices[keep], layer.numel, n, algo.generator)
             new_values = algo.new_weight_values()
-            per_layer[name] = layer.rewire(keep, grown, None if new_values is None else new_values(name, n),
-                                           self.optimizer)
+            per_layer[name] = layer.rewire(
+                keep, grown, None if new_values is None else new_values(name, n), self.optimizer
+            )
         return round_stats(per_layer)
 
     def dsr_update(self) -> dict:
@@ -619,8 +673,9 @@ class TrulySparseTraining:
         total = 0
         for i, layer in enumerate(self.layers.values()):
             positions = layer.indices.double()
-            total = (total * 1_000_003 + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item())
-                     + layer.nnz) % (2**52)
+            total = (
+                total * 1_000_003 + int(((positions + 1) * (i + 1)).remainder(2_147_483_647).sum().item()) + layer.nnz
+            ) % (2**52)
         return total
 
     def log_stats(self) -> dict:
@@ -680,16 +735,20 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
         module_name = name.removesuffix(".weight")
         module = model.get_submodule(module_name)
         if not isinstance(module, nn.Linear):
-            raise ConfigError(f"execution=truly_sparse runs sparse nn.Linear layers only; {name} is a "
-                              f"{type(module).__name__}: use execution=masked or execution=sparse for this model")
-        layer = TrulySparseLinear.random(module.in_features, module.out_features, count, algorithm.generator,
-                                         bias=module.bias is not None).to(device)
+            raise ConfigError(
+                f"execution=truly_sparse runs sparse nn.Linear layers only; {name} is a "
+                f"{type(module).__name__}: use execution=masked or execution=sparse for this model"
+            )
+        layer = TrulySparseLinear.random(
+            module.in_features, module.out_features, count, algorithm.generator, bias=module.bias is not None
+        ).to(device)
         parent, child = _parent(model, module_name)
         setattr(parent, child, layer)
         layers[name] = layer
     for module in model.modules():
         if not isinstance(module, TrulySparseLinear) and any(
-                p.is_meta for p in [*module.parameters(recurse=False), *module.buffers(recurse=False)]):
+            p.is_meta for p in [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        ):
             module.to_empty(device=device, recurse=False)
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
@@ -706,8 +765,10 @@ def check_supported(algorithm_name: str) -> None:
     if algorithm_name in SUPPORTED_ALGORITHMS:
         return
     why = WHY_NOT.get(algorithm_name, "it is not ported to index space yet")
-    raise ConfigError(f"execution=truly_sparse does not run sparse={algorithm_name}: {why}; valid choices: "
-                      f"{', '.join(SUPPORTED_ALGORITHMS)} (sparse={algorithm_name} runs with execution=masked or sparse)")
+    raise ConfigError(
+        f"execution=truly_sparse does not run sparse={algorithm_name}: {why}; valid choices: "
+        f"{', '.join(SUPPORTED_ALGORITHMS)} (sparse={algorithm_name} runs with execution=masked or sparse)"
+    )
 
 
 def peak_rss_mb() -> float:

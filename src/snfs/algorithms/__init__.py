@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from snfs.algorithms.base import SparseAlgorithm, TrainingContext
 from snfs.errors import UnknownChoiceError
@@ -28,6 +29,7 @@ def resolve_algorithm(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if name not in ALGORITHMS:
         raise UnknownChoiceError("sparse", name, sorted([*ALGORITHMS.names(), *VARIANTS]))
     return {"name": name, **options}
+
 
 # Import every module of this package so that its @ALGORITHMS.register runs.
 for _info in pkgutil.iter_modules(__path__):

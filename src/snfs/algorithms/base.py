@@ -15,16 +15,24 @@ The training loop calls, in this order and nothing else:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from snfs.costs import ROWS as FLOP_ROWS
 from snfs.errors import ConfigError
-from snfs.masks import (DISTRIBUTIONS, DropGrowResult, MaskState, drop_and_grow, init_masks, optimizer_state_tensors,
-                        sparse_parameters)
+from snfs.masks import (
+    DISTRIBUTIONS,
+    DropGrowResult,
+    MaskState,
+    drop_and_grow,
+    init_masks,
+    optimizer_state_tensors,
+    sparse_parameters,
+)
 from snfs.options import REQUIRED, Option, check_options, str_list
 
 #: options every algorithm has
@@ -34,8 +42,13 @@ COMMON_OPTIONS = (
     Option("dense_layers", list, [], items=str_list, doc="exact parameter names kept dense, e.g. [conv1.weight]"),
 )
 #: the initial per-layer density, for every algorithm that draws a random initial mask
-DISTRIBUTION = Option("distribution", str, "uniform", choices=tuple(DISTRIBUTIONS),
-                      doc="initial per-layer density: uniform | erk | erdos_renyi")
+DISTRIBUTION = Option(
+    "distribution",
+    str,
+    "uniform",
+    choices=tuple(DISTRIBUTIONS),
+    doc="initial per-layer density: uniform | erk | erdos_renyi",
+)
 
 
 @dataclass
@@ -97,8 +110,10 @@ class SparseAlgorithm:
         if len(names) != len(set(names)):
             raise TypeError(f"{cls.__name__} declares an option twice: {names}")
         if cls.flops_accounting not in FLOP_ROWS:
-            raise TypeError(f"{cls.__name__}.flops_accounting={cls.flops_accounting!r} is not a FLOP accounting row; "
-                            f"valid: {', '.join(FLOP_ROWS)}")
+            raise TypeError(
+                f"{cls.__name__}.flops_accounting={cls.flops_accounting!r} is not a FLOP accounting row; "
+                f"valid: {', '.join(FLOP_ROWS)}"
+            )
 
     @staticmethod
     def _sparse_params(ctx: TrainingContext, dense_layers: list[str]) -> dict[str, nn.Parameter]:
@@ -185,14 +200,29 @@ class SparseAlgorithm:
             return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8)
         return None
 
-    def drop_and_grow(self, kept: Mapping[str, torch.Tensor], grow_counts: Mapping[str, int],
-                      grow_scores: Mapping[str, torch.Tensor] | None = None,
-                      new_values: Callable[[str, int], torch.Tensor] | None = None,
-                      reset_optimizer_state: bool = True, **extras: Any) -> DropGrowResult:
+    def drop_and_grow(
+        self,
+        kept: Mapping[str, torch.Tensor],
+        grow_counts: Mapping[str, int],
+        grow_scores: Mapping[str, torch.Tensor] | None = None,
+        new_values: Callable[[str, int], torch.Tensor] | None = None,
+        reset_optimizer_state: bool = True,
+        **extras: Any,
+    ) -> DropGrowResult:
         """``snfs.masks.drop_and_grow`` on this algorithm's masks, weights and optimizer; random growth
         draws from ``self.generator``."""
-        return drop_and_grow(self.masks, self.params, self.ctx.optimizer, kept, grow_counts, grow_scores,
-                             self.generator, new_values, reset_optimizer_state, **extras)
+        return drop_and_grow(
+            self.masks,
+            self.params,
+            self.ctx.optimizer,
+            kept,
+            grow_counts,
+            grow_scores,
+            self.generator,
+            new_values,
+            reset_optimizer_state,
+            **extras,
+        )
 
     def optimizer_state(self, name: str) -> list[torch.Tensor]:
         """Every per-weight state tensor the optimizer keeps for this layer (reset where a weight is new)."""

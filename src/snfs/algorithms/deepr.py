@@ -14,7 +14,7 @@ temperature schedule and why weight decay stays on by default: docs/algorithms.m
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -38,8 +38,9 @@ def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
             return distinct[torch.randperm(distinct.numel(), generator=generator)[:k]]
 
 
-def sample_dormant(flat_mask: torch.Tensor, n_active: int, crossed: torch.Tensor, n: int,
-                   generator: torch.Generator) -> torch.Tensor:
+def sample_dormant(
+    flat_mask: torch.Tensor, n_active: int, crossed: torch.Tensor, n: int, generator: torch.Generator
+) -> torch.Tensor:
     """``n`` distinct positions, uniformly at random among those inactive in ``flat_mask``.
 
     Connections that were active (``flat_mask``) cannot be picked, so the ones that have just
@@ -74,8 +75,9 @@ def flat_memory(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor],
     expected = 1
     for size, stride in sorted(zip(t.shape, t.stride()), key=lambda pair: pair[1]):
         if size != 1 and stride != expected:
-            raise ValueError(f"DeepR needs weights without gaps in memory; got shape {tuple(t.shape)}, "
-                             f"strides {t.stride()}")
+            raise ValueError(
+                f"DeepR needs weights without gaps in memory; got shape {tuple(t.shape)}, strides {t.stride()}"
+            )
         expected *= size
 
     def positions(index: torch.Tensor) -> torch.Tensor:
@@ -99,18 +101,39 @@ class DeepR(SparseAlgorithm):
     options = (
         *SparseAlgorithm.options,
         Option("alpha", float, 1.0e-5, low=0.0, doc="L1 coefficient"),
-        Option("temperatures", list, [[0.0, 1.0e-5], [0.25, 1.0e-8], [0.5, 1.0e-12], [0.75, 1.0e-15]],
-               items=pairs_check(Option("fraction", float, low=0.0, high=1.0), Option("T", float, low=0.0),
-                                 "[fraction of training steps, T]"),
-               doc="[fraction of training steps, T] pairs: the temperature schedule"),
-        Option("cancel_weight_decay", bool, False,
-               doc="true: no net L2 on the sparse weights (the published setting)"),
-        Option("scope", str, "layer", choices=("layer", "global"),
-               doc="where a dormant connection wakes: in the layer that lost one, or anywhere"),
-        Option("new_sign", str, "fixed", choices=("fixed", "first_update"),
-               doc="a woken connection's sign: its fixed one, or that of its first update"),
-        Option("noise_and_l1", str, "step", choices=("step", "gradient"),
-               doc="L1 and noise on theta after the step, or added to the gradient"),
+        Option(
+            "temperatures",
+            list,
+            [[0.0, 1.0e-5], [0.25, 1.0e-8], [0.5, 1.0e-12], [0.75, 1.0e-15]],
+            items=pairs_check(
+                Option("fraction", float, low=0.0, high=1.0),
+                Option("T", float, low=0.0),
+                "[fraction of training steps, T]",
+            ),
+            doc="[fraction of training steps, T] pairs: the temperature schedule",
+        ),
+        Option("cancel_weight_decay", bool, False, doc="true: no net L2 on the sparse weights (the published setting)"),
+        Option(
+            "scope",
+            str,
+            "layer",
+            choices=("layer", "global"),
+            doc="where a dormant connection wakes: in the layer that lost one, or anywhere",
+        ),
+        Option(
+            "new_sign",
+            str,
+            "fixed",
+            choices=("fixed", "first_update"),
+            doc="a woken connection's sign: its fixed one, or that of its first update",
+        ),
+        Option(
+            "noise_and_l1",
+            str,
+            "step",
+            choices=("step", "gradient"),
+            doc="L1 and noise on theta after the step, or added to the gradient",
+        ),
         Option("noise_eta", float, 1.0e-3, low=0.0, doc="noise std sqrt(2 eta T) (gradient mode)"),
     )
 
@@ -118,8 +141,10 @@ class DeepR(SparseAlgorithm):
     def check_optimizer(cls, cfg, optim) -> None:
         # AdamW decays the weights outside the gradient, so subtracting the decay from it cancels nothing
         if cfg.get("cancel_weight_decay") and optim.get("name") == "adamw" and optim.get("weight_decay"):
-            raise ConfigError(f"sparse.cancel_weight_decay=true is not valid for sparse={cls.name} with AdamW, whose "
-                              f"decoupled weight decay bypasses the gradient; use Adam or SGD, or weight_decay=0")
+            raise ConfigError(
+                f"sparse.cancel_weight_decay=true is not valid for sparse={cls.name} with AdamW, whose "
+                f"decoupled weight decay bypasses the gradient; use Adam or SGD, or weight_decay=0"
+            )
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -139,7 +164,9 @@ class DeepR(SparseAlgorithm):
     def init_masks(self) -> MaskState:
         # every connection's fixed sign: that of its dense initial weight (+1 where it is exactly 0)
         self._active = {}
-        self.signs = {k: torch.where(p.detach() < 0, -1.0, 1.0).to(p.dtype).contiguous() for k, p in self.params.items()}
+        self.signs = {
+            k: torch.where(p.detach() < 0, -1.0, 1.0).to(p.dtype).contiguous() for k, p in self.params.items()
+        }
         return super().init_masks()
 
     def temperature(self, step: int) -> float:
@@ -192,7 +219,9 @@ class DeepR(SparseAlgorithm):
             lr_alpha, std = lr * self.alpha, math.sqrt(2.0 * lr * self.temperature(step))
         else:  # already in this step's gradient (before_step)
             lr_alpha, std = 0.0, 0.0
-        crossed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (crossed positions, mask over its active list)
+        crossed: dict[
+            str, tuple[torch.Tensor, torch.Tensor]
+        ] = {}  # layer -> (crossed positions, mask over its active list)
         for k, p in self.params.items():
             sign = self.signs[k].view(-1)
             with torch.no_grad():
@@ -221,8 +250,14 @@ class DeepR(SparseAlgorithm):
         return round_stats({k: {"pruned": removed[k], "regrown": added[k]} for k in self.params})
 
     @staticmethod
-    def take_first_signs(sign: torch.Tensor, active: torch.Tensor, s_active: torch.Tensor, w_active: torch.Tensor,
-                         theta: torch.Tensor, lr_alpha: float) -> torch.Tensor:
+    def take_first_signs(
+        sign: torch.Tensor,
+        active: torch.Tensor,
+        s_active: torch.Tensor,
+        w_active: torch.Tensor,
+        theta: torch.Tensor,
+        lr_alpha: float,
+    ) -> torch.Tensor:
         """``new_sign: first_update``: a connection without a sign yet (0) takes that of its first update.
 
         Where s = 0, ``theta`` holds -lr*alpha + noise; the connection's update is u = w + noise,
@@ -288,17 +323,26 @@ class DeepR(SparseAlgorithm):
                 b[b_at(pick)] = 0.0
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
-                "active": {k: self.active_indices(k).cpu().clone() for k in self.params},  # order sets the noise
-                "step": self.step}
+        return {
+            **super().state_dict(),
+            "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
+            "active": {k: self.active_indices(k).cpu().clone() for k in self.params},  # order sets the noise
+            "step": self.step,
+        }
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
-        self._active = {k: (self.masks.masks[k], idx.to(self.masks.masks[k].device))
-                        for k, idx in state.get("active", {}).items()}
-        self.signs = {k: state["signs"][k].to(device=p.device, dtype=p.dtype).contiguous() for k, p in self.params.items()}
+        self._active = {
+            k: (self.masks.masks[k], idx.to(self.masks.masks[k].device)) for k, idx in state.get("active", {}).items()
+        }
+        self.signs = {
+            k: state["signs"][k].to(device=p.device, dtype=p.dtype).contiguous() for k, p in self.params.items()
+        }
         self.step = int(state["step"])
 
 
 # The DeepR of the DSR authors' code (Mostafa & Wang 2019), which produced the published DeepR numbers
-VARIANTS["deepr_dsr_code"] = ("deepr", {"label": "deepr_dsr_code", "new_sign": "first_update", "noise_and_l1": "gradient"})
+VARIANTS["deepr_dsr_code"] = (
+    "deepr",
+    {"label": "deepr_dsr_code", "new_sign": "first_update", "noise_and_l1": "gradient"},
+)

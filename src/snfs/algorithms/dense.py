@@ -1,10 +1,10 @@
 """Dense training: every weight active; the baseline the sparse methods are measured against."""
 
+import torch
+
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, SparseAlgorithm
 from snfs.masks import MaskState
-
-import torch
 
 
 @ALGORITHMS.register("dense")

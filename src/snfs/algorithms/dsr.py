@@ -41,13 +41,23 @@ class DSR(SparseAlgorithm):
     flops_accounting = "sparse"
     options = (
         *SparseAlgorithm.options,
-        Option("target_prune", float, 600, low=0.0, low_open=True,
-               doc="N_p: weights pruned per rewiring; >= 1 a count, < 1 a fraction of the active weights"),
+        Option(
+            "target_prune",
+            float,
+            600,
+            low=0.0,
+            low_open=True,
+            doc="N_p: weights pruned per rewiring; >= 1 a count, < 1 a fraction of the active weights",
+        ),
         Option("initial_threshold", float, 1.0e-3, low=0.0, low_open=True, doc="H0"),
         Option("tolerance", float, 0.1, low=0.0, high=1.0, high_open=True, doc="H moves when outside (1 -+ tol) N_p"),
-        Option("rewire_periods", list, [[0, 100], [25, 200], [50, 400], [75, 800]],
-               items=pairs_check(Option("epoch", int, low=0), Option("period", int, low=1), "[epoch, period]"),
-               doc="[epoch, K] pairs: rewire every K optimizer steps from that epoch on"),
+        Option(
+            "rewire_periods",
+            list,
+            [[0, 100], [25, 200], [50, 400], [75, 800]],
+            items=pairs_check(Option("epoch", int, low=0), Option("period", int, low=1), "[epoch, period]"),
+            doc="[epoch, K] pairs: rewire every K optimizer steps from that epoch on",
+        ),
         Option("stop_epoch", int, None, low=0, nullable=True, doc="no rewiring from this epoch on (null: never stop)"),
     )
 
@@ -55,8 +65,9 @@ class DSR(SparseAlgorithm):
         super().__init__(ctx, cfg)
         self.threshold = float(self.option("initial_threshold"))
         self.tolerance = float(self.option("tolerance"))
-        self.schedule = sorted(((int(epoch), int(period)) for epoch, period in self.option("rewire_periods")),
-                               key=lambda pair: pair[0])
+        self.schedule = sorted(
+            ((int(epoch), int(period)) for epoch, period in self.option("rewire_periods")), key=lambda pair: pair[0]
+        )
         self.target_cfg = float(self.option("target_prune"))
         self.target = self.target_cfg
         stop = self.option("stop_epoch")

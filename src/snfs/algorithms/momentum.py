@@ -18,7 +18,6 @@ from snfs.masks import drop_smallest, redistribute
 from snfs.options import Option
 from snfs.schedules import PRUNE_RATE_DECAYS, prune_rate
 
-
 #: optimizers whose momentum sparse momentum can read (SGD's buffer, Adam's first moment over its second)
 MOMENTUM_OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -36,8 +35,13 @@ class SparseMomentum(SparseAlgorithm):
         Option("prune_rate", float, 0.5, low=0.0, high=1.0, doc="p0: fraction of each layer's active weights pruned"),
         Option("prune_rate_min", float, 0.005, low=0.0, high=1.0, doc="p at the last step"),
         Option("decay", str, "cosine", choices=tuple(PRUNE_RATE_DECAYS), doc="prune-rate decay p(t)"),
-        Option("redistribution", str, "momentum", choices=("momentum", "magnitude", "nonzero", "none"),
-               doc="how regrowth is split between layers"),
+        Option(
+            "redistribution",
+            str,
+            "momentum",
+            choices=("momentum", "magnitude", "nonzero", "none"),
+            doc="how regrowth is split between layers",
+        ),
         Option("growth", str, "momentum", choices=("momentum", "random"), doc="where a layer regrows"),
     )
 
@@ -48,11 +52,15 @@ class SparseMomentum(SparseAlgorithm):
             return
         name = optim.get("name", "sgd")
         if name not in MOMENTUM_OPTIMIZERS:
-            raise ConfigError(f"optim.name={name!r} is not valid for sparse={cls.name} with sparse.{uses[0]}=momentum: "
-                              f"it scores by the optimizer's momentum; valid choices: {', '.join(MOMENTUM_OPTIMIZERS)}")
+            raise ConfigError(
+                f"optim.name={name!r} is not valid for sparse={cls.name} with sparse.{uses[0]}=momentum: "
+                f"it scores by the optimizer's momentum; valid choices: {', '.join(MOMENTUM_OPTIMIZERS)}"
+            )
         if name == "sgd" and not optim.get("momentum"):
-            raise ConfigError(f"optim.momentum={optim.get('momentum')!r} is not valid for sparse={cls.name} with "
-                              f"sparse.{uses[0]}=momentum; it needs optim.momentum > 0")
+            raise ConfigError(
+                f"optim.momentum={optim.get('momentum')!r} is not valid for sparse={cls.name} with "
+                f"sparse.{uses[0]}=momentum; it needs optim.momentum > 0"
+            )
 
     def __init__(self, ctx, cfg):
         super().__init__(ctx, cfg)
@@ -64,8 +72,13 @@ class SparseMomentum(SparseAlgorithm):
         return None
 
     def current_prune_rate(self) -> float:
-        return prune_rate(self.option("decay"), self.step, self.ctx.total_steps, self.option("prune_rate"),
-                          self.option("prune_rate_min"))
+        return prune_rate(
+            self.option("decay"),
+            self.step,
+            self.ctx.total_steps,
+            self.option("prune_rate"),
+            self.option("prune_rate_min"),
+        )
 
     def log_stats(self) -> dict:
         return {"prune_rate": self.current_prune_rate()}
@@ -112,8 +125,9 @@ class SparseMomentum(SparseAlgorithm):
         growth = None
         if self.option("growth") == "momentum":
             growth = {k: self._momentum(k).abs() for k in self.params}
-        return self.drop_and_grow(kept, regrow, grow_scores=growth, reset_optimizer_state=False,
-                                  prune_rate=rate).as_stats()
+        return self.drop_and_grow(
+            kept, regrow, grow_scores=growth, reset_optimizer_state=False, prune_rate=rate
+        ).as_stats()
 
     def on_epoch_end(self, epoch: int) -> dict | None:
         if epoch >= self.ctx.epochs - 1:  # no update after the last epoch
@@ -126,4 +140,3 @@ class SparseMomentum(SparseAlgorithm):
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])
-

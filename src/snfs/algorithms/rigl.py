@@ -12,9 +12,8 @@ default (the paper's), configurable. Defaults: delta_t = 100, alpha = 0.3, T_end
 
 from __future__ import annotations
 
-import math
-
 import dataclasses
+import math
 
 import torch
 

@@ -46,7 +46,9 @@ class SET(SparseAlgorithm):
     options = (
         *COMMON_OPTIONS,
         dataclasses.replace(DISTRIBUTION, default="erdos_renyi"),  # Mocanu et al.
-        Option("zeta", float, 0.3, low=0.0, high=1.0, doc="fraction of each layer's active weights replaced per update"),
+        Option(
+            "zeta", float, 0.3, low=0.0, high=1.0, doc="fraction of each layer's active weights replaced per update"
+        ),
         Option("schedule", str, "epoch", choices=("epoch", "step"), doc="update every `period` epochs or steps"),
         Option("period", int, 1, low=1, doc="epochs or optimizer steps between updates"),
         Option("new_weights", str, "random", choices=("random", "zero"), doc="value of a regrown weight"),
@@ -72,8 +74,10 @@ class SET(SparseAlgorithm):
         """One SET round: prune (prune_set) and regrow at random in every layer, counts unchanged."""
         self.masks.apply(self.params)  # inactive weights exactly 0 before comparing magnitudes
         active = self.masks.active_counts()
-        kept = {k: prune_set(p, self.masks.masks[k], int(round(self.zeta * active[k] / 2.0)))
-                for k, p in self.params.items()}
+        kept = {
+            k: prune_set(p, self.masks.masks[k], int(round(self.zeta * active[k] / 2.0)))
+            for k, p in self.params.items()
+        }
         # as many regrown at random as dropped, just-dropped positions included (they restart as new weights)
         regrow = {k: active[k] - int(m.sum()) for k, m in kept.items()}
         return self.drop_and_grow(kept, regrow, new_values=self.new_weight_values()).as_stats()

@@ -35,7 +35,7 @@ def snip_masks(scores: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tenso
     masks, start = {}, 0
     for n in names:
         numel = scores[n].numel()
-        masks[n] = keep[start:start + numel].view_as(scores[n])
+        masks[n] = keep[start : start + numel].view_as(scores[n])
         start += numel
     return masks
 

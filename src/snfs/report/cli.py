@@ -77,10 +77,18 @@ def _build(ctx: Context, names: list[str], composer, index, dataset: str = ""):
     extra = (f"dataset={dataset}",) if dataset else ()
     tables = []
     for name in names:
-        tables.append(build_table(TABLES[name], index, composer, extra_overrides=lambda g: ctx.overrides(g, extra),
-                                  quick=ctx.quick, data_root=ctx.data_root_value(),
-                                  fallback_overrides=lambda g: ctx.fallback(g, extra),
-                                  dataset=dataset or _dataset_of(name, ctx.user_overrides)))
+        tables.append(
+            build_table(
+                TABLES[name],
+                index,
+                composer,
+                extra_overrides=lambda g: ctx.overrides(g, extra),
+                quick=ctx.quick,
+                data_root=ctx.data_root_value(),
+                fallback_overrides=lambda g: ctx.fallback(g, extra),
+                dataset=dataset or _dataset_of(name, ctx.user_overrides),
+            )
+        )
     return tables
 
 
@@ -91,7 +99,9 @@ def _write(ctx: Context, tables, figures: bool = True, tables_out: bool = True) 
     for t in tables:
         if tables_out:
             md, csv_path = write_table(t, ctx.tables_dir)
-            print(f"[reproduce] {t.stem}: {t.done}/{len(t.jobs)} runs -> {paths.display(md)}, {paths.display(csv_path)}")
+            print(
+                f"[reproduce] {t.stem}: {t.done}/{len(t.jobs)} runs -> {paths.display(md)}, {paths.display(csv_path)}"
+            )
         if figures:
             fig = draw_table_figure(t, ctx.figures_dir)
             if fig:
@@ -157,8 +167,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 continue
             lacking_here = lacking(spec.needs, ctx.data_root_value()) if not ctx.quick else ()
             if lacking_here and args.launcher in ("basic", "joblib"):
-                print(f"[reproduce] warning: these runs need {' and '.join(lacking_here)}, which this machine lacks; "
-                      "QUICK=1 runs a CPU smoke version, LAUNCHER=slurm sends the runs to a GPU cluster", file=sys.stderr)
+                print(
+                    f"[reproduce] warning: these runs need {' and '.join(lacking_here)}, which this machine lacks; "
+                    "QUICK=1 runs a CPU smoke version, LAUNCHER=slurm sends the runs to a GPU cluster",
+                    file=sys.stderr,
+                )
             missing, diverged, seen = [], 0, set()
             for job in exp.jobs:
                 if job.run_id not in seen and index.match(job.run_id, job.config) is None:
@@ -169,12 +182,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                         diverged += 1
                 seen.add(job.run_id)
             done = len(seen) - len(missing) - diverged
-            print(f"[reproduce] {group.command()}: {len(seen)} runs, {done} finished, "
-                  + (f"{diverged} diverged (not retried: a divergence is an outcome of the protocol; RESULTS=<another "
-                     f"folder> trains the grid anew there), " if diverged else "")
-                  + f"{len(missing)} to run ({'QUICK, ' if ctx.quick else ''}results in {paths.display(ctx.results)})")
-            codes = launch(exp, missing, launcher=args.launcher, jobs=args.jobs, sweep_root=sweep_root,
-                           dry_run=args.dry_run)
+            print(
+                f"[reproduce] {group.command()}: {len(seen)} runs, {done} finished, "
+                + (
+                    f"{diverged} diverged (not retried: a divergence is an outcome of the protocol; RESULTS=<another "
+                    f"folder> trains the grid anew there), "
+                    if diverged
+                    else ""
+                )
+                + f"{len(missing)} to run ({'QUICK, ' if ctx.quick else ''}results in {paths.display(ctx.results)})"
+            )
+            codes = launch(
+                exp, missing, launcher=args.launcher, jobs=args.jobs, sweep_root=sweep_root, dry_run=args.dry_run
+            )
             if any(codes):
                 failed.append(group.preset)
         if args.dry_run:
@@ -188,8 +208,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for fig in draw_layer_density_figures(tables[0].runs, ctx.figures_dir, quick=ctx.quick):
             print(f"[reproduce] figure -> {paths.display(fig)}")
     if failed:
-        print(f"[reproduce] some runs failed or could not start ({', '.join(failed)}); the table shows what finished. "
-              "Rerun the same command to retry only the missing runs.", file=sys.stderr)
+        print(
+            f"[reproduce] some runs failed or could not start ({', '.join(failed)}); the table shows what finished. "
+            "Rerun the same command to retry only the missing runs.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -206,7 +229,9 @@ def cmd_tables(args: argparse.Namespace, figures: bool = False, tables_out: bool
         print(f"unknown table(s) {', '.join(unknown)}; valid choices: {', '.join(TABLES)}", file=sys.stderr)
         return 2
     if args.dataset and not names:
-        print("--dataset needs the tables to build on it, e.g. `tables mnist_methods --dataset kmnist`", file=sys.stderr)
+        print(
+            "--dataset needs the tables to build on it, e.g. `tables mnist_methods --dataset kmnist`", file=sys.stderr
+        )
         return 2
     try:
         index = ctx.index()
@@ -214,8 +239,11 @@ def cmd_tables(args: argparse.Namespace, figures: bool = False, tables_out: bool
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with Composer() as composer:
-        tables = _build(ctx, names, composer, index, dataset=args.dataset or "") if names else \
-            build_all(ctx, composer, index)
+        tables = (
+            _build(ctx, names, composer, index, dataset=args.dataset or "")
+            if names
+            else build_all(ctx, composer, index)
+        )
     _write(ctx, tables, figures=figures, tables_out=tables_out)
     if tables_out and not names:
         print(f"[reproduce] index -> {paths.display(write_index(tables, ctx.tables_dir))}")
@@ -262,29 +290,48 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp, source: bool):
-        sp.add_argument("--quick", action="store_true", help="QUICK mode: cut-down runs in results/quick/ (see snfs.report.quick)")
+        sp.add_argument(
+            "--quick", action="store_true", help="QUICK mode: cut-down runs in results/quick/ (see snfs.report.quick)"
+        )
         sp.add_argument("--results", help="results store (default results/runs, or results/quick/runs with --quick)")
-        sp.add_argument("--data-root", help="data.root for the runs and for the real-data checks (default: the config's)")
+        sp.add_argument(
+            "--data-root", help="data.root for the runs and for the real-data checks (default: the config's)"
+        )
         sp.add_argument("--tables-dir", help="where tables go (default results/tables, or results/quick/tables)")
         sp.add_argument("--figures-dir", help="where figures go (default results/figures, or results/quick/figures)")
         if source:
-            sp.add_argument("--source", choices=("local", "wandb"), default="local",
-                            help="read runs from the local results store or a wandb project")
+            sp.add_argument(
+                "--source",
+                choices=("local", "wandb"),
+                default="local",
+                help="read runs from the local results store or a wandb project",
+            )
             sp.add_argument("--wandb-project", help="entity/project for --source wandb")
 
     run = sub.add_parser("run", help="run a table's sweep (only missing runs), then write the table and figures")
     run.add_argument("name", choices=list(TABLES), metavar="NAME", help=f"table / preset: {', '.join(TABLES)}")
-    run.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. seed=17 or hydra.launcher.partition=gpu")
+    run.add_argument(
+        "overrides", nargs="*", help="Hydra overrides for every run, e.g. seed=17 or hydra.launcher.partition=gpu"
+    )
     run.add_argument("--launcher", choices=tuple(LAUNCHERS), default="basic", help="Hydra launcher (default basic)")
     run.add_argument("--jobs", type=int, default=None, help="parallel jobs for the joblib launcher")
-    run.add_argument("--fake-data", action="store_true", help="with --quick: generated data even where the real data is present")
+    run.add_argument(
+        "--fake-data", action="store_true", help="with --quick: generated data even where the real data is present"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the Hydra commands without running them")
     common(run, source=False)
 
-    for name, help_ in (("tables", "rebuild tables from the results store"), ("figures", "rebuild figures from the results store")):
+    for name, help_ in (
+        ("tables", "rebuild tables from the results store"),
+        ("figures", "rebuild figures from the results store"),
+    ):
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("names", nargs="*", help="tables to build (default: all, and those on other datasets already built)")
-        sp.add_argument("--dataset", help="build the named tables on this dataset: <name>-<dataset>.md, no paper column")
+        sp.add_argument(
+            "names", nargs="*", help="tables to build (default: all, and those on other datasets already built)"
+        )
+        sp.add_argument(
+            "--dataset", help="build the named tables on this dataset: <name>-<dataset>.md, no paper column"
+        )
         sp.add_argument("--fake-data", action="store_true", help=argparse.SUPPRESS)
         common(sp, source=True)
     sub.add_parser("list", help="list the tables and the Hydra commands behind each")

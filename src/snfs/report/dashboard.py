@@ -28,8 +28,9 @@ import threading
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from snfs.report import paths
 from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunStores, SkippedFile
@@ -37,8 +38,14 @@ from snfs.report.runlog import FILTER_KEYS, SUMMARY_COLUMNS, Run, RunStores, Ski
 REFRESH_S = 5
 PAGE_SIZE = 15
 DECIMALS = {"test_error": 2, "val_error": 2, "final_density": 4, "flops_ratio": 3, "wall_time_s": 0}
-NUMBER_FORMATS = {"density": "{:g}", "test_error": "{:.2f}", "val_error": "{:.2f}", "final_density": "{:.4f}",
-                  "flops_ratio": "{:.3f}", "wall_time_s": "{:.0f}"}
+NUMBER_FORMATS = {
+    "density": "{:g}",
+    "test_error": "{:.2f}",
+    "val_error": "{:.2f}",
+    "final_density": "{:.4f}",
+    "flops_ratio": "{:.3f}",
+    "wall_time_s": "{:.0f}",
+}
 
 
 def fmt(key: str, value: Any) -> str:
@@ -123,58 +130,123 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
     app = Dash(__name__, title="snfs runs", update_title=None)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
     numeric = set(NUMBER_FORMATS) | {"seed"}
-    columns = [{"field": key, "headerName": header,
-                "filter": "agNumberColumnFilter" if key in numeric else "agTextColumnFilter"}
-               | ({"pinned": "left", "minWidth": 380} if key == "run_id" else {})
-               for key, header in SUMMARY_COLUMNS]
+    columns = [
+        {
+            "field": key,
+            "headerName": header,
+            "filter": "agNumberColumnFilter" if key in numeric else "agTextColumnFilter",
+        }
+        | ({"pinned": "left", "minWidth": 380} if key == "run_id" else {})
+        for key, header in SUMMARY_COLUMNS
+    ]
     tables = table_files(tables_dir)
-    app.layout = html.Div([
-        html.H1(f"snfs runs: {where(results)}"),
-        html.Div(id="status", className="status"),
-        dcc.Location(id="url", refresh=False),
-        dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
-        dcc.Store(id="plotted"),
-        dcc.Tabs([
-            dcc.Tab(label="Runs", children=[
-                html.Div([html.Div([html.Label(k), dcc.Dropdown(id=f"filter-{k}", multi=True, placeholder="any")])
-                          for k in FILTER_KEYS], className="filters"),
-                dag.AgGrid(
-                    id="runs", rowData=[], columnDefs=columns, getRowId="params.data.run_id",
-                    defaultColDef={"sortable": True, "filter": True, "floatingFilter": True, "resizable": True,
-                                   "minWidth": 70},
-                    dashGridOptions={"rowSelection": {"mode": "multiRow", "enableClickSelection": True},
-                                     "pagination": True, "paginationPageSize": PAGE_SIZE,
-                                     "paginationPageSizeSelector": [PAGE_SIZE, 50, 200], "domLayout": "autoHeight",
-                                     "animateRows": False, "rowHeight": 28, "headerHeight": 30,
-                                     "selectionColumnDef": {"pinned": "left"}},
-                    columnSize="autoSize", style={"height": None}),
-                html.Div([html.Button("overlay every listed run", id="select-listed"),
-                          html.Button("add the other seeds of the selected rows", id="select-seeds"),
-                          html.Button("clear the selection", id="select-none"),
-                          dcc.RadioItems(id="color-by", value="run", inline=True,
-                                         options=[{"label": f"colour by {k}", "value": k}
-                                                  for k in ("run", "algorithm", "density", "seed", "model")])],
-                         className="buttons"),
-                dcc.Graph(id="curves", figure=empty_figure("select a run"), config={"displaylogo": False}),
-            ]),
-            dcc.Tab(label="Tables (ours beside the paper's)", children=[
-                dcc.Dropdown(id="table-name", options=[{"label": p.stem if p.name != "README.md" else "index", "value": p.name}
-                                                       for p in tables],
-                             value=tables[0].name if tables else None, clearable=False),
-                html.Div(id="table-body", className="md"),
-            ]),
-        ]),
-    ])
+    app.layout = html.Div(
+        [
+            html.H1(f"snfs runs: {where(results)}"),
+            html.Div(id="status", className="status"),
+            dcc.Location(id="url", refresh=False),
+            dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
+            dcc.Store(id="plotted"),
+            dcc.Tabs(
+                [
+                    dcc.Tab(
+                        label="Runs",
+                        children=[
+                            html.Div(
+                                [
+                                    html.Div(
+                                        [html.Label(k), dcc.Dropdown(id=f"filter-{k}", multi=True, placeholder="any")]
+                                    )
+                                    for k in FILTER_KEYS
+                                ],
+                                className="filters",
+                            ),
+                            dag.AgGrid(
+                                id="runs",
+                                rowData=[],
+                                columnDefs=columns,
+                                getRowId="params.data.run_id",
+                                defaultColDef={
+                                    "sortable": True,
+                                    "filter": True,
+                                    "floatingFilter": True,
+                                    "resizable": True,
+                                    "minWidth": 70,
+                                },
+                                dashGridOptions={
+                                    "rowSelection": {"mode": "multiRow", "enableClickSelection": True},
+                                    "pagination": True,
+                                    "paginationPageSize": PAGE_SIZE,
+                                    "paginationPageSizeSelector": [PAGE_SIZE, 50, 200],
+                                    "domLayout": "autoHeight",
+                                    "animateRows": False,
+                                    "rowHeight": 28,
+                                    "headerHeight": 30,
+                                    "selectionColumnDef": {"pinned": "left"},
+                                },
+                                columnSize="autoSize",
+                                style={"height": None},
+                            ),
+                            html.Div(
+                                [
+                                    html.Button("overlay every listed run", id="select-listed"),
+                                    html.Button("add the other seeds of the selected rows", id="select-seeds"),
+                                    html.Button("clear the selection", id="select-none"),
+                                    dcc.RadioItems(
+                                        id="color-by",
+                                        value="run",
+                                        inline=True,
+                                        options=[
+                                            {"label": f"colour by {k}", "value": k}
+                                            for k in ("run", "algorithm", "density", "seed", "model")
+                                        ],
+                                    ),
+                                ],
+                                className="buttons",
+                            ),
+                            dcc.Graph(id="curves", figure=empty_figure("select a run"), config={"displaylogo": False}),
+                        ],
+                    ),
+                    dcc.Tab(
+                        label="Tables (ours beside the paper's)",
+                        children=[
+                            dcc.Dropdown(
+                                id="table-name",
+                                options=[
+                                    {"label": p.stem if p.name != "README.md" else "index", "value": p.name}
+                                    for p in tables
+                                ],
+                                value=tables[0].name if tables else None,
+                                clearable=False,
+                            ),
+                            html.Div(id="table-body", className="md"),
+                        ],
+                    ),
+                ]
+            ),
+        ]
+    )
 
     @app.callback(
         [Output("runs", "rowData"), Output("runs", "selectedRows"), Output("status", "children")]
         + [Output(f"filter-{k}", "options") for k in FILTER_KEYS],
-        [Input("tick", "n_intervals"), Input("select-listed", "n_clicks"), Input("select-seeds", "n_clicks"),
-         Input("select-none", "n_clicks")] + [Input(f"filter-{k}", "value") for k in FILTER_KEYS],
-        [State("runs", "rowData"), State("runs", "selectedRows"), State("runs", "virtualRowData"), State("url", "search")])
+        [
+            Input("tick", "n_intervals"),
+            Input("select-listed", "n_clicks"),
+            Input("select-seeds", "n_clicks"),
+            Input("select-none", "n_clicks"),
+        ]
+        + [Input(f"filter-{k}", "value") for k in FILTER_KEYS],
+        [
+            State("runs", "rowData"),
+            State("runs", "selectedRows"),
+            State("runs", "virtualRowData"),
+            State("url", "search"),
+        ],
+    )
     def update_list(_tick, _listed, _seeds, _none, *args):
-        filters = dict(zip(FILTER_KEYS, args[:len(FILTER_KEYS)]))
-        old_data, old_selected, visible, search = args[len(FILTER_KEYS):]
+        filters = dict(zip(FILTER_KEYS, args[: len(FILTER_KEYS)]))
+        old_data, old_selected, visible, search = args[len(FILTER_KEYS) :]
         runs = sorted(current(), key=lambda r: (r.mtime, r.run_id), reverse=True)  # newest (training) first
         summaries = [r.summary() for r in runs]
         shown = [s for s in summaries if all(not v or s[k] in v for k, v in filters.items())]
@@ -189,31 +261,45 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
             selected_out = {"ids": [s["run_id"] for s in shown if s["row"] in rows]}
         elif trigger == "select-none":
             selected_out = {"ids": []}
-        elif not old_data and not selected_ids and shown:  # first load: ?run=<id>&run=<id> (a link), else the newest run
+        elif (
+            not old_data and not selected_ids and shown
+        ):  # first load: ?run=<id>&run=<id> (a link), else the newest run
             from urllib.parse import parse_qs
 
-            wanted = [i for i in parse_qs((search or "").lstrip("?")).get("run", []) if i in {s["run_id"] for s in shown}]
+            wanted = [
+                i for i in parse_qs((search or "").lstrip("?")).get("run", []) if i in {s["run_id"] for s in shown}
+            ]
             selected_out = {"ids": wanted or [shown[0]["run_id"]]}
         data_out = no_update if trigger == "tick" and data == old_data else data
         counts = defaultdict(int)
         for s in summaries:
             counts[s["status"]] += 1
-        status = [f"{len(runs)} runs (" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"), {len(shown)} listed; "
-                  f"re-read every {refresh_s:g} s, last at {time.strftime('%H:%M:%S')}. Click a run for its curves; "
-                  f"ctrl-click or tick several to overlay them."]
+        status = [
+            f"{len(runs)} runs ("
+            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            + f"), {len(shown)} listed; "
+            f"re-read every {refresh_s:g} s, last at {time.strftime('%H:%M:%S')}. Click a run for its curves; "
+            f"ctrl-click or tick several to overlay them."
+        ]
         if store.skipped:
-            status.append(html.Div(f"skipped {len(store.skipped)} file(s) that are not run records: "
-                                   + "; ".join(f"{name}: {why}" for name, why in sorted(store.skipped.items())[:5]),
-                                   className="warn"))
+            status.append(
+                html.Div(
+                    f"skipped {len(store.skipped)} file(s) that are not run records: "
+                    + "; ".join(f"{name}: {why}" for name, why in sorted(store.skipped.items())[:5]),
+                    className="warn",
+                )
+            )
         options = []
         for k in FILTER_KEYS:
             values = sorted({s[k] for s in summaries if s[k] is not None}, key=lambda v: (str(type(v)), v))
             options.append([{"label": fmt(k, v), "value": v} for v in values])
         return [data_out, selected_out, status] + options
 
-    @app.callback([Output("curves", "figure"), Output("plotted", "data")],
-                  [Input("runs", "selectedRows"), Input("color-by", "value"), Input("tick", "n_intervals")],
-                  State("plotted", "data"))
+    @app.callback(
+        [Output("curves", "figure"), Output("plotted", "data")],
+        [Input("runs", "selectedRows"), Input("color-by", "value"), Input("tick", "n_intervals")],
+        State("plotted", "data"),
+    )
     def update_curves(selected, color_by, _tick, plotted):
         ids = [row["run_id"] for row in selected or [] if isinstance(row, dict) and "run_id" in row]
         by_id = {r.run_id: r for r in current()}
@@ -234,8 +320,9 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
         text = (tables_dir / name).read_text()
         text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", text)  # links between tables: the dropdown shows them
         figure = table_figure(tables_dir, name)
-        return [dcc.Markdown(text)] + ([html.Img(src=f"/table-figures/{figure.name}", style={"maxWidth": "100%"})]
-                                       if figure else [])
+        return [dcc.Markdown(text)] + (
+            [html.Img(src=f"/table-figures/{figure.name}", style={"maxWidth": "100%"})] if figure else []
+        )
 
     @app.server.route("/table-figures/<name>")
     def table_figures(name):
@@ -316,7 +403,9 @@ def figure_div(fig, div_id: str) -> str:
 
 
 def runs_table(runs: Sequence[Run], root: str) -> str:
-    cols = [(k, h) for k, h in SUMMARY_COLUMNS if k != "updated"]  # mtimes would change a committed report on every checkout
+    cols = [
+        (k, h) for k, h in SUMMARY_COLUMNS if k != "updated"
+    ]  # mtimes would change a committed report on every checkout
     head = "".join(f"<th>{htmlmod.escape(h)}</th>" for _, h in cols)
     rows = []
     for run in runs:
@@ -336,7 +425,9 @@ def filter_bar(runs: Sequence[Run], root: str) -> str:
     lines = []
     for k in FILTER_KEYS:
         values = sorted({r.summary()[k] for r in runs if r.summary()[k] is not None}, key=lambda v: (str(type(v)), v))
-        links = " ".join(f'<a href="{root}filters/{k}-{slug(fmt(k, v))}.html">{htmlmod.escape(fmt(k, v))}</a>' for v in values)
+        links = " ".join(
+            f'<a href="{root}filters/{k}-{slug(fmt(k, v))}.html">{htmlmod.escape(fmt(k, v))}</a>' for v in values
+        )
         lines.append(f"<div><b>{k}</b>: {links}</div>")
     return '<div class="filterbar">' + "\n".join(lines) + "</div>"
 
@@ -350,10 +441,17 @@ def render_tables(tables_dir: Path, out: Path) -> str:
         text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", p.read_text())
         index.append(f'<a href="#{name}">{name}</a>')
         figure = table_figure(tables_dir, p.name)
-        image = (f'<p><img src="{htmlmod.escape(os.path.relpath(figure.resolve(), out.resolve()))}" alt="{name}" style="max-width: 100%"></p>'
-                 if figure else "")
-        parts.append(f'<section id="{name}" class="md">' + markdown.markdown(text, extensions=["tables"]) + image
-                     + "</section><hr>")
+        image = (
+            f'<p><img src="{htmlmod.escape(os.path.relpath(figure.resolve(), out.resolve()))}" alt="{name}" style="max-width: 100%"></p>'
+            if figure
+            else ""
+        )
+        parts.append(
+            f'<section id="{name}" class="md">'
+            + markdown.markdown(text, extensions=["tables"])
+            + image
+            + "</section><hr>"
+        )
     if not parts:
         return f"<p>no tables in {htmlmod.escape(paths.display(tables_dir))} (make tables writes them)</p>"
     return "<p>" + " · ".join(index) + "</p>" + "\n".join(parts)
@@ -365,8 +463,9 @@ def _write(path: Path, text: str, written: set[Path]) -> None:
     written.add(path)
 
 
-def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, progress: bool = True,
-                 description: str | None = None) -> dict[str, int]:
+def write_report(
+    results: Path | Sequence[Path], tables_dir: Path, out: Path, progress: bool = True, description: str | None = None
+) -> dict[str, int]:
     """Every page of the dashboard as static files under ``out``; returns counts of what was written.
 
     ``description`` replaces the stores' paths on the index page (the rebuild test's temporary store)."""
@@ -391,10 +490,15 @@ def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, pr
 
     for run in runs:
         s = run.summary()
-        facts = "".join(f"<li>{htmlmod.escape(h)}: {htmlmod.escape(fmt(k, s[k]))}</li>" for k, h in SUMMARY_COLUMNS
-                        if k not in ("run_id", "updated"))
-        body = (f'<p><a href="../rows/{s["row"]}.html">every seed of this table row</a></p><ul>{facts}</ul>'
-                + figure_div(run_figure(run), "curves"))
+        facts = "".join(
+            f"<li>{htmlmod.escape(h)}: {htmlmod.escape(fmt(k, s[k]))}</li>"
+            for k, h in SUMMARY_COLUMNS
+            if k not in ("run_id", "updated")
+        )
+        body = (
+            f'<p><a href="../rows/{s["row"]}.html">every seed of this table row</a></p><ul>{facts}</ul>'
+            + figure_div(run_figure(run), "curves")
+        )
         _write(out / "runs" / f"{slug(run.run_id)}.html", page(run.run_id, body, "../", plotly=True), written)
         bar.update(1)
     for row, members in rows.items():
@@ -408,9 +512,13 @@ def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, pr
         algos = sorted({r.summary()["algorithm"] for r in members})
         name = slug(f"{dataset}-{model}-d{fmt('density', density)}")
         title = f"{dataset} {model} at density {fmt('density', density)}: {', '.join(algos)}"
-        body = runs_table(members, "../") + figure_div(overlay_figure(members, color_by="algorithm", title=title), "curves")
+        body = runs_table(members, "../") + figure_div(
+            overlay_figure(members, color_by="algorithm", title=title), "curves"
+        )
         _write(out / "compare" / f"{name}.html", page(title, body, "../", plotly=True), written)
-        compare_links.append(f'<li><a href="compare/{name}.html">{htmlmod.escape(title)}</a> ({len(members)} runs)</li>')
+        compare_links.append(
+            f'<li><a href="compare/{name}.html">{htmlmod.escape(title)}</a> ({len(members)} runs)</li>'
+        )
         bar.update(1)
     bar.close()
 
@@ -418,20 +526,40 @@ def write_report(results: Path | Sequence[Path], tables_dir: Path, out: Path, pr
         for v in {r.summary()[k] for r in runs if r.summary()[k] is not None}:
             members = [r for r in runs if r.summary()[k] == v]
             title = f"runs with {k} = {fmt(k, v)}"
-            _write(out / "filters" / f"{k}-{slug(fmt(k, v))}.html",
-                   page(title, filter_bar(runs, "../") + runs_table(members, "../"), "../"), written)
+            _write(
+                out / "filters" / f"{k}-{slug(fmt(k, v))}.html",
+                page(title, filter_bar(runs, "../") + runs_table(members, "../"), "../"),
+                written,
+            )
     row_links = []
     for row, members in sorted(rows.items(), key=lambda kv: kv[1][0].run_id):
         s = members[0].summary()
-        row_links.append(f'<li><a href="rows/{row}.html">{htmlmod.escape(" ".join(str(x) for x in (s["dataset"], s["model"], s["algorithm"], s["variant"]) if x))}'
-                         f' density {fmt("density", s["density"])}</a> ({len(members)} seed(s))</li>')
-    _write(out / "compare.html", page("Overlays", "<h2>Algorithms at one density</h2><ul>" + "\n".join(compare_links)
-                                      + "</ul><h2>Seeds of one table row</h2><ul>" + "\n".join(row_links) + "</ul>"), written)
+        row_links.append(
+            f'<li><a href="rows/{row}.html">{htmlmod.escape(" ".join(str(x) for x in (s["dataset"], s["model"], s["algorithm"], s["variant"]) if x))}'
+            f" density {fmt('density', s['density'])}</a> ({len(members)} seed(s))</li>"
+        )
+    _write(
+        out / "compare.html",
+        page(
+            "Overlays",
+            "<h2>Algorithms at one density</h2><ul>"
+            + "\n".join(compare_links)
+            + "</ul><h2>Seeds of one table row</h2><ul>"
+            + "\n".join(row_links)
+            + "</ul>",
+        ),
+        written,
+    )
     _write(out / "tables.html", page(f"Tables: {paths.display(tables_dir)}", render_tables(tables_dir, out)), written)
     skipped = "".join(f"<li>{htmlmod.escape(n)}: {htmlmod.escape(w)}</li>" for n, w in sorted(folder.skipped.items()))
-    index = (f"<p>{len(runs)} runs from <code>{htmlmod.escape(description or where(results))}</code>. Each run id opens its curves; "
-             f"'seeds' overlays every seed of its table row. The live version with filters and selection: "
-             f"<code>make dashboard</code>.</p>" + (f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else "") + filter_bar(runs, "") + runs_table(runs, ""))
+    index = (
+        f"<p>{len(runs)} runs from <code>{htmlmod.escape(description or where(results))}</code>. Each run id opens its curves; "
+        f"'seeds' overlays every seed of its table row. The live version with filters and selection: "
+        f"<code>make dashboard</code>.</p>"
+        + (f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else "")
+        + filter_bar(runs, "")
+        + runs_table(runs, "")
+    )
     _write(out / "index.html", page("snfs runs", index), written)
     # pages of runs that are no longer in the store go, so a committed report matches the store
     for sub in ("runs", "rows", "compare", "filters"):
@@ -449,9 +577,13 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_text in (("serve", "serve the dashboard"), ("report", "write it as static HTML files")):
         s = sub.add_parser(name, help=help_text)
-        s.add_argument("--results", action="append", default=[],
-                       help="a folder of run JSONs; repeat for several (default results/runs and results/local/runs; "
-                            "--quick: results/quick/runs)")
+        s.add_argument(
+            "--results",
+            action="append",
+            default=[],
+            help="a folder of run JSONs; repeat for several (default results/runs and results/local/runs; "
+            "--quick: results/quick/runs)",
+        )
         s.add_argument("--tables", help="folder of tables (default results/tables; --quick: results/quick/tables)")
         s.add_argument("--quick", action="store_true", help="the QUICK=1 store (results/quick/)")
         if name == "serve":
@@ -459,8 +591,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
             s.add_argument("--port", type=int, default=8050)
         if name == "report":
             s.add_argument("--out", help="output folder (default results/local/report; --quick: results/quick/report)")
-            s.add_argument("--committed", action="store_true",
-                           help="the committed report: results/report from the committed store results/runs alone")
+            s.add_argument(
+                "--committed",
+                action="store_true",
+                help="the committed report: results/report from the committed store results/runs alone",
+            )
     return p.parse_args(argv)
 
 
@@ -476,8 +611,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results, report_dir = [paths.RUNS_DIR, paths.LOCAL_RUNS_DIR], paths.LOCAL_REPORT_DIR
     tables_dir = Path(args.tables) if args.tables else (paths.QUICK_TABLES_DIR if args.quick else paths.TABLES_DIR)
     if not any(r.is_dir() for r in results):
-        print(f"error: results folder {results[0]} does not exist (RESULTS=<folder of run JSONs>; "
-              f"`make train` fills {paths.display(paths.LOCAL_RUNS_DIR)})", file=sys.stderr)
+        print(
+            f"error: results folder {results[0]} does not exist (RESULTS=<folder of run JSONs>; "
+            f"`make train` fills {paths.display(paths.LOCAL_RUNS_DIR)})",
+            file=sys.stderr,
+        )
         return 2
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
@@ -486,8 +624,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             out = Path(args.out) if args.out and not args.committed else report_dir
             counts = write_report(results, tables_dir, out)
-            print(f"report of {counts['runs']} runs ({counts['rows']} table rows, {counts['compare']} comparisons, "
-                  f"{counts['files']} files) in {paths.display(out)}; open {paths.display(out / 'index.html')}")
+            print(
+                f"report of {counts['runs']} runs ({counts['rows']} table rows, {counts['compare']} comparisons, "
+                f"{counts['files']} files) in {paths.display(out)}; open {paths.display(out / 'index.html')}"
+            )
     except (OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

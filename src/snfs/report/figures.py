@@ -18,8 +18,8 @@ Every function takes a built ``snfs.report.tables.Table`` (or a run) and an outp
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from snfs.report import reference
 from snfs.report.stats import Z975
@@ -68,8 +68,9 @@ def _ours_series(rows, key: str, ci: bool = False, ok: bool = False):
     """x-sorted (x, mean, bar) of the rows that have runs; bar = se, or the 95% CI half-width;
     ``ok``: over the runs that did not collapse."""
     pick = (lambda r: r.ours_ok) if ok else (lambda r: r.ours)
-    pts = sorted((float(r.setting[key]), pick(r).mean, _nan0(pick(r).ci95 if ci else pick(r).se)) for r in rows
-                 if pick(r).n)
+    pts = sorted(
+        (float(r.setting[key]), pick(r).mean, _nan0(pick(r).ci95 if ci else pick(r).se)) for r in rows if pick(r).n
+    )
     return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
 
 
@@ -80,8 +81,9 @@ def _paper_series(rows, key: str, scale: float = 1.0):
 
 def _no_runs_note(ax, rows) -> None:
     if not any(r.ours.n for r in rows):
-        ax.text(0.5, 0.02, "ours: no runs yet", transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
-                color="gray")
+        ax.text(
+            0.5, 0.02, "ours: no runs yet", transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="gray"
+        )
 
 
 # --- MNIST compression -------------------------------------------------------------------------
@@ -95,11 +97,27 @@ def _collapsed_marks(ax, rows, key: str) -> None:
     xs = sorted(x for x, n in counts.items() if n)
     if not xs:
         return
-    ax.scatter(xs, [1.0] * len(xs), transform=ax.get_xaxis_transform(), marker="^", s=60, color="black",
-               clip_on=False, zorder=4, label="ours: collapsed or diverged runs (how many on the mark)")
+    ax.scatter(
+        xs,
+        [1.0] * len(xs),
+        transform=ax.get_xaxis_transform(),
+        marker="^",
+        s=60,
+        color="black",
+        clip_on=False,
+        zorder=4,
+        label="ours: collapsed or diverged runs (how many on the mark)",
+    )
     for i, x in enumerate(xs):  # neighbouring weight %s alternate heights, so their labels do not overlap
-        ax.annotate(str(counts[x]), (x, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, -12 - 9 * (i % 2)),
-                    textcoords="offset points", ha="center", fontsize=7)
+        ax.annotate(
+            str(counts[x]),
+            (x, 1.0),
+            xycoords=ax.get_xaxis_transform(),
+            xytext=(0, -12 - 9 * (i % 2)),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
 
 
 def figure_mnist_compression(table, path: str | Path) -> Path:
@@ -118,15 +136,35 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
         others = [x for x in ref if x["method"] not in ("sparse_momentum", "dense")]
         for i, method in enumerate(dict.fromkeys(x["method"] for x in others)):
             pts = [x for x in others if x["method"] == method]
-            ax.scatter([p["weights_pct"] for p in pts], [p["test_error_pct"] for p in pts], marker=markers[i % len(markers)],
-                       s=36, label=f"{method.replace('_', ' ')} ({pts[0]['source']}, paper)", alpha=0.8)
-        pts = sorted((x["weights_pct"], x["test_error_pct"], _nan0(x["se"])) for x in ref if x["method"] == "sparse_momentum")
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], color="tab:blue",
-                    label="sparse momentum (paper, ± se)", **PAPER_STYLE)
+            ax.scatter(
+                [p["weights_pct"] for p in pts],
+                [p["test_error_pct"] for p in pts],
+                marker=markers[i % len(markers)],
+                s=36,
+                label=f"{method.replace('_', ' ')} ({pts[0]['source']}, paper)",
+                alpha=0.8,
+            )
+        pts = sorted(
+            (x["weights_pct"], x["test_error_pct"], _nan0(x["se"])) for x in ref if x["method"] == "sparse_momentum"
+        )
+        ax.errorbar(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            color="tab:blue",
+            label="sparse momentum (paper, ± se)",
+            **PAPER_STYLE,
+        )
         x, y, e = _ours_series(sparse, "weights_pct", ok=collapse)
         if x:
-            ax.errorbar(x, y, yerr=e, color="tab:red", **OURS_STYLE,
-                        label="sparse momentum (ours, ± se" + (", not collapsed)" if collapse else ")"))
+            ax.errorbar(
+                x,
+                y,
+                yerr=e,
+                color="tab:red",
+                **OURS_STYLE,
+                label="sparse momentum (ours, ± se" + (", not collapsed)" if collapse else ")"),
+            )
         for x_ in ref:
             if x_["method"] == "dense":
                 ax.axhline(x_["test_error_pct"], color="tab:blue", linestyle=":", linewidth=1, label="dense (paper)")
@@ -138,7 +176,11 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
         _no_runs_note(ax, sparse + dense)
         ax.set_xlabel("weights (%)")
         ax.set_ylabel("test error (%)")
-        ax.set_title(_title(table, f"{model}, {_dataset(table)}"), fontsize=10, pad=16 if any(r.collapsed or r.diverged for r in rows) else 6)
+        ax.set_title(
+            _title(table, f"{model}, {_dataset(table)}"),
+            fontsize=10,
+            pad=16 if any(r.collapsed or r.diverged for r in rows) else 6,
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     return _save(fig, path)
@@ -160,7 +202,7 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
         ax.set_ylabel(table.spec.metric)
         ax.grid(alpha=0.3)
     full.set_title(_title(table, title), fontsize=10)
-    top = sorted(ys)[len(ys) // 4:]  # the upper three quarters of all points
+    top = sorted(ys)[len(ys) // 4 :]  # the upper three quarters of all points
     if top:
         zoom.set_ylim(min(top) - 0.5, max(top) + 0.2)
         zoom.set_title("zoom (points below the axis are off the chart)", fontsize=9)
@@ -170,8 +212,16 @@ def figure_methods(table, path: str | Path, title: str) -> Path:
 
 def _draw_methods(ax, rows) -> list[float]:
     """Draw each method's paper and our series on ``ax``; return the plotted y values."""
-    colors = {"sparse_momentum": "tab:red", "dsr": "tab:green", "set": "tab:orange", "deepr": "tab:purple",
-              "static": "tab:gray", "rigl": "tab:brown", "dense": "black", "deepr_dsr_code": "tab:pink"}
+    colors = {
+        "sparse_momentum": "tab:red",
+        "dsr": "tab:green",
+        "set": "tab:orange",
+        "deepr": "tab:purple",
+        "static": "tab:gray",
+        "rigl": "tab:brown",
+        "dense": "black",
+        "deepr_dsr_code": "tab:pink",
+    }
     drawn_paper: set = set()  # (x, y) points; a variant shares another method's published numbers: draw once
     ys: list[float] = []
     for method in dict.fromkeys(r.setting["method"] for r in rows):
@@ -242,27 +292,43 @@ def figure_layer_density(run: dict, path: str | Path, quick: bool = False) -> Pa
     fig, ax = plt.subplots(figsize=(7.5 + (3.5 if len(layers) > 12 else 2.0) * (len(layers) <= 24), 4.6))
     cmap = plt.get_cmap("viridis")
     for i, layer in enumerate(layers):
-        ax.plot(epochs, [100 * h["layer_density"].get(layer, math.nan) for h in hist], marker="." if len(epochs) < 30 else None,
-                color=cmap(i / max(1, len(layers) - 1)), label=layer, linewidth=1.2)
+        ax.plot(
+            epochs,
+            [100 * h["layer_density"].get(layer, math.nan) for h in hist],
+            marker="." if len(epochs) < 30 else None,
+            color=cmap(i / max(1, len(layers) - 1)),
+            label=layer,
+            linewidth=1.2,
+        )
     overall = [100 * h["density"] for h in hist if "density" in h]
     if len(overall) == len(epochs):
         ax.plot(epochs, overall, color="black", linestyle="--", linewidth=1.5, label="all sparse layers")
     ax.set_xlabel("epoch (densities after that epoch's mask update)")
     ax.set_ylabel("weights kept (%)")
     cfg = run.get("config") or {}
-    ax.set_title(("QUICK smoke run: " if quick else "") +
-                 f"{run.get('model')} on {run.get('dataset')}, sparse momentum at {100 * float(run.get('density', 0)):g}% "
-                 f"weights, seed {run.get('seed')}\nper-layer density over training (momentum redistribution)", fontsize=9)
+    ax.set_title(
+        ("QUICK smoke run: " if quick else "")
+        + f"{run.get('model')} on {run.get('dataset')}, sparse momentum at {100 * float(run.get('density', 0)):g}% "
+        f"weights, seed {run.get('seed')}\nper-layer density over training (momentum redistribution)",
+        fontsize=9,
+    )
     if cfg.get("sparse", {}).get("redistribution") not in (None, "momentum"):
-        ax.text(0.01, 0.98, f"redistribution={cfg['sparse']['redistribution']}", transform=ax.transAxes, va="top",
-                fontsize=8)
+        ax.text(
+            0.01,
+            0.98,
+            f"redistribution={cfg['sparse']['redistribution']}",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+        )
     ax.grid(alpha=0.3, which="both")
     values = [v for h in hist for v in h["layer_density"].values() if v and v > 0]
     if values and max(values) / min(values) > 20:
         ax.set_yscale("log")
     if len(layers) <= 24:
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=2 if len(layers) > 12 else 1,
-                  frameon=False)
+        ax.legend(
+            fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=2 if len(layers) > 12 else 1, frameon=False
+        )
     return _save(fig, path)
 
 
@@ -272,14 +338,21 @@ def pick_layer_density_runs(runs: Iterable[dict]) -> list[dict]:
     best: dict[tuple, dict] = {}
 
     def rank(r):
-        return (r.get("seed") != 17, abs(float(r.get("density") or 0) - 0.05), -int(r.get("epochs") or 0),
-                str(r.get("run_id")))
+        return (
+            r.get("seed") != 17,
+            abs(float(r.get("density") or 0) - 0.05),
+            -int(r.get("epochs") or 0),
+            str(r.get("run_id")),
+        )
 
     for r in runs:
         cfg = r.get("config") or {}
         sparse = cfg.get("sparse", {})
-        if r.get("algorithm") != "momentum" or sparse.get("redistribution", "momentum") != "momentum" \
-                or sparse.get("growth", "momentum") != "momentum":
+        if (
+            r.get("algorithm") != "momentum"
+            or sparse.get("redistribution", "momentum") != "momentum"
+            or sparse.get("growth", "momentum") != "momentum"
+        ):
             continue
         key = (r.get("dataset"), r.get("model"))
         if key not in best or rank(r) < rank(best[key]):
@@ -303,7 +376,9 @@ def draw_table_figure(table, out_dir: str | Path) -> Path | None:
     if kind is None:
         return None
     if kind not in FIGURES:
-        raise ValueError(f"{table.spec.name}: figure kind {kind!r} is not a valid choice; valid choices: {', '.join(FIGURES)}")
+        raise ValueError(
+            f"{table.spec.name}: figure kind {kind!r} is not a valid choice; valid choices: {', '.join(FIGURES)}"
+        )
     return FIGURES[kind](table, Path(out_dir) / f"{table.stem}.png", **options)
 
 

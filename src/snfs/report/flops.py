@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from snfs.report.paths import CONF_DIR
 
@@ -106,12 +107,13 @@ def flop_speedups(run: dict) -> dict:
         train = [training_flops_per_sample(row, forward_flops(macs, d), f_dense, delta_t) for d in per_epoch]
         training = 3.0 * f_dense / (sum(train) / len(train))
     f_final = forward_flops(macs, per_epoch[-1])
-    return {"inference_flop_speedup": f_dense / f_final if f_final > 0 else math.nan,
-            "training_flop_speedup": training}
+    return {"inference_flop_speedup": f_dense / f_final if f_final > 0 else math.nan, "training_flop_speedup": training}
 
 
 def timed_speedups(run: dict) -> dict:
     """The paper's speedup estimate if the run JSON carries one (``speedup_estimate``), else nan."""
     sp = run.get("speedup_estimate") or {}
-    return {"speedup_sparse_conv_estimate": float(sp.get("speedup_sparse_conv_estimate", math.nan)),
-            "speedup_dense_conv_estimate": float(sp.get("speedup_dense_conv_estimate", math.nan))}
+    return {
+        "speedup_sparse_conv_estimate": float(sp.get("speedup_sparse_conv_estimate", math.nan)),
+        "speedup_dense_conv_estimate": float(sp.get("speedup_dense_conv_estimate", math.nan)),
+    }

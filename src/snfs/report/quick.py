@@ -76,17 +76,29 @@ def fake_overrides(dataset: str) -> list[str]:
         return []
     info = dataset_info(dataset)
     n_train, n_val, n_test, _ = stand_in_sizes(info.input_shape)
-    return ["dataset=fake", f"dataset.shape=[{','.join(str(s) for s in info.input_shape)}]",
-            f"dataset.num_classes={info.num_classes}", f"dataset.n_train={n_train}", f"dataset.n_val={n_val}",
-            f"dataset.n_test={n_test}"]
+    return [
+        "dataset=fake",
+        f"dataset.shape=[{','.join(str(s) for s in info.input_shape)}]",
+        f"dataset.num_classes={info.num_classes}",
+        f"dataset.n_train={n_train}",
+        f"dataset.n_val={n_val}",
+        f"dataset.n_test={n_test}",
+    ]
 
 
 def quick_overrides(dataset: str, data_root: str | Path, force_fake: bool = False) -> list[str]:
     """The overrides that cut a preset down to a QUICK run (see the module doc)."""
     info = dataset_info(dataset)
     batch = stand_in_sizes(info.input_shape)[3]
-    out = [f"seed={QUICK_SEED}", f"epochs={QUICK_EPOCHS}", f"limit_batches={QUICK_LIMIT_BATCHES}",
-           f"batch_size={batch}", "logger.mode=disabled", "progress=false", "speedup_estimate=false"]
+    out = [
+        f"seed={QUICK_SEED}",
+        f"epochs={QUICK_EPOCHS}",
+        f"limit_batches={QUICK_LIMIT_BATCHES}",
+        f"batch_size={batch}",
+        "logger.mode=disabled",
+        "progress=false",
+        "speedup_estimate=false",
+    ]
     if force_fake or not info.quick_real or not info.present(Path(data_root)):
         out += fake_overrides(dataset)
     return out

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Sequence
 
 from snfs.report.paths import REFERENCE_DIR
 
@@ -24,7 +24,7 @@ def _number(text: str):
         return text
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str) -> tuple[dict, ...]:
     with open(path, newline="") as f:
         return tuple({k: _number(v) for k, v in row.items()} for row in csv.DictReader(f))
@@ -74,13 +74,16 @@ def _paper(row: dict | None, value: str, se: str | None = None, source: str = ""
     return Paper(row[value], row.get(se, math.nan) if se else math.nan, source)
 
 
-def csv_paper(csv_name: str, match: Sequence[str], value: str, se: str | None = None,
-              source: str = "") -> Callable[[dict], Paper | None]:
+def csv_paper(
+    csv_name: str, match: Sequence[str], value: str, se: str | None = None, source: str = ""
+) -> Callable[[dict], Paper | None]:
     """The plain lookup: the row of ``results/reference/<csv_name>.csv`` (``{column}`` filled from the
     setting) whose ``match`` columns equal the setting's."""
+
     def paper_of(s: dict) -> Paper | None:
         rows = load(csv_name.format(**s))
         return _paper(find(rows, **{k: s[k] for k in match}), value, se, source)
+
     return paper_of
 
 

@@ -23,22 +23,32 @@ import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from snfs.identity import identity
-
 
 # The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.
 SCHEDULE_KEYS = ("prune_rate", "zeta", "drop_fraction", "target_prune", "temperature", "threshold")
 
 # Columns of the run list, in order: (key, header).
 SUMMARY_COLUMNS = (
-    ("run_id", "run"), ("status", "status"), ("dataset", "dataset"), ("model", "model"),
-    ("algorithm", "algorithm"), ("variant", "variant"), ("density", "density"), ("seed", "seed"),
-    ("epochs_done", "epochs"), ("test_error", "test err %"), ("val_error", "val err %"),
-    ("final_density", "final density"), ("flops_ratio", "FLOPs / dense"), ("wall_time_s", "wall time s"),
+    ("run_id", "run"),
+    ("status", "status"),
+    ("dataset", "dataset"),
+    ("model", "model"),
+    ("algorithm", "algorithm"),
+    ("variant", "variant"),
+    ("density", "density"),
+    ("seed", "seed"),
+    ("epochs_done", "epochs"),
+    ("test_error", "test err %"),
+    ("val_error", "val err %"),
+    ("final_density", "final density"),
+    ("flops_ratio", "FLOPs / dense"),
+    ("wall_time_s", "wall time s"),
     ("updated", "updated"),
 )
 FILTER_KEYS = ("dataset", "model", "algorithm", "density", "seed", "status")
@@ -75,8 +85,7 @@ def _problem(obj: Any) -> str | None:
     config = obj.get("config")
     if config is not None and not isinstance(config, Mapping):
         return "its config is not a mapping"
-    for where, value in (("density", obj.get("density", 0.0)),
-                         ("config.density", (config or {}).get("density", 0.0))):
+    for where, value in (("density", obj.get("density", 0.0)), ("config.density", (config or {}).get("density", 0.0))):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"its {where} is {value!r}, not a number"
     return None
@@ -116,7 +125,11 @@ class Run:
         """``sparse.label`` where the run has one, else the options where it differs from the runs of its
         algorithm (``annotate_variants``), else empty."""
         config = self.record.get("config")
-        label = config.get("sparse", {}).get("label") if isinstance(config, Mapping) and isinstance(config.get("sparse"), Mapping) else None
+        label = (
+            config.get("sparse", {}).get("label")
+            if isinstance(config, Mapping) and isinstance(config.get("sparse"), Mapping)
+            else None
+        )
         return str(label) if label else self.differences
 
     def summary(self) -> dict[str, Any]:
@@ -131,14 +144,22 @@ class Run:
             epochs = r["config"].get("epochs")
         done = len(self.history)
         return {
-            "run_id": self.run_id, "status": self.status, "dataset": r["dataset"], "model": r["model"],
-            "algorithm": r["algorithm"], "variant": self.variant, "row": self.row,
-            "density": _number(r.get("density")), "seed": r.get("seed") if isinstance(r.get("seed"), int) else None,
+            "run_id": self.run_id,
+            "status": self.status,
+            "dataset": r["dataset"],
+            "model": r["model"],
+            "algorithm": r["algorithm"],
+            "variant": self.variant,
+            "row": self.row,
+            "density": _number(r.get("density")),
+            "seed": r.get("seed") if isinstance(r.get("seed"), int) else None,
             "epochs_done": f"{done}/{epochs}" if isinstance(epochs, int) else str(done),
             "test_error": _number(r.get("test_error")),
-            "val_error": _number(r.get("val_error")) if r.get("val_error") is not None
+            "val_error": _number(r.get("val_error"))
+            if r.get("val_error") is not None
             else (_number(self.history[-1].get("val_error")) if self.history else None),
-            "final_density": _number(r.get("final_density")) if r.get("final_density") is not None
+            "final_density": _number(r.get("final_density"))
+            if r.get("final_density") is not None
             else (_number(self.history[-1].get("density")) if self.history else None),
             "flops_ratio": _number(r.get("flops_ratio")),
             "wall_time_s": _number(r.get("wall_time_s")),
@@ -192,7 +213,9 @@ class RunFolder:
     def refresh(self) -> list[Run]:
         """The readable run records now in the folder, sorted by run id."""
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)")
+            raise FileNotFoundError(
+                f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)"
+            )
         seen: set[Path] = set()
         runs: list[Run] = []
         skipped: dict[str, str] = {}
@@ -256,14 +279,17 @@ class RunStores:
     def refresh(self) -> list[Run]:
         present = [p for p in self.parts if p.folder.is_dir()]
         if not present:
-            raise FileNotFoundError(f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)")
+            raise FileNotFoundError(
+                f"results folder {self.folder} does not exist (RESULTS=... names the folder of run JSONs)"
+            )
         by_id: dict[str, Run] = {}
         skipped: dict[str, str] = {}
         for part in present:
             for run in part.refresh():
                 by_id[run.run_id] = run
-            skipped.update({str(part.folder / name) if len(self.parts) > 1 else name: why
-                            for name, why in part.skipped.items()})
+            skipped.update(
+                {str(part.folder / name) if len(self.parts) > 1 else name: why for name, why in part.skipped.items()}
+            )
         self.skipped = skipped
         runs = sorted(by_id.values(), key=lambda r: r.run_id)
         annotate_variants(runs)
@@ -285,7 +311,11 @@ def annotate_variants(runs: Sequence[Run]) -> None:
     for run in runs:
         config = run.record.get("config")
         flat = row_key(config) if isinstance(config, Mapping) else {}
-        flat = {k: json.dumps(v, sort_keys=True, default=str) for k, v in flat.items() if k not in ("density", "sparse.label")}
+        flat = {
+            k: json.dumps(v, sort_keys=True, default=str)
+            for k, v in flat.items()
+            if k not in ("density", "sparse.label")
+        }
         groups.setdefault((run.record["dataset"], run.record["model"], run.record["algorithm"]), []).append((run, flat))
     for members in groups.values():
         counts: dict[str, Counter] = {}
@@ -294,8 +324,11 @@ def annotate_variants(runs: Sequence[Run]) -> None:
                 counts.setdefault(k, Counter())[v] += 1
         usual = {k: c.most_common(1)[0][0] for k, c in counts.items() if sum(c.values()) * 2 > len(members)}
         for run, flat in members:
-            diff = [f"{k.removeprefix('sparse.')}={_shown(json.loads(v))}" for k, v in sorted(flat.items()) if usual.get(k, v) != v
-                    or (k not in usual and len(members) > 1)]
+            diff = [
+                f"{k.removeprefix('sparse.')}={_shown(json.loads(v))}"
+                for k, v in sorted(flat.items())
+                if usual.get(k, v) != v or (k not in usual and len(members) > 1)
+            ]
             text = ", ".join(diff)
             if text != run.differences:
                 run.differences, run._summary = text, None
@@ -318,14 +351,14 @@ def wandb_log_records(data: bytes) -> Iterator[bytes]:
         if left < 7:  # the rest of a block too short for a header is padding
             pos += left
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
         if kind == 0 and length == 0:
             pos += left
             continue
         end = pos + 7 + length
         if end > len(data):
             return
-        chunk, pos = data[pos + 7:end], end
+        chunk, pos = data[pos + 7 : end], end
         if kind == 1:  # full
             yield chunk
         elif kind == 2:  # first
@@ -413,13 +446,21 @@ class WandbLogs:
                 continue
             stamp = (st.st_mtime_ns, st.st_size)
             cached = self._cache.get(path)
-            stale = cached is not None and cached[1] is not None and cached[1]["partial"] and cached[1]["run_id"] not in recorded
+            stale = (
+                cached is not None
+                and cached[1] is not None
+                and cached[1]["partial"]
+                and cached[1]["run_id"] not in recorded
+            )
             if cached is None or cached[0] != stamp or stale:
                 try:
                     cached = (stamp, read_wandb_log(path, recorded))
                 except ImportError as exc:
-                    warnings.warn(f"cannot read the wandb logs in {self.folder} ({exc}); runs still training are not shown",
-                                  SkippedFile, stacklevel=3)
+                    warnings.warn(
+                        f"cannot read the wandb logs in {self.folder} ({exc}); runs still training are not shown",
+                        SkippedFile,
+                        stacklevel=3,
+                    )
                     self._failed = True
                     return []
                 except OSError:
@@ -440,9 +481,19 @@ class WandbLogs:
             history = [by_epoch[e] for e in sorted(by_epoch, key=lambda e: (str(type(e)), e))]
             status = "stopped" if last["exited"] else ("unfinished" if time.time() - mtime > STALE_S else "running")
             sub = lambda k: config.get(k, {}).get("name") if isinstance(config.get(k), Mapping) else None  # noqa: E731
-            record = {"status": status, "run_id": run_id, "dataset": sub("dataset"), "model": sub("model"),
-                      "algorithm": sub("sparse"), "density": config.get("density"), "seed": config.get("seed"),
-                      "epochs": config.get("epochs"), "config": config, "history": history, "source": str(path)}
+            record = {
+                "status": status,
+                "run_id": run_id,
+                "dataset": sub("dataset"),
+                "model": sub("model"),
+                "algorithm": sub("sparse"),
+                "density": config.get("density"),
+                "seed": config.get("seed"),
+                "epochs": config.get("epochs"),
+                "config": config,
+                "history": history,
+                "source": str(path),
+            }
             if _problem(record) is None:
                 runs.append(Run(record=record, path=path, mtime=mtime, history=history))
         return runs

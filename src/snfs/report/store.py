@@ -14,14 +14,24 @@ defaults, so a record written before an option existed matches a run made after 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from snfs.identity import flatten, identity, identity_hash
 from snfs.results import RunRecord, iter_results
 
-SUMMARY_KEYS = ("test_error", "val_error", "final_density", "wall_time_s", "test_loss", "flops_ratio", "speedup_estimate",
-                "execution", "median_epoch_time_s")
+SUMMARY_KEYS = (
+    "test_error",
+    "val_error",
+    "final_density",
+    "wall_time_s",
+    "test_loss",
+    "flops_ratio",
+    "speedup_estimate",
+    "execution",
+    "median_epoch_time_s",
+)
 
 
 class _Lookup:
@@ -127,8 +137,9 @@ def load_wandb(project: str, api: Any = None, filters: dict | None = None) -> Ru
     return RunIndex(runs, description=f"wandb project `{project}`")
 
 
-def load(source: str = "local", results_dir: str | Path | None = None, wandb_project: str | None = None,
-         api: Any = None) -> RunIndex:
+def load(
+    source: str = "local", results_dir: str | Path | None = None, wandb_project: str | None = None, api: Any = None
+) -> RunIndex:
     if source == "local":
         from snfs.report.paths import RUNS_DIR
 
@@ -161,7 +172,7 @@ def history(run: dict) -> list[dict]:
         rec = records.setdefault(epoch, {"epoch": epoch, "layer_density": {}})
         for k, v in row.items():
             if k.startswith("layer_density/"):
-                rec["layer_density"][k[len("layer_density/"):]] = v
+                rec["layer_density"][k[len("layer_density/") :]] = v
             elif not k.startswith("_"):
                 rec[k] = v
     run["history"] = [records[e] for e in sorted(records)]

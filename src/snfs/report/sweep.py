@@ -27,9 +27,9 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from omegaconf import OmegaConf
 
@@ -37,11 +37,11 @@ from snfs.report.paths import CONF_DIR, REPO_ROOT
 
 # Launchers by the name used in `make ... LAUNCHER=<name>`: the Hydra overrides that select them.
 LAUNCHERS: dict[str, tuple[str, ...]] = {
-    "basic": (),                                       # Hydra's default: one run after another
-    "joblib": ("hydra/launcher=joblib",),              # local processes; n_jobs from --jobs
+    "basic": (),  # Hydra's default: one run after another
+    "joblib": ("hydra/launcher=joblib",),  # local processes; n_jobs from --jobs
     "submitit_local": ("hydra/launcher=submitit_local",),
     "submitit_slurm": ("hydra/launcher=submitit_slurm",),
-    "slurm": ("hydra/launcher=slurm",),                # conf/hydra/launcher/slurm.yaml: GPU preset
+    "slurm": ("hydra/launcher=slurm",),  # conf/hydra/launcher/slurm.yaml: GPU preset
 }
 
 
@@ -61,19 +61,19 @@ class Job:
     """One grid point: the overrides Hydra gives the job, its composed config and run id."""
 
     preset: str
-    overrides: list[str]            # in Hydra's job order
-    point: tuple[str, ...]          # the values of the sweep keys, aligned with Expansion.keys
+    overrides: list[str]  # in Hydra's job order
+    point: tuple[str, ...]  # the values of the sweep keys, aligned with Expansion.keys
     run_id: str
-    config: dict                    # resolved
+    config: dict  # resolved
     group: RunGroup | None = None
 
 
 @dataclass
 class Expansion:
     preset: str
-    keys: list[str]                 # every key of the job overrides, in Hydra's order
-    values: list[list[str]]         # the values each key takes (one value: not swept)
-    hydra_overrides: list[str]      # hydra.* overrides: command line only, never in the job config
+    keys: list[str]  # every key of the job overrides, in Hydra's order
+    values: list[list[str]]  # the values each key takes (one value: not swept)
+    hydra_overrides: list[str]  # hydra.* overrides: command line only, never in the job config
     jobs: list[Job] = field(default_factory=list)
     group: RunGroup | None = None
 
@@ -98,9 +98,11 @@ def preset_blocks(path: str | Path) -> list[tuple[str, ...]]:
         header = header and (not line.strip() or line.lstrip().startswith("# @"))
         if line.startswith(BLOCK_DIRECTIVE):
             if header:
-                raise ValueError(f"{path}: a {BLOCK_DIRECTIVE} line in the header that Hydra parses (put a comment "
-                                 "line between `# @package _global_` and the block lines)")
-            overrides = tuple(shlex.split(line[len(BLOCK_DIRECTIVE):]))
+                raise ValueError(
+                    f"{path}: a {BLOCK_DIRECTIVE} line in the header that Hydra parses (put a comment "
+                    "line between `# @package _global_` and the block lines)"
+                )
+            overrides = tuple(shlex.split(line[len(BLOCK_DIRECTIVE) :]))
             if not overrides:
                 raise ValueError(f"{path}: an empty {BLOCK_DIRECTIVE} line (it needs the overrides of its block)")
             blocks.append(overrides)
@@ -142,7 +144,7 @@ def _key_and_values(override) -> tuple[str, list[str]]:
     return key, [override.get_value_element_as_str()]
 
 
-def hydra_job_order(params: dict[str, str], cli: Sequence[str]) -> "OrderedDict[str, list[str]]":
+def hydra_job_order(params: dict[str, str], cli: Sequence[str]) -> OrderedDict[str, list[str]]:
     """key -> values as Hydra's BasicSweeper orders them: the config's sweep params first, then
     the command line; a command-line key that is already a param replaces it in place."""
     parser = _parser()
@@ -161,7 +163,7 @@ class Composer:
         self._ctx = None
         self._cache: dict[tuple, dict] = {}
 
-    def __enter__(self) -> "Composer":
+    def __enter__(self) -> Composer:
         from hydra import initialize_config_dir
         from hydra.core.global_hydra import GlobalHydra
 
@@ -237,8 +239,14 @@ def sweep_params(composer: Composer, preset: str, cli: Sequence[str]) -> dict[st
     return {} if params is None else {str(k): str(v) for k, v in params.items()}
 
 
-def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group: RunGroup | None = None,
-           compose_jobs: bool = True, validate: bool = False) -> Expansion:
+def expand(
+    composer: Composer,
+    preset: str,
+    overrides: Sequence[str] = (),
+    group: RunGroup | None = None,
+    compose_jobs: bool = True,
+    validate: bool = False,
+) -> Expansion:
     """Every job of ``python -m snfs.train --multirun +experiment=<preset> <overrides>``.
 
     ``overrides`` may replace sweep keys (``seed=17``), add sweeps (``density=0.1,0.2``) or set
@@ -253,8 +261,7 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
     params = sweep_params(composer, preset, cli[1:])
     ordered = hydra_job_order(params, cli)
     keys, values = list(ordered), list(ordered.values())
-    exp = Expansion(preset=preset, keys=keys, values=values, hydra_overrides=hydra_over,
-                    group=group)
+    exp = Expansion(preset=preset, keys=keys, values=values, hydra_overrides=hydra_over, group=group)
     if compose_jobs:
         for point in itertools.product(*values):
             job_overrides = [f"{k}={v}" for k, v in zip(keys, point)]
@@ -264,8 +271,16 @@ def expand(composer: Composer, preset: str, overrides: Sequence[str] = (), group
 
                 validate_config(cfg)
             config = OmegaConf.to_container(cfg, resolve=True)
-            exp.jobs.append(Job(preset=preset, overrides=job_overrides, point=tuple(point), run_id=make_run_id(config),
-                                config=config, group=group))
+            exp.jobs.append(
+                Job(
+                    preset=preset,
+                    overrides=job_overrides,
+                    point=tuple(point),
+                    run_id=make_run_id(config),
+                    config=config,
+                    group=group,
+                )
+            )
     return exp
 
 
@@ -297,8 +312,13 @@ def missing_blocks(points: Iterable[tuple[str, ...]], values: Sequence[Sequence[
     return blocks
 
 
-def block_command(exp: Expansion, block: Sequence[Sequence[str]], launcher: str = "basic", jobs: int | None = None,
-                  sweep_dir: str | None = None) -> list[str]:
+def block_command(
+    exp: Expansion,
+    block: Sequence[Sequence[str]],
+    launcher: str = "basic",
+    jobs: int | None = None,
+    sweep_dir: str | None = None,
+) -> list[str]:
     """The ``python -m snfs.train --multirun ...`` argv that runs one block of ``exp``'s grid."""
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher {launcher!r} is not a valid choice; valid choices: {', '.join(LAUNCHERS)}")
@@ -314,8 +334,15 @@ def block_command(exp: Expansion, block: Sequence[Sequence[str]], launcher: str 
     return cmd
 
 
-def launch(exp: Expansion, missing: Sequence[Job], launcher: str = "basic", jobs: int | None = None,
-           sweep_root: str | Path = "multirun/reproduce", dry_run: bool = False, log=print) -> list[int]:
+def launch(
+    exp: Expansion,
+    missing: Sequence[Job],
+    launcher: str = "basic",
+    jobs: int | None = None,
+    sweep_root: str | Path = "multirun/reproduce",
+    dry_run: bool = False,
+    log=print,
+) -> list[int]:
     """Run the missing jobs of ``exp``, one Hydra multirun per Cartesian block; returns exit codes."""
     codes = []
     blocks = missing_blocks([j.point for j in missing], exp.values)

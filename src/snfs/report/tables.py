@@ -17,9 +17,9 @@ import io
 import itertools
 import math
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -32,8 +32,14 @@ from snfs.report.sweep import Composer, Expansion, Job, RunGroup, expand, preset
 NAN = math.nan
 
 # how titles and figures name a dataset (a dataset config's `name` otherwise)
-DATASET_NAMES = {"mnist": "MNIST", "kmnist": "KMNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
-                 "imagenet": "ImageNet", "fake": "generated data"}
+DATASET_NAMES = {
+    "mnist": "MNIST",
+    "kmnist": "KMNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "imagenet": "ImageNet",
+    "fake": "generated data",
+}
 
 
 def dataset_name(dataset: str) -> str:
@@ -43,22 +49,22 @@ def dataset_name(dataset: str) -> str:
 @dataclass
 class TableSpec:
     name: str
-    title: str                                      # may name {dataset}
+    title: str  # may name {dataset}
     groups: tuple[RunGroup, ...]
-    columns: tuple[tuple[str, str], ...]            # (setting key, header)
-    rows_of: Callable[[dict], list[dict]]           # composed job config -> the setting(s) it belongs to
-    paper_of: Callable[[dict], Paper | None]        # setting -> the paper's number
-    accuracy: bool = False                          # the paper reports accuracy: ours = 100 - test error
-    needs: tuple[str, ...] = ()                     # "gpu" and/or dataset names the runs need
-    cost: str = ""                                  # what a full run costs, for the status line
+    columns: tuple[tuple[str, str], ...]  # (setting key, header)
+    rows_of: Callable[[dict], list[dict]]  # composed job config -> the setting(s) it belongs to
+    paper_of: Callable[[dict], Paper | None]  # setting -> the paper's number
+    accuracy: bool = False  # the paper reports accuracy: ours = 100 - test error
+    needs: tuple[str, ...] = ()  # "gpu" and/or dataset names the runs need
+    cost: str = ""  # what a full run costs, for the status line
     digits: int = 2
-    hooks: tuple[Callable[[list["Row"]], None], ...] = ()   # add columns (row.extra) once the rows have runs
-    notes: str = ""                                 # markdown, from conf/experiment/<name>.md
-    dataset: str = ""                               # the dataset the preset trains on (the paper's)
-    collapsed_above: float | None = None            # test error (%) above which a run counts as collapsed
-    figure: dict = field(default_factory=dict)      # snfs.report.figures: {kind: ..., options}
-    layer_density: bool = False                     # `run` draws the per-layer density figures too
-    help: str = ""                                  # one line for `make help`
+    hooks: tuple[Callable[[list[Row]], None], ...] = ()  # add columns (row.extra) once the rows have runs
+    notes: str = ""  # markdown, from conf/experiment/<name>.md
+    dataset: str = ""  # the dataset the preset trains on (the paper's)
+    collapsed_above: float | None = None  # test error (%) above which a run counts as collapsed
+    figure: dict = field(default_factory=dict)  # snfs.report.figures: {kind: ..., options}
+    layer_density: bool = False  # `run` draws the per-layer density figures too
+    help: str = ""  # one line for `make help`
 
     @property
     def metric(self) -> str:
@@ -76,9 +82,9 @@ class Row:
     ours: Summary = Summary(0, NAN, NAN)
     paper: Paper | None = None
     extra: dict = field(default_factory=dict)
-    collapsed: list[float] = field(default_factory=list)   # test errors of the collapsed runs
-    ours_ok: Summary = Summary(0, NAN, NAN)                 # ours over the runs that did not collapse
-    diverged: list[dict] = field(default_factory=list)     # runs whose loss became non-finite: no test error
+    collapsed: list[float] = field(default_factory=list)  # test errors of the collapsed runs
+    ours_ok: Summary = Summary(0, NAN, NAN)  # ours over the runs that did not collapse
+    diverged: list[dict] = field(default_factory=list)  # runs whose loss became non-finite: no test error
 
     @property
     def outcomes(self) -> list[dict]:
@@ -103,11 +109,11 @@ class Table:
     expansions: list[Expansion]
     source: str
     quick: bool = False
-    problem: str = ""                 # why the grid could not be composed as configured, if so
-    lacking: tuple[str, ...] = ()     # what the runs need and this machine lacks
+    problem: str = ""  # why the grid could not be composed as configured, if so
+    lacking: tuple[str, ...] = ()  # what the runs need and this machine lacks
     built_at_commit: str = ""
     matched_ids: set = field(default_factory=set)  # run ids of the grid points that have a run
-    dataset: str = ""                 # the dataset of this table's runs ("" = the preset's own)
+    dataset: str = ""  # the dataset of this table's runs ("" = the preset's own)
 
     @property
     def on_paper_dataset(self) -> bool:
@@ -196,7 +202,7 @@ COLUMNS: dict[str, Callable[[dict], object]] = {
     "method": method_of,
     "weights_pct": weights_pct,
     "variant": _ablation_variant,
-    "setting": _imagenet_setting,   # a list: the run belongs to several rows
+    "setting": _imagenet_setting,  # a list: the run belongs to several rows
 }
 
 
@@ -224,6 +230,7 @@ def make_rows_of(columns: Sequence[str]) -> Callable[[dict], list[dict]]:
             v = COLUMNS[col](cfg) if col in COLUMNS else _config_value(cfg, col)
             values.append(v if isinstance(v, list) else [v])
         return [dict(zip((column_key(c) for c in columns), combo)) for combo in itertools.product(*values)]
+
     return rows_of
 
 
@@ -247,12 +254,20 @@ def flop_speedups_hook(rows: list[Row]) -> None:
         timed = _mean_extra(row.runs, timed_speedups)
         if any(not math.isnan(v) for v in timed.values()):
             out.update(timed)
-        row.extra.update({
-            "inference FLOP speedup": out.get("inference_flop_speedup", NAN),
-            "training FLOP speedup": out.get("training_flop_speedup", NAN),
-            **({"est. speedup, sparse conv (paper's method)": out["speedup_sparse_conv_estimate"],
-                "est. speedup, dense conv (paper's method)": out["speedup_dense_conv_estimate"]}
-               if "speedup_sparse_conv_estimate" in out else {})})
+        row.extra.update(
+            {
+                "inference FLOP speedup": out.get("inference_flop_speedup", NAN),
+                "training FLOP speedup": out.get("training_flop_speedup", NAN),
+                **(
+                    {
+                        "est. speedup, sparse conv (paper's method)": out["speedup_sparse_conv_estimate"],
+                        "est. speedup, dense conv (paper's method)": out["speedup_dense_conv_estimate"],
+                    }
+                    if "speedup_sparse_conv_estimate" in out
+                    else {}
+                ),
+            }
+        )
 
 
 def measured_speedup_post(rows: list[Row]) -> None:
@@ -262,6 +277,7 @@ def measured_speedup_post(rows: list[Row]) -> None:
     epochs as they ran (``median_epoch_time_s`` of each run, under its ``execution``), so it is only
     comparable between runs of the same machine; a row with no machine in common gets no number.
     """
+
     def times(row: Row) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
         for r in row.runs:
@@ -292,13 +308,27 @@ HOOKS: dict[str, Callable[[list[Row]], None]] = {
 
 # --- the specs: conf/experiment/<name>.yaml + <name>.md -------------------------------------------
 
-FRONT_MATTER_KEYS = {"title", "columns", "metric", "digits", "needs", "cost", "paper", "hooks", "collapsed_above",
-                     "figure", "layer_density", "help"}
+FRONT_MATTER_KEYS = {
+    "title",
+    "columns",
+    "metric",
+    "digits",
+    "needs",
+    "cost",
+    "paper",
+    "hooks",
+    "collapsed_above",
+    "figure",
+    "layer_density",
+    "help",
+}
 
 
 def _choice(value, choices, key: str, path: Path):
     if value not in choices:
-        raise ValueError(f"{path}: {key}: {value!r} is not a valid choice; valid choices: {', '.join(map(str, choices))}")
+        raise ValueError(
+            f"{path}: {key}: {value!r} is not a valid choice; valid choices: {', '.join(map(str, choices))}"
+        )
     return value
 
 
@@ -311,7 +341,9 @@ def read_notes_file(path: Path) -> tuple[dict, str]:
     meta = yaml.safe_load(head) or {}
     unknown = sorted(set(meta) - FRONT_MATTER_KEYS)
     if unknown:
-        raise ValueError(f"{path}: {unknown[0]} is not a front matter key; valid keys: {', '.join(sorted(FRONT_MATTER_KEYS))}")
+        raise ValueError(
+            f"{path}: {unknown[0]} is not a front matter key; valid keys: {', '.join(sorted(FRONT_MATTER_KEYS))}"
+        )
     return meta, body.strip("\n")
 
 
@@ -320,8 +352,10 @@ def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSp
     preset = Path(experiment_dir) / f"{name}.yaml"
     notes = preset.with_suffix(".md")
     if not notes.is_file():
-        raise ValueError(f"{preset} has no notes file {notes.name} beside it (a table is a preset and its notes file; "
-                         "see README, Add a table)")
+        raise ValueError(
+            f"{preset} has no notes file {notes.name} beside it (a table is a preset and its notes file; "
+            "see README, Add a table)"
+        )
     meta, body = read_notes_file(notes)
     for key in ("title", "columns"):
         if key not in meta:
@@ -329,8 +363,10 @@ def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSp
     columns = [str(c) for c in meta["columns"]]
     for col in columns:
         if col not in COLUMNS and "." not in col:
-            raise ValueError(f"{notes}: column {col!r} is not a valid choice; valid choices: {', '.join(COLUMNS)}, "
-                             "or a dotted config key (optim.momentum)")
+            raise ValueError(
+                f"{notes}: column {col!r} is not a valid choice; valid choices: {', '.join(COLUMNS)}, "
+                "or a dotted config key (optim.momentum)"
+            )
     paper = meta.get("paper")
     if paper is None:
         paper_of = lambda s: None  # noqa: E731 - no paper numbers for this table
@@ -339,25 +375,36 @@ def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSp
     else:
         missing = {"csv", "match", "value"} - set(paper)
         if missing:
-            raise ValueError(f"{notes}: paper needs {', '.join(sorted(missing))} (or the name of a lookup: "
-                             f"{', '.join(PAPER_LOOKUPS)})")
+            raise ValueError(
+                f"{notes}: paper needs {', '.join(sorted(missing))} (or the name of a lookup: "
+                f"{', '.join(PAPER_LOOKUPS)})"
+            )
         paper_of = csv_paper(paper["csv"], paper["match"], paper["value"], paper.get("se"), paper.get("source", ""))
     metric = _choice(meta.get("metric", "error"), ["error", "accuracy"], "metric", notes)
     hooks = tuple(HOOKS[_choice(h, list(HOOKS), "hooks", notes)] for h in meta.get("hooks", []))
     figure = meta.get("figure") or {}
     return TableSpec(
-        name=name, title=str(meta["title"]),
+        name=name,
+        title=str(meta["title"]),
         groups=tuple(RunGroup(name, tuple(block)) for block in preset_blocks(preset)),
         columns=tuple((column_key(c), column_header(column_key(c))) for c in columns),
-        rows_of=make_rows_of(columns), paper_of=paper_of, accuracy=metric == "accuracy",
-        needs=tuple(meta.get("needs", [])), cost=str(meta.get("cost", "")), digits=int(meta.get("digits", 2)),
-        hooks=hooks, notes=body, dataset=preset_dataset(name, experiment_dir=experiment_dir),
+        rows_of=make_rows_of(columns),
+        paper_of=paper_of,
+        accuracy=metric == "accuracy",
+        needs=tuple(meta.get("needs", [])),
+        cost=str(meta.get("cost", "")),
+        digits=int(meta.get("digits", 2)),
+        hooks=hooks,
+        notes=body,
+        dataset=preset_dataset(name, experiment_dir=experiment_dir),
         collapsed_above=meta.get("collapsed_above"),
         figure={"kind": figure} if isinstance(figure, str) else dict(figure),
-        layer_density=bool(meta.get("layer_density", False)), help=str(meta.get("help", "")))
+        layer_density=bool(meta.get("layer_density", False)),
+        help=str(meta.get("help", "")),
+    )
 
 
-def load_specs(experiment_dir: str | Path = EXPERIMENT_DIR) -> "OrderedDict[str, TableSpec]":
+def load_specs(experiment_dir: str | Path = EXPERIMENT_DIR) -> OrderedDict[str, TableSpec]:
     """Every preset's table, in the order of ``conf/experiment/*.yaml`` names."""
     names = sorted(p.stem for p in Path(experiment_dir).glob("*.yaml"))
     return OrderedDict((n, load_spec(n, experiment_dir)) for n in names)
@@ -407,9 +454,16 @@ def lacking(needs: Sequence[str], data_root: str | Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Callable[[RunGroup], list[str]] | None = None,
-                quick: bool = False, data_root: str | Path = "data", fallback_overrides: Callable[[RunGroup], list[str]] | None = None,
-                dataset: str = "") -> Table:
+def build_table(
+    spec: TableSpec,
+    index,
+    composer: Composer,
+    extra_overrides: Callable[[RunGroup], list[str]] | None = None,
+    quick: bool = False,
+    data_root: str | Path = "data",
+    fallback_overrides: Callable[[RunGroup], list[str]] | None = None,
+    dataset: str = "",
+) -> Table:
     """Expand the spec's presets, match their runs in ``index``, summarise each row.
 
     When a preset cannot be composed as configured (e.g. a dataset config absent from this
@@ -431,9 +485,17 @@ def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Cal
             if fallback_overrides is None:
                 raise
             expansions.append(expand(composer, group.preset, overrides + fallback_overrides(group), group=group))
-    table = Table(spec=spec, rows=[], expansions=expansions, source=getattr(index, "description", ""), quick=quick,
-                  problem=problem, lacking=lacking(spec.needs, data_root), built_at_commit=git_commit(),
-                  dataset="" if dataset == spec.dataset else dataset)
+    table = Table(
+        spec=spec,
+        rows=[],
+        expansions=expansions,
+        source=getattr(index, "description", ""),
+        quick=quick,
+        problem=problem,
+        lacking=lacking(spec.needs, data_root),
+        built_at_commit=git_commit(),
+        dataset="" if dataset == spec.dataset else dataset,
+    )
     rows: OrderedDict[tuple, Row] = OrderedDict()
     for exp in expansions:
         for job in exp.jobs:
@@ -442,9 +504,13 @@ def build_table(spec: TableSpec, index, composer: Composer, extra_overrides: Cal
                 rows.setdefault(key, Row(setting=setting)).jobs.append(job)
     for row in rows.values():
         matched = [None if problem else index.match(j.run_id, j.config) for j in row.jobs]
-        diverged = [None if problem or m is not None else index.match_diverged(j.run_id, j.config)
-                    for j, m in zip(row.jobs, matched)]
-        table.matched_ids.update(j.run_id for j, r, dv in zip(row.jobs, matched, diverged) if r is not None or dv is not None)
+        diverged = [
+            None if problem or m is not None else index.match_diverged(j.run_id, j.config)
+            for j, m in zip(row.jobs, matched)
+        ]
+        table.matched_ids.update(
+            j.run_id for j, r, dv in zip(row.jobs, matched, diverged) if r is not None or dv is not None
+        )
         row.runs = list({id(r): r for r in matched if r is not None}.values())
         row.diverged = list({id(r): r for r in diverged if r is not None}.values())
         errors = [float(r["test_error"]) for r in row.runs if r.get("test_error") is not None]
@@ -491,8 +557,10 @@ def _counter_line(counter: Counter, fmt=str) -> str:
 def status_line(table: Table) -> str:
     total, done = len(table.jobs), table.done
     if table.quick:
-        return (f"**smoke test** (QUICK): {done} of {total} cut-down runs are in the QUICK store; they check the "
-                "pipeline and reproduce nothing.")
+        return (
+            f"**smoke test** (QUICK): {done} of {total} cut-down runs are in the QUICK store; they check the "
+            "pipeline and reproduce nothing."
+        )
     if table.complete:
         return f"**reproduced**: all {total} runs of the grid are in the results store."
     why = []
@@ -500,15 +568,22 @@ def status_line(table: Table) -> str:
         why.append(table.problem)
     if table.lacking:
         why.append("its runs need " + " and ".join(table.lacking) + ", which this machine lacks")
-    return (f"**not yet reproduced**: {done} of {total} runs are in the results store"
-            + (f"; {'; '.join(why)}" if why else "") + ".")
+    return (
+        f"**not yet reproduced**: {done} of {total} runs are in the results store"
+        + (f"; {'; '.join(why)}" if why else "")
+        + "."
+    )
 
 
 def commands(table: Table) -> list[str]:
     name = table.spec.name
     on = [] if table.on_paper_dataset else [f"dataset={table.dataset}"]
-    out = [f"make reproduce-table-{name}" + (" QUICK=1" if table.quick else "") + (f" ARGS={on[0]}" if on else "")
-           + ("   # CPU-only machine: LAUNCHER=slurm on a GPU cluster" if "gpu" in table.spec.needs else "")]
+    out = [
+        f"make reproduce-table-{name}"
+        + (" QUICK=1" if table.quick else "")
+        + (f" ARGS={on[0]}" if on else "")
+        + ("   # CPU-only machine: LAUNCHER=slurm on a GPU cluster" if "gpu" in table.spec.needs else "")
+    ]
     out += [" ".join([RunGroup(g.preset).command(), *on, *g.overrides]) for g in table.spec.groups]
     return out
 
@@ -526,8 +601,10 @@ def to_markdown(table: Table) -> str:
     w = out.write
     w(f"# {'QUICK — ' if table.quick else ''}{table.title}\n\n")
     if table.quick:
-        w("> **QUICK smoke run** (`QUICK=1`): 2 epochs, at most 2 batches per epoch, seed 17 only, generated data "
-          "where the real data is absent. These numbers test the pipeline; they say nothing about the paper.\n\n")
+        w(
+            "> **QUICK smoke run** (`QUICK=1`): 2 epochs, at most 2 batches per epoch, seed 17 only, generated data "
+            "where the real data is absent. These numbers test the pipeline; they say nothing about the paper.\n\n"
+        )
     w(f"- Status: {status_line(table)}\n")
     if not table.complete or table.quick:
         w(f"- Cost: {spec.cost}. Reproduce with `{commands(table)[0].split('   #')[0]}` (commands below).\n")
@@ -537,8 +614,10 @@ def to_markdown(table: Table) -> str:
     w(f"- Machines of the runs: {_counter_line(Counter(run_machine(r) for r in runs))}\n")
     datasets = Counter(str(r.get("dataset")) + (" (generated)" if r.get("dataset") == "fake" else "") for r in runs)
     w(f"- Data of the runs: {_counter_line(datasets)}\n")
-    w(f"{BUILD_LINE} `{table.built_at_commit[:12]}`"
-      f"{' (+ uncommitted changes)' if table.built_at_commit.endswith('+dirty') else ''}.\n\n")
+    w(
+        f"{BUILD_LINE} `{table.built_at_commit[:12]}`"
+        f"{' (+ uncommitted changes)' if table.built_at_commit.endswith('+dirty') else ''}.\n\n"
+    )
 
     extra_headers = list(OrderedDict.fromkeys(k for r in table.rows for k in r.extra))
     headers = [h for _, h in spec.columns] + [f"ours: {spec.metric}" + (", all runs" if collapse else ""), "n"]
@@ -551,13 +630,18 @@ def to_markdown(table: Table) -> str:
         headers.append("paper source")
     headers += extra_headers
     w("| " + " | ".join(headers) + " |\n")
-    w("|" + "|".join("---" if i < len(spec.columns) or h == "paper source" else "---:"
-                     for i, h in enumerate(headers)) + "|\n")
+    w(
+        "|"
+        + "|".join("---" if i < len(spec.columns) or h == "paper source" else "---:" for i, h in enumerate(headers))
+        + "|\n"
+    )
     for r in table.rows:
         cells = [_setting_cell(r.setting[c]) for c, _ in spec.columns]
         cells.append(_pm(r.ours.mean, r.ours.se, d))
-        cells.append(f"{len(r.outcomes)}/{r.n_expected}"
-                     + (f" ({len(r.diverged)} diverged)" if r.diverged and not collapse else ""))
+        cells.append(
+            f"{len(r.outcomes)}/{r.n_expected}"
+            + (f" ({len(r.diverged)} diverged)" if r.diverged and not collapse else "")
+        )
         if collapse:
             lost = [f"{e:.2f}" for e in r.collapsed] + ["diverged"] * len(r.diverged)
             cells.append(f"{len(lost)}" + (f" ({', '.join(lost)})" if lost else "") if r.outcomes else "—")
@@ -570,26 +654,37 @@ def to_markdown(table: Table) -> str:
         cells += [_num(r.extra.get(h, NAN), 2) for h in extra_headers]
         w("| " + " | ".join(cells) + " |\n")
     w("\n")
-    w("Ours: mean ± standard error over seeds (sample standard deviation / sqrt(n)); n = runs found / runs in "
-      "the grid for that row. ")
+    w(
+        "Ours: mean ± standard error over seeds (sample standard deviation / sqrt(n)); n = runs found / runs in "
+        "the grid for that row. "
+    )
     if collapse:
-        w(f"A run counts as collapsed when its test error is above {spec.collapsed_above:g}% (chance is 90%); the "
-          "collapsed column gives their number (and test errors), the next one the mean ± standard error over the "
-          "other runs. ")
+        w(
+            f"A run counts as collapsed when its test error is above {spec.collapsed_above:g}% (chance is 90%); the "
+            "collapsed column gives their number (and test errors), the next one the mean ± standard error over the "
+            "other runs. "
+        )
     if n_diverged:
-        w("A diverged run (its training loss became non-finite, so training stopped) has no test error: it counts in n"
-          + (" and among the collapsed runs" if collapse else "") + ", and in no mean. ")
+        w(
+            "A diverged run (its training loss became non-finite, so training stopped) has no test error: it counts in n"
+            + (" and among the collapsed runs" if collapse else "")
+            + ", and in no mean. "
+        )
     if paper:
         w("Paper: its number ± the standard error it reports. ours − paper in percentage points.\n\n")
     else:
-        w(f"No paper column: the paper reports no numbers for {dataset_name(table.dataset)} (this table is the "
-          f"{spec.name} preset run with dataset={table.dataset}; results/tables/{spec.name}.md is the paper's).\n\n")
+        w(
+            f"No paper column: the paper reports no numbers for {dataset_name(table.dataset)} (this table is the "
+            f"{spec.name} preset run with dataset={table.dataset}; results/tables/{spec.name}.md is the paper's).\n\n"
+        )
     if paper:
         w("Notes:\n\n")
     elif spec.notes:
         # the notes file is written about the preset's own runs; here it would read as if about these
-        w(f"Notes on the {dataset_name(spec.dataset)} table, kept for context: their figures, run counts and "
-          f"paper numbers are about {dataset_name(spec.dataset)}, not {dataset_name(table.dataset)}:\n\n")
+        w(
+            f"Notes on the {dataset_name(spec.dataset)} table, kept for context: their figures, run counts and "
+            f"paper numbers are about {dataset_name(spec.dataset)}, not {dataset_name(table.dataset)}:\n\n"
+        )
     if spec.notes:
         w(spec.notes + "\n")
     paper_sources = sorted({r.paper.source for r in table.rows if r.paper and r.paper.source})
@@ -605,10 +700,14 @@ def csv_rows(table: Table) -> tuple[list[str], list[list]]:
     spec = table.spec
     paper, collapse = table.on_paper_dataset, spec.collapsed_above is not None
     extra_headers = list(OrderedDict.fromkeys(k for r in table.rows for k in r.extra))
-    header = ([c for c, _ in spec.columns] + ["metric", "ours_mean", "ours_se", "ours_ci95", "n", "n_expected"]
-              + (["n_collapsed", "n_diverged", "ours_mean_not_collapsed", "ours_se_not_collapsed"] if collapse else [])
-              + (["paper", "paper_se", "diff", "paper_source"] if paper else [])
-              + extra_headers + ["status", "quick", "git_commits", "machines", "run_ids"])
+    header = (
+        [c for c, _ in spec.columns]
+        + ["metric", "ours_mean", "ours_se", "ours_ci95", "n", "n_expected"]
+        + (["n_collapsed", "n_diverged", "ours_mean_not_collapsed", "ours_se_not_collapsed"] if collapse else [])
+        + (["paper", "paper_se", "diff", "paper_source"] if paper else [])
+        + extra_headers
+        + ["status", "quick", "git_commits", "machines", "run_ids"]
+    )
 
     def f(x):
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
@@ -616,17 +715,34 @@ def csv_rows(table: Table) -> tuple[list[str], list[list]]:
     out = []
     for r in table.rows:
         row = [r.setting[c] for c, _ in spec.columns] + [
-            "test_accuracy_pct" if spec.accuracy else "test_error_pct", f(r.ours.mean), f(r.ours.se), f(r.ours.ci95),
-            r.ours.n, r.n_expected]
+            "test_accuracy_pct" if spec.accuracy else "test_error_pct",
+            f(r.ours.mean),
+            f(r.ours.se),
+            f(r.ours.ci95),
+            r.ours.n,
+            r.n_expected,
+        ]
         if collapse:
-            row += [len(r.collapsed) + len(r.diverged) if r.outcomes else "", len(r.diverged) if r.outcomes else "",
-                    f(r.ours_ok.mean), f(r.ours_ok.se)]
+            row += [
+                len(r.collapsed) + len(r.diverged) if r.outcomes else "",
+                len(r.diverged) if r.outcomes else "",
+                f(r.ours_ok.mean),
+                f(r.ours_ok.se),
+            ]
         if paper:
-            row += [f(r.paper.value) if r.paper else "", f(r.paper.se) if r.paper else "", f(r.diff),
-                    r.paper.source if r.paper else ""]
+            row += [
+                f(r.paper.value) if r.paper else "",
+                f(r.paper.se) if r.paper else "",
+                f(r.diff),
+                r.paper.source if r.paper else "",
+            ]
         row += [f(r.extra.get(h, NAN)) for h in extra_headers] + [
-            table.status, int(table.quick), ";".join(sorted({str(x.get("git_commit", "unknown")) for x in r.outcomes})),
-            ";".join(sorted({run_machine(x) for x in r.outcomes})), ";".join(sorted(x.get("run_id", "") for x in r.outcomes))]
+            table.status,
+            int(table.quick),
+            ";".join(sorted({str(x.get("git_commit", "unknown")) for x in r.outcomes})),
+            ";".join(sorted({run_machine(x) for x in r.outcomes})),
+            ";".join(sorted(x.get("run_id", "") for x in r.outcomes)),
+        ]
         out.append(row)
     return header, out
 
@@ -651,12 +767,17 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 def index_markdown(tables: Sequence[Table]) -> str:
     quick = any(t.quick for t in tables)
-    lines = [f"# {'QUICK smoke-run tables' if quick else 'Tables'}: our runs beside the paper's numbers", "",
-             "Generated by `make tables` (scripts/reproduce.py) from the results store, one table per preset "
-             "(conf/experiment/<name>.yaml and its notes <name>.md); each table states the commits and machines of "
-             "its runs and the commands that reproduce it. The paper's numbers: results/reference/. A preset run on "
-             "another dataset is the table <name>-<dataset>, without paper numbers.", "",
-             "| table | what | status | runs |", "|---|---|---|---:|"]
+    lines = [
+        f"# {'QUICK smoke-run tables' if quick else 'Tables'}: our runs beside the paper's numbers",
+        "",
+        "Generated by `make tables` (scripts/reproduce.py) from the results store, one table per preset "
+        "(conf/experiment/<name>.yaml and its notes <name>.md); each table states the commits and machines of "
+        "its runs and the commands that reproduce it. The paper's numbers: results/reference/. A preset run on "
+        "another dataset is the table <name>-<dataset>, without paper numbers.",
+        "",
+        "| table | what | status | runs |",
+        "|---|---|---|---:|",
+    ]
     for t in tables:
         lines.append(f"| [{t.stem}]({t.stem}.md) | {t.title} | {t.status} | {t.done}/{len(t.jobs)} |")
     return "\n".join(lines) + "\n"
