@@ -1,4 +1,4 @@
-"""Cost accounting: training FLOPs per accounting row (RigL appendix, Evci et al. 2020) and the paper's speedup estimate.
+"""Cost accounting: training FLOPs per accounting row (RigL appendix, Evci et al. 2020), the paper's speedup estimate.
 
 Units: a "FLOP" here is one multiply-add of a conv or linear layer's forward pass (biases, BatchNorm,
 activations and pooling are not counted). Multiply by 2 to count the multiply and the add separately;
@@ -10,7 +10,8 @@ densities (backward = 2x forward), the accounting rows of docs/algorithms.md ("C
     dense                            3 f_D                         every weight active
     sparse                           3 f_S                         masked gradients: static, SET, DSR, DeepR, SNIP
     dense_weight_gradient            2 f_S + f_D                   sparse momentum: the dense weight gradient every step
-    periodic_dense_weight_gradient   (3 f_S dT + 2 f_S + f_D) / (dT + 1)   RigL: the dense weight gradient every dT steps
+    periodic_dense_weight_gradient   (3 f_S dT + 2 f_S + f_D) / (dT + 1)
+                                     RigL: the dense weight gradient every dT steps
 
 Formulas are keyed by row, never by algorithm name: an algorithm class names its row
 (``SparseAlgorithm.flops_accounting``) and the parameters of its formula (``flops_options``, RigL's dT).

@@ -33,9 +33,9 @@ _TYPE_WORDS = {
 class Option:
     """One declared option.
 
-    ``type``: bool, int, float (ints accepted), str, list or dict (a nested section, checked by its owner). ``low``/``high`` bound a number
-    (inclusive unless ``low_open``/``high_open``); ``choices`` lists the valid values of a str.
-    ``nullable`` allows null. ``items`` checks a list's value and returns an error text or None.
+    ``type``: bool, int, float (ints accepted), str, list or dict (a nested section, checked by its owner).
+    ``low``/``high`` bound a number (inclusive unless ``low_open``/``high_open``); ``choices`` lists the
+    valid values of a str. ``nullable`` allows null. ``items`` checks a list's value and returns an error text or None.
     """
 
     name: str
@@ -53,7 +53,9 @@ class Option:
     def range_text(self) -> str:
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        return f"{left}{lo}, {hi}{right}"
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not valid for this option (the text after 'is not valid ...'), or None."""

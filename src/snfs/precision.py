@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import ContextManager
 
 import torch
 
@@ -13,7 +12,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def mixed_precision(
     precision: str, device: torch.device
-) -> tuple[Callable[[], ContextManager], torch.amp.GradScaler, str | None]:
+) -> tuple[Callable[[], contextlib.AbstractContextManager], torch.amp.GradScaler, str | None]:
     """(autocast factory, grad scaler, a note for the user or None) for ``precision`` on ``device``.
 
     bf16 autocast exists on CPUs too; fp16 there would run without a grad scaler, so it stays fp32.

@@ -92,7 +92,8 @@ def flat_memory(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor],
 
 @ALGORITHMS.register("deepr")
 class DeepR(SparseAlgorithm):
-    """Fixed-sign connections trained with L1 and Langevin noise; those crossing zero are swapped for random dormant ones."""
+    """Fixed-sign connections trained with L1 and Langevin noise; those crossing zero are swapped for random
+    dormant ones."""
 
     name = "deepr"
     mask_gradients = True

@@ -1,4 +1,6 @@
-"""DSR, dynamic sparse reparameterization (Mostafa & Wang 2019, Algorithm 1): global adaptive threshold, regrow by survivors.
+"""DSR, dynamic sparse reparameterization (Mostafa & Wang 2019, Algorithm 1).
+
+A global adaptive threshold prunes; the layers regrow in proportion to their survivors.
 
 Every K optimizer steps (after the step, when ``step % K == 0`` and ``step > 0``, as the authors'
 code counts), every active weight with |w| < H is pruned, H one threshold over all sparse layers.

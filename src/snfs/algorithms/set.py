@@ -83,7 +83,8 @@ class SET(SparseAlgorithm):
         return self.drop_and_grow(kept, regrow, new_values=self.new_weight_values()).as_stats()
 
     def new_weight_values(self):
-        """``new_weights: random``: n draws from N(0, sigma_l^2), sigma_l the layer's initial std; ``zero``: None (0)."""
+        """``new_weights: random``: n draws from N(0, sigma_l^2), sigma_l the layer's initial std;
+        ``zero``: None (0)."""
         if self.new_weights != "random":
             return None
         return lambda name, n: torch.randn(n, generator=self.generator) * self.init_std[name]

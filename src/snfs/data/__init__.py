@@ -15,9 +15,10 @@ same numbers as a per-sample PIL pipeline at a fraction of its overhead.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -45,16 +46,16 @@ class DatasetInfo:
 
     input_shape: tuple[int, ...]
     num_classes: int
-    layout: str                        # where the files go, relative to data.root (for messages)
-    present: Callable[[Path], bool]    # whether the real files are under this data.root (no download, no hashing)
-    quick_real: bool = True            # False: even a QUICK run uses generated data (loading alone is too slow)
+    layout: str  # where the files go, relative to data.root (for messages)
+    present: Callable[[Path], bool]  # whether the real files are under this data.root (no download, no hashing)
+    quick_real: bool = True  # False: even a QUICK run uses generated data (loading alone is too slow)
 
 
 @dataclass(frozen=True)
 class Loader:
-    build: Callable[..., DataSplits]   # (cfg, data_root, batch_size, device, seed) -> DataSplits
+    build: Callable[..., DataSplits]  # (cfg, data_root, batch_size, device, seed) -> DataSplits
     info: Callable[[Mapping[str, Any]], DatasetInfo]
-    options: tuple[Option, ...] = ()   # the keys of its dataset YAMLs, checked by check_dataset
+    options: tuple[Option, ...] = ()  # the keys of its dataset YAMLs, checked by check_dataset
 
 
 DATASETS: Registry[Loader] = Registry("dataset")
@@ -96,8 +97,15 @@ NAME = Option("name", str, REQUIRED, doc="the label in run ids and tables")
 LOADER = Option("loader", str, None, nullable=True, doc="the loader that reads it (default: the name)")
 NUM_CLASSES = Option("num_classes", int, REQUIRED, low=2, doc="number of classes")
 SHAPE = Option("shape", list, REQUIRED, items=_positive_ints, doc="one sample's shape, e.g. [1, 28, 28]")
-VAL_FRACTION = Option("val_fraction", float, REQUIRED, low=0.0, high=1.0, high_open=True,
-                      doc="the last fraction of the training set held out for validation (0: none)")
+VAL_FRACTION = Option(
+    "val_fraction",
+    float,
+    REQUIRED,
+    low=0.0,
+    high=1.0,
+    high_open=True,
+    doc="the last fraction of the training set held out for validation (0: none)",
+)
 MEAN = Option("mean", list, REQUIRED, items=_numbers(positive=False), doc="per-channel mean, after scaling to [0, 1]")
 STD = Option("std", list, REQUIRED, items=_numbers(positive=True), doc="per-channel standard deviation (> 0)")
 DOWNLOAD = Option("download", bool, True, doc="fetch missing files into data.root")
@@ -116,7 +124,9 @@ def check_dataset(cfg: Mapping[str, Any]) -> Loader:
         owner = f"dataset={cfg['name']}"
         missing = [o for o in loader.options if o.default is REQUIRED and o.name not in cfg]
         if missing:
-            raise ConfigError(f"dataset.{missing[0].name} is missing from {owner}: its YAML must set it ({missing[0].doc})")
+            raise ConfigError(
+                f"dataset.{missing[0].name} is missing from {owner}: its YAML must set it ({missing[0].doc})"
+            )
         check_options("dataset", owner, loader.options, cfg)
     return loader
 

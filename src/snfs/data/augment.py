@@ -21,7 +21,7 @@ checkpoints.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -43,7 +43,9 @@ def draw_crop_flip(n: int, pad: int, generator: torch.Generator, flip_p: float =
     return offsets[0], offsets[1], flip
 
 
-def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
     """Reflect-pad every image of ``images`` (N, C, H, W) by ``pad``, crop H x W at (top, left), flip where asked.
 
     ``top``, ``left`` are offsets into the padded image (0 .. 2*pad); any dtype works (uint8 too).
@@ -111,6 +113,6 @@ class ImageBatches(TensorBatches):
             idx = order[lo:hi] if order is not None else torch.arange(lo, hi, device=device)
             x, y = self.inputs[idx], self.targets[idx]
             if params is not None:
-                top, left, flip = (p[lo - start: hi - start] for p in params)
+                top, left, flip = (p[lo - start : hi - start] for p in params)
                 x = crop_flip(x, top, left, flip, self.pad)
             yield to_normalised(x, self.mean, self.std), y

@@ -9,14 +9,15 @@ order of torchvision's ``ToTensor()`` + ``Normalize(mean, std)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from snfs.data import DOWNLOAD, LOADER, MEAN, NAME, STD, VAL_FRACTION, DatasetError, DatasetInfo, DataSplits, register
-from snfs.options import Option
 from snfs.data.augment import ImageBatches
+from snfs.options import Option
 
 FOLDER = "cifar-10-batches-py"
 TARBALL = "cifar-10-python.tar.gz"
@@ -76,12 +77,21 @@ def load_cifar10_tensors(root: str | Path, download: bool) -> dict[str, tuple[to
 
 
 def info(cfg: Mapping[str, Any]) -> DatasetInfo:
-    return DatasetInfo(input_shape=(3, 32, 32), num_classes=10, layout=f"{FOLDER}/",
-                       present=lambda root: not missing_files(Path(root).expanduser()))
+    return DatasetInfo(
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        layout=f"{FOLDER}/",
+        present=lambda root: not missing_files(Path(root).expanduser()),
+    )
 
 
 OPTIONS = (
-    NAME, LOADER, VAL_FRACTION, MEAN, STD, DOWNLOAD,
+    NAME,
+    LOADER,
+    VAL_FRACTION,
+    MEAN,
+    STD,
+    DOWNLOAD,
     Option("augment", bool, True, doc="training batches: reflect-pad, random crop, random horizontal flip"),
     Option("crop_padding", int, 4, low=0, doc="reflect padding (pixels per side) before the random crop"),
     Option("eval_batch_size", int, 1000, low=1, doc="batch size of the validation and test splits"),
@@ -98,9 +108,17 @@ def cifar10(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: tor
     eval_bs = int(cfg.get("eval_batch_size", 1000))
     rank, world = dist_rank_world()
     train = ImageBatches(
-        x_train[:split], y_train[:split], batch_size, shuffle=True, mean=mean, std=std,
-        augment=bool(cfg.get("augment", True)), pad=int(cfg.get("crop_padding", 4)),
-        generator=torch.Generator().manual_seed(int(seed)), rank=rank, world_size=world,
+        x_train[:split],
+        y_train[:split],
+        batch_size,
+        shuffle=True,
+        mean=mean,
+        std=std,
+        augment=bool(cfg.get("augment", True)),
+        pad=int(cfg.get("crop_padding", 4)),
+        generator=torch.Generator().manual_seed(int(seed)),
+        rank=rank,
+        world_size=world,
     )
     val = None
     if split < len(x_train):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,10 @@ def describe(cfg: Mapping[str, Any], data_root: str | Path) -> str:
     else:
         pixels = images.astype(np.float64) / 255.0
         mean, std = float(pixels.mean()), float(pixels.std())
-    lines += [f"mean: [{mean:.4f}]            # all {len(images)} training images, pixels scaled to [0, 1]",
-              f"std: [{std:.4f}]"]
+    lines += [
+        f"mean: [{mean:.4f}]            # all {len(images)} training images, pixels scaled to [0, 1]",
+        f"std: [{std:.4f}]",
+    ]
     return "\n".join(lines)
 
 

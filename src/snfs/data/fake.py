@@ -6,16 +6,19 @@ loss falling; the numbers mean nothing beyond that.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from snfs.data import LOADER, NAME, NUM_CLASSES, SHAPE, DatasetInfo, DataSplits, register
-from snfs.options import Option
 from snfs.data.batches import TensorBatches
+from snfs.options import Option
 
 
-def make_fake(n: int, shape: tuple[int, ...], num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_fake(
+    n: int, shape: tuple[int, ...], num_classes: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     patterns = torch.randn((num_classes, *shape), generator=generator)
     labels = torch.randint(0, num_classes, (n,), generator=generator)
     images = 0.5 * torch.randn((n, *shape), generator=generator) + patterns[labels]
@@ -23,12 +26,19 @@ def make_fake(n: int, shape: tuple[int, ...], num_classes: int, generator: torch
 
 
 def info(cfg: Mapping[str, Any]) -> DatasetInfo:
-    return DatasetInfo(input_shape=tuple(int(s) for s in cfg["shape"]), num_classes=int(cfg["num_classes"]),
-                       layout="(generated, no files)", present=lambda root: True)
+    return DatasetInfo(
+        input_shape=tuple(int(s) for s in cfg["shape"]),
+        num_classes=int(cfg["num_classes"]),
+        layout="(generated, no files)",
+        present=lambda root: True,
+    )
 
 
 OPTIONS = (
-    NAME, LOADER, SHAPE, NUM_CLASSES,
+    NAME,
+    LOADER,
+    SHAPE,
+    NUM_CLASSES,
     Option("n_train", int, 2000, low=1, doc="training samples"),
     Option("n_val", int, 200, low=0, doc="validation samples (0: none)"),
     Option("n_test", int, 500, low=1, doc="test samples"),

