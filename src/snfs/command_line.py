@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from snfs.config import CONF_DIR, check_top_level, did_you_mean, top_level_keys, unknown_key_message
+from snfs.config import CONF_DIR, check_top_level, did_you_mean, plain, top_level_keys, unknown_key_message
 from snfs.errors import ConfigError
 
 # Hydra's flags that take the command line somewhere else (help, another config, a shell completion):
@@ -86,7 +86,7 @@ def check_overrides(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
             if key == "experiment" and not o.is_add():
                 raise ConfigError(f"experiment={values[0]} names a preset, which is added: +experiment={values[0]}")
         if o.is_delete():
-            first.append(o.input_line)
+            first.append(str(o.input_line))
         else:
             text = str(values[0]) if o.is_sweep_override() else o.get_value_element_as_str()
             prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
@@ -116,7 +116,7 @@ def check_overrides(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
             cfg = compose(config_name="config", overrides=first)
     except Exception:  # noqa: BLE001
         return
-    check_top_level(OmegaConf.to_container(cfg, resolve=True))
+    check_top_level(plain(cfg))
 
 
 def missing_key_message(parts: list[str], parent: Any, config: dict) -> str:

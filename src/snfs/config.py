@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -92,9 +93,17 @@ DATA_OPTIONS = (
 _OWN_CHECK = {"threads": resolve_threads}
 
 
+def plain(node: Any, resolve: bool = True) -> dict[str, Any]:
+    """A config section as a plain dict, interpolations resolved (what the checks and the records read)."""
+    container = OmegaConf.to_container(node, resolve=resolve) if OmegaConf.is_config(node) else node
+    if not isinstance(container, dict):
+        raise ConfigError(f"expected a config section (a mapping), got {type(container).__name__}: {container!r}")
+    return {str(key): value for key, value in container.items()}
+
+
 def top_level_keys() -> set[str]:
     """The keys conf/config.yaml defines, its config groups included."""
-    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
+    base = plain(OmegaConf.load(CONF_DIR / "config.yaml"), resolve=False)
     groups = {next(iter(d)) if isinstance(d, dict) else str(d) for d in base.get("defaults", [])}
     groups = {g for g in groups if not g.startswith("override ")}  # Hydra's own groups, not keys of a run
     return (set(base.keys()) | {g.split("/")[-1] for g in groups} | {"experiment"}) - {"defaults", "_self_"}
@@ -138,23 +147,23 @@ def validate_config(cfg: DictConfig) -> None:
     from snfs.execution import EXECUTIONS
     from snfs.models import MODELS
 
-    check_top_level(OmegaConf.to_container(cfg, resolve=True))
+    check_top_level(plain(cfg))
     if cfg.execution not in EXECUTIONS:
         raise ConfigError(f"execution={cfg.execution!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if cfg.logger.mode not in LOGGER_MODES:
         raise ConfigError(
             f"logger.mode={cfg.logger.mode!r} is not a valid choice; valid choices: {', '.join(LOGGER_MODES)}"
         )
-    check_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
+    check_dataset(plain(cfg.dataset))
     MODELS.get(cfg.model.name)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim = plain(cfg.optim)
     check_options("optim", f"optim={optim.get('name')}", OPTIM_OPTIONS, optim)
     check_options(
         "optim.schedule", f"optim.schedule.name={optim['schedule'].get('name')}", SCHEDULE_OPTIONS, optim["schedule"]
     )
     if optim.get("nesterov") and optim.get("momentum") == 0:
         raise ConfigError("optim.nesterov=true is not valid with optim.momentum=0; Nesterov needs optim.momentum > 0")
-    sparse = OmegaConf.to_container(cfg.sparse, resolve=True)
-    algorithm = ALGORITHMS.get(sparse.get("name"))
+    sparse = plain(cfg.sparse)
+    algorithm = ALGORITHMS.get(str(sparse.get("name")))
     algorithm.check_config(sparse)
     algorithm.check_optimizer(sparse, optim)

@@ -96,7 +96,7 @@ def layer_macs(model: nn.Module, input_shape) -> dict[str, int]:
     handles = []
 
     def hook_for(name: str):
-        def hook(module: nn.Module, inputs, output):
+        def hook(module: nn.Linear | nn.modules.conv._ConvNd, inputs, output):
             per_output = (
                 module.in_features
                 if isinstance(module, nn.Linear)
@@ -182,7 +182,8 @@ class FlopCounter:
 
     def load_state_dict(self, state: Mapping) -> None:
         # checkpoints written before rows had names of their own say "algorithm" and "rigl_delta_t"
-        row = state["row"] if "row" in state else _OLD_ROW_NAMES.get(state.get("algorithm"), state.get("algorithm"))
+        old = str(state.get("algorithm"))
+        row = state["row"] if "row" in state else _OLD_ROW_NAMES.get(old, old)
         if row != self.row:
             raise ValueError(f"state is for FLOP accounting row {row!r}, this counter is {self.row!r}")
         self.delta_t = state["delta_t"] if "delta_t" in state else state["rigl_delta_t"]

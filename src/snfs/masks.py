@@ -15,7 +15,7 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,12 +28,12 @@ SPARSE_MODULE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def sparse_parameters(model: nn.Module, dense_layers: Iterable[str] = ()) -> dict[str, nn.Parameter]:
     """The weights that get masks: conv/linear weights whose name is not listed in ``dense_layers``."""
     dense = set(dense_layers)
-    named = {}
+    named: dict[str, nn.Parameter] = {}
     for module_name, module in model.named_modules():
         if isinstance(module, SPARSE_MODULE_TYPES):
             name = f"{module_name}.weight" if module_name else "weight"
             if name not in dense:
-                named[name] = module.weight
+                named[name] = cast(nn.Parameter, module.weight)
     unknown = dense - {f"{m}.weight" for m, mod in model.named_modules() if isinstance(mod, SPARSE_MODULE_TYPES)}
     if unknown:
         valid = ", ".join(f"{m}.weight" for m, mod in model.named_modules() if isinstance(mod, SPARSE_MODULE_TYPES))
@@ -69,13 +69,13 @@ def select_parameters(
                 )
             chosen.update(hits)
     for pattern in exclude:
-        hits = [k for k in chosen if fnmatch.fnmatchcase(k, pattern)]
-        if not hits and not any(fnmatch.fnmatchcase(k, pattern) for k in named):
+        excluded = [k for k in chosen if fnmatch.fnmatchcase(k, pattern)]
+        if not excluded and not any(fnmatch.fnmatchcase(k, pattern) for k in named):
             raise ConfigError(
                 f"exclude={pattern!r} matches no parameter of the model; its sparse weights: "
                 f"{', '.join(_abridged(chosen))}"
             )
-        for k in hits:
+        for k in excluded:
             del chosen[k]
     scalars = [k for k, p in chosen.items() if p.dim() < 2]
     if scalars and not callable(include):

@@ -44,6 +44,8 @@ class Preemption:
             signal.signal(sig, handler)
 
     def hand_over(self) -> None:
+        if self.signum is None:
+            return
         handler = self.previous.get(self.signum)
         if callable(handler):
             handler(self.signum, None)

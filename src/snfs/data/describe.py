@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from omegaconf import OmegaConf
 
+    from snfs.config import plain
+
     try:
-        print(describe(OmegaConf.to_container(OmegaConf.load(args[0])), args[1]))
+        print(describe(plain(OmegaConf.load(args[0]), resolve=False), args[1]))
     except (DatasetError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

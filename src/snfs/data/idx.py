@@ -71,7 +71,7 @@ ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 # idx type byte -> big-endian element type (the format's spec, as in LeCun's MNIST page)
-IDX_TYPES = {
+IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -372,16 +372,20 @@ def idx(cfg: Mapping[str, Any], data_root: str, batch_size: int, device: torch.d
     mean, std = one_value(cfg, "mean"), one_value(cfg, "std")
     x_train, y_train = checked_split(spec, arrays["train_images"], arrays["train_labels"], "train")
     x_test, y_test = checked_split(spec, arrays["test_images"], arrays["test_labels"], "test")
-    x_train = normalise(x_train, mean, std).unsqueeze(1).to(device)
-    x_test = normalise(x_test, mean, std).unsqueeze(1).to(device)
-    y_train = torch.from_numpy(y_train.astype(np.int64)).to(device)
-    y_test = torch.from_numpy(y_test.astype(np.int64)).to(device)
-    split = int(math.floor((1.0 - float(cfg["val_fraction"])) * len(x_train)))
+    images_train = normalise(x_train, mean, std).unsqueeze(1).to(device)
+    images_test = normalise(x_test, mean, std).unsqueeze(1).to(device)
+    labels_train = torch.from_numpy(y_train.astype(np.int64)).to(device)
+    labels_test = torch.from_numpy(y_test.astype(np.int64)).to(device)
+    split = int(math.floor((1.0 - float(cfg["val_fraction"])) * len(images_train)))
     gen = torch.Generator().manual_seed(int(seed))
     eval_bs = int(cfg.get("eval_batch_size", 500))
-    train = TensorBatches(x_train[:split], y_train[:split], batch_size, shuffle=True, generator=gen)
-    val = TensorBatches(x_train[split:], y_train[split:], eval_bs, shuffle=False) if split < len(x_train) else None
-    test = TensorBatches(x_test, y_test, eval_bs, shuffle=False)
+    train = TensorBatches(images_train[:split], labels_train[:split], batch_size, shuffle=True, generator=gen)
+    val = (
+        TensorBatches(images_train[split:], labels_train[split:], eval_bs, shuffle=False)
+        if split < len(images_train)
+        else None
+    )
+    test = TensorBatches(images_test, labels_test, eval_bs, shuffle=False)
     return DataSplits(
         train=train, val=val, test=test, num_classes=spec.num_classes, input_shape=spec.shape, data_md5=data_md5
     )

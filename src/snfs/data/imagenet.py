@@ -24,12 +24,12 @@ persistent workers would carry their RNG streams across epochs, which a resumed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from snfs.data import LOADER, MEAN, NAME, STD, VAL_FRACTION, DatasetError, DatasetInfo, DataSplits, register
 from snfs.data.cifar10 import dist_rank_world
@@ -133,14 +133,16 @@ class LoaderBatches:
         self.generator = torch.Generator().manual_seed(int(seed))
         self._order_generator = torch.Generator()
         self._worker_generator = torch.Generator()
+        self.sampler: Sampler
         if distributed:
             self.sampler = DistributedSampler(
                 dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=int(seed)
             )
             per_rank = (batch_size + world_size - 1) // world_size
         else:
+            sized = cast(Sized, dataset)  # the ImageFolder datasets built here have a length
             self.sampler = (
-                RandomSampler(dataset, generator=self._order_generator) if shuffle else SequentialSampler(dataset)
+                RandomSampler(sized, generator=self._order_generator) if shuffle else SequentialSampler(sized)
             )
             per_rank = batch_size
         self.loader = DataLoader(
@@ -159,7 +161,7 @@ class LoaderBatches:
 
     @property
     def num_samples(self) -> int:
-        return len(self.sampler)
+        return len(cast(Sized, self.sampler))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order_seed, worker_seed = torch.randint(0, SEED_HIGH, (2,), generator=self.generator).tolist()

@@ -127,7 +127,7 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
             warnings.simplefilter("ignore", SkippedFile)  # each skipped file is warned about once, on the console
             return store.refresh()
 
-    app = Dash(__name__, title="snfs runs", update_title=None)
+    app = Dash(__name__, title="snfs runs", update_title=None)  # type: ignore[arg-type]  # None: no "Updating..."
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
     numeric = set(NUMBER_FORMATS) | {"seed"}
     columns = [
@@ -271,10 +271,10 @@ def make_app(results: Path | Sequence[Path], tables_dir: Path, refresh_s: float 
             ]
             selected_out = {"ids": wanted or [shown[0]["run_id"]]}
         data_out = no_update if trigger == "tick" and data == old_data else data
-        counts = defaultdict(int)
+        counts: defaultdict[str, int] = defaultdict(int)
         for s in summaries:
             counts[s["status"]] += 1
-        status = [
+        status: list[Any] = [
             f"{len(runs)} runs ("
             + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
             + f"), {len(shown)} listed; "

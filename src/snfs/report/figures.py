@@ -18,7 +18,7 @@ Every function takes a built ``snfs.report.tables.Table`` (or a run) and an outp
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from snfs.report import reference
@@ -144,13 +144,13 @@ def figure_mnist_compression(table, path: str | Path) -> Path:
                 label=f"{method.replace('_', ' ')} ({pts[0]['source']}, paper)",
                 alpha=0.8,
             )
-        pts = sorted(
+        paper_points = sorted(
             (x["weights_pct"], x["test_error_pct"], _nan0(x["se"])) for x in ref if x["method"] == "sparse_momentum"
         )
         ax.errorbar(
-            [p[0] for p in pts],
-            [p[1] for p in pts],
-            yerr=[p[2] for p in pts],
+            [p[0] for p in paper_points],
+            [p[1] for p in paper_points],
+            yerr=[p[2] for p in paper_points],
             color="tab:blue",
             label="sparse momentum (paper, ± se)",
             **PAPER_STYLE,
@@ -362,7 +362,7 @@ def pick_layer_density_runs(runs: Iterable[dict]) -> list[dict]:
 
 # a table's `figure:` (conf/experiment/<name>.md): kind -> how to draw it, given the table, the path and
 # the options beside the kind
-FIGURES = {
+FIGURES: dict[str, Callable[..., Path]] = {
     "compression": lambda t, p: figure_mnist_compression(t, p),
     "methods": lambda t, p, title: figure_methods(t, p, title.format(dataset=_dataset(t))),
     "sensitivity": lambda t, p, x, series, x_label, what: _sensitivity(t, p, x, series, x_label, what),

@@ -78,7 +78,9 @@ def flop_row(algorithm: str | None) -> str | None:
     """The FLOP accounting row the registered ``algorithm`` declares (``flops_accounting``), None if unknown."""
     from snfs.algorithms import ALGORITHMS
 
-    return ALGORITHMS.get(algorithm).flops_accounting if algorithm in ALGORITHMS else None
+    if algorithm is None or algorithm not in ALGORITHMS:
+        return None
+    return ALGORITHMS.get(algorithm).flops_accounting
 
 
 def flop_speedups(run: dict) -> dict:

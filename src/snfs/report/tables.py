@@ -368,6 +368,7 @@ def load_spec(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -> TableSp
                 "or a dotted config key (optim.momentum)"
             )
     paper = meta.get("paper")
+    paper_of: Callable[[dict], Paper | None]
     if paper is None:
         paper_of = lambda s: None  # noqa: E731 - no paper numbers for this table
     elif isinstance(paper, str):
@@ -667,9 +668,7 @@ def to_markdown(table: Table) -> str:
     if n_diverged:
         w(
             "A diverged run (its training loss became non-finite, so training stopped) has no test error: "
-            "it counts in n"
-            + (" and among the collapsed runs" if collapse else "")
-            + ", and in no mean. "
+            "it counts in n" + (" and among the collapsed runs" if collapse else "") + ", and in no mean. "
         )
     if paper:
         w("Paper: its number ± the standard error it reports. ours − paper in percentage points.\n\n")
