@@ -100,7 +100,8 @@ def use_sparse_kernels(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> l
         name = f"{module_name}.weight" if module_name else "weight"
         if isinstance(module, nn.Linear) and name in masks:
             csr = _csr(module.weight, masks[name]).to(module.weight.device)
-            module.forward = _csr_forward(csr, module.bias)
+            # the instance's forward, not the class's: other nn.Linear layers keep the dense route
+            module.forward = _csr_forward(csr, module.bias)  # type: ignore[method-assign]
             changed.append(name)
     return changed
 

@@ -59,7 +59,7 @@ class SNIP(SparseAlgorithm):
         x, y = self.ctx.sample_batch()
         loss = self.ctx.loss_fn(model(x), y)
         weights = list(self.params.values())
-        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        grads = list(torch.autograd.grad(loss, weights, allow_unused=True))
         if self.ctx.extra.get("sample_batch_is_shard") and dist.is_available() and dist.is_initialized():
             # under DDP this rank scored its share of the batch only: average the gradients over ranks,
             # so that every rank scores the whole batch and keeps the same mask

@@ -30,9 +30,11 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
+from snfs.config import plain
 from snfs.report.paths import CONF_DIR, REPO_ROOT
 
 # Launchers by the name used in `make ... LAUNCHER=<name>`: the Hydra overrides that select them.
@@ -114,7 +116,7 @@ def preset_dataset(preset: str, overrides: Sequence[str] = (), experiment_dir: s
     for o in reversed(list(overrides)):
         if o.startswith("dataset="):
             return o.split("=", 1)[1]
-    spec = OmegaConf.load(Path(experiment_dir or CONF_DIR / "experiment") / f"{preset}.yaml")
+    spec = plain(OmegaConf.load(Path(experiment_dir or CONF_DIR / "experiment") / f"{preset}.yaml"), resolve=False)
     for entry in spec.get("defaults", []) or []:
         if isinstance(entry, str):
             continue
@@ -160,7 +162,7 @@ class Composer:
 
     def __init__(self, conf_dir: str | Path = CONF_DIR):
         self.conf_dir = str(conf_dir)
-        self._ctx = None
+        self._ctx: Any = None  # hydra's initialize_config_dir while entered
         self._cache: dict[tuple, dict] = {}
 
     def __enter__(self) -> Composer:
@@ -192,17 +194,18 @@ class Composer:
         merging the defaults list (a plain key must exist, ``+key`` must not, ``++key`` either).
         Returns a (non-struct) DictConfig equal to what ``compose`` gives."""
         parser = _parser()
-        groups, values = [], []
+        groups: list[Any] = []
+        values: list[Any] = []
         for text in overrides:
             ov = parser.parse_override(text)
             (groups if self.is_group(ov.key_or_group) else values).append(ov)
         key = tuple(o.input_line for o in groups)
         if key not in self._cache:
-            self._cache[key] = OmegaConf.to_container(self.compose(list(key)), resolve=False)
+            self._cache[key] = plain(self.compose(list(key)), resolve=False)
         cfg = copy.deepcopy(self._cache[key])
         for ov in values:
             *parents, leaf = ov.key_or_group.split(".")
-            node = cfg
+            node: Any = cfg
             for p in parents:
                 node = node.get(p) if isinstance(node, dict) else None
                 if not isinstance(node, dict):
@@ -270,7 +273,7 @@ def expand(
                 from snfs.config import validate_config
 
                 validate_config(cfg)
-            config = OmegaConf.to_container(cfg, resolve=True)
+            config = plain(cfg)
             exp.jobs.append(
                 Job(
                     preset=preset,
