@@ -7,7 +7,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all train bench bench-loaded throughput clean-venv
+.PHONY: help install lint format test test-all train bench bench-loaded throughput clean-venv
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -20,6 +20,17 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install snfs with its pinned dependencies
+
+LINTED := src tests scripts examples
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on src/snfs, as CI and pre-commit run them
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## ruff format and ruff's safe fixes, in place
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 .PHONY: test-unit test-integration
 test: $(STAMP) ## what CI runs: the unit tier, then the integration tier (slow tests excluded)
