@@ -281,6 +281,9 @@ class SparseExecution:
         self.modules: dict[str, nn.Module] = {}
         self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
         self._took_csr: dict[str, bool] = {}  # name -> the route its last forward took
+        # name -> (pattern, (input shape, dtype, grad enabled, dense weight grad, mode), route): the last
+        # decision, so that a step like the one before builds no timing key (tens of microseconds per layer)
+        self._last_route: dict[str, tuple] = {}
         self._sampled: set[str] = set()  # layers whose gradient of this step is restricted to the mask
         for module_name, module in model.named_modules():
             name = f"{module_name}.weight" if module_name else "weight"
@@ -331,11 +334,15 @@ class SparseExecution:
         self, name: str, module: nn.Module, x: torch.Tensor, pattern: CsrPattern, function, dense, *extra
     ) -> bool:
         """Whether the CSR route is the faster one for this layer shape, input shape, density and gradient need."""
+        train = torch.is_grad_enabled()
         mode = self.settings.conv if isinstance(module, nn.Conv2d) else self.settings.linear
+        situation = (x.shape, x.dtype, train, self.dense_weight_grad, mode)
+        last = self._last_route.get(name)
+        if last is not None and last[0] is pattern and last[1] == situation:
+            return last[2]
         if mode != "timed":
             wins = mode == "csr"
         else:
-            train = torch.is_grad_enabled()
             dense_grad = train and self.dense_weight_grad
             step = self.settings.density_step
             density = round(round(pattern.nnz / max(1, module.weight.numel()) / step) * step, 6)
@@ -361,6 +368,7 @@ class SparseExecution:
                 TIMED_ROUTES[key] = sparse_s < dense_s
             wins = TIMED_ROUTES[key]
         self._took_csr[name] = wins
+        self._last_route[name] = (pattern, situation, wins)
         return wins
 
     def pattern(self, name: str) -> CsrPattern | None:
