@@ -302,12 +302,11 @@ class SparseExecution:
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             pattern = self.pattern(name)
-            lead = x.shape[:-1]
-            x2 = x.reshape(-1, x.shape[-1])
+            x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
             if pattern is None or not self._csr_wins(name, module, x2, pattern, SparseLinearFunction, dense):
                 return F.linear(x, module.weight, module.bias)
             out = self._apply(SparseLinearFunction, name, x2, module, pattern)
-            return out.reshape(*lead, out.shape[-1])
+            return out if x.dim() == 2 else out.reshape(*x.shape[:-1], out.shape[-1])
 
         return forward
 
