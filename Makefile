@@ -45,7 +45,7 @@ bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-
 	$(PY) -m benchmarks.conv
 	$(PY) -m benchmarks.lenet5_caffe --data-root $(or $(DATA_ROOT),data)
 	$(PY) -m benchmarks.export
-	$(PY) scripts/bench_truly_sparse.py all --data-root $(or $(DATA_ROOT),data)
+	$(PY) -m benchmarks.truly_sparse all --data-root $(or $(DATA_ROOT),data)
 
 bench-loaded: $(STAMP) ## the LeNet-300-100 part of make bench beside two busy single-thread processes
 	$(PY) -m benchmarks.epoch_time lenet300_100 --load 2 --suffix _loaded --data-root $(or $(DATA_ROOT),data) $(ARGS)

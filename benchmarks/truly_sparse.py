@@ -20,6 +20,7 @@ Three measurements, each its own subcommand (``all`` runs the three in turn):
 RigL's ``delta_t`` is min(100, steps per epoch), so every timed epoch holds at least one mask update.
 Writes ``<out>/truly_sparse.json`` and ``<out>/truly_sparse.md``; the machine (CPU model, vector
 extensions), torch threads and load average are recorded with every table.
+Run as ``python -m benchmarks.truly_sparse all``.
 """
 
 from __future__ import annotations
@@ -410,7 +411,7 @@ def measure_profile(args) -> dict:
             batches = list(setting.batches())
             model, opt, _hooks = setting.model, setting.optimizer, setting.hooks
 
-            def step(x, y):
+            def step(x, y, model=model, opt=opt):
                 loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -445,7 +446,7 @@ def markdown(result: dict) -> str:
         f"Machine: {m['cpu']} ({', '.join(m['vector_extensions']) or 'no listed vector extensions'}), "
         f"{m['cpus']} CPUs, {m['memory_gb']} GB; torch {m['torch']}; {m['threads']} thread(s); load average at "
         f"start {m['loadavg'][0]:.2f} (the machine is shared: other processes ran meanwhile).",
-        "Written by `scripts/bench_truly_sparse.py` (its docstring says what is timed).",
+        "Written by `python -m benchmarks.truly_sparse` (its docstring says what is timed).",
         "",
     ]
     for table in result.get("epochs", []):
