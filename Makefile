@@ -49,20 +49,20 @@ test-all: $(STAMP) ## run every test, slow ones included
 train: $(STAMP) ## train the default experiment (paper's MNIST protocol) into results/local/runs; overrides via ARGS="density=0.02 seed=1"
 	$(PY) -m snfs.train $(ARGS)
 
-bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs, LeNet-5-Caffe
-	$(PY) scripts/bench.py --data-root $(or $(DATA_ROOT),data) $(ARGS)
-	$(PY) scripts/bench_layers.py
-	$(PY) scripts/bench_threads.py
-	$(PY) scripts/bench_conv.py
-	$(PY) scripts/bench_lenet5.py --data-root $(or $(DATA_ROOT),data)
-	$(PY) scripts/bench_export.py
-	$(PY) scripts/bench_truly_sparse.py all --data-root $(or $(DATA_ROOT),data)
+bench: $(STAMP) ## results/bench/: epoch time masked vs sparse execution (LeNet-300-100, 784-4096-4096-10), threads, convs, LeNet-5-Caffe (python -m benchmarks.<name>)
+	$(PY) -m benchmarks.epoch_time --data-root $(or $(DATA_ROOT),data) $(ARGS)
+	$(PY) -m benchmarks.layers
+	$(PY) -m benchmarks.threads
+	$(PY) -m benchmarks.conv
+	$(PY) -m benchmarks.lenet5_caffe --data-root $(or $(DATA_ROOT),data)
+	$(PY) -m benchmarks.export
+	$(PY) -m benchmarks.truly_sparse all --data-root $(or $(DATA_ROOT),data)
 
 bench-loaded: $(STAMP) ## the LeNet-300-100 part of make bench beside two busy single-thread processes
-	$(PY) scripts/bench.py lenet300_100 --load 2 --suffix _loaded --data-root $(or $(DATA_ROOT),data) $(ARGS)
+	$(PY) -m benchmarks.epoch_time lenet300_100 --load 2 --suffix _loaded --data-root $(or $(DATA_ROOT),data) $(ARGS)
 
 throughput: $(STAMP) ## training images/s on generated data: WRN-16-8 and VGG16-D, sparse momentum 5% (ARGS="--device cuda --precision bf16 ...")
-	$(PY) scripts/throughput.py $(ARGS)
+	$(PY) -m benchmarks.throughput $(ARGS)
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

@@ -70,11 +70,11 @@ STEPS=20; BATCH=128; BIG_STEPS=10; BIG_BATCH=64; MODELS=(wrn16_8 resnet50)
 # QUICK on a CPU: a WRN-16-8 step at batch 128 takes seconds, so a smaller batch keeps the dry run short
 [ -n "$QUICK" ] && { STEPS=2; BATCH=16; BIG_STEPS=1; BIG_BATCH=2; MODELS=(wrn16_8); }
 for precision in fp32 bf16; do
-  timeout 150 "$PY" scripts/throughput.py --model wrn16_8 --sparse dense momentum --device $DEVICE --precision $precision \
+  timeout 150 "$PY" -m benchmarks.throughput --model wrn16_8 --sparse dense momentum --device $DEVICE --precision $precision \
     --batch-size $BATCH --steps $STEPS --epochs 3 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL" \
     || note "throughput_wrn16_8_$precision" failed "exit status of the pipeline: $? (124: the timeout)"
   [ -n "$QUICK" ] && continue
-  timeout 150 "$PY" scripts/throughput.py --model resnet50 --shape 3 224 224 --classes 1000 --batch-size $BIG_BATCH \
+  timeout 150 "$PY" -m benchmarks.throughput --model resnet50 --shape 3 224 224 --classes 1000 --batch-size $BIG_BATCH \
     --sparse dense momentum --device $DEVICE --precision $precision --steps $BIG_STEPS --epochs 3 2>>"$LOG" \
     | tee -a "$LOG" | grep '^{' >>"$JSONL" || note "throughput_resnet50_$precision" failed
 done

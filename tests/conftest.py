@@ -95,10 +95,10 @@ def quick_overrides(fake_mnist_root, tmp_path) -> list[str]:
 INTEGRATION_FILES = {
     "test_reliability.py",  # preemption, divergence, wandb failure: CLI subprocesses and short runs
     "test_run_properties.py",  # every algorithm through DDP, SIGTERM resume and density 1
-    "test_throughput.py",  # scripts/throughput.py times real training steps
+    "test_throughput.py",  # benchmarks/throughput.py times real training steps
     "test_logger.py",  # starts wandb's service and waits out a connection timeout
     "test_gpu_check.py",  # scripts/gpu_check.sh's CPU dry run: training runs, throughput and torchrun
-    "test_bench.py",  # scripts/bench.py in a subprocess, early and late epochs on generated data
+    "test_bench.py",  # benchmarks/epoch_time.py in a subprocess, early and late epochs on generated data
 }
 INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file::test" without parameters
     "test_dashboard.py::test_dashboard_imports_no_training_stack",

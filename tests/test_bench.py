@@ -1,4 +1,4 @@
-"""scripts/bench.py end to end on generated MNIST-format data: early and late epochs, the machine named."""
+"""python -m benchmarks.epoch_time end to end on generated MNIST-format data: early and late epochs, machine named."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def test_bench_times_early_and_late_epochs_and_names_the_machine(fake_mnist_root
     out = tmp_path / "bench"
     cmd = [
         sys.executable,
-        str(REPO / "scripts" / "bench.py"),
+        "-m",
+        "benchmarks.epoch_time",
         "lenet300_100",
         "--rounds",
         "1",
@@ -35,8 +36,14 @@ def test_bench_times_early_and_late_epochs_and_names_the_machine(fake_mnist_root
         "dataset.verify_md5=false",
         "limit_batches=2",
     ]
+    python_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     done = subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1")
+        cmd,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), *python_path])),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "lenet300_100.json").read_text())

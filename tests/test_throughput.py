@@ -1,4 +1,4 @@
-"""scripts/throughput.py runs the real training step and reports a positive rate and the mask update."""
+"""benchmarks/throughput.py runs the real training step and reports a positive rate and the mask update."""
 
 import importlib.util
 import json
@@ -8,7 +8,7 @@ from conftest import REPO
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("throughput", REPO / "scripts" / "throughput.py")
+    spec = importlib.util.spec_from_file_location("throughput", REPO / "benchmarks" / "throughput.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

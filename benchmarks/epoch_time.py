@@ -2,9 +2,10 @@
 
 Everything runs in this one process, interleaved: each round times one epoch of every setting in
 turn, each round starting at another setting, so that whatever else the machine does hits every
-setting alike; the table keeps the best of the rounds, after an untimed warm-up round. A sparse epoch is the real training loop's epoch (the steps,
-validation and the epoch-end mask update), each setting with its own model, optimizer and masks
-on shared data. The dense loop is the textbook forward/backward/SGD step and nothing else.
+setting alike; the table keeps the best of the rounds, after an untimed warm-up round. A sparse
+epoch is the real training loop's epoch (the steps, validation and the epoch-end mask update),
+each setting with its own model, optimizer and masks on shared data. The dense loop is the
+textbook forward/backward/SGD step and nothing else.
 
 Late epochs: a run's first epochs are not what it costs. In a 100-epoch LeNet-300-100 run without
 denormal flushing the epoch time doubled by epoch 10 (docs/findings/denormals.md). So for the
@@ -15,15 +16,14 @@ its real 100-epoch schedule, checkpointed, and that state resumed under both exe
 Writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name>.png`` (speedup vs density).
 ``--load N`` starts N single-thread busy processes for the whole measurement (a loaded machine).
 Denormals are flushed as in a training run (``--keep-denormals`` measures without, as before).
-How long: ``make bench`` took about 20 minutes before the late epochs were added; they add about 6 (20
-untimed epochs per algorithm at 1% and 5%, and their timed rounds): an estimate, not yet timed on a quiet machine.
+Run as ``python -m benchmarks.epoch_time [PRESET ...]``. How long: ``make bench`` took about 20
+minutes before the late epochs were added; they add about 6 (20 untimed epochs per algorithm at 1%
+and 5%, and their timed rounds): an estimate, not yet timed on a quiet machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -33,7 +33,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import busy_processes, compose, interleaved, machine, machine_sentence, table, use_threads, write
+from benchmarks.common import parser as make_parser
+
 DEFAULT_ALGORITHMS = ("static", "set", "rigl", "momentum")
 DEFAULT_DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2)
 PRESETS = {
@@ -49,35 +51,6 @@ PRESETS = {
 DEFAULT_LATE_DENSITIES = (0.01, 0.05)
 #: the length of the run whose late epochs are timed: the paper's MNIST protocol
 RUN_EPOCHS = 100
-
-
-def busy(_: int) -> None:
-    """One single-thread CPU hog (the 'loaded machine' condition)."""
-    torch.set_num_threads(1)
-    a = torch.randn(256, 256)
-    while True:
-        a = torch.tanh(a @ a)
-
-
-def best_time(fn, repeats: int, inner: int, warmup: int = 1) -> float:
-    """Seconds per call of ``fn``: the best of ``repeats`` means over ``inner`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / inner)
-    return best
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 class SharedData:
@@ -172,7 +145,7 @@ def measure(preset: str, args) -> dict:
         *args.set,
     ]
     train_module.build_data = SharedData(train_module.build_data)
-    settings = []
+    settings: list[tuple[str, float | None, str | None, DenseLoop | TrainerEpoch]] = []
     cfg0 = compose(base)
     data0 = train_module.build_data(cfg0.dataset, cfg0.data.root, cfg0.batch_size, torch.device("cpu"), cfg0.seed)
     settings.append(("dense", None, None, DenseLoop(cfg0, data0)))
@@ -203,32 +176,30 @@ def measure(preset: str, args) -> dict:
                             TrainerEpoch(trainer, f"{algorithm} {density:g} {execution} late", first=args.late_epoch),
                         )
                     )
-    times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
-    # CPU seconds of this process too: on a shared machine they move far less with the others' load
-    cpu_times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     from tqdm.auto import tqdm
 
     with tqdm(total=(args.rounds + 1) * len(settings), desc=f"bench {preset}", unit="epoch", file=sys.stderr) as bar:
-        for r in range(args.rounds + 1):  # round 0 warms up every setting and is not timed
-            # each round starts at another setting, so that a drift within a round favours none of them
-            start = (r * len(settings)) // max(1, args.rounds + 1)
-            for i in [(start + k) % len(settings) for k in range(len(settings))]:
-                runner = settings[i][-1]
-                t0, c0 = time.perf_counter(), time.process_time()
-                runner.epoch(r)
-                if r > 0:
-                    times[i].append(time.perf_counter() - t0)
-                    cpu_times[i].append(time.process_time() - c0)
-                bar.update(1)
+
+        def one_epoch(i: int, r: int) -> tuple[float, float]:
+            # CPU seconds of this process too: on a shared machine they move far less with the others' load
+            t0, c0 = time.perf_counter(), time.process_time()
+            settings[i][-1].epoch(r)
+            seconds = (time.perf_counter() - t0, time.process_time() - c0)
+            bar.update(1)
+            return seconds
+
+        measured = interleaved(len(settings), args.rounds, one_epoch)
+    times = {i: [wall for wall, _ in m] for i, m in measured.items()}
+    cpu_times = {i: [cpu for _, cpu in m] for i, m in measured.items()}
     dense_s = min(times[0])
-    rows = []
-    for i, (algorithm, density, execution, runner) in enumerate(settings):
+    rows: list[dict] = []
+    for i, (algorithm, density, execution_name, runner) in enumerate(settings):
         best = min(times[i])
         row = {
             "setting": runner.label,
             "algorithm": algorithm,
             "density": density,
-            "execution": execution,
+            "execution": execution_name,
             "late": runner.label.endswith(" late"),
             "epoch_s": best,
             "epochs_s": times[i],
@@ -249,33 +220,21 @@ def measure(preset: str, args) -> dict:
     }
 
 
-def machine() -> dict:
-    from snfs.machine import describe, describe_line
-
-    info = describe()
-    return {
-        **info,
-        "machine": describe_line(info=info),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
-        "loadavg_at_start": os.getloadavg(),
-    }
-
-
 def _cell(row: dict | None) -> str:
     return "" if row is None else f"{row['epoch_s']:.3f} s ({row['ratio_to_dense_loop']:.2f}x)"
 
 
-def write_markdown(result: dict, path: Path) -> None:
+def markdown(result: dict) -> list[str]:
     m = result["machine"]
     flush = "flushed" if result.get("flush_denormal", True) else "NOT flushed (--keep-denormals)"
+    m = {"loadavg_at_end": result.get("loadavg_at_end", [float("nan")]), **m}
     lines = [
         f"# Epoch time: {result['preset']}, masked vs sparse execution",
         "",
-        f"Machine: {m['machine']}; torch {m['torch']} (CPU kernels: {m.get('cpu_capability')}); {m['threads']} "
-        f"thread(s); OMP_WAIT_POLICY {m['omp_wait_policy']}; denormals {flush}; extra load: {result['load']} busy "
-        f"single-thread process(es); load average at start {m['loadavg_at_start'][0]:.2f}, at the end "
-        f"{result.get('loadavg_at_end', [float('nan')])[0]:.2f}. Best of {result['rounds']} interleaved epochs per "
-        "setting (after one untimed warm-up epoch each; every round starts at another setting), one process.",
+        f"{machine_sentence(m)}; CPU kernels: {m.get('cpu_capability')}; OMP_WAIT_POLICY {m['omp_wait_policy']}; "
+        f"denormals {flush}; extra load: {result['load']} busy single-thread process(es). Best of "
+        f"{result['rounds']} interleaved epochs per setting (after one untimed warm-up epoch each; every round "
+        "starts at another setting), one process.",
         "Ratio = dense-loop epoch time / this setting's epoch time (> 1: faster than the plain dense loop).",
         "",
     ]
@@ -302,22 +261,20 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Early epochs (a freshly initialised model, epochs 1-{result['rounds'] + 1} of the 100-epoch schedule):"
     )
     lines.append("")
-    lines.append("| algorithm | execution | " + " | ".join(f"{d:.0%}" for d in densities) + " |")
-    lines.append("|---|---|" + "---|" * len(densities))
+
+    def ratio(algorithm: str, density: float, key: str) -> str:
+        masked, sparse = find(early, algorithm, density, "masked"), find(early, algorithm, density, "sparse")
+        return "" if not (masked and sparse) else f"{masked[key] / sparse[key]:.2f}x"
+
+    rows_out = []
     for algorithm in algorithms:
         for execution in ("masked", "sparse"):
-            cells = [_cell(find(early, algorithm, d, execution)) for d in densities]
-            lines.append(f"| {algorithm} | {execution} | " + " | ".join(cells) + " |")
-        ratios = []
-        for d in densities:
-            masked, sparse = find(early, algorithm, d, "masked"), find(early, algorithm, d, "sparse")
-            ratios.append("" if not (masked and sparse) else f"{masked['epoch_s'] / sparse['epoch_s']:.2f}x")
-        lines.append(f"| {algorithm} | sparse vs masked | " + " | ".join(ratios) + " |")
-        ratios = []
-        for d in densities:
-            masked, sparse = find(early, algorithm, d, "masked"), find(early, algorithm, d, "sparse")
-            ratios.append("" if not (masked and sparse) else f"{masked['epoch_cpu_s'] / sparse['epoch_cpu_s']:.2f}x")
-        lines.append(f"| {algorithm} | sparse vs masked, CPU seconds | " + " | ".join(ratios) + " |")
+            rows_out.append([algorithm, execution, *(_cell(find(early, algorithm, d, execution)) for d in densities)])
+        rows_out.append([algorithm, "sparse vs masked", *(ratio(algorithm, d, "epoch_s") for d in densities)])
+        rows_out.append(
+            [algorithm, "sparse vs masked, CPU seconds", *(ratio(algorithm, d, "epoch_cpu_s") for d in densities)]
+        )
+    lines += table(["algorithm", "execution", *(f"{d:.0%}" for d in densities)], rows_out)
     if late:
         lines += [
             "",
@@ -326,17 +283,26 @@ def write_markdown(result: dict, path: Path) -> None:
             "epoch's time over the early epoch's of the same setting; the same in CPU seconds of the process, "
             "which another process's load moves far less than wall time.",
             "",
-            "| algorithm | density | execution | early | late | late / early | CPU: early | late | late / early |",
-            "|---|---|---|---|---|---|---|---|---|",
         ]
+        late_rows = []
         for r in late:
             e = find(early, r["algorithm"], r["density"], r["execution"])
-            lines.append(
-                f"| {r['algorithm']} | {r['density']:.0%} | {r['execution']} | {e['epoch_s']:.3f} s | "
-                f"{r['epoch_s']:.3f} s | {r['epoch_s'] / e['epoch_s']:.2f} | {e['epoch_cpu_s']:.3f} s | "
-                f"{r['epoch_cpu_s']:.3f} s | {r['epoch_cpu_s'] / e['epoch_cpu_s']:.2f} |"
+            late_rows.append(
+                [
+                    r["algorithm"],
+                    f"{r['density']:.0%}",
+                    r["execution"],
+                    f"{e['epoch_s']:.3f} s",
+                    f"{r['epoch_s']:.3f} s",
+                    f"{r['epoch_s'] / e['epoch_s']:.2f}",
+                    f"{e['epoch_cpu_s']:.3f} s",
+                    f"{r['epoch_cpu_s']:.3f} s",
+                    f"{r['epoch_cpu_s'] / e['epoch_cpu_s']:.2f}",
+                ]
             )
-    path.write_text("\n".join(lines) + "\n")
+        columns = ["algorithm", "density", "execution", "early", "late", "late / early", "CPU: early", "late"]
+        lines += table([*columns, "late / early"], late_rows)
+    return lines
 
 
 def write_figure(result: dict, path: Path) -> None:
@@ -371,12 +337,11 @@ def write_figure(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("presets", nargs="*", metavar="PRESET", help=f"default: all of {', '.join(PRESETS)}")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved epochs per setting; the best counts")
     parser.add_argument("--algorithms", nargs="*", help="override the preset's algorithms")
     parser.add_argument("--densities", nargs="*", type=float, help="override the preset's densities")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see docs/findings)")
     parser.add_argument("--load", type=int, default=0, help="busy single-thread processes to run meanwhile")
     parser.add_argument(
         "--late-epoch",
@@ -399,23 +364,14 @@ def main() -> None:
         help="extra config overrides for every setting (tests: generated data, limit_batches)",
     )
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
     parser.add_argument("--suffix", default="", help="appended to the output names (e.g. _loaded)")
     args = parser.parse_args()
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown:
         parser.error(f"unknown preset {unknown[0]!r}; valid choices: {', '.join(PRESETS)}")
     args.presets = args.presets or list(PRESETS)
-    from snfs.machine import flush_denormals
-
-    flush_denormals(not args.keep_denormals)  # before torch starts its threads, as the trainer does
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    hogs = [mp.get_context("spawn").Process(target=busy, args=(i,), daemon=True) for i in range(args.load)]
-    for h in hogs:
-        h.start()
-    try:
+    use_threads(args.threads, flush=not args.keep_denormals)
+    with busy_processes(args.load):
         with tempfile.TemporaryDirectory() as tmp:
             args.tmp = tmp
             for preset in args.presets:
@@ -423,13 +379,8 @@ def main() -> None:
                 result = measure(preset, args)
                 result.update(machine=info, rounds=args.rounds, load=args.load, loadavg_at_end=os.getloadavg())
                 name = f"{preset}{args.suffix}"
-                (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-                write_markdown(result, out / f"{name}.md")
-                write_figure(result, out / f"{name}.png")
-                print((out / f"{name}.md").read_text())
-    finally:
-        for h in hogs:
-            h.terminate()
+                write(args.out, name, result, markdown(result))
+                write_figure(result, Path(args.out) / f"{name}.png")
 
 
 if __name__ == "__main__":

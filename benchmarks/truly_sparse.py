@@ -20,6 +20,7 @@ Three measurements, each its own subcommand (``all`` runs the three in turn):
 RigL's ``delta_t`` is min(100, steps per epoch), so every timed epoch holds at least one mask update.
 Writes ``<out>/truly_sparse.json`` and ``<out>/truly_sparse.md``; the machine (CPU model, vector
 extensions), torch threads and load average are recorded with every table.
+Run as ``python -m benchmarks.truly_sparse all``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from benchmarks.common import REPO, compose, interleaved, machine_sentence
+from benchmarks.common import machine as common_machine
 
 MODES = ("masked", "sparse", "truly_sparse")
 ALGORITHMS = ("static", "set", "rigl")
@@ -49,42 +49,16 @@ MODELS = {
     "lenet300_100": (["model=lenet300_100", "dataset=mnist", "dataset.download=false"]),
     "mlp_4096": (["model=mlp", "dataset=fake", "dataset.n_train=2000", "dataset.n_val=200", "dataset.n_test=200"]),
 }
-VECTOR_FLAGS = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx512_bf16",
-    "amx_tile",
-    "neon",
-    "asimd",
-)
 
 
 # --- the machine --------------------------------------------------------------------------------------------
 
 
 def machine() -> dict:
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() in ("flags", "Features"):
-                flags = value.split()
-    except OSError:
-        pass
+    """benchmarks.common's machine (snfs.machine), with the memory that the widest model is sized against."""
     return {
-        "cpu": model,
-        "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
-        "cpus": os.cpu_count(),
+        **common_machine(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "loadavg": os.getloadavg(),
     }
 
 
@@ -100,14 +74,6 @@ def peak_rss_bytes() -> int:
 
 
 # --- one setting: a model, its optimizer and the mode's hooks ---------------------------------------------------
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 def load_data(model_name: str, data_root: str):
@@ -214,17 +180,18 @@ def measure_epochs(model_name: str, args) -> dict:
     settings = [
         Setting(cfg, data, *s, epochs=epochs + 100) for s in settings_of(model_name, args.algorithms, args.densities)
     ]
-    times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
-    loads = []
-    for r in range(args.rounds + 1):  # round 0 warms every setting up and is not timed
-        start = (r * len(settings)) // (args.rounds + 1)
-        for i in [(start + k) % len(settings) for k in range(len(settings))]:
-            t0 = time.perf_counter()
-            settings[i].epoch(r)
-            if r > 0:
-                times[i].append(time.perf_counter() - t0)
+    loads: list[float] = []
+
+    def one_epoch(i: int, r: int) -> float:
+        t0 = time.perf_counter()
+        settings[i].epoch(r)
+        return time.perf_counter() - t0
+
+    def note_load(r: int) -> None:
         loads.append(os.getloadavg()[0])
         print(f"{model_name}: round {r} done, load {loads[-1]:.2f}", file=sys.stderr)
+
+    times = interleaved(len(settings), args.rounds, one_epoch, after_round=note_load)
     dense_s = min(times[0])
     rows = [
         {
@@ -263,10 +230,18 @@ def probe_memory(spec: dict) -> dict:
     return {"baseline_mb": baseline / 2**20, "peak_above_baseline_mb": (peak_rss_bytes() - baseline) / 2**20}
 
 
+def probe_env() -> dict[str, str]:
+    """A probe process's environment: one thread, and this checkout's snfs and benchmarks first."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+
+
 def run_probe(spec: dict, timeout: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run(
-        [sys.executable, __file__, "probe", json.dumps(spec)], capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "benchmarks.truly_sparse", "probe", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=probe_env(),
+        timeout=timeout,
     )
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -343,12 +318,11 @@ def probe_wide(spec: dict) -> dict:
 
 
 def run_wide_probe(spec: dict, timeout: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run(
-        [sys.executable, __file__, "probe_wide", json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.truly_sparse", "probe_wide", json.dumps(spec)],
         capture_output=True,
         text=True,
-        env=env,
+        env=probe_env(),
         timeout=timeout,
     )
     if done.returncode != 0:
@@ -410,7 +384,7 @@ def measure_profile(args) -> dict:
             batches = list(setting.batches())
             model, opt, _hooks = setting.model, setting.optimizer, setting.hooks
 
-            def step(x, y):
+            def step(x, y, model=model, opt=opt):
                 loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -442,10 +416,8 @@ def markdown(result: dict) -> str:
     out = [
         "# Truly sparse layers: epoch time and memory (issue 27)",
         "",
-        f"Machine: {m['cpu']} ({', '.join(m['vector_extensions']) or 'no listed vector extensions'}), "
-        f"{m['cpus']} CPUs, {m['memory_gb']} GB; torch {m['torch']}; {m['threads']} thread(s); load average at "
-        f"start {m['loadavg'][0]:.2f} (the machine is shared: other processes ran meanwhile).",
-        "Written by `scripts/bench_truly_sparse.py` (its docstring says what is timed).",
+        f"{machine_sentence(m)}; {m['memory_gb']} GB of memory (the machine is shared: other processes ran meanwhile).",
+        "Written by `python -m benchmarks.truly_sparse` (its docstring says what is timed).",
         "",
     ]
     for table in result.get("epochs", []):

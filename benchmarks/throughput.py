@@ -5,8 +5,8 @@ Runs the real training step (forward, backward, optimizer step and the algorithm
 each epoch ends with the algorithm's mask update, timed separately. The first epoch is warm-up.
 Prints one JSON line per setting, e.g.
 
-    python scripts/throughput.py --model wrn16_8 vgg16_d --sparse momentum dense
-    python scripts/throughput.py --model resnet50 --shape 3 224 224 --classes 1000 --device cuda --precision bf16
+    python -m benchmarks.throughput --model wrn16_8 vgg16_d --sparse momentum dense
+    python -m benchmarks.throughput --model resnet50 --shape 3 224 224 --classes 1000 --device cuda --precision bf16
 """
 
 from __future__ import annotations

@@ -15,27 +15,22 @@ the allocator setting holds for a whole process. Every setting trains the real t
 momentum, 5% weights, the paper's MNIST protocol) for a whole epoch: its steps, validation and the mask
 update. Everything is timed in this one invocation, interleaved: each round times one epoch of every
 setting, each round starting at another setting, after a short untimed warm-up; the table keeps the best
-round. Writes ``results/bench/lenet5_caffe.{json,md}``.
+round. Writes ``<out>/lenet5_caffe.{json,md}``. Run as ``python -m benchmarks.lenet5_caffe``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
 import tempfile
 import time
 import types
-from pathlib import Path
 
 import torch
 
-from snfs.machine import describe, describe_line, flush_denormals
+from benchmarks.common import compose, interleaved, machine, machine_sentence, parser, table, use_threads, write
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 LAYOUTS = {
     "before": ["channels_last=false", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
     "channels_last": ["channels_last=true", "keep_freed_memory=false", "dataset.eval_batch_size=10000"],
@@ -61,8 +56,6 @@ def relu_then_pool(self, x: torch.Tensor) -> torch.Tensor:
 
 def build(layout: str, data_root: str, tmp: str, threads: int):
     """A Trainer (and its Preemption) for one layout, told to use ``threads`` threads."""
-    from bench import compose
-
     from snfs.train import Preemption, Trainer
 
     trainer = Trainer(
@@ -102,8 +95,7 @@ def epoch(trainer, preemption, index: int, steps: int | None = None) -> float:
 
 def worker(conn, layout: str, data_root: str, threads: int) -> None:
     """One run in its own process: trains an epoch whenever told to."""
-    flush_denormals()  # as a training run does, before torch starts its threads
-    torch.set_num_threads(threads)
+    use_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, preemption = build(layout, data_root, tmp, threads)
         conn.send("ready")
@@ -142,33 +134,38 @@ class Runs:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
-    parser.add_argument(
+    p = parser(__doc__, threads=None)
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
         "--steps", type=int, default=None, help="steps per timed epoch (default: the whole epoch; a smoke check)"
     )
-    args = parser.parse_args()
+    p.add_argument(
+        "--layouts",
+        nargs="*",
+        choices=list(LAYOUTS),
+        default=list(LAYOUTS),
+        help="a subset, for a smoke check (default: all; 'before' is the baseline and always runs)",
+    )
+    args = p.parse_args()
     from tqdm.auto import tqdm
 
-    load_at_start = os.getloadavg()[0]
+    info = machine()
     settings = []  # (label, layout, threads per run, runs at once, Runs)
-    for layout in LAYOUTS:
+    for layout in [name for name in LAYOUTS if name == "before" or name in args.layouts]:
         for threads, count in ((1, 1), (2, 1), (1, 2)):
             label = f"{layout}, " + (
                 "two 1-thread runs side by side" if count == 2 else f"one run, {threads} thread(s)"
             )
             settings.append((label, layout, threads, count, Runs(layout, args.data_root, threads, count)))
-    times: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     with tqdm(total=(args.rounds + 1) * len(settings), desc="bench lenet5_caffe", unit="epoch", file=sys.stderr) as bar:
-        for r in range(args.rounds + 1):  # round 0: 20 steps of each setting, untimed
-            start = (r * len(settings)) // (args.rounds + 1)
-            for i in [(start + k) % len(settings) for k in range(len(settings))]:
-                seconds = settings[i][-1].epoch(r, 20 if r == 0 else args.steps)
-                if r > 0:
-                    times[i].append(seconds)
-                bar.update(1)
+
+        def one_epoch(i: int, r: int) -> float:
+            seconds = settings[i][-1].epoch(r, 20 if r == 0 else args.steps)  # round 0: 20 steps, untimed
+            bar.update(1)
+            return seconds
+
+        times = interleaved(len(settings), args.rounds, one_epoch)
     for *_, runs in settings:
         runs.close()
 
@@ -191,30 +188,21 @@ def main() -> None:
                 "throughput_vs_before_2_threads": min(times[baseline]) / per_run_epoch,
             }
         )
+    info["loadavg_at_end"] = os.getloadavg()
     result = {
-        "machine": {
-            **describe(),
-            "line": describe_line(),
-            "load_at_start": load_at_start,
-            "loadavg_at_end": os.getloadavg(),
-        },
+        "machine": {**info, "line": info["machine"]},
         "model": "lenet5_caffe",
         "algorithm": "momentum",
         "density": 0.05,
         "rounds": args.rounds,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lenet5_caffe.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
         "# LeNet-5-Caffe on MNIST: one training epoch on this CPU, before and after",
         "",
-        f"`scripts/bench_lenet5.py` on {result['machine']['line']}, torch "
-        f"{torch.__version__}, load average {load_at_start:.2f} at the start, "
-        f"{result['machine']['loadavg_at_end'][0]:.2f} at the end. Sparse momentum, 5% weights, the "
-        "paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on 6,000 images, the "
-        f"mask update); best of {args.rounds} interleaved rounds; every run is its own process.",
+        f"`python -m benchmarks.lenet5_caffe`. {machine_sentence(info, threads=False)}. Sparse momentum, 5% "
+        "weights, the paper's MNIST protocol; a whole epoch of the training loop (540 steps, validation on 6,000 "
+        f"images, the mask update); best of {args.rounds} interleaved rounds; every run is its own process.",
         "",
         "- before: NCHW tensors, ReLU then max-pool, glibc's default allocator, evaluation in batches of 10,000.",
         "- channels_last: channels_last tensors (now on CPUs too), max-pool then ReLU (same values and gradients).",
@@ -223,21 +211,33 @@ def main() -> None:
         "- after + torch.compile: `after` with the training forward and backward compiled (inductor); a candidate.",
         "- after + execution=sparse: `after` with `execution=sparse` (CSR kernels where they pay); a candidate.",
         "",
-        "| setting | epoch (s) | one 100-epoch run (min) | runs per hour | throughput vs before, one 2-thread run |",
-        "|---|---:|---:|---:|---:|",
+        *table(
+            [
+                "setting",
+                "epoch (s)",
+                "one 100-epoch run (min)",
+                "runs per hour",
+                "throughput vs before, one 2-thread run",
+            ],
+            [
+                [
+                    row["setting"],
+                    f"{row['epoch_s']:.2f}",
+                    f"{row['run_100_epochs_min']:.1f}",
+                    f"{row['runs_per_hour']:.2f}",
+                    f"{row['throughput_vs_before_2_threads']:.2f}x",
+                ]
+                for row in rows
+            ],
+            right_from=1,
+        ),
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['setting']} | {row['epoch_s']:.2f} | {row['run_100_epochs_min']:.1f} | "
-            f"{row['runs_per_hour']:.2f} | {row['throughput_vs_before_2_threads']:.2f}x |"
-        )
     lines += [
         "",
         "Side by side, an 'epoch' is both runs training one epoch at once; a run's 100 epochs take that long, "
         "and two runs finish in that time (runs per hour counts both).",
     ]
-    (out / "lenet5_caffe.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write(args.out, "lenet5_caffe", result, lines)
 
 
 if __name__ == "__main__":

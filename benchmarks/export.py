@@ -1,4 +1,4 @@
-"""Benchmark: an exported sparse model (``snfs.save_sparse``) against the dense one: file size and CPU inference latency.
+"""Benchmark: an exported sparse model (``snfs.save_sparse``) against the dense one: file size, CPU latency.
 
 For LeNet-300-100 and the 784-4096-4096-10 MLP at 1% and 5% density (static masks, uniform over
 layers): bytes of the exported file and of ``torch.save(model.state_dict())``, and the forward
@@ -6,27 +6,24 @@ latency at batch 1 and batch 100 of the dense model and of the same model loaded
 ``load_sparse(..., sparse_kernels=True)`` (its sparse Linear layers compute with CSR weights).
 The weights are those of initialisation: neither size (every active entry is stored) nor latency
 depends on their values. Timings: best of ``--repeats`` means of ``--inner`` calls, the two models
-interleaved, in one process. Writes ``<out>/export.{json,md}``.
+interleaved, in one process. Writes ``<out>/export.{json,md}``. Run as ``python -m benchmarks.export``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
-from bench import best_time
 
 import snfs
-from snfs.machine import describe, describe_line
+from benchmarks.common import best_time, machine, machine_sentence, parser, table, write
 from snfs.models import build_model
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-REPO = Path(__file__).resolve().parents[1]
 MODELS = {"LeNet-300-100": ("lenet300_100", {}), "MLP 784-4096-4096-10": ("mlp", {"hidden": [4096, 4096]})}
 
 
@@ -48,46 +45,51 @@ def measure(label: str, name: str, options: dict, density: float, args, folder: 
         best = {"dense": float("inf"), "sparse": float("inf")}
         with torch.no_grad():
             for _ in range(args.repeats):  # interleaved: each repeat times both, so drifts in load hit both
-                best["dense"] = min(best["dense"], best_time(lambda: model(x), 1, inner, warmup=3))
-                best["sparse"] = min(best["sparse"], best_time(lambda: loaded(x), 1, inner, warmup=3))
+                best["dense"] = min(best["dense"], best_time(partial(model, x), 1, inner, warmup=3))
+                best["sparse"] = min(best["sparse"], best_time(partial(loaded, x), 1, inner, warmup=3))
             torch.testing.assert_close(loaded(x), model(x), rtol=1e-4, atol=1e-4)  # a sanity check, not the test
         row[f"dense_us_b{batch}"], row[f"sparse_us_b{batch}"] = best["dense"] * 1e6, best["sparse"] * 1e6
         row[f"speedup_b{batch}"] = best["dense"] / best["sparse"]
     return row
 
 
-def write_markdown(result: dict, path: Path) -> None:
-    lines = [
+def markdown(result: dict) -> list[str]:
+    columns = ["model", "density", "dense file", "sparse file", "size", "batch 1: dense", "sparse", "speedup"]
+    rows = [
+        [
+            r["model"],
+            f"{100 * r['density']:g}%",
+            f"{r['dense_bytes'] / 1e6:.2f} MB",
+            f"{r['sparse_bytes'] / 1e6:.3f} MB",
+            f"{100 * r['size_ratio']:.1f}%",
+            f"{r['dense_us_b1']:.0f} us",
+            f"{r['sparse_us_b1']:.0f} us",
+            f"{r['speedup_b1']:.2f}x",
+            f"{r['dense_us_b100']:.0f} us",
+            f"{r['sparse_us_b100']:.0f} us",
+            f"{r['speedup_b100']:.2f}x",
+        ]
+        for r in result["rows"]
+    ]
+    return [
         "# Exported sparse models: file size and CPU inference latency",
         "",
-        f"`python scripts/bench_export.py` ({result['machine']}; {result['threads']} thread(s); load average at "
-        f"start {result['loadavg_at_start'][0]:.2f}). Static masks at initialisation; latency = one forward pass, best "
-        f"of {result['repeats']} interleaved means. Sparse: `snfs.load_sparse(model, path, sparse_kernels=True)`.",
+        f"`python -m benchmarks.export`. {machine_sentence(result['machine_info'])}. Static masks at "
+        f"initialisation; latency = one forward pass, best of {result['repeats']} interleaved means. Sparse: "
+        "`snfs.load_sparse(model, path, sparse_kernels=True)`.",
         "",
-        "| model | density | dense file | sparse file | size | batch 1: dense | sparse | speedup "
-        "| batch 100: dense | sparse | speedup |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *table([*columns, "batch 100: dense", "sparse", "speedup"], rows, right_from=1),
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['model']} | {100 * r['density']:g}% | {r['dense_bytes'] / 1e6:.2f} MB | "
-            f"{r['sparse_bytes'] / 1e6:.3f} MB | {100 * r['size_ratio']:.1f}% | {r['dense_us_b1']:.0f} us | "
-            f"{r['sparse_us_b1']:.0f} us | {r['speedup_b1']:.2f}x | {r['dense_us_b100']:.0f} us | "
-            f"{r['sparse_us_b100']:.0f} us | {r['speedup_b100']:.2f}x |"
-        )
-    path.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--densities", nargs="*", type=float, default=[0.01, 0.05])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--inner", type=int, default=200)
-    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    loadavg = os.getloadavg()
+    p = parser(__doc__)
+    p.add_argument("--densities", nargs="*", type=float, default=[0.01, 0.05])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--inner", type=int, default=200)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)  # denormals as torch leaves them: inference, no training loop
+    info = machine()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, (name, options) in MODELS.items():
@@ -98,19 +100,16 @@ def main() -> None:
                     f"{rows[-1]['speedup_b1']:.2f}x, batch 100 {rows[-1]['speedup_b100']:.2f}x",
                     flush=True,
                 )
+    info["loadavg_at_end"] = os.getloadavg()
     result = {
-        "machine": describe_line(),
-        "machine_info": describe(),
+        "machine": info["machine"],
+        "machine_info": info,
         "threads": args.threads,
-        "loadavg_at_start": loadavg,
+        "loadavg_at_start": info["loadavg_at_start"],
         "repeats": args.repeats,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "export.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(result, out / "export.md")
-    print(f"wrote {out / 'export.md'}")
+    print(f"wrote {write(args.out, 'export', result, markdown(result), echo=False)}")
 
 
 if __name__ == "__main__":

@@ -5,22 +5,18 @@ times plain PyTorch training steps (batch 100, SGD) of a model on random MNIST-s
 prints the median. Settings are interleaved round by round. The loaded condition runs ``--load``
 single-thread busy processes beside the measurement, as when other seeds train on the same machine.
 Writes ``<out>/threads.{json,md}``; the README's thread default comes from this table.
+Run as ``python -m benchmarks.threads``.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-from snfs.machine import describe_line
+from benchmarks.common import busy_processes, machine, machine_sentence, parser, table, write
 
-REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import statistics, sys, time, torch, torch.nn.functional as F
 from snfs.machine import flush_denormals
@@ -54,29 +50,18 @@ def step_ms(model: str, threads: int, policy: str | None, steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=["lenet300_100", "lenet5_caffe"])
-    parser.add_argument("--threads", nargs="*", type=int, default=[1, os.cpu_count() or 1])
-    parser.add_argument("--load", type=int, default=2, help="busy single-thread processes in the loaded condition")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--out", default=str(REPO / "results" / "bench"))
-    args = parser.parse_args()
+    p = parser(__doc__, threads=None)
+    p.add_argument("--models", nargs="*", default=["lenet300_100", "lenet5_caffe"])
+    p.add_argument("--threads", nargs="*", type=int, default=[1, os.cpu_count() or 1])
+    p.add_argument("--load", type=int, default=2, help="busy single-thread processes in the loaded condition")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=60)
+    args = p.parse_args()
+    info = machine()
     settings = list(itertools.product(args.models, sorted(set(args.threads)), [None, "PASSIVE"]))
     results: dict = {}
     for load in (0, args.load):
-        hogs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "import torch\ntorch.set_num_threads(1)\na=torch.randn(256,256)\nwhile True: a = torch.tanh(a @ a)",
-                ]
-            )
-            for _ in range(load)
-        ]
-        try:
-            time.sleep(1.0 if load else 0.0)
+        with busy_processes(load, settle_s=1.0):
             for r in range(args.rounds):
                 for model, threads, policy in settings:
                     ms = step_ms(model, threads, policy, args.steps)
@@ -85,28 +70,29 @@ def main() -> None:
                         f"round {r + 1}: {model} threads={threads} wait={policy or 'default'} load={load}: {ms:.2f} ms",
                         file=sys.stderr,
                     )
-        finally:
-            for h in hogs:
-                h.kill()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = {"machine": describe_line(), "rounds": args.rounds, "steps": args.steps, "load": args.load}
-    (out / "threads.json").write_text(json.dumps({**info, "step_ms": results}, indent=1))
-    lines = [
-        "# Training step time by threads and OpenMP wait policy",
-        "",
-        f"Machine: {info['machine']}. Median step (batch 100, SGD) of {args.steps} steps, best of {args.rounds} "
-        f"interleaved processes. Loaded: {args.load} single-thread busy processes beside the run.",
-        "",
-        "| model | threads | OMP_WAIT_POLICY | quiet (ms) | loaded (ms) |",
-        "|---|---|---|---|---|",
-    ]
+    info["loadavg_at_end"] = os.getloadavg()
+    rows = []
     for model, threads, policy in settings:
         key = f"{model}|{threads}|{policy or 'default'}"
         quiet, loaded = min(results[f"{key}|0"]), min(results[f"{key}|{args.load}"])
-        lines.append(f"| {model} | {threads} | {policy or 'default'} | {quiet:.2f} | {loaded:.2f} |")
-    (out / "threads.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        rows.append([model, threads, policy or "default", f"{quiet:.2f}", f"{loaded:.2f}"])
+    lines = [
+        "# Training step time by threads and OpenMP wait policy",
+        "",
+        f"{machine_sentence(info, threads=False)}. Median step (batch 100, SGD) of {args.steps} steps, best of "
+        f"{args.rounds} interleaved processes. Loaded: {args.load} single-thread busy processes beside the run.",
+        "",
+        *table(["model", "threads", "OMP_WAIT_POLICY", "quiet (ms)", "loaded (ms)"], rows),
+    ]
+    result = {
+        "machine": info["machine"],
+        "machine_info": info,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "load": args.load,
+        "step_ms": results,
+    }
+    write(args.out, "threads", result, lines)
 
 
 if __name__ == "__main__":
