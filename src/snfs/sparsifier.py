@@ -26,6 +26,7 @@ from snfs.errors import ConfigError
 from snfs.execution import EXECUTIONS, build_execution
 from snfs.masks import ParamPredicate, dense_parameter_report, select_parameters
 from snfs.options import Option
+from snfs.results import is_dense
 
 #: the arguments of ``sparsify`` besides the algorithm's own options, checked like the command line's keys
 ARGUMENTS = (
@@ -113,7 +114,7 @@ class Sparsifier:
         cls = ALGORITHMS.get(cfg["name"])
         cls.check_config(cfg)
         cls.check_optimizer(cfg, describe_optimizer(optimizer))
-        if density < 1.0 and cls.needs_sample_batch and (sample_batch is None or loss_fn is None):
+        if not is_dense(cls.name, density) and cls.needs_sample_batch and (sample_batch is None or loss_fn is None):
             raise ConfigError(
                 f"sparse={algorithm} scores connections on one batch before training: pass "
                 f"sample_batch=(inputs, targets) and loss_fn"

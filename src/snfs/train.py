@@ -44,10 +44,12 @@ from snfs.results import (
     RunRecord,
     find_finished,
     git_commit,
+    is_dense,
     median_epoch_time,
     result_path,
     summarise_updates,
-    write_json,
+    wandb_summary,
+    write_record,
 )
 from snfs.sparsifier import Sparsifier
 from snfs.threads import resolve_threads
@@ -96,8 +98,8 @@ def record_divergence(
     results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str, **fields: Any
 ) -> None:
     """The run as it stood when its loss became non-finite (``fields``: where it ran, its identity)."""
-    write_json(
-        result_path(results_dir, run_id),
+    write_record(
+        results_dir,
         RunRecord(
             status="diverged",
             run_id=run_id,
@@ -115,7 +117,7 @@ def record_divergence(
             wall_time_s=progress.elapsed_s,
             execution=cfg.execution,
             **fields,
-        ).to_dict(),
+        ),
     )
 
 
@@ -155,7 +157,7 @@ class Trainer:
             raise ConfigError(
                 f"sync_bn=true is not valid on device {device.type}; PyTorch's SyncBatchNorm runs on GPUs only"
             )
-        if cfg.sparse.name == "dense" and cfg.density != 1.0:  # the dense baseline trains every weight
+        if is_dense(cfg.sparse.name, cfg.density) and cfg.density != 1.0:  # the dense baseline trains every weight
             cfg.density = 1.0
         torch.manual_seed(cfg.seed)
         self.data = data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
@@ -563,7 +565,7 @@ class Trainer:
             )
         result = record.to_dict()
         if self.dist.is_main:
-            write_json(result_path(self.results_dir, self.run_id), result)
+            write_record(self.results_dir, record)
         val_error = result["val_error"]
         self.say(
             f"{self.run_id}: test error {test_error:.2f}%, "
@@ -571,26 +573,7 @@ class Trainer:
             f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
             f"{result['wall_time_s']:.1f} s"
         )
-        # what a wandb-sourced table needs besides the config (snfs.report reads these keys)
-        self.logger.summary(
-            {
-                k: result[k]
-                for k in (
-                    "test_error",
-                    "val_error",
-                    "final_density",
-                    "wall_time_s",
-                    "flops_ratio",
-                    "git_commit",
-                    "device",
-                    "machine",
-                    "speedup_estimate",
-                    "execution",
-                    "median_epoch_time_s",
-                )
-                if k in result
-            }
-        )
+        self.logger.summary(wandb_summary(result))  # what a table read from wandb needs besides the config
         self.logger.finish()
         return result
 
