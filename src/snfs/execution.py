@@ -19,7 +19,7 @@ layer's shape, the batch and the density: one layer, fc1 at 1%, took 382 us on t
 Crossovers tuned on one machine were wrong on the other. So every layer takes the route that is
 faster here: the first time a layer shape sees an input shape at a given density (and gradient
 need), both routes are timed, interleaved, on that input (forward and backward when training), and
-the faster one is kept for the rest of the process (``TIMED_ROUTES``; ``ROUTES`` holds the knobs).
+the faster one is kept for the rest of the process (``TIMED_ROUTES``; ``RouteSettings`` holds the knobs).
 Convolutions (``nn.Conv2d``, groups 1) have one sparse route in PyTorch, unfold + CSR product,
 timed the same way (results/bench/conv.md: it wins for deep 3x3 layers on 4x4 maps at 1-2% only).
 """
@@ -66,8 +66,6 @@ class RouteSettings:
                 )
 
 
-#: the process's settings (library users and tests change its fields)
-ROUTES = RouteSettings()
 #: (kind, weight shape, input shape, dtype, device, density, training, dense weight grad) -> CSR is faster.
 #: One process runs on one machine, so a timing holds for every layer of that shape for the process's life.
 TIMED_ROUTES: dict[tuple, bool] = {}
@@ -264,6 +262,10 @@ class MaskedExecution:
     def begin_step(self, step: int) -> None:
         pass
 
+    def masked_grads(self) -> frozenset[str]:
+        """Layers whose weight gradient of this step came out zero outside the mask: none, on this route."""
+        return frozenset()
+
     def routes(self) -> dict[str, str]:
         return {}
 
@@ -275,7 +277,7 @@ class SparseExecution:
 
     def __init__(self, model: nn.Module, algorithm, settings: RouteSettings | None = None):
         self.algorithm = algorithm
-        self.settings = settings or ROUTES
+        self.settings = settings or RouteSettings()
         self.settings.check()
         self.dense_weight_grad = True  # until the loop says which step this is
         self.modules: dict[str, nn.Module] = {}
@@ -381,7 +383,10 @@ class SparseExecution:
         self.dense_weight_grad = bool(self.algorithm.needs_dense_grad(step))
         # filled by this step's forward: the layers whose weight gradient comes out already masked
         self._sampled = set()
-        self.algorithm.grads_already_masked = self._sampled
+
+    def masked_grads(self) -> frozenset[str]:
+        """Layers whose weight gradient of this step the CSR route computed at the active weights only."""
+        return frozenset(self._sampled)
 
     def routes(self) -> dict[str, str]:
         """Which route each sparse layer takes: ``csr`` or ``masked`` (the route of its last forward; before
@@ -397,7 +402,7 @@ class SparseExecution:
         return out
 
 
-def build_execution(name: str, model: nn.Module, algorithm, device: torch.device):
+def build_execution(name: str, model: nn.Module, algorithm, device: torch.device, routes: RouteSettings | None = None):
     if name == "masked":
         return MaskedExecution()
     if name != "sparse":
@@ -406,4 +411,4 @@ def build_execution(name: str, model: nn.Module, algorithm, device: torch.device
         raise ConfigError(
             f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; use execution=masked"
         )
-    return SparseExecution(model, algorithm)
+    return SparseExecution(model, algorithm, routes)

@@ -33,6 +33,7 @@ from snfs.data import build_data
 from snfs.distributed import all_reduce_sum, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
 from snfs.evaluation import evaluate
+from snfs.execution import RouteSettings
 from snfs.logger import RunLogger
 from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
 from snfs.malloc import keep_freed_memory
@@ -135,7 +136,8 @@ class EpochSums:
 class Trainer:
     """One run, built from its config: ``fit()`` trains (or resumes), checkpoints and reports."""
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, routes: RouteSettings | None = None):
+        """``routes``: which layers ``execution=sparse`` computes through CSR kernels (default: the faster here)."""
         validate_config(cfg)
         self.cfg = cfg
         # first: torch's CPU threads copy the setting when they start (snfs.machine.flush_denormals)
@@ -197,6 +199,7 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             seed=cfg.seed,
             execution=cfg.execution,
+            routes=routes,
             epoch_end="manual",  # validation first, then the epoch's mask update (end_epoch)
             sample_batch=self.first_training_batch,
             loss_fn=F.cross_entropy,
