@@ -14,14 +14,13 @@ each forward (a gather of the active entries) and computes
 
 The CSR structure of a layer is rebuilt only when its mask changes (``MaskState.versions``).
 Whether the CSR route beats the dense one depends on the CPU (its vector extensions and BLAS), the
-layer's shape, the batch and the density: one layer, fc1 at 1%, took 382 us on the CSR route and
-1192 us dense on one 2-core Xeon, 463 us and 783 us on another (docs/findings/sparse_execution.md).
-Crossovers tuned on one machine were wrong on the other. So every layer takes the route that is
+layer's shape, the batch and the density, and crossovers tuned on one machine were wrong on another
+(docs/performance.md, docs/findings/sparse_execution.md). So every layer takes the route that is
 faster here: the first time a layer shape sees an input shape at a given density (and gradient
 need), both routes are timed, interleaved, on that input (forward and backward when training), and
 the faster one is kept for the rest of the process (``TIMED_ROUTES``; ``RouteSettings`` holds the knobs).
 Convolutions (``nn.Conv2d``, groups 1) have one sparse route in PyTorch, unfold + CSR product,
-timed the same way (results/bench/conv.md: it wins for deep 3x3 layers on 4x4 maps at 1-2% only).
+timed the same way (where it wins: results/bench/conv.md).
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ class RouteSettings:
     #: linear layers and convolutions: "timed" (the faster route here), "csr" (always), "dense" (never)
     linear: str = "timed"
     conv: str = "timed"
-    #: layers denser than this are not even timed: on no machine measured did CSR win above 20%
+    #: layers denser than this are not even timed: far above where CSR stops winning (docs/findings/sparse_execution.md)
     max_density: float = 0.5
     #: ... nor layers with fewer weights (none: timing decides; tests raise it)
     min_weights: int = 0
@@ -86,7 +85,7 @@ class CsrPattern:
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> CsrPattern:
         out_f, in_f = mask.shape
-        # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call (about 30% slower)
+        # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call (docs/findings/sparse_execution.md)
         index = torch.int32 if mask.numel() < 2**31 else torch.int64
         gather = mask.flatten().nonzero().squeeze(1)
         rows, cols = gather // in_f, gather % in_f

@@ -179,7 +179,7 @@ class Trainer:
             data.train.min_share = min_training_share(model)
         if self.dist.enabled and cfg.get("sync_bn"):  # BatchNorm statistics over the global batch, as in one process
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        # On CPUs too: oneDNN's convolutions are 1.5-9x faster in this layout (results/bench/lenet5_caffe.md).
+        # On CPUs too: oneDNN's convolutions are faster in this layout (docs/findings/lenet5_caffe_speed.md).
         self.channels_last = bool(cfg.channels_last) and len(data.input_shape) == 3
         if self.channels_last:
             model.to(memory_format=torch.channels_last)

@@ -43,7 +43,7 @@ TEMPLATE = go.layout.Template(
 
 
 def _xy(series: tuple[list[float], list[float]]) -> dict:
-    """x and y as float32 arrays, which Plotly stores base64-encoded: a static page is about 3x smaller than with lists."""
+    """x and y as float32 arrays, which Plotly stores base64-encoded: a static page is much smaller than with lists."""
     x, y = series
     return {"x": np.asarray(x, dtype=np.float32), "y": np.asarray(y, dtype=np.float32)}
 
