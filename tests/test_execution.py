@@ -10,7 +10,7 @@ from torch import nn
 
 from snfs.algorithms import ALGORITHMS
 from snfs.errors import ConfigError
-from snfs.execution import ROUTES, CsrPattern, RouteSettings, SparseExecution, SparseLinearFunction
+from snfs.execution import CsrPattern, RouteSettings, SparseExecution, SparseLinearFunction
 from snfs.masks import MaskState
 from snfs.train import Trainer, make_run_id
 
@@ -23,9 +23,9 @@ FAST = {
 ALGOS = [*ALGORITHMS.names(), "deepr_dsr_code"]
 
 
-def _run(overrides: list[str], float64: bool = False) -> Trainer:
+def _run(overrides: list[str], float64: bool = False, routes: RouteSettings | None = None) -> Trainer:
     if not float64:
-        trainer = Trainer(compose_cfg(overrides))
+        trainer = Trainer(compose_cfg(overrides), routes)
         trainer.fit()
         return trainer
     # model and algorithm state built in float64; the data, float32, converted where it enters a module
@@ -35,7 +35,7 @@ def _run(overrides: list[str], float64: bool = False) -> Trainer:
         lambda module, args: tuple(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
     )
     try:
-        trainer = Trainer(compose_cfg(overrides))
+        trainer = Trainer(compose_cfg(overrides), routes)
         trainer.fit()
     finally:
         to_float64.remove()
@@ -59,9 +59,8 @@ def _equivalence_tolerance(trainer: Trainer) -> float:
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)
-def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path, monkeypatch):
-    monkeypatch.setattr(ROUTES, "linear", "csr")  # every sparse layer on the CSR route, however dense
-    monkeypatch.setattr(ROUTES, "max_density", 1.0)
+def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path):
+    csr = RouteSettings(linear="csr", max_density=1.0)  # every sparse layer on the CSR route, however dense
     base = quick_overrides + [
         f"sparse={algorithm}",
         "density=0.1",
@@ -70,7 +69,7 @@ def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path,
         *FAST.get(algorithm.split("_")[0], []),
     ]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
-    sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"], float64=True)
+    sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"], float64=True, routes=csr)
     assert sparse.execution.name == "sparse"
     assert set(sparse.execution.routes().values()) == {"csr"}
     updates = [h["mask_updates"] for h in masked.progress.history]
@@ -86,10 +85,8 @@ def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path,
 
 
 @pytest.mark.parametrize("algorithm", ["momentum", "set", "rigl", "static"])
-def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_path, monkeypatch):
-    monkeypatch.setattr(ROUTES, "linear", "csr")
-    monkeypatch.setattr(ROUTES, "conv", "csr")  # every convolution through unfold + CSR
-    monkeypatch.setattr(ROUTES, "max_density", 1.0)
+def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_path):
+    csr = RouteSettings(linear="csr", conv="csr", max_density=1.0)  # every convolution through unfold + CSR too
     base = quick_overrides + [
         "model=lenet5_caffe",
         f"sparse={algorithm}",
@@ -99,7 +96,7 @@ def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_p
         *FAST.get(algorithm, []),
     ]
     masked = _run(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
-    sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"], float64=True)
+    sparse = _run(base + ["execution=sparse", f"results_dir={tmp_path / 'sparse'}"], float64=True, routes=csr)
     assert set(sparse.execution.routes().values()) == {"csr"}
     for name, mask in masked.algo.masks.masks.items():
         assert torch.equal(mask, sparse.algo.masks.masks[name]), f"{algorithm}: masks of {name} differ"

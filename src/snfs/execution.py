@@ -14,14 +14,13 @@ each forward (a gather of the active entries) and computes
 
 The CSR structure of a layer is rebuilt only when its mask changes (``MaskState.versions``).
 Whether the CSR route beats the dense one depends on the CPU (its vector extensions and BLAS), the
-layer's shape, the batch and the density: one layer, fc1 at 1%, took 382 us on the CSR route and
-1192 us dense on one 2-core Xeon, 463 us and 783 us on another (docs/findings/sparse_execution.md).
-Crossovers tuned on one machine were wrong on the other. So every layer takes the route that is
+layer's shape, the batch and the density, and crossovers tuned on one machine were wrong on another
+(docs/performance.md, docs/findings/sparse_execution.md). So every layer takes the route that is
 faster here: the first time a layer shape sees an input shape at a given density (and gradient
 need), both routes are timed, interleaved, on that input (forward and backward when training), and
-the faster one is kept for the rest of the process (``TIMED_ROUTES``; ``ROUTES`` holds the knobs).
+the faster one is kept for the rest of the process (``TIMED_ROUTES``; ``RouteSettings`` holds the knobs).
 Convolutions (``nn.Conv2d``, groups 1) have one sparse route in PyTorch, unfold + CSR product,
-timed the same way (results/bench/conv.md: it wins for deep 3x3 layers on 4x4 maps at 1-2% only).
+timed the same way (where it wins: results/bench/conv.md).
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ class RouteSettings:
     #: linear layers and convolutions: "timed" (the faster route here), "csr" (always), "dense" (never)
     linear: str = "timed"
     conv: str = "timed"
-    #: layers denser than this are not even timed: on no machine measured did CSR win above 20%
+    #: layers denser than this are not even timed: far above where CSR stops winning (docs/findings/sparse_execution.md)
     max_density: float = 0.5
     #: ... nor layers with fewer weights (none: timing decides; tests raise it)
     min_weights: int = 0
@@ -66,8 +65,6 @@ class RouteSettings:
                 )
 
 
-#: the process's settings (library users and tests change its fields)
-ROUTES = RouteSettings()
 #: (kind, weight shape, input shape, dtype, device, density, training, dense weight grad) -> CSR is faster.
 #: One process runs on one machine, so a timing holds for every layer of that shape for the process's life.
 TIMED_ROUTES: dict[tuple, bool] = {}
@@ -88,7 +85,7 @@ class CsrPattern:
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> CsrPattern:
         out_f, in_f = mask.shape
-        # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call (about 30% slower)
+        # int32 indices: PyTorch's CPU CSR kernels convert int64 ones on every call (docs/findings/sparse_execution.md)
         index = torch.int32 if mask.numel() < 2**31 else torch.int64
         gather = mask.flatten().nonzero().squeeze(1)
         rows, cols = gather // in_f, gather % in_f
@@ -264,6 +261,10 @@ class MaskedExecution:
     def begin_step(self, step: int) -> None:
         pass
 
+    def masked_grads(self) -> frozenset[str]:
+        """Layers whose weight gradient of this step came out zero outside the mask: none, on this route."""
+        return frozenset()
+
     def routes(self) -> dict[str, str]:
         return {}
 
@@ -275,7 +276,7 @@ class SparseExecution:
 
     def __init__(self, model: nn.Module, algorithm, settings: RouteSettings | None = None):
         self.algorithm = algorithm
-        self.settings = settings or ROUTES
+        self.settings = settings or RouteSettings()
         self.settings.check()
         self.dense_weight_grad = True  # until the loop says which step this is
         self.modules: dict[str, nn.Module] = {}
@@ -388,7 +389,10 @@ class SparseExecution:
         self.dense_weight_grad = bool(self.algorithm.needs_dense_grad(step))
         # filled by this step's forward: the layers whose weight gradient comes out already masked
         self._sampled = set()
-        self.algorithm.grads_already_masked = self._sampled
+
+    def masked_grads(self) -> frozenset[str]:
+        """Layers whose weight gradient of this step the CSR route computed at the active weights only."""
+        return frozenset(self._sampled)
 
     def routes(self) -> dict[str, str]:
         """Which route each sparse layer takes: ``csr`` or ``masked`` (the route of its last forward; before
@@ -404,7 +408,7 @@ class SparseExecution:
         return out
 
 
-def build_execution(name: str, model: nn.Module, algorithm, device: torch.device):
+def build_execution(name: str, model: nn.Module, algorithm, device: torch.device, routes: RouteSettings | None = None):
     if name == "masked":
         return MaskedExecution()
     if name != "sparse":
@@ -413,4 +417,4 @@ def build_execution(name: str, model: nn.Module, algorithm, device: torch.device
         raise ConfigError(
             f"execution=sparse runs on cpu and cuda (PyTorch's CSR kernels), not on {device.type}; use execution=masked"
         )
-    return SparseExecution(model, algorithm)
+    return SparseExecution(model, algorithm, routes)

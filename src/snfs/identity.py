@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from snfs.results import is_dense
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "model", "sparse", "optim")
 # Top-level keys that change where or how a run is stored, shown or executed, not what it computes.
@@ -118,7 +120,8 @@ def _canonical(v: Any) -> Any:
 def density_of(config: Mapping[str, Any]) -> float:
     """The density a run trains at: 1.0 for the dense baseline, whatever ``density`` says."""
     sparse = config.get("sparse") if isinstance(config.get("sparse"), Mapping) else {}
-    return 1.0 if sparse.get("name") == "dense" else float(config.get("density", 1.0))
+    density = float(config.get("density", 1.0))
+    return 1.0 if is_dense(sparse.get("name"), density) else density
 
 
 def identity(

@@ -131,8 +131,8 @@ def flush_denormals(enabled: bool = True) -> bool:
     """Have this process's CPU arithmetic treat floats below 1.2e-38 as 0 (FTZ/DAZ on x86, FZ on arm64).
 
     Without it, an SGD momentum buffer whose gradient stays zero (weights fed by MNIST's blank
-    border pixels) decays by 0.9 each step into the denormal range, where x86 arithmetic is 10-100x
-    slower: the 100-epoch LeNet-300-100 run took twice as long (docs/findings/denormals.md). A value
+    border pixels) decays by 0.9 each step into the denormal range, where x86 arithmetic is far
+    slower (docs/findings/denormals.md: what it cost the 100-epoch LeNet-300-100 run). A value
     that small is below the rounding of any weight, so results change by less than float rounding.
     Call it before torch starts its worker threads (the trainer does so first thing): threads copy
     the setting when they are created. Returns whether the CPU supports it.

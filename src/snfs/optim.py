@@ -11,8 +11,8 @@ from snfs.errors import ConfigError
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     if cfg.name != "sgd":
         raise ConfigError(f"optim.name={cfg.name!r} is not a valid choice; valid choices: sgd")
-    # fused: one pass over each tensor instead of five (SGD's own kernel, the same update; on a CPU the
-    # LeNet-300-100 step's optimizer share falls from about 0.26 ms to 0.09 ms, docs/findings/sparse_execution.md)
+    # fused: one pass over each tensor instead of five (SGD's own kernel, the same update; what it saves:
+    # docs/findings/sparse_execution.md, "The benchmark")
     return torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,

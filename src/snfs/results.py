@@ -1,8 +1,11 @@
-"""The local results store: one JSON file per run (a ``RunRecord``), written atomically.
+"""Run records, the one home of their schema: writing, reading, finding a run, and its wandb summary.
 
 ``<results_dir>/<run_id>.json`` holds a finished run (``status: finished``), one whose training loss
 became non-finite (``status: diverged``: an outcome of its protocol, which tables count and sweeps do not
-retry); records written before that status existed say ``status: failed``. Tables are built from these files only.
+retry); records written before that status existed say ``status: failed``. The trainer writes them
+(``write_record``, and ``wandb_summary`` to wandb); tables, sweeps and the dashboard read them
+(``read_record``, ``iter_records``, ``record_from_wandb``) and find a run by run id or identity
+(``RunLookup``). Like ``snfs.identity``, this module imports neither torch nor Hydra.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,12 @@ class RunRecord:
         return cls(**fields)
 
 
+def is_dense(algorithm: str | None, density: float | None) -> bool:
+    """Whether a run trains every weight: the dense baseline at any density, or any algorithm at density 1
+    (nothing to prune or regrow: ``snfs.algorithms.build_algorithm`` trains it as ``dense``)."""
+    return algorithm == "dense" or (density is not None and float(density) >= 1.0)
+
+
 def current_umask() -> int:
     """The process umask (reading it means setting it, so it is set straight back)."""
     mask = os.umask(0o022)
@@ -112,21 +121,40 @@ def result_path(results_dir: str | Path, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.json"
 
 
+def write_record(results_dir: str | Path, record: RunRecord) -> Path:
+    """Write a run's record to ``<results_dir>/<run_id>.json``, atomically; returns the path."""
+    path = result_path(results_dir, record.run_id)
+    write_json(path, record.to_dict())
+    return path
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def record_problem(obj: Any) -> str | None:
-    """Why a parsed JSON file of the store is not a run record that tables, sweeps and the dashboard can use."""
+#: what tables and sweeps need of a record besides its config: they find it by run id and count it by status
+STORE_FIELDS = ("run_id", "status")
+#: what the dashboard's list of runs needs of a record (its config may be missing: a hand-written record)
+LISTING_FIELDS = ("run_id", "dataset", "model", "algorithm")
+
+
+def record_problem(obj: Any, fields: tuple[str, ...] = STORE_FIELDS, needs_config: bool = True) -> str | None:
+    """Why a parsed JSON file of the store is not a run record that has the text ``fields`` (and a config where
+    ``needs_config``), or None when it is one."""
     if not isinstance(obj, dict):
         return f"a JSON {type(obj).__name__}, not a run record"
-    for key in ("run_id", "status"):
-        if not isinstance(obj.get(key), str):
-            return f"not a run record (no {key})"
+    missing = [k for k in fields if not isinstance(obj.get(k), str)]
+    if missing:
+        return "not a run record (no " + ", ".join(missing) + ")"
     config = obj.get("config")
-    if not isinstance(config, Mapping):
+    if config is None and needs_config:
         return "not a run record (no config)"
-    for where, value in (("density", obj.get("density", 0.0)), ("config.density", config.get("density", 0.0))):
+    if config is not None and not isinstance(config, Mapping):
+        return "its config is not a mapping"
+    for where, value in (("density", obj.get("density", 0.0)), ("config.density", (config or {}).get("density", 0.0))):
         if not _is_number(value):
             return f"its {where} is {value!r}, not a number"
     if "history" in obj and not isinstance(obj["history"], list):
@@ -134,20 +162,26 @@ def record_problem(obj: Any) -> str | None:
     return None
 
 
-def read_record(path: str | Path) -> tuple[dict | None, str | None]:
-    """(the record, None), or (None, why it cannot be used): unreadable, not UTF-8, not JSON, not a record."""
+def read_record(
+    path: str | Path, fields: tuple[str, ...] = STORE_FIELDS, needs_config: bool = True
+) -> tuple[dict | None, str | None]:
+    """(the record, None), or (None, why it cannot be used): unreadable, not UTF-8, not JSON, not a record
+    (``record_problem``)."""
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"cannot be read ({exc})"
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON, perhaps half-written ({exc})"
-    why = record_problem(obj)
+    why = record_problem(obj, fields, needs_config)
     return (None, why) if why is not None else (obj, None)
 
 
-def iter_results(results_dir: str | Path, status: str | None = "finished", warn: bool = True) -> Iterator[dict]:
-    """Every run record in the store (finished ones by default); any other file is skipped, and named on stderr."""
+def iter_records(
+    results_dir: str | Path, status: str | None = "finished", warn: bool = True
+) -> Iterator[tuple[Path, dict]]:
+    """(file, record) of every run record in the store (finished ones by default); any other file is skipped,
+    and named on stderr where ``warn``."""
     for p in sorted(Path(results_dir).glob("*.json")):
         run, why = read_record(p)
         if run is None:
@@ -155,28 +189,123 @@ def iter_results(results_dir: str | Path, status: str | None = "finished", warn:
                 print(f"warning: skipped {p}: {why}", file=sys.stderr)
             continue
         if status is None or run.get("status") == status:
-            yield run
+            yield p, run
+
+
+def iter_results(results_dir: str | Path, status: str | None = "finished", warn: bool = True) -> Iterator[dict]:
+    """Every run record in the store (finished ones by default); any other file is skipped, and named on stderr."""
+    for _, run in iter_records(results_dir, status, warn):
+        yield run
+
+
+# --- finding a run ----------------------------------------------------------------------------
+
+
+def record_identity(record: Mapping[str, Any]) -> str | None:
+    """The identity hash of a record (``snfs.identity``: its config and data checksums); None for a record too
+    old or too odd to have one."""
+    from snfs.identity import identity, identity_hash
+
+    try:
+        return identity_hash(identity(record["config"], record.get("data_md5")))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+class RunLookup:
+    """Records found by run id, else by identity hash: a record under a run id of an older scheme, or one made
+    before an option with a default existed (identities count only differences from the defaults)."""
+
+    def __init__(self, records: Iterable[dict]):
+        records = list(records)
+        self.by_id = {r["run_id"]: r for r in records}
+        self.by_identity: dict[str, dict] = {}
+        # sorted by run id, so that which of two records of one identity is found never depends on file order
+        for r in sorted(records, key=lambda r: str(r.get("run_id"))):
+            ident = record_identity(r)
+            if ident is not None:
+                self.by_identity.setdefault(ident, r)
+
+    def find(self, run_id: str, identity_hash: str) -> dict | None:
+        found = self.by_id.get(run_id)
+        return found if found is not None else self.by_identity.get(identity_hash)
 
 
 def find_finished(results_dir: str | Path, run_id: str, identity_hash: str) -> tuple[dict, Path] | None:
     """A finished run's record and its file: under ``run_id``, or under another file name with the same identity
     (a run id of an older scheme); None if the store has no finished record of this run."""
-    from snfs.identity import record_identity_hash
-
     path = result_path(results_dir, run_id)
     record, _ = read_record(path)
     if record is not None and record.get("status") == "finished":
         return record, path
-    for other in sorted(Path(results_dir).glob("*.json")):
-        record, _ = read_record(other)
-        if record is None or record.get("status") != "finished":
-            continue
-        try:
-            if record_identity_hash(record) == identity_hash:
-                return record, other
-        except (KeyError, TypeError, ValueError):  # a record too old or too odd to have an identity
-            continue
-    return None
+    found = list(iter_records(results_dir, "finished", warn=False))
+    match = RunLookup(r for _, r in found).find(run_id, identity_hash)
+    return next(((r, p) for p, r in found if r is match), None)
+
+
+# --- wandb ------------------------------------------------------------------------------------
+
+#: the record fields a finished run also writes to its wandb summary, so that a table read from a wandb project
+#: (``record_from_wandb``) has what one read from the local store has; the config travels as the run's config
+WANDB_SUMMARY_FIELDS = (
+    "test_error",
+    "test_loss",
+    "val_error",
+    "final_density",
+    "wall_time_s",
+    "flops_ratio",
+    "median_epoch_time_s",
+    "speedup_estimate",
+    "execution",
+    "git_commit",
+    "device",
+    "machine",
+)
+
+
+def wandb_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the trainer writes to a finished run's wandb summary: the ``WANDB_SUMMARY_FIELDS`` of its record."""
+    return {k: record[k] for k in WANDB_SUMMARY_FIELDS if k in record}
+
+
+def _summary_dict(summary: Any) -> dict:
+    if summary is None:
+        return {}
+    try:
+        return {k: summary[k] for k in summary.keys()}
+    except Exception:
+        return dict(summary)
+
+
+def record_from_wandb(run: Any) -> dict:
+    """A run record from a ``wandb.apis.public.Run``: its config, its summary (``wandb_summary``), its name (our
+    run id) and state; finished when wandb says so and the summary has a test error."""
+    from snfs.identity import flatten
+
+    config = dict(run.config or {})
+    summary = _summary_dict(getattr(run, "summary", None))
+    flat = flatten(config)
+    status = str(getattr(run, "state", "unknown"))
+    if status == "finished" and summary.get("test_error") is None:
+        status = "unfinished"  # the process ended before the trainer wrote its result (stop_after_epoch, a signal)
+    record = {
+        "status": status,
+        "run_id": str(getattr(run, "name", None) or getattr(run, "id", "")),
+        "dataset": flat.get("dataset.name"),
+        "model": flat.get("model.name"),
+        "algorithm": flat.get("sparse.name"),
+        "density": flat.get("density"),
+        "seed": flat.get("seed"),
+        "epochs": flat.get("epochs"),
+        "config": config,
+        "_wandb_run": run,
+        "_source": "wandb:" + "/".join(str(p) for p in getattr(run, "path", []) or []),
+    }
+    record.update({k: summary.get(k) for k in WANDB_SUMMARY_FIELDS})
+    # a summary without them: wandb's own record of the commit, the configured device
+    record["git_commit"] = record["git_commit"] or getattr(run, "commit", None) or "unknown"
+    record["device"] = record["device"] or flat.get("device")
+    return record
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

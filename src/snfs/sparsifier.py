@@ -23,9 +23,10 @@ from torch import nn
 
 from snfs.algorithms import ALGORITHMS, SparseAlgorithm, TrainingContext, build_algorithm, resolve_algorithm
 from snfs.errors import ConfigError
-from snfs.execution import EXECUTIONS, build_execution
+from snfs.execution import EXECUTIONS, RouteSettings, build_execution
 from snfs.masks import ParamPredicate, dense_parameter_report, select_parameters
 from snfs.options import Option
+from snfs.results import is_dense
 
 #: the arguments of ``sparsify`` besides the algorithm's own options, checked like the command line's keys
 ARGUMENTS = (
@@ -84,6 +85,7 @@ class Sparsifier:
         include: Iterable[str] | ParamPredicate | None = None,
         exclude: Iterable[str] = (),
         execution: str = "masked",
+        routes: RouteSettings | None = None,
         epoch_end: str = "auto",
         sample_batch: Batch | Callable[[], Batch] | None = None,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -113,7 +115,7 @@ class Sparsifier:
         cls = ALGORITHMS.get(cfg["name"])
         cls.check_config(cfg)
         cls.check_optimizer(cfg, describe_optimizer(optimizer))
-        if density < 1.0 and cls.needs_sample_batch and (sample_batch is None or loss_fn is None):
+        if not is_dense(cls.name, density) and cls.needs_sample_batch and (sample_batch is None or loss_fn is None):
             raise ConfigError(
                 f"sparse={algorithm} scores connections on one batch before training: pass "
                 f"sample_batch=(inputs, targets) and loss_fn"
@@ -135,7 +137,7 @@ class Sparsifier:
         self.algorithm: SparseAlgorithm = build_algorithm(ctx, cfg)
         self.algorithm.init_masks()
         device = next(iter(self.algorithm.params.values())).device if self.algorithm.params else torch.device("cpu")
-        self.execution = build_execution(execution, model, self.algorithm, device)
+        self.execution = build_execution(execution, model, self.algorithm, device, routes)
         self.steps = 0
         self._masks_changed()
         self.execution.begin_step(self.steps)
@@ -157,7 +159,7 @@ class Sparsifier:
         step, amp = self.steps, scaler is not None and scaler.is_enabled()
         if amp:
             _unscale_once(scaler, self.optimizer)
-        self.algorithm.before_step(step)
+        self.algorithm.before_step(step, self.execution.masked_grads())
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
         if amp:
@@ -264,8 +266,8 @@ def sparsify(
     """Attach a sparse training algorithm to ``model`` and ``optimizer``; see ``Sparsifier`` and docs/library.md.
 
     Keyword arguments: ``epochs`` and ``steps_per_epoch`` (optimizer steps, required), ``seed``,
-    ``include``/``exclude`` (which weights are sparse), ``execution``, ``epoch_end``,
-    ``sample_batch``/``loss_fn`` (SNIP), and the algorithm's own options (``prune_rate=0.5``, ...).
+    ``include``/``exclude`` (which weights are sparse), ``execution`` (``routes``: its ``RouteSettings``),
+    ``epoch_end``, ``sample_batch``/``loss_fn`` (SNIP), and the algorithm's own options (``prune_rate=0.5``, ...).
     """
     return Sparsifier(model, optimizer, algorithm, density, **kwargs)
 

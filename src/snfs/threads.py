@@ -1,8 +1,8 @@
 """How many CPU threads a run gives PyTorch (the ``threads`` key).
 
 PyTorch takes every core by default, and on a shared machine that is the slow choice: with two
-other single-thread jobs beside it, a two-thread LeNet-300-100 step took 40-150x longer than a
-one-thread step (results/bench/threads.md). ``threads: auto`` therefore takes this process's
+other single-thread jobs beside it, a two-thread LeNet-300-100 step is slower than a one-thread
+step (docs/findings/sparse_execution.md, "Threads"). ``threads: auto`` therefore takes this process's
 share of the cores: the cores it may run on, divided among the jobs its launcher runs side by
 side, less the cores other processes keep busy now: the busy share of this process's cores in
 /proc/stat over 0.2 s at start-up (``busy_cores``). The 1-minute load average, which still counts a

@@ -33,6 +33,7 @@ from snfs.data import build_data
 from snfs.distributed import all_reduce_sum, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
 from snfs.evaluation import evaluate
+from snfs.execution import RouteSettings
 from snfs.logger import RunLogger
 from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
 from snfs.malloc import keep_freed_memory
@@ -44,10 +45,12 @@ from snfs.results import (
     RunRecord,
     find_finished,
     git_commit,
+    is_dense,
     median_epoch_time,
     result_path,
     summarise_updates,
-    write_json,
+    wandb_summary,
+    write_record,
 )
 from snfs.sparsifier import Sparsifier
 from snfs.threads import resolve_threads
@@ -96,8 +99,8 @@ def record_divergence(
     results_dir: Path, run_id: str, cfg: DictConfig, progress: Progress, reason: str, **fields: Any
 ) -> None:
     """The run as it stood when its loss became non-finite (``fields``: where it ran, its identity)."""
-    write_json(
-        result_path(results_dir, run_id),
+    write_record(
+        results_dir,
         RunRecord(
             status="diverged",
             run_id=run_id,
@@ -115,7 +118,7 @@ def record_divergence(
             wall_time_s=progress.elapsed_s,
             execution=cfg.execution,
             **fields,
-        ).to_dict(),
+        ),
     )
 
 
@@ -133,7 +136,8 @@ class EpochSums:
 class Trainer:
     """One run, built from its config: ``fit()`` trains (or resumes), checkpoints and reports."""
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, routes: RouteSettings | None = None):
+        """``routes``: which layers ``execution=sparse`` computes through CSR kernels (default: the faster here)."""
         validate_config(cfg)
         self.cfg = cfg
         # first: torch's CPU threads copy the setting when they start (snfs.machine.flush_denormals)
@@ -155,7 +159,7 @@ class Trainer:
             raise ConfigError(
                 f"sync_bn=true is not valid on device {device.type}; PyTorch's SyncBatchNorm runs on GPUs only"
             )
-        if cfg.sparse.name == "dense" and cfg.density != 1.0:  # the dense baseline trains every weight
+        if is_dense(cfg.sparse.name, cfg.density) and cfg.density != 1.0:  # the dense baseline trains every weight
             cfg.density = 1.0
         torch.manual_seed(cfg.seed)
         self.data = data = build_data(cfg.dataset, cfg.data.root, cfg.batch_size, device, cfg.seed)
@@ -175,7 +179,7 @@ class Trainer:
             data.train.min_share = min_training_share(model)
         if self.dist.enabled and cfg.get("sync_bn"):  # BatchNorm statistics over the global batch, as in one process
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        # On CPUs too: oneDNN's convolutions are 1.5-9x faster in this layout (results/bench/lenet5_caffe.md).
+        # On CPUs too: oneDNN's convolutions are faster in this layout (docs/findings/lenet5_caffe_speed.md).
         self.channels_last = bool(cfg.channels_last) and len(data.input_shape) == 3
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -195,6 +199,7 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             seed=cfg.seed,
             execution=cfg.execution,
+            routes=routes,
             epoch_end="manual",  # validation first, then the epoch's mask update (end_epoch)
             sample_batch=self.first_training_batch,
             loss_fn=F.cross_entropy,
@@ -563,7 +568,7 @@ class Trainer:
             )
         result = record.to_dict()
         if self.dist.is_main:
-            write_json(result_path(self.results_dir, self.run_id), result)
+            write_record(self.results_dir, record)
         val_error = result["val_error"]
         self.say(
             f"{self.run_id}: test error {test_error:.2f}%, "
@@ -571,26 +576,7 @@ class Trainer:
             f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
             f"{result['wall_time_s']:.1f} s"
         )
-        # what a wandb-sourced table needs besides the config (snfs.report reads these keys)
-        self.logger.summary(
-            {
-                k: result[k]
-                for k in (
-                    "test_error",
-                    "val_error",
-                    "final_density",
-                    "wall_time_s",
-                    "flops_ratio",
-                    "git_commit",
-                    "device",
-                    "machine",
-                    "speedup_estimate",
-                    "execution",
-                    "median_epoch_time_s",
-                )
-                if k in result
-            }
-        )
+        self.logger.summary(wandb_summary(result))  # what a table read from wandb needs besides the config
         self.logger.finish()
         return result
 

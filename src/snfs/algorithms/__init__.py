@@ -14,6 +14,7 @@ from typing import Any
 from snfs.algorithms.base import SparseAlgorithm, TrainingContext
 from snfs.errors import UnknownChoiceError
 from snfs.registry import Registry
+from snfs.results import is_dense
 
 ALGORITHMS: Registry = Registry("sparse")
 #: named presets of a registered algorithm (name -> (algorithm, options)), e.g. deepr_dsr_code; each has
@@ -45,7 +46,7 @@ def build_algorithm(ctx: TrainingContext, cfg: Mapping[str, Any]) -> SparseAlgor
     still checked; the algorithm object is ``Dense`` with the same ``dense_layers``.
     """
     algorithm = ALGORITHMS.get(cfg["name"])(ctx, cfg)
-    if ctx.density >= 1.0 and algorithm.name != "dense":
+    if algorithm.name != "dense" and is_dense(algorithm.name, ctx.density):
         return ALGORITHMS.get("dense")(ctx, {"name": "dense", "dense_layers": list(cfg.get("dense_layers") or [])})
     return algorithm
 

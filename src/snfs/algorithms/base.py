@@ -4,7 +4,8 @@ The training loop calls, in this order and nothing else:
 
     algo.init_masks()                 once, before the first step (and before a resume loads state)
     loss.backward()
-    algo.before_step(step)            gradients exist, weights not yet updated
+    algo.before_step(step, masked)    gradients exist, weights not yet updated (``masked``: layers whose
+                                      gradient the execution computed at active weights only)
     optimizer.step()
     algo.after_step(step)             returns a stats dict when it changed the masks, else None
     algo.on_epoch_end(epoch)          returns a stats dict when it changed the masks, else None
@@ -15,7 +16,7 @@ The training loop calls, in this order and nothing else:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,9 +97,6 @@ class SparseAlgorithm:
         self.params: dict[str, nn.Parameter] = self._sparse_params(ctx, list(self.cfg.get("dense_layers") or ()))
         self.generator = torch.Generator().manual_seed(int(ctx.seed))
         self.masks: MaskState | None = None
-        #: layers whose gradient of the current step is already zero outside the mask (set by
-        #: ``execution=sparse``), so that masking it again is skipped
-        self.grads_already_masked: set[str] | frozenset[str] = frozenset()
 
     #: every option this algorithm accepts under ``sparse.``, declared once (snfs.options.Option): the
     #: validator, the defaults of absent keys and the results store's reading of absent keys come from it
@@ -152,9 +150,11 @@ class SparseAlgorithm:
         self.masks.apply(self.params)
         return self.masks
 
-    def before_step(self, step: int) -> None:
+    def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
+        """``masked_grads``: the layers whose gradient of this step is already zero outside the mask (the
+        execution computed it at the active weights only), so that masking it again is skipped."""
         if self.mask_gradients:
-            self.mask_grads()
+            self.mask_grads(skip=masked_grads)
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)
@@ -180,8 +180,8 @@ class SparseAlgorithm:
         return {}
 
     # --- helpers for subclasses --------------------------------------------------------------
-    def mask_grads(self) -> None:
-        names = [k for k, p in self.params.items() if p.grad is not None and k not in self.grads_already_masked]
+    def mask_grads(self, skip: Collection[str] = frozenset()) -> None:
+        names = [k for k, p in self.params.items() if p.grad is not None and k not in skip]
         if names:
             masks = self.masks.as_float(self.params[names[0]].grad.dtype)
             torch._foreach_mul_([self.params[k].grad for k in names], [masks[k] for k in names])

@@ -14,7 +14,7 @@ temperature schedule and why weight decay stays on by default: docs/algorithms.m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 
@@ -177,8 +177,8 @@ class DeepR(SparseAlgorithm):
     def log_stats(self) -> dict:
         return {"temperature": self.temperature(self.step)}
 
-    def before_step(self, step: int) -> None:
-        super().before_step(step)
+    def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
+        super().before_step(step, masked_grads)
         if self.noise_and_l1 == "gradient":
             self.add_noise_and_l1_to_gradients(step)
         if not self.cancel_weight_decay:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 
 import torch
 
@@ -69,10 +70,10 @@ class RigL(SparseAlgorithm):
     def needs_dense_grad(self, step: int) -> bool:
         return self.is_update_step(step)
 
-    def before_step(self, step: int) -> None:
+    def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
         if self.is_update_step(step):  # the dense gradient, read before it is masked
             self.dense_grads = {k: p.grad.detach().abs().clone() for k, p in self.params.items() if p.grad is not None}
-        super().before_step(step)
+        super().before_step(step, masked_grads)
 
     def update_masks(self, step: int) -> dict:
         """Drop alpha(t) of each layer's active weights by |w|, grow as many by |dense gradient|."""

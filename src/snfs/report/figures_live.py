@@ -43,7 +43,7 @@ TEMPLATE = go.layout.Template(
 
 
 def _xy(series: tuple[list[float], list[float]]) -> dict:
-    """x and y as float32 arrays, which Plotly stores base64-encoded (a static page about 3x smaller than lists)."""
+    """x and y as float32 arrays, which Plotly stores base64-encoded: a static page much smaller than lists."""
     x, y = series
     return {"x": np.asarray(x, dtype=np.float32), "y": np.asarray(y, dtype=np.float32)}
 

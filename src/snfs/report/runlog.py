@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from snfs.identity import identity
+from snfs.results import LISTING_FIELDS, read_record, record_problem
 
 # The per-epoch quantity that plays the role of the prune rate for each algorithm, in order of preference.
 SCHEDULE_KEYS = ("prune_rate", "zeta", "drop_fraction", "target_prune", "temperature", "threshold")
@@ -71,24 +72,6 @@ def _number(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _problem(obj: Any) -> str | None:
-    """Why ``obj`` is not a run record, or None when it is one."""
-    if not isinstance(obj, dict):
-        return f"a JSON {type(obj).__name__}, not a run record"
-    missing = [k for k in ("run_id", "dataset", "model", "algorithm") if not isinstance(obj.get(k), str)]
-    if missing:
-        return "not a run record (no " + ", ".join(missing) + ")"
-    if "history" in obj and not isinstance(obj["history"], list):
-        return "its history is not a list"
-    config = obj.get("config")
-    if config is not None and not isinstance(config, Mapping):
-        return "its config is not a mapping"
-    for where, value in (("density", obj.get("density", 0.0)), ("config.density", (config or {}).get("density", 0.0))):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"its {where} is {value!r}, not a number"
-    return None
 
 
 @dataclass
@@ -251,16 +234,8 @@ class RunFolder:
 
     @staticmethod
     def _read(path: Path, mtime: float) -> tuple[Run | None, str | None]:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return None, f"cannot be read ({exc})"
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return None, f"not valid JSON, perhaps half-written ({exc})"
-        why = _problem(obj)
-        if why is not None:
+        obj, why = read_record(path, LISTING_FIELDS, needs_config=False)
+        if obj is None:
             return None, why
         history = [h for h in obj.get("history") or [] if isinstance(h, Mapping)]
         return Run(record=obj, path=path, mtime=mtime, history=history), None
@@ -494,6 +469,6 @@ class WandbLogs:
                 "history": history,
                 "source": str(path),
             }
-            if _problem(record) is None:
+            if record_problem(record, LISTING_FIELDS, needs_config=False) is None:
                 runs.append(Run(record=record, path=path, mtime=mtime, history=history))
         return runs

@@ -18,57 +18,29 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from snfs.identity import flatten, identity, identity_hash
-from snfs.results import RunRecord, iter_results
-
-SUMMARY_KEYS = (
-    "test_error",
-    "val_error",
-    "final_density",
-    "wall_time_s",
-    "test_loss",
-    "flops_ratio",
-    "speedup_estimate",
-    "execution",
-    "median_epoch_time_s",
-)
-
-
-class _Lookup:
-    """Runs by run id, else by identity."""
-
-    def __init__(self, runs: list[dict]):
-        self.by_id = {r["run_id"]: r for r in runs}
-        self.by_identity: dict[str, dict] = {}
-        # sorted by run id, so that which of two runs of one identity is used never depends on file order
-        for r in sorted(runs, key=lambda r: str(r.get("run_id"))):
-            self.by_identity.setdefault(identity_hash(identity(r["config"], r.get("data_md5"))), r)
-
-    def __call__(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
-        if run_id in self.by_id:
-            return self.by_id[run_id]
-        return self.by_identity.get(identity_hash(identity(config)))
+from snfs.identity import identity, identity_hash
+from snfs.results import RunLookup, RunRecord, iter_records, record_from_wandb
 
 
 class RunIndex:
-    """Finished runs, and diverged ones apart, looked up by run id or by identity."""
+    """Finished runs, and diverged ones apart, looked up by run id or by identity (``snfs.results.RunLookup``)."""
 
     def __init__(self, runs: Iterable[dict], description: str = ""):
         runs = [r for r in runs if isinstance(r.get("config"), Mapping)]
         self.runs = [r for r in runs if r.get("status") == "finished"]
         self.diverged = [r for r in runs if r.get("status") == "diverged"]
         self.description = description
-        self._finished, self._diverged = _Lookup(self.runs), _Lookup(self.diverged)
+        self._finished, self._diverged = RunLookup(self.runs), RunLookup(self.diverged)
 
     def __len__(self) -> int:
         return len(self.runs)
 
     def match(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
-        return self._finished(run_id, config)
+        return self._finished.find(run_id, identity_hash(identity(config)))
 
     def match_diverged(self, run_id: str, config: Mapping[str, Any]) -> dict | None:
         """The run's diverged record; callers ask for it where ``match`` found no finished run."""
-        return self._diverged(run_id, config)
+        return self._diverged.find(run_id, identity_hash(identity(config)))
 
 
 # --- sources ------------------------------------------------------------------------------------
@@ -76,54 +48,18 @@ class RunIndex:
 
 def load_local(results_dir: str | Path) -> RunIndex:
     runs = []
-    for raw in iter_results(results_dir, status=None):
+    for path, raw in iter_records(results_dir, status=None):
         if raw.get("status") not in ("finished", "diverged"):
             continue
         try:  # every record in the one schema the trainer writes (snfs.results.RunRecord)
             r = RunRecord.from_dict(raw).to_dict()
         except TypeError:  # a JSON without a run record's required fields is not a run
             continue
-        r["_source"] = str(Path(results_dir) / f"{r.get('run_id')}.json")
+        r["_source"] = str(path)
         runs.append(r)
     from snfs.report.paths import display
 
     return RunIndex(runs, description=f"local results store `{display(results_dir)}`")
-
-
-def _summary_dict(summary: Any) -> dict:
-    if summary is None:
-        return {}
-    try:
-        return {k: summary[k] for k in summary.keys()}
-    except Exception:
-        return dict(summary)
-
-
-def wandb_record(run: Any) -> dict:
-    """A run record from a ``wandb.apis.public.Run``: its config, summary, name (= our run id), state."""
-    config = dict(run.config or {})
-    summary = _summary_dict(getattr(run, "summary", None))
-    flat = flatten(config)
-    finished = getattr(run, "state", None) == "finished" and summary.get("test_error") is not None
-    record = {
-        "status": "finished" if finished else str(getattr(run, "state", "unknown")),
-        "run_id": str(getattr(run, "name", None) or getattr(run, "id", "")),
-        "dataset": flat.get("dataset.name"),
-        "model": flat.get("model.name"),
-        "algorithm": flat.get("sparse.name"),
-        "density": flat.get("density"),
-        "seed": flat.get("seed"),
-        "epochs": flat.get("epochs"),
-        "git_commit": summary.get("git_commit") or getattr(run, "commit", None) or "unknown",
-        "device": summary.get("device") or flat.get("device"),
-        "machine": summary.get("machine"),
-        "config": config,
-        "_wandb_run": run,
-        "_source": "wandb:" + "/".join(str(p) for p in getattr(run, "path", []) or []),
-    }
-    for k in SUMMARY_KEYS:
-        record[k] = summary.get(k)
-    return record
 
 
 def load_wandb(project: str, api: Any = None, filters: dict | None = None) -> RunIndex:
@@ -133,7 +69,7 @@ def load_wandb(project: str, api: Any = None, filters: dict | None = None) -> Ru
         import wandb
 
         api = wandb.Api()
-    runs = [wandb_record(r) for r in api.runs(project, filters=filters or {})]
+    runs = [record_from_wandb(r) for r in api.runs(project, filters=filters or {})]
     return RunIndex(runs, description=f"wandb project `{project}`")
 
 

@@ -28,6 +28,7 @@ from snfs.report.reference import PAPER_LOOKUPS, Paper, csv_paper
 from snfs.report.stats import Summary, summarise
 from snfs.report.store import run_machine
 from snfs.report.sweep import Composer, Expansion, Job, RunGroup, expand, preset_blocks, preset_dataset
+from snfs.results import is_dense
 
 NAN = math.nan
 
@@ -176,7 +177,7 @@ def method_of(cfg: dict) -> str:
 
 
 def weights_pct(cfg: dict) -> float:
-    return 100.0 if cfg["sparse"]["name"] == "dense" else round(float(cfg["density"]) * 100.0, 6)
+    return 100.0 if is_dense(cfg["sparse"]["name"], cfg.get("density")) else round(float(cfg["density"]) * 100.0, 6)
 
 
 def _ablation_variant(cfg: dict) -> str:
