@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from support import REPO
 
 
 def test_bench_times_early_and_late_epochs_and_names_the_machine(fake_mnist_root, tmp_path):

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from support import REPO
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = REPO / "examples"
 
 
 def run(script: str, *args: str, cwd: Path) -> str:
@@ -46,6 +46,3 @@ def test_transformer_with_sparse_attention(tmp_path):
     assert "sparse attention projections: 2" in out
     accuracy = float(out.split("epoch 2: ")[1].split("token accuracy ")[1].split("%")[0])
     assert accuracy > 100.0 / 32  # better than chance on the successor task
-
-
-pytestmark = pytest.mark.integration

@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-from conftest import REPO
+from support import REPO
 
 
-@pytest.mark.integration
 def test_gpu_check_dry_run_writes_both_runs_of_each_comparison(tmp_path):
     env = dict(os.environ, DEVICE="cpu", QUICK="1", PYTHON=sys.executable, OMP_NUM_THREADS="1")
     done = subprocess.run(

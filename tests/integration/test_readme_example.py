@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import yaml
-from conftest import REPO, compose_cfg
+from support import REPO, compose_cfg
 
 from snfs.algorithms import ALGORITHMS
 from snfs.train import train

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import REPO, compose_cfg
+from support import REPO, compose_cfg
 
 import snfs.train as train_module
 from snfs.errors import DatasetError, DivergenceError
@@ -161,7 +161,6 @@ def test_divergence_cli_message(tmp_path):
     assert "non-finite training loss" in err and "recorded as diverged" in err and "Traceback" not in err
 
 
-@pytest.mark.integration  # a joblib multirun of two processes
 def test_a_diverged_run_ends_without_stopping_its_multirun(tmp_path):
     """A joblib sweep whose first run diverges: the other run still finishes, and both are recorded."""
     proc = _cli(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import compose_cfg
+from support import compose_cfg
 
 import snfs.train as train_module
 from snfs.algorithms import ALGORITHMS

@@ -4,7 +4,7 @@ import importlib.util
 import json
 import sys
 
-from conftest import REPO
+from support import REPO
 
 
 def load_script():

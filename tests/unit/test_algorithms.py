@@ -2,12 +2,12 @@
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from support import CONF
 from torch import nn
 
 from snfs.algorithms import ALGORITHMS, build_algorithm
@@ -18,8 +18,6 @@ from snfs.algorithms.rigl import drop_fraction
 from snfs.algorithms.set import prune_set
 from snfs.algorithms.snip import snip_masks
 from snfs.errors import ConfigError
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def yaml_cfg(name: str, **overrides) -> dict:

@@ -10,8 +10,8 @@ import math
 
 import pytest
 import torch
-from conftest import CONF, compose_cfg
 from omegaconf import OmegaConf
+from support import CONF, compose_cfg
 
 from snfs.errors import ConfigError
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from support import CONF
 from torch import nn
 
 from snfs.algorithms import ALGORITHMS
@@ -229,7 +229,7 @@ def test_speedup_estimate_on_a_paper_model():
     assert result["speedup_dense_conv_estimate"] == pytest.approx(1.0)
 
 
-DATASET_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+DATASET_DIR = CONF / "dataset"
 IDX_DATASETS = sorted(
     p.stem for p in DATASET_DIR.glob("*.yaml") if yaml.safe_load(p.read_text()).get("loader") == "idx"
 )

@@ -8,8 +8,8 @@ with a fresh download in it.
 from __future__ import annotations
 
 import pytest
-from conftest import CONF
 from omegaconf import OmegaConf
+from support import CONF
 
 from snfs.errors import DatasetError
 

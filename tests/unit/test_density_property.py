@@ -4,18 +4,16 @@ At every step: inactive weights are exactly 0, the number of active weights equa
 number (dense: every weight), and biases are never masked.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from support import CONF
 from torch import nn
 
 from snfs.algorithms import ALGORITHMS, build_algorithm
 from snfs.algorithms.base import TrainingContext
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 EPOCHS, STEPS_PER_EPOCH, DENSITY = 10, 20, 0.1
 # Faster update schedules, so that every algorithm changes its masks many times in 200 steps.
 FAST = {
@@ -101,7 +99,7 @@ def test_density_is_exact_at_every_step(variant):
 
 
 def test_variants_here_match_their_yaml():
-    from conftest import compose_cfg
+    from support import compose_cfg
 
     for variant, (name, options) in VARIANTS.items():
         sparse = compose_cfg([f"sparse={variant}"]).sparse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose_cfg
+from support import compose_cfg
 
 from snfs import machine
 from snfs.errors import ConfigError

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import MNIST_ROOTS
 
 from snfs.data import DatasetError
 from snfs.data import mnist_fetch as mf
 
 # real MNIST: the shared reference data beside the checkout, else data/, where `make train` fetches it
-_RAW_DIRS = [
-    root / "MNIST" / "raw"
-    for root in (Path(__file__).resolve().parents[2] / "shared" / "data", Path(__file__).resolve().parents[1] / "data")
-]
+_RAW_DIRS = [root / "MNIST" / "raw" for root in MNIST_ROOTS]
 SHARED_RAW = next((d for d in _RAW_DIRS if all((d / n).is_file() for n in mf.RAW_FILES)), _RAW_DIRS[0])
 needs_real = pytest.mark.skipif(
     not all((SHARED_RAW / n).is_file() for n in mf.RAW_FILES),

@@ -9,7 +9,7 @@ import shlex
 import subprocess
 
 import pytest
-from conftest import REPO
+from support import REPO
 
 DOCS = ("README.md", "docs/dashboard.md", "docs/runs.md")
 

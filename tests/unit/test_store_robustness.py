@@ -11,7 +11,7 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO
+from support import REPO
 
 STRAY = {
     "list.json": b"[]",

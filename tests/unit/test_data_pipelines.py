@@ -4,104 +4,21 @@ one-batch training runs of every CIFAR / ImageNet model on fake data."""
 from __future__ import annotations
 
 import math
-import os
-import pickle
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
 import torchvision.transforms.functional as TF
-from conftest import compose_cfg
 from PIL import Image
+from support import compose_cfg
+from support.data_pipelines import write_fake_cifar10, write_image_tree
 
 from snfs.data import DatasetError, build_data
 from snfs.data.augment import ImageBatches, crop_flip, draw_crop_flip, reflect_index, to_normalised
 from snfs.data.imagenet import LoaderBatches
-from snfs.train import train
 
 CPU = torch.device("cpu")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-
-
-# --- generated files ---------------------------------------------------------------------------
-
-
-def counted_over(test_error: float, n_test: int) -> bool:
-    """A test error (%) computed over all ``n_test`` samples is a whole number of them."""
-    wrong = test_error * n_test / 100
-    return 0 <= wrong <= n_test and abs(wrong - round(wrong)) < 1e-6
-
-
-def write_fake_cifar10(root: Path, per_batch: int = 10, n_test: int = 20, seed: int = 0):
-    """torchvision's CIFAR-10 python layout: five data batches, test_batch and batches.meta (pickles).
-
-    Returns the images (N, 3, 32, 32) uint8 and labels of train (batches in order) and test.
-    """
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for split, names, n in (
-        ("train", [f"data_batch_{i}" for i in range(1, 6)], per_batch),
-        ("test", ["test_batch"], n_test),
-    ):
-        images, labels = [], []
-        for name in names:
-            data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)  # rows: R plane, G plane, B plane
-            lab = rng.integers(0, 10, size=n).tolist()
-            entry = {
-                "batch_label": name,
-                "labels": lab,
-                "data": data,
-                "filenames": [f"{name}_{k}.png" for k in range(n)],
-            }
-            with open(folder / name, "wb") as f:
-                pickle.dump(entry, f, protocol=2)
-            images.append(data.reshape(n, 3, 32, 32))
-            labels += lab
-        out[split] = (torch.from_numpy(np.concatenate(images)), torch.tensor(labels))
-    meta = {
-        "num_cases_per_batch": per_batch,
-        "num_vis": 3072,
-        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-    }
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump(meta, f, protocol=2)
-    return out
-
-
-def write_image_tree(base: Path, classes=("cat", "dog"), n_train: int = 5, n_val: int = 3, seed: int = 0) -> Path:
-    """<base>/train/<class>/ and <base>/val/<class>/ with random JPEGs and PNGs of assorted sizes."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for c in classes:
-            (base / split / c).mkdir(parents=True, exist_ok=True)
-            for k in range(n):
-                h, w = (int(v) for v in rng.integers(36, 64, size=2))
-                img = Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
-                img.save(base / split / c / (f"{c}_{k}.JPEG" if k % 2 == 0 else f"{c}_{k}.png"))
-    return base
-
-
-@pytest.fixture
-def skip_md5(monkeypatch):
-    """Generated CIFAR files cannot match torchvision's md5 sums; check only that they exist."""
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
-
-
-@pytest.fixture(scope="module")
-def fake_cifar(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fake_cifar")
-    return root, write_fake_cifar10(root)
-
-
-@pytest.fixture(scope="module")
-def image_tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fake_imagenet")
-    write_image_tree(root / "imagenet")
-    return root
 
 
 def cifar_cfg(*overrides: str):
@@ -299,50 +216,6 @@ def test_cifar10_failed_download_is_a_dataset_error(tmp_path, monkeypatch):
     assert str(tmp_path / "cifar-10-batches-py") in str(err.value)
 
 
-@pytest.mark.integration  # a training run
-def test_cifar10_through_train(fake_cifar, skip_md5, tmp_path):
-    root, _ = fake_cifar
-    cfg = compose_cfg(
-        [
-            "dataset=cifar10",
-            "dataset.download=false",
-            f"data.root={root}",
-            "model=wrn28_2",
-            "epochs=1",
-            "limit_batches=1",
-            "batch_size=8",
-            "logger.mode=disabled",
-            "progress=false",
-            "device=cpu",
-            f"results_dir={tmp_path}",
-        ]
-    )
-    result = train(cfg)
-    assert result["status"] == "finished" and result["val_error"] is not None and counted_over(result["test_error"], 20)
-
-
-@pytest.mark.slow
-def test_cifar10_augmented_resume_matches_uninterrupted_run(fake_cifar, skip_md5, tmp_path):
-    root, _ = fake_cifar
-    common = [
-        "dataset=cifar10",
-        "dataset.download=false",
-        f"data.root={root}",
-        "model=wrn28_2",
-        "epochs=2",
-        "limit_batches=2",
-        "batch_size=8",
-        "logger.mode=disabled",
-        "progress=false",
-        "device=cpu",
-    ]
-    straight = train(compose_cfg(common + [f"results_dir={tmp_path / 'a'}"]))
-    assert train(compose_cfg(common + [f"results_dir={tmp_path / 'b'}", "stop_after_epoch=1"])) is None
-    resumed = train(compose_cfg(common + [f"results_dir={tmp_path / 'b'}", "resume=true"]))
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
-    assert resumed["test_error"] == straight["test_error"]
-
-
 # --- ImageNet (ImageFolder) --------------------------------------------------------------------
 
 
@@ -473,77 +346,3 @@ def test_imagenet_class_mismatch_and_empty_class(tmp_path):
     (base / "train" / "emu").mkdir()  # same classes now, but emu has no images
     with pytest.raises(DatasetError, match="incomplete"):
         build_data(imagenet_cfg(), str(tmp_path), 4, CPU, 0)
-
-
-@pytest.mark.integration  # a training run
-def test_imagenet_through_train(image_tree, tmp_path):
-    cfg = compose_cfg(
-        [
-            "dataset=imagenet",
-            "dataset.image_size=32",
-            "dataset.val_resize=36",
-            "dataset.num_workers=0",
-            "dataset.pin_memory=false",
-            f"data.root={image_tree}",
-            "model=vgg_like",
-            "epochs=1",
-            "limit_batches=1",
-            "batch_size=4",
-            "logger.mode=disabled",
-            "progress=false",
-            "device=cpu",
-            f"results_dir={tmp_path}",
-        ]
-    )
-    result = train(cfg)
-    assert result["status"] == "finished" and result["val_error"] is None and counted_over(result["test_error"], 6)
-
-
-# --- one training batch per model on fake data ---------------------------------------------------
-
-SLOW = pytest.mark.slow
-CIFAR_MODELS = [
-    "alexnet_s",
-    "alexnet_b",
-    "vgg16_c",
-    "vgg_like",
-    "wrn28_2",
-    pytest.param("vgg16_d", marks=SLOW),
-    pytest.param("wrn16_8", marks=SLOW),
-    pytest.param("wrn16_10", marks=SLOW),
-    pytest.param("wrn22_8", marks=SLOW),
-]
-
-
-def fake_run_cfg(model: str, shape: str, tmp_path: Path):
-    return compose_cfg(
-        [
-            "dataset=fake",
-            f"dataset.shape={shape}",
-            "dataset.n_train=64",
-            "dataset.n_val=0",
-            "dataset.n_test=32",
-            f"model={model}",
-            "epochs=1",
-            "limit_batches=1",
-            "batch_size=8",
-            "logger.mode=disabled",
-            "progress=false",
-            "device=cpu",
-            f"results_dir={tmp_path}",
-        ]
-    )
-
-
-@pytest.mark.integration  # a training run
-@pytest.mark.parametrize("model", CIFAR_MODELS)
-def test_one_batch_cifar_model_on_fake_data(model, tmp_path):
-    result = train(fake_run_cfg(model, "[3,32,32]", tmp_path))
-    assert result["status"] == "finished" and result["model"] == model
-    assert result["final_density"] == pytest.approx(0.05, abs=0.01) and counted_over(result["test_error"], 32)
-
-
-@pytest.mark.slow
-def test_one_batch_resnet50_on_fake_data(tmp_path):
-    result = train(fake_run_cfg("resnet50", "[3,64,64]", tmp_path))
-    assert result["status"] == "finished" and counted_over(result["test_error"], 32)

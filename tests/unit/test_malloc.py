@@ -6,11 +6,8 @@ import sys
 
 import pytest
 import torch
-from conftest import compose_cfg
 
-import snfs.train as train_module
 from snfs.malloc import MMAP_THRESHOLD, keep_freed_memory
-from snfs.train import Trainer
 
 
 class MallInfo2(ctypes.Structure):
@@ -51,12 +48,3 @@ def test_activation_sized_blocks_come_from_the_heap_and_are_kept():
     del block
     after = mallinfo2()
     assert after.arena >= during.arena - size // 2 and after.fordblks >= size // 2  # freed, but kept for reuse
-
-
-def test_cpu_runs_keep_freed_memory_unless_told_not_to(monkeypatch, quick_overrides):
-    calls = []
-    monkeypatch.setattr(train_module, "keep_freed_memory", lambda: calls.append(1) or True)
-    Trainer(compose_cfg(quick_overrides + ["device=cpu"]))
-    assert calls == [1]
-    Trainer(compose_cfg(quick_overrides + ["device=cpu", "keep_freed_memory=false"]))
-    assert calls == [1]

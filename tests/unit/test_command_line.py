@@ -6,12 +6,8 @@ which then fails too); snfs.command_line checks the command line first (issue 26
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import REPO, find_real_mnist
+from support import find_real_mnist
 
 from snfs.errors import ConfigError
 
@@ -76,28 +72,6 @@ def test_a_valid_command_line_passes(args):
     from snfs.command_line import check_overrides
 
     check_overrides(args)
-
-
-def test_the_cli_says_it_in_one_line_without_importing_torch(tmp_path):
-    """The check runs before `import torch` (which alone takes seconds on a busy 2-core machine)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "snfs.train", "densty=0.02"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
-    assert (
-        lines == [lines[0]]
-        and lines[0].startswith("error: densty is not a key")
-        and "did you mean density?" in lines[0]
-    )
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert "torch" not in imported
 
 
 def test_real_mnist_is_also_found_where_make_train_puts_it(tmp_path):

@@ -7,24 +7,11 @@ import signal
 
 import pytest
 import torch
-from conftest import compose_cfg
+from support import compose_cfg
+from support.interrupts import BASE
 
-from snfs.train import Interrupted, Preemption, Trainer
+from snfs.train import Interrupted, Trainer
 
-BASE = [
-    "dataset=fake",
-    "dataset.n_train=193",
-    "dataset.n_val=64",
-    "dataset.n_test=64",
-    "logger.mode=disabled",
-    "progress=false",
-    "device=cpu",
-    "batch_size=32",
-    "epochs=3",
-    "density=0.1",
-    "run_id=fixed",
-    "threads=1",
-]
 STEPS_PER_EPOCH = 7  # ceil(193 / 32)
 
 
@@ -57,14 +44,6 @@ def test_ctrl_c_checkpoints_and_the_same_command_resumes(tmp_path, monkeypatch):
     assert resumed["test_error"] == straight["test_error"]
 
 
-def test_a_second_ctrl_c_stops_at_once():
-    with Preemption() as preemption:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert preemption.signum == signal.SIGINT  # the first one only asks for a checkpoint
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def test_starting_afresh_moves_an_earlier_checkpoint_aside(tmp_path, capsys):
     Trainer(cfg(tmp_path, "stop_after_epoch=1")).fit()
     ckpt = tmp_path / "checkpoints" / "fixed.pt"
@@ -75,21 +54,6 @@ def test_starting_afresh_moves_an_earlier_checkpoint_aside(tmp_path, capsys):
     assert kept.read_bytes() == before
 
 
-def test_bf16_on_cpu_uses_cpu_autocast():
-    trainer = Trainer(compose_cfg(BASE + ["precision=bf16", "results_dir=/nonexistent-unused"]))
-    with trainer.autocast():
-        out = (
-            trainer.model.fc1(torch.randn(2, trainer.model.fc1.in_features)) if hasattr(trainer.model, "fc1") else None
-        )
-    assert out is not None and out.dtype == torch.bfloat16
-
-
-def test_fp16_on_cpu_says_it_runs_in_fp32(capsys):
-    Trainer(compose_cfg(BASE + ["precision=fp16", "results_dir=/nonexistent-unused"]))
-    assert "computes in fp32" in capsys.readouterr().err
-
-
-@pytest.mark.integration
 def test_a_finished_run_stored_under_an_older_id_is_not_trained_again(tmp_path, capsys, monkeypatch):
     first = Trainer(cfg(tmp_path, "epochs=1")).fit()
     (tmp_path / "fixed.json").rename(tmp_path / "mnist-an-older-run-id-scheme.json")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
-import pytest
-from conftest import REPO, compose_cfg
 from omegaconf import OmegaConf
+from support import REPO, compose_cfg
 
 from snfs.identity import declared_defaults, identity, identity_hash, run_id
 
@@ -78,31 +75,6 @@ def test_defaults_come_from_the_files_named_by_the_groups():
     defaults = declared_defaults(config(["model=lenet5_caffe", "sparse=set"]))
     assert defaults["model.name"] == "lenet5_caffe" and defaults["sparse.name"] == "set"
     assert "sparse.zeta" in defaults
-
-
-@pytest.mark.integration
-def test_reading_identities_loads_neither_torch_nor_hydra():
-    code = (
-        "import sys, snfs.identity, snfs.report.store; "
-        "print([m for m in ('torch', 'hydra', 'snfs.train') if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO / "src")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
-
-
-@pytest.mark.integration
-def test_building_a_table_loads_neither_torch_nor_the_trainer(tmp_path):
-    code = (
-        "import sys; from snfs.report.cli import main; "
-        f"main(['tables', 'mnist_compression', '--results', {str(tmp_path / 'runs')!r}, "
-        f"'--tables-dir', {str(tmp_path / 'tables')!r}]); "
-        "print([m for m in ('torch', 'snfs.train') if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
-    assert (tmp_path / "tables" / "mnist_compression.md").exists()
 
 
 def _stated_in_yaml_as_declared(options, stated: dict, where: str) -> None:

@@ -3,21 +3,15 @@ their jobs pass the training entry's config checks, and the sweep/skip/launch ma
 
 from __future__ import annotations
 
-import itertools
 import json
-import random
 import re
-import shutil
-import subprocess
 
 import pytest
-from conftest import CONF, REPO
 
 from snfs.report import reference
 from snfs.report.paths import presets
 from snfs.report.quick import fake_overrides, quick_overrides
-from snfs.report.sweep import Composer, block_command, expand, missing_blocks
-from snfs.report.tables import TABLES
+from snfs.report.sweep import Composer, block_command, expand
 
 PRESETS = presets()
 
@@ -52,37 +46,6 @@ def ref_pcts(rows, method, **where):
     return sorted(
         {r["weights_pct"] for r in rows if r["method"] == method and all(r[k] == v for k, v in where.items())}
     )
-
-
-# --- composition --------------------------------------------------------------------------------
-
-
-def test_there_is_one_preset_per_table():
-    assert set(PRESETS) == set(TABLES)
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    # the Makefile derives its targets from conf/experiment/: each one runs its preset (dry run, nothing executes)
-    proc = subprocess.run(
-        ["make", "-n", *(f"reproduce-table-{name}" for name in PRESETS)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    for name in PRESETS:
-        assert f"scripts/reproduce.py run {name} " in proc.stdout, name
-
-
-@pytest.mark.parametrize("name", PRESETS)
-def test_preset_composes_as_a_multirun(name):
-    """The idiom everywhere (tests, Makefile, scripts/reproduce.py, docs): `+experiment=<name>`."""
-    with Composer() as composer:
-        cfg = composer.compose([f"+experiment={name}"], hydra_config=True)
-    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
-    params = dict(cfg.hydra.sweeper.params)
-    assert params and "seed" in params
-    assert (CONF / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
 
 
 def test_every_job_of_every_preset_composes_and_validates(grids):
@@ -219,27 +182,6 @@ def test_sensitivity_grids(grids):
     }
 
 
-# --- launchers -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "launcher,key,value",
-    [
-        ("slurm", "gpus_per_node", 1),
-        ("slurm", "max_num_timeout", 3),
-        ("submitit_slurm", "partition", None),
-        ("joblib", "n_jobs", -1),
-        ("submitit_local", "timeout_min", 60),
-    ],
-)
-def test_launcher_configs_compose(launcher, key, value):
-    with Composer() as composer:
-        cfg = composer.compose(["+experiment=mnist_methods", f"hydra/launcher={launcher}"], hydra_config=True)
-    assert cfg.hydra.launcher[key] == value
-    if launcher == "slurm":
-        assert "SlurmLauncher" in cfg.hydra.launcher._target_ and "partition" in cfg.hydra.launcher
-
-
 def test_block_command_is_a_hydra_multirun_with_the_launcher(grids):
     exp = grids["mnist_methods"]
     cmd = block_command(exp, exp.values, launcher="joblib", jobs=2, sweep_dir="/tmp/x")
@@ -252,25 +194,6 @@ def test_block_command_is_a_hydra_multirun_with_the_launcher(grids):
         block_command(exp, exp.values, launcher="nope")
 
 
-# --- skipping finished runs --------------------------------------------------------------------------
-
-
-def test_missing_blocks_cover_exactly_the_missing_points():
-    values = [["a", "b", "c"], ["1", "2"], ["17", "18", "19"]]
-    grid = list(itertools.product(*values))
-    assert missing_blocks(grid, values) == [values]  # the whole grid: one multirun
-    assert missing_blocks([], values) == []
-    rng = random.Random(0)
-    for _ in range(50):
-        subset = rng.sample(grid, rng.randint(1, len(grid)))
-        blocks = missing_blocks(subset, values)
-        covered = [p for b in blocks for p in itertools.product(*b)]
-        assert sorted(covered) == sorted(subset) and len(covered) == len(set(covered))
-    # one seed missing everywhere: one block
-    assert missing_blocks([p for p in grid if p[2] == "19"], values) == [[values[0], values[1], ["19"]]]
-
-
-@pytest.mark.integration  # composes whole preset grids
 def test_run_skips_finished_runs_and_launches_the_rest(tmp_path, capsys):
     """`run --dry-run` prints the Hydra commands: a finished run is not among them."""
     from snfs.report.cli import main
@@ -349,7 +272,6 @@ def test_quick_overrides_use_real_data_when_present(fake_mnist_root, tmp_path):
     assert fake_overrides("fake") == []
 
 
-@pytest.mark.integration  # composes whole preset grids
 def test_quick_configs_of_every_preset_validate(tmp_path):
     """QUICK overrides keep each preset's grid (rows) and give valid configs on generated data."""
     from snfs.report.cli import _dataset_of
