@@ -10,7 +10,7 @@ from support.models import CIFAR_MODELS, COUNTS, forward_backward, n_params
 from snfs.models import build_model
 
 
-# seconds per network on a CPU; the LeNets below keep a forward+backward in the unit tier
+# seconds per network on a CPU; tests/unit/test_models.py runs the LeNets' forward+backward
 @pytest.mark.parametrize("name", CIFAR_MODELS)
 def test_cifar_forward_backward(name):
     torch.manual_seed(0)
