@@ -78,9 +78,12 @@ def test_sparse_and_masked_execution_agree(algorithm, quick_overrides, tmp_path,
     for name, mask in masked.algo.masks.masks.items():
         assert torch.equal(mask, sparse.algo.masks.masks[name]), f"{algorithm}: masks of {name} differ"
     tolerance = _equivalence_tolerance(masked)
-    for (name, a), (_, b) in zip(masked.model.state_dict().items(), sparse.model.state_dict().items()):
+    sparse_state = sparse.model.state_dict()
+    for name, a in masked.model.state_dict().items():
         assert a.dtype == torch.float64
-        torch.testing.assert_close(b, a, rtol=tolerance, atol=tolerance)
+        torch.testing.assert_close(
+            sparse_state[name], a, rtol=tolerance, atol=tolerance, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 @pytest.mark.parametrize("algorithm", ["momentum", "set", "rigl", "static"])
@@ -102,8 +105,11 @@ def test_sparse_convolutions_agree_with_masked(algorithm, quick_overrides, tmp_p
     for name, mask in masked.algo.masks.masks.items():
         assert torch.equal(mask, sparse.algo.masks.masks[name]), f"{algorithm}: masks of {name} differ"
     tolerance = _equivalence_tolerance(masked)
-    for (name, a), (_, b) in zip(masked.model.state_dict().items(), sparse.model.state_dict().items()):
-        torch.testing.assert_close(b, a, rtol=tolerance, atol=tolerance)
+    sparse_state = sparse.model.state_dict()
+    for name, a in masked.model.state_dict().items():
+        torch.testing.assert_close(
+            sparse_state[name], a, rtol=tolerance, atol=tolerance, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 def test_execution_is_checked_and_not_part_of_the_run_id(quick_overrides):
@@ -127,8 +133,11 @@ def test_checkpoint_written_masked_resumes_sparse(quick_overrides, tmp_path):
     for name, mask in whole.algo.masks.masks.items():
         assert torch.equal(mask, resumed.algo.masks.masks[name])
     tolerance = _equivalence_tolerance(whole)
-    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
-        torch.testing.assert_close(b, a, rtol=tolerance, atol=tolerance)
+    resumed_state = resumed.model.state_dict()
+    for name, a in whole.model.state_dict().items():
+        torch.testing.assert_close(
+            resumed_state[name], a, rtol=tolerance, atol=tolerance, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 def test_run_record_says_which_execution_ran(quick_overrides, tmp_path):

@@ -1,4 +1,5 @@
-"""The GPU check's own dry run on a CPU (``DEVICE=cpu QUICK=1``) runs every check and writes both runs of each comparison."""
+"""The GPU check's own dry run on a CPU (``DEVICE=cpu QUICK=1``) runs every check and writes both runs of each
+comparison."""
 
 from __future__ import annotations
 

@@ -346,7 +346,8 @@ def test_divergence_later_names_the_checkpoint_that_is_there(tmp_path, monkeypat
 
 
 def test_results_and_checkpoints_respect_the_umask(tmp_path):
-    """Results and checkpoints were written 0600 (mkstemp's mode); colleagues on a shared cluster could not read them."""
+    """Results and checkpoints were written 0600 (mkstemp's mode); colleagues on a shared cluster could not read
+    them."""
     old = os.umask(0o022)
     try:
         train(compose_cfg(FAKE + ["epochs=1", "limit_batches=2", f"results_dir={tmp_path / 'a'}"]))

@@ -1,4 +1,5 @@
-"""FLOP accounting against hand counts, the accounting rows and the algorithms' choice of row, and the speedup estimate's structure."""
+"""FLOP accounting against hand counts, the accounting rows and the algorithms' choice of row, and the speedup
+estimate's structure."""
 
 from __future__ import annotations
 

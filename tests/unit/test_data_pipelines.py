@@ -101,7 +101,8 @@ def test_reflect_index_matches_torch_reflect_pad():
 def test_batched_crop_flip_equals_torchvision_per_image():
     gen = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    combos = [(t, l, f) for t in range(9) for l in range(9) for f in (False, True)]  # every offset RandomCrop can draw
+    # every offset RandomCrop can draw
+    combos = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (False, True)]
     batch = images.repeat(len(combos), 1, 1, 1)
     top = torch.tensor([c[0] for c in combos]).repeat_interleave(3)
     left = torch.tensor([c[1] for c in combos]).repeat_interleave(3)
@@ -143,7 +144,7 @@ def test_cifar10_augmented_epoch_is_torchvision_with_drawn_params(fake_cifar, sk
         idx = order[16 * b : 16 * b + 16]
         top, left, flip = draw_crop_flip(len(idx), 4, g)
         ref = torch.stack(
-            [reference_augment(x_train[i], int(t), int(l), bool(f)) for i, t, l, f in zip(idx, top, left, flip)]
+            [reference_augment(x_train[i], int(dy), int(dx), bool(f)) for i, dy, dx, f in zip(idx, top, left, flip)]
         )
         torch.testing.assert_close(x, ref, rtol=0, atol=1e-6)
         assert torch.equal(y, raw["train"][1][idx])

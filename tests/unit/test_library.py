@@ -294,7 +294,8 @@ def test_a_grad_scaler_gives_the_run_without_one(algorithm):
 
 
 def test_gradient_accumulation_counts_optimizer_steps():
-    """Two half batches accumulated give one full batch's step (up to the order of the sums), and one step is counted."""
+    """Two half batches accumulated give one full batch's step (up to the order of the sums), and one step is
+    counted."""
     full = build("rigl", epochs=2, steps_per_epoch=3)
     accumulated = build("rigl", epochs=2, steps_per_epoch=3)
     data = batches(6, seed=6)
@@ -350,7 +351,8 @@ def test_summary_lists_every_sparse_layer():
 
 
 def _dot_bound(weight: torch.Tensor, x: torch.Tensor) -> float:
-    """How far two fp32 evaluations of x W^T (sums in any order) can differ: 2 n eps max(|x| |W|^T), n the longest row."""
+    """How far two fp32 evaluations of x W^T (sums in any order) can differ: 2 n eps max(|x| |W|^T), n the longest
+    row."""
     n = int((weight != 0).sum(1).max())
     return float(2 * n * torch.finfo(torch.float32).eps * (x.abs() @ weight.abs().t()).max())
 

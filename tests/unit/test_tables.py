@@ -83,8 +83,8 @@ def test_collapsed_runs_are_counted_and_kept_apart(tmp_path):
         "0.690 ± 0.021 | +29.460 |"
     ) in md
     assert (
-        "ours: test error (%), all runs | n | collapsed (test error > 50%) | ours: test error (%), runs that did not collapse"
-        in md
+        "ours: test error (%), all runs | n | collapsed (test error > 50%) | "
+        "ours: test error (%), runs that did not collapse" in md
     )
     header, rows = csv_rows(table)
     got = dict(zip(header, rows[0]))

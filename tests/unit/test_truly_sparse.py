@@ -274,7 +274,7 @@ def test_dsr_prunes_adapts_and_shares_the_regrowth_as_the_masked_mode():
 
 def test_set_runs_and_keeps_every_count():
     model, run, opt = truly_sparse_run("set", schedule="step", period=3, zeta=0.3)
-    first = {k: l.nnz for k, l in run.layers.items()}
+    first = {k: layer.nnz for k, layer in run.layers.items()}
     model2 = mlp()
     initial = algorithm("set", model2, sgd(model2), batches(1), schedule="step", period=3, zeta=0.3)
     assert first == initial.masks.active_counts()
