@@ -33,14 +33,14 @@ format: $(STAMP) ## ruff format and ruff's safe fixes, in place
 	$(VENV)/bin/ruff check --fix $(LINTED)
 
 .PHONY: test-unit test-integration
-test: $(STAMP) ## what CI runs: the unit tier, then the integration tier (slow tests excluded)
+test: $(STAMP) ## what CI runs: tests/unit, then tests/integration (slow tests excluded; a test file elsewhere stops it)
 	$(PY) -m pytest -m "unit and not slow" -q
 	$(PY) -m pytest -m "integration and not slow" -q
 
-test-unit: $(STAMP) ## the fast tier, in one process, no training runs (about a minute; tiers: tests/conftest.py)
+test-unit: $(STAMP) ## tests/unit: one process, no training runs (about a minute)
 	$(PY) -m pytest -m "unit and not slow" -q
 
-test-integration: $(STAMP) ## training runs, CLI subprocesses, DDP, whole preset grids (slow tests excluded)
+test-integration: $(STAMP) ## tests/integration: training runs, CLI subprocesses, DDP, whole preset grids (slow excluded)
 	$(PY) -m pytest -m "integration and not slow" -q
 
 test-all: $(STAMP) ## run every test, slow ones included

@@ -5,7 +5,7 @@
 ``make check-dashboard`` runs it. It serves the dashboard (``snfs.report.dashboard``) on a free local
 port, dumps the rendered page and asserts that the run list holds the newest runs (the newest
 selected) and that a curve is drawn; ``--run`` opens the page with those runs overlaid. Exit status 1
-names what is missing. tests/test_dashboard.py drives the same functions.
+names what is missing. tests/integration/test_dashboard.py drives the same functions.
 """
 
 from __future__ import annotations

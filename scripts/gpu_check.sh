@@ -10,7 +10,7 @@
 # The device machine has PyTorch but not Hydra: scripts/gpu_wheels.sh (run here, with network)
 # puts the missing wheels into .whl/, which the device call carries (`carry: [".whl"]`).
 # DEVICE=cpu QUICK=1 bash scripts/gpu_check.sh /tmp/x   tries the script itself on a CPU in a minute or two
-# (tests/test_gpu_check.py runs it so). Each run of a comparison has its own results folder: execution and
+# (tests/integration/test_gpu_check.py runs it so). Each run of a comparison has its own results folder: execution and
 # the launcher are not part of a run's identity, so in one folder the second run would find the first
 # finished and not train. Exit status 1 when any check failed.
 set -uo pipefail

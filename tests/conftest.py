@@ -1,63 +1,29 @@
-"""Shared fixtures: configs composed with hydra.compose, and small MNIST-format data."""
+"""Fixtures and hooks. The tier of a test is its folder: tests/unit/ (one process, no training run, about a
+minute: `make test-unit`) and tests/integration/ (training runs, Python subprocesses, several processes, whole
+preset grids: `make test-integration`); `slow` is a marker. Helpers that tests import live in tests/support/."""
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from support import REPO, find_real_mnist, make_fake_mnist
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-SHARED_MNIST = REPO.parent / "shared" / "data"
+# fixtures of one topic that tests of both folders use, kept beside that topic's helpers
+from support.dashboard import store  # noqa: F401
+from support.data_pipelines import fake_cifar, image_tree, skip_md5  # noqa: F401
+from support.idx_dataset import tiny  # noqa: F401
+from support.report import jobs  # noqa: F401
 
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An idx file as MNIST ships them: big-endian magic (0x08 = ubyte), dims, then bytes."""
-    magic = 0x0800 + array.ndim
-    with open(path, "wb") as f:
-        f.write(struct.pack(">I", magic))
-        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
-
-def make_fake_mnist(root: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> Path:
-    """Learnable MNIST-shaped data: each class lights up its own block of pixels, plus noise."""
-    rng = np.random.default_rng(seed)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, size=n)
-        images = rng.integers(0, 60, size=(n, 28, 28))
-        for i, c in enumerate(labels):
-            r, col = divmod(int(c), 5)
-            images[i, 4 + 10 * r : 12 + 10 * r, 1 + 5 * col : 5 + 5 * col] += 180
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.clip(images, 0, 255))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    return root
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration")
 
 
 @pytest.fixture(scope="session")
 def fake_mnist_root(tmp_path_factory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
-
-
-# where real MNIST may be: the shared reference data beside the checkout, or data/, where `make train` fetches it
-MNIST_ROOTS = (SHARED_MNIST, REPO / "data")
-
-
-def find_real_mnist(roots=MNIST_ROOTS) -> Path | None:
-    """The first root holding MNIST's four files (uncompressed or .gz), else None."""
-    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    for root in roots:
-        raw = Path(root) / "MNIST" / "raw"
-        if all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in files):
-            return Path(root)
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -66,11 +32,6 @@ def real_mnist_root() -> Path:
     if root is None:
         pytest.skip("real MNIST is neither in ../shared/data nor in data/ (`make train` fetches it to data/)")
     return root
-
-
-def compose_cfg(overrides: list[str] | None = None):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides or []))
 
 
 @pytest.fixture
@@ -87,70 +48,56 @@ def quick_overrides(fake_mnist_root, tmp_path) -> list[str]:
     ]
 
 
-# --- two tiers: `make test-unit` (under a minute) and `make test-integration`; `make test` runs both ---------
-# A test is "integration" when it runs training (Trainer.fit), a Python subprocess or several processes, or
-# composes whole experiment grids; every other test is "unit". The classification lives here, in one place:
-# whole files, single tests of files whose other tests are unit, fixtures that mean a training run, and
-# markers (integration, ddp, slow).
-INTEGRATION_FILES = {
-    "test_reliability.py",  # preemption, divergence, wandb failure: CLI subprocesses and short runs
-    "test_run_properties.py",  # every algorithm through DDP, SIGTERM resume and density 1
-    "test_throughput.py",  # benchmarks/throughput.py times real training steps
-    "test_logger.py",  # starts wandb's service and waits out a connection timeout
-    "test_gpu_check.py",  # scripts/gpu_check.sh's CPU dry run: training runs, throughput and torchrun
-    "test_bench.py",  # benchmarks/epoch_time.py in a subprocess, early and late epochs on generated data
-}
-INTEGRATION_TESTS = {  # files of unit tests with a few integration tests; "file::test" without parameters
-    "test_dashboard.py::test_dashboard_imports_no_training_stack",
-    "test_dashboard.py::test_a_real_wandb_offline_log_is_read",
-    "test_dashboard.py::test_browser_shows_run_list_and_curve",  # starts headless Chromium (20+ s)
-    "test_identity.py::test_reading_identities_loads_neither_torch_nor_hydra",
-    "test_interrupts.py::test_ctrl_c_checkpoints_and_the_same_command_resumes",
-    "test_library.py::test_the_library_loads_none_of_the_training_or_report_stack",
-    "test_interrupts.py::test_starting_afresh_moves_an_earlier_checkpoint_aside",
-    "test_options.py::test_bad_option_stops_the_cli_before_any_data_loads",
-    "test_command_line.py::test_the_cli_says_it_in_one_line_without_importing_torch",
-    "test_user_output.py::test_committed_report_rebuilds_unchanged",  # renders every committed run's page (~20 s)
-    "test_report.py::test_quick_sweep_end_to_end",
-    "test_report.py::test_wandb_source_with_a_mocked_api",  # imports wandb's public API client (seconds)
-    "test_tables.py::test_every_preset_is_a_table_with_its_whole_grid",
-}
-INTEGRATION_FIXTURES = {
-    "quick_overrides",
-    "fake_mnist_root",
-    "real_mnist_root",  # a training run on MNIST-format files
-    "grids",  # test_experiments: every preset's whole grid composed and validated (minutes on two busy cores)
-}
+# --- the folder is the tier; a test that belongs in tests/integration/ fails in tests/unit/ and says so -----
+# fixtures that mean a training run on MNIST-format files, or every preset's whole grid (minutes on two cores)
+TRAINING_FIXTURES = {"quick_overrides", "fake_mnist_root", "real_mnist_root", "grids"}
 
 
-def is_integration(item: pytest.Item) -> bool:
-    path = Path(str(item.fspath))
-    test = f"{path.name}::{getattr(item, 'originalname', item.name)}"
-    return (
-        path.name in INTEGRATION_FILES
-        or test in INTEGRATION_TESTS
-        or bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())))
-        or any(item.get_closest_marker(m) for m in ("integration", "ddp", "slow"))
-    )
+def tier_of(item: pytest.Item) -> str:
+    """The folder under tests/ that holds the test; a test file anywhere else is refused at collection."""
+    path = Path(str(item.fspath)).resolve()
+    folder = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+    if folder not in TIERS:
+        raise pytest.UsageError(
+            f"{item.nodeid}: a test file belongs in tests/unit/ (one process, no training run) or "
+            f"tests/integration/ (training runs, subprocesses, whole grids); move it there"
+        )
+    return folder
+
+
+def misfiled(item: pytest.Item) -> str | None:
+    """Why a test in tests/unit/ belongs in tests/integration/, or None."""
+    training_fixtures = sorted(TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if training_fixtures:
+        return f"uses {', '.join(training_fixtures)} (a training run's fixture)"
+    for marker in ("integration", "ddp"):
+        if item.get_closest_marker(marker) is not None:
+            return f"is marked {marker}"
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
+    wrong = []
     for item in items:
-        item.add_marker(pytest.mark.integration if is_integration(item) else pytest.mark.unit)
+        tier = tier_of(item)
+        item.add_marker(getattr(pytest.mark, tier))
+        reason = misfiled(item) if tier == "unit" else None
+        if reason:
+            wrong.append(f"{item.nodeid} {reason}")
+    if wrong:  # refused before anything runs: such a fixture builds data or whole grids first
+        raise pytest.UsageError("unit tests that belong in tests/integration/:\n  " + "\n  ".join(wrong))
 
 
 @pytest.fixture(autouse=True)
 def _unit_tests_stay_in_one_process(request, monkeypatch):
-    """A unit test that trains or starts Python fails and says to classify it, so the unit tier stays fast."""
-    if request.node.get_closest_marker("integration") is not None:
+    """A unit test that trains or starts Python fails and says to move it, so the unit tier stays fast."""
+    if request.node.get_closest_marker("unit") is None:
         yield
         return
 
     def refuse(what: str):
-        pytest.fail(
-            f"{request.node.nodeid} is a unit test but {what}: mark it integration (tests/conftest.py)", pytrace=False
-        )
+        pytest.fail(f"{request.node.nodeid} is a unit test but {what}: move it to tests/integration/", pytrace=False)
 
     real_popen_init = subprocess.Popen.__init__
 
