@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install snfs with its pinned dependencies
 
-LINTED := src tests scripts examples
+LINTED := src tests scripts benchmarks examples
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on src/snfs, as CI and pre-commit run them
 	$(VENV)/bin/ruff check $(LINTED)

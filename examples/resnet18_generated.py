@@ -48,5 +48,6 @@ for x, y in zip(images, labels):
 k = max(1, len(losses) // 5)
 print(f"loss: first {k} steps {sum(losses[:k]) / k:.3f}, last {k} steps {sum(losses[-k:]) / k:.3f}")
 print(
-    f"{len(sparse.masks)} sparse weights at density {sparse.density:.4f}; conv1 dense: {'conv1.weight' not in sparse.masks}"
+    f"{len(sparse.masks)} sparse weights at density {sparse.density:.4f}; "
+    f"conv1 dense: {'conv1.weight' not in sparse.masks}"
 )

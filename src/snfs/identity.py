@@ -29,7 +29,8 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "model", "sparse", "optim")
 # Top-level keys that change where or how a run is stored, shown or executed, not what it computes.
 # sync_bn: with it a DDP run computes what a single process does (tests/integration/test_reliability.py).
-# execution, channels_last, threads: the same arithmetic up to float rounding (results/bench, tests/integration/test_execution.py).
+# execution, channels_last, threads: the same arithmetic up to float rounding
+# (results/bench, tests/integration/test_execution.py).
 # keep_freed_memory: where CPU memory comes from (snfs.malloc).
 # flush_denormal: values below 1.2e-38 become 0, far below the rounding of any weight; the logged MNIST runs
 # reproduce within their seed spread with it (docs/findings/denormals.md), so records made before it stay valid.

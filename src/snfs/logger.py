@@ -67,7 +67,11 @@ class RunLogger:
                 warnings.warn(
                     f"wandb could not start in {mode} mode after {time.monotonic() - started:.0f} s "
                     f"({type(exc).__name__}: {reason[:200]}); "
-                    f"{'logging offline instead (wandb sync uploads it later)' if mode != 'offline' else 'logging to the local results store only'}",
+                    + (
+                        "logging offline instead (wandb sync uploads it later)"
+                        if mode != "offline"
+                        else "logging to the local results store only"
+                    ),
                     stacklevel=2,
                 )
         self.mode = "disabled"
@@ -113,6 +117,9 @@ class RunLogger:
             if self.mode == "online" and getattr(self.run, "url", None):
                 return f"wandb: {self.run.url}"
             folder = Path(self.run.dir).parent  # <dir>/wandb/offline-run-<time>-<id>/files -> the run's folder
-            return f"wandb: logged offline to {folder} (`wandb sync {folder}` uploads it, `wandb leet {folder.parent}` shows it)"
+            return (
+                f"wandb: logged offline to {folder} "
+                f"(`wandb sync {folder}` uploads it, `wandb leet {folder.parent}` shows it)"
+            )
         except Exception:  # noqa: BLE001 - a line of help is not worth a failure
             return ""

@@ -279,7 +279,8 @@ class Trainer:
             if self.dist.is_main:
                 self.say(
                     f"{self.run_id} has a checkpoint after epoch {epoch}; resume=false, so this run starts from "
-                    f"scratch and that checkpoint was moved to {move_aside(self.ckpt, 'previous')} (resume=true continues one)"
+                    f"scratch and that checkpoint was moved to {move_aside(self.ckpt, 'previous')} "
+                    "(resume=true continues one)"
                 )
             return None
         if state is None:

@@ -455,7 +455,10 @@ class WandbLogs:
             mtime, last, path = parts[-1]
             history = [by_epoch[e] for e in sorted(by_epoch, key=lambda e: (str(type(e)), e))]
             status = "stopped" if last["exited"] else ("unfinished" if time.time() - mtime > STALE_S else "running")
-            sub = lambda k: config.get(k, {}).get("name") if isinstance(config.get(k), Mapping) else None  # noqa: E731
+
+            def sub(k: str, config: dict = config) -> str | None:
+                return config[k].get("name") if isinstance(config.get(k), Mapping) else None
+
             record = {
                 "status": status,
                 "run_id": run_id,
