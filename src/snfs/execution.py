@@ -25,6 +25,7 @@ timed the same way (where it wins: results/bench/conv.md).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -53,8 +54,10 @@ class RouteSettings:
     min_weights: int = 0
     #: interleaved rounds per timing; each route's best round counts
     rounds: int = 10
-    #: densities within this step share one timing (dynamic algorithms move a layer's density a little)
-    density_step: float = 0.005
+    #: densities within this factor of each other share one timing: sparse momentum and DSR move a layer's
+    #: density at every mask update, and timing every new density anew costs a share of each epoch
+    #: (docs/findings/sparse_execution.md); the crossover moves smoothly with density
+    density_ratio: float = 1.25
 
     def check(self) -> None:
         for key in ("linear", "conv"):
@@ -65,7 +68,7 @@ class RouteSettings:
                 )
 
 
-#: (kind, weight shape, input shape, dtype, device, density, training, dense weight grad) -> CSR is faster.
+#: (kind, weight shape, input shape, dtype, device, density bucket, training, dense weight grad) -> CSR is faster.
 #: One process runs on one machine, so a timing holds for every layer of that shape for the process's life.
 TIMED_ROUTES: dict[tuple, bool] = {}
 
@@ -344,15 +347,15 @@ class SparseExecution:
             wins = mode == "csr"
         else:
             dense_grad = train and self.dense_weight_grad
-            step = self.settings.density_step
-            density = round(round(pattern.nnz / max(1, module.weight.numel()) / step) * step, 6)
+            density = pattern.nnz / max(1, module.weight.numel())
+            bucket = round(math.log(max(density, 1e-12)) / math.log(self.settings.density_ratio))
             key = (
                 type(module).__name__,
                 tuple(module.weight.shape),
                 tuple(x.shape),
                 x.dtype,
                 str(x.device),
-                density,
+                bucket,
                 train,
                 dense_grad,
             )
