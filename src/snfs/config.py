@@ -68,7 +68,12 @@ TOP_LEVEL_OPTIONS = (
     Option("seed", int, 17, low=0, doc="seed of the weights, masks and batch order"),
     Option("device", str, "auto", doc="auto | cpu | cuda | cuda:N"),
     Option("threads", str, "auto", doc="CPU threads: auto or a positive integer (checked by snfs.threads)"),
-    Option("execution", str, "masked", doc="masked | sparse: how sparse layers compute (choices: snfs.execution)"),
+    Option(
+        "execution",
+        str,
+        "masked",
+        doc="masked | sparse | truly_sparse: how sparse layers compute (choices: snfs.execution)",
+    ),
     Option("precision", str, "fp32", choices=PRECISION_NAMES, doc="autocast precision"),
     Option("channels_last", bool, True, doc="channels_last memory format for convnets"),
     Option("keep_freed_memory", bool, True, doc="CPU runs: glibc keeps freed blocks for reuse"),

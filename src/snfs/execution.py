@@ -35,7 +35,8 @@ from torch import nn
 
 from snfs.errors import ConfigError
 
-EXECUTIONS = ("masked", "sparse")
+#: truly_sparse: layers that hold only their active entries (snfs.truly_sparse, docs/findings/truly_sparse.md)
+EXECUTIONS = ("masked", "sparse", "truly_sparse")
 # PyTorch marks its CSR tensors "beta" on every construction; we pin the version these kernels were tested on.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 ROUTE_CHOICES = ("timed", "csr", "dense")
@@ -397,9 +398,19 @@ class SparseExecution:
         return out
 
 
-def build_execution(name: str, model: nn.Module, algorithm, device: torch.device):
+def build_execution(name: str, model: nn.Module, algorithm, device: torch.device, optimizer=None):
+    """The execution ``name`` for ``model``; ``truly_sparse`` converts the model (and ``optimizer``) in place."""
     if name == "masked":
         return MaskedExecution()
+    if name == "truly_sparse":
+        from snfs.truly_sparse import TrulySparseTraining
+
+        if device.type != "cpu":
+            raise ConfigError(
+                f"execution=truly_sparse runs on cpu (it is tested there only), not on {device.type}; "
+                f"use execution=masked or sparse"
+            )
+        return TrulySparseTraining(algorithm, model, optimizer=optimizer)
     if name != "sparse":
         raise ConfigError(f"execution={name!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if device.type not in ("cpu", "cuda"):

@@ -44,7 +44,8 @@ class RunRecord:
     flops_ratio: float | None = None  # train_flops / dense_train_flops
     wall_time_s: float | None = None  # training wall time, resumes summed
     median_epoch_time_s: float | None = None  # the median epoch's wall time (validation and mask updates included)
-    execution: str | None = None  # masked | sparse (how sparse layers computed)
+    execution: str | None = None  # masked | sparse | truly_sparse (how sparse layers computed)
+    peak_rss_mb: float | None = None  # the process's peak resident memory (ru_maxrss), MiB; CPU memory only
     device: str | None = None
     world_size: int | None = None
     machine: str | None = None  # snfs.machine.describe_line: CPU model, vector extensions, threads, BLAS, host; or GPU

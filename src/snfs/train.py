@@ -34,7 +34,7 @@ from snfs.distributed import all_reduce_sum, cleanup, init_distributed
 from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
 from snfs.evaluation import evaluate
 from snfs.logger import RunLogger
-from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
+from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals, peak_rss_mb
 from snfs.malloc import keep_freed_memory
 from snfs.models import build_model
 from snfs.optim import build_lr_schedule, build_optimizer
@@ -294,6 +294,7 @@ class Trainer:
         self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
 
     def _load_state(self, state: dict) -> None:
+        state = self.sparse.adapt_checkpoint(state)  # written under another execution: converted to this one's
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -325,7 +326,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "lr_schedule": self.lr_schedule.state_dict(),
-                "algorithm": self.algo.state_dict(),
+                "algorithm": self.sparse.state_dict()["algorithm"],
                 "scaler": self.scaler.state_dict(),
                 "flops": self.flops.state_dict(),
                 "rng": {
@@ -377,7 +378,7 @@ class Trainer:
         self.epoch_rng = self.data.train.generator.get_state()
         loss_sum = torch.tensor(sums.loss_sum, device=self.device)
         wrong = torch.tensor(sums.wrong, device=self.device, dtype=torch.long)
-        densities = self.algo.masks.layer_densities()
+        densities = self.sparse.layer_densities()
         global_size = getattr(self.data.train, "global_batch_size", None)  # else every rank holds an equal share
         for batch_index, (x, y) in enumerate(self.data.train):
             if batch_index >= self.steps_per_epoch:
@@ -393,7 +394,7 @@ class Trainer:
             if update:
                 sums.updates.append(update)
                 self.flops.update(densities, sums.pending_samples)
-                sums.pending_samples, densities = 0, self.algo.masks.layer_densities()
+                sums.pending_samples, densities = 0, self.sparse.layer_densities()
             # all-reduced like end_epoch's check, so that every rank stops here together and rank 0 records it
             if progress.step % 100 == 0 and all_reduce_sum([float(not torch.isfinite(loss_sum))], self.device)[0] > 0:
                 raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
@@ -428,8 +429,8 @@ class Trainer:
         if update:
             sums.updates.append(update)
         record.update(summarise_updates(sums.updates))
-        record["density"] = self.algo.masks.density()
-        record["layer_density"] = self.algo.masks.layer_densities()
+        record["density"] = self.sparse.density
+        record["layer_density"] = self.sparse.layer_densities()
         record["train_flops"], record["flops_ratio"] = self.flops.total, self.flops.ratio
         self.progress.epoch = epoch + 1
         self.progress.history.append(record)
@@ -508,6 +509,7 @@ class Trainer:
                     machine=describe_line(self.device),
                     fingerprint=self.fingerprint,
                     data_md5=self.data_md5,
+                    peak_rss_mb=peak_rss_mb(),
                 )
             self.logger.finish(exit_code=1)
             kept = (
@@ -542,7 +544,7 @@ class Trainer:
             test_error=test_error,
             test_loss=test_loss,
             val_error=progress.history[-1].get("val_error"),
-            final_density=self.algo.masks.density(),
+            final_density=self.sparse.density,
             train_flops=flops.total,
             dense_train_flops=flops.dense_total,
             flops_ratio=flops.ratio,
@@ -550,6 +552,7 @@ class Trainer:
             # the measured cost: tables divide the dense row's by this (snfs.report.tables, measured speedup)
             median_epoch_time_s=median_epoch_time(progress.history),
             execution=cfg.execution,
+            peak_rss_mb=peak_rss_mb(),
             device=str(self.device),
             world_size=self.dist.world_size,
             machine=describe_line(self.device),
@@ -559,7 +562,7 @@ class Trainer:
         )
         if cfg.speedup_estimate and self.dist.is_main:
             record.speedup_estimate = speedup_estimate(
-                self.model, self.data.input_shape, self.algo.masks.masks, device=self.device
+                self.model, self.data.input_shape, self.sparse.masks, device=self.device
             )
         result = record.to_dict()
         if self.dist.is_main:
@@ -586,6 +589,7 @@ class Trainer:
                     "machine",
                     "speedup_estimate",
                     "execution",
+                    "peak_rss_mb",
                     "median_epoch_time_s",
                 )
                 if k in result

@@ -26,6 +26,7 @@ from snfs.costs import ROWS as FLOP_ROWS
 from snfs.errors import ConfigError
 from snfs.masks import (
     DISTRIBUTIONS,
+    DropGrowChoice,
     DropGrowResult,
     MaskState,
     drop_and_grow,
@@ -152,6 +153,9 @@ class SparseAlgorithm:
         self.masks.apply(self.params)
         return self.masks
 
+    def masks_ready(self) -> None:
+        """Called once the initial masks exist (what depends on their counts, e.g. DSR's target)."""
+
     def before_step(self, step: int) -> None:
         if self.mask_gradients:
             self.mask_grads()
@@ -178,6 +182,41 @@ class SparseAlgorithm:
     def log_stats(self) -> dict:
         """Scalars worth logging every epoch (e.g. the current prune rate)."""
         return {}
+
+    # --- the mask update as choices over the active values (execution=truly_sparse) -------------
+    # An algorithm that declares ``index_space = True`` makes its mask update from these methods, which
+    # see only each layer's active values (never a dense weight, mask or score): the truly sparse
+    # execution calls them and applies the choice to layers that hold only their active entries
+    # (snfs.truly_sparse; docs/findings/truly_sparse.md). Its masked path asks the same schedule.
+
+    #: whether execution=truly_sparse can run this algorithm (it implements the methods below)
+    index_space = False
+    #: why not, for the one-line error that refuses it
+    index_space_refusal = "it is not ported to index space yet"
+    #: where a round refills the freed slots: "random" (uniformly among the inactive positions) or
+    #: "gradient" (the inactive positions of largest |dense weight gradient| of the step's mini-batch)
+    grows = "random"
+
+    def round_after_step(self, step: int) -> bool:
+        """Whether a drop-and-grow round follows optimizer step ``step``."""
+        return False
+
+    def round_at_epoch_end(self, epoch: int) -> bool:
+        """Whether a drop-and-grow round follows epoch ``epoch`` (from 0)."""
+        return False
+
+    def drop_grow_choice(
+        self, values: Mapping[str, torch.Tensor], numels: Mapping[str, int], step: int
+    ) -> DropGrowChoice:
+        """One round's choice from each layer's active values (in row-major position order) and dense size."""
+        raise NotImplementedError(f"sparse={self.name} makes no drop-and-grow rounds")
+
+    def new_weight_values(self) -> Callable[[str, int], torch.Tensor] | None:
+        """The start values of grown weights, ``f(layer, n)``; None: 0."""
+        return None
+
+    def advance(self, step: int) -> None:
+        """Bookkeeping after optimizer step ``step`` that every execution does (e.g. the step its logs report)."""
 
     # --- helpers for subclasses --------------------------------------------------------------
     def mask_grads(self) -> None:
