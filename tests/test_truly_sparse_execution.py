@@ -1,0 +1,265 @@
+"""``execution=truly_sparse`` through the library (``snfs.sparsify``) and the trainer: the same results as ``masked``.
+
+The layer, the index-space prune and grow and the checkpoint conversion are tested on their own in
+tests/test_truly_sparse.py; here the execution is a choice like the other two.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import compose_cfg
+from torch import nn
+
+import snfs
+from snfs.errors import ConfigError
+from snfs.train import Trainer
+from snfs.truly_sparse import IndexMaskState, TrulySparseLinear
+
+# fp32: the CSR and sampled kernels sum the same products in another order than the dense GEMM (a few ulps per
+# gradient entry); over STEPS SGD steps at lr 0.1 on weights |w| < 0.2 that stays well under 1e-5
+ATOL, RTOL = 1e-5, 1e-4
+STEPS, BATCH = 12, 32
+# schedules fast enough that the dynamic algorithms change their masks several times in short runs
+FAST = {
+    "rigl": ["sparse.delta_t=5"],
+    "dsr": ["sparse.rewire_periods=[[0,5]]", "sparse.target_prune=0.05"],
+    "set": [],
+}
+
+
+def mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def batches(n: int = STEPS, seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(BATCH, 64, generator=g), torch.randint(0, 10, (BATCH,), generator=g)) for _ in range(n)]
+
+
+def library_run(execution: str, algorithm: str = "static", steps: int = STEPS, **options):
+    """``snfs.sparsify`` on a small MLP, trained ``steps`` steps of a plain loop."""
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    data = batches()
+    sparse = snfs.sparsify(
+        model,
+        optimizer,
+        algorithm,
+        0.25,
+        epochs=1,
+        steps_per_epoch=steps,
+        seed=3,
+        execution=execution,
+        sample_batch=data[0],
+        loss_fn=F.cross_entropy,
+        verbose=False,
+        **options,
+    )
+    for x, y in data[:steps]:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        sparse.step()
+    return model, sparse
+
+
+def dense_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, TrulySparseLinear):
+            out[f"{name}.weight"] = module.dense_weight()
+        elif isinstance(module, nn.Linear):
+            out[f"{name}.weight"] = module.weight.detach()
+    return out
+
+
+# --- the choice ------------------------------------------------------------------------------------------------
+
+
+def test_truly_sparse_is_one_of_the_valid_executions():
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match="valid choices: masked, sparse, truly_sparse") as info:
+        snfs.sparsify(model, optimizer, "static", 0.25, epochs=1, steps_per_epoch=1, execution="fast")
+    assert "\n" not in str(info.value)
+
+
+def test_sparse_momentum_is_refused_in_one_line_that_says_why_and_names_the_supported_algorithms():
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ConfigError) as info:
+        snfs.sparsify(model, optimizer, "momentum", 0.25, epochs=1, steps_per_epoch=1, execution="truly_sparse")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("execution=truly_sparse does not run sparse=momentum")
+    assert "dense momentum by definition" in message
+    for supported in ("dsr", "rigl", "set", "snip", "static"):
+        assert supported in message.split("valid choices: ")[1]
+
+
+def test_a_model_with_a_sparse_convolution_is_refused_in_one_line():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match="sparse nn.Linear layers only; 0.weight is a Conv2d") as info:
+        snfs.sparsify(model, optimizer, "static", 0.25, epochs=1, steps_per_epoch=1, execution="truly_sparse")
+    assert "\n" not in str(info.value)
+
+
+# --- the library object ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["static", "snip", "rigl"])
+def test_sparsify_truly_sparse_trains_to_the_masked_weights_and_masks(algorithm):
+    options = {"delta_t": 3, "end_fraction": 1.0} if algorithm == "rigl" else {}  # rounds at steps 3, 6, 9
+    masked_model, masked = library_run("masked", algorithm, **options)
+    model, sparse = library_run("truly_sparse", algorithm, **options)
+    assert isinstance(sparse.algorithm.masks, IndexMaskState)
+    assert all(isinstance(module, TrulySparseLinear) for module in (model[0], model[2], model[4]))
+    for name, mask in masked.masks.items():
+        assert torch.equal(sparse.masks[name], mask), f"{algorithm}: {name}"
+    for name, weight in dense_weights(masked_model).items():
+        torch.testing.assert_close(dense_weights(model)[name], weight, atol=ATOL, rtol=RTOL)
+    assert sparse.density == pytest.approx(masked.density)
+    assert sparse.layer_densities() == pytest.approx(masked.layer_densities())
+    assert sparse.active_counts() == masked.active_counts()
+    assert sparse.mask_checksum() == masked.mask_checksum()
+    assert sparse.summary() == masked.summary()
+    if algorithm == "rigl":
+        assert sparse.algorithm.step == masked.algorithm.step == STEPS
+
+
+def test_the_optimizer_is_handed_over_with_state_of_the_active_length():
+    model, sparse = library_run("truly_sparse", "static", steps=2)
+    params = [p for group in sparse.optimizer.param_groups for p in group["params"]]
+    assert {id(p) for p in params} == {id(p) for p in model.parameters()}
+    for layer in (model[0], model[2], model[4]):
+        momentum = sparse.optimizer.state[layer.values]["momentum_buffer"]
+        assert momentum.shape == layer.values.shape == (layer.nnz,)
+
+
+def test_state_dict_holds_no_masks_and_export_stores_only_the_active_entries(tmp_path):
+    model, sparse = library_run("truly_sparse", "set", steps=4, schedule="step", period=2)
+    state = sparse.state_dict()
+    assert "masks" not in state["algorithm"] and state["steps"] == 4
+    assert "init_std" in state["algorithm"]  # SET's own state comes along
+    size = sparse.export(tmp_path / "model.pt", {"note": "truly sparse"})
+    saved = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)
+    for name, layer in sparse.execution.layers.items():
+        stored = saved["tensors"][name]
+        assert stored.layout == torch.sparse_csr and stored.values().numel() == layer.nnz
+    assert size == (tmp_path / "model.pt").stat().st_size
+    dense_model = mlp(seed=5)
+    info = snfs.load_sparse(dense_model, tmp_path / "model.pt")
+    assert info["config"]["note"] == "truly sparse" and info["config"]["algorithm"] == "set"
+    for name, weight in dense_weights(model).items():
+        assert torch.equal(dense_weights(dense_model)[name], weight)
+        assert torch.equal(info["masks"][name], sparse.masks[name])
+
+
+def test_set_and_dsr_keep_their_counts_and_change_their_masks():
+    for algorithm, options in (("set", {"schedule": "step", "period": 3}), ("dsr", {"rewire_periods": [[0, 3]]})):
+        model = mlp()
+        first = snfs.sparsify(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), algorithm, 0.25, epochs=1, steps_per_epoch=1, seed=3
+        ).masks
+        _, sparse = library_run("truly_sparse", algorithm, **options)
+        assert sparse.density == pytest.approx(0.25, abs=1e-3)
+        changed = sum(int((sparse.masks[k] != m).sum()) for k, m in first.items())
+        assert changed > 0, f"{algorithm}: no round changed a mask"
+
+
+# --- the trainer -----------------------------------------------------------------------------------------------
+
+
+def _fit(overrides: list[str], float64: bool = False) -> Trainer:
+    """A run through the trainer; with ``float64`` the model and optimizer state in float64 (data converted)."""
+    if not float64:
+        trainer = Trainer(compose_cfg(overrides))
+        trainer.fit()
+        return trainer
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    to_float64 = nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: tuple(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+    )
+    try:
+        trainer = Trainer(compose_cfg(overrides))
+        trainer.fit()
+    finally:
+        to_float64.remove()
+        torch.set_default_dtype(default_dtype)
+    return trainer
+
+
+def _tolerance(masked: Trainer) -> float:
+    """Sums in another order: at most fan-in x eps per step (Higham eq. 3.5), as tests/test_execution.py argues."""
+    fan_in = max(p[0].numel() for p in masked.algo.params.values())
+    return masked.progress.step * fan_in * torch.finfo(torch.float64).eps
+
+
+def _trained_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    weights = dense_weights(trainer.model)
+    weights.update({k: v for k, v in trainer.model.state_dict().items() if k.endswith("bias")})
+    return weights
+
+
+@pytest.mark.parametrize("algorithm", ["static", "snip", "rigl"])
+def test_trainer_truly_sparse_gives_the_masked_runs_masks_and_weights(algorithm, quick_overrides, tmp_path):
+    base = quick_overrides + [f"sparse={algorithm}", "density=0.1", "epochs=3", "limit_batches=8"]
+    base += FAST.get(algorithm, [])
+    masked = _fit(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
+    sparse = _fit(base + ["execution=truly_sparse", f"results_dir={tmp_path / 'truly'}"], float64=True)
+    assert sparse.execution.name == "truly_sparse"
+    assert set(sparse.execution.routes().values()) == {"truly_sparse"}
+    if algorithm == "rigl":
+        assert sum(h["mask_updates"] for h in masked.progress.history) >= 2
+    assert [h["pruned"] for h in sparse.progress.history] == [h["pruned"] for h in masked.progress.history]
+    assert [h["density"] for h in sparse.progress.history] == [h["density"] for h in masked.progress.history]
+    for name, mask in masked.sparse.masks.items():
+        assert torch.equal(sparse.sparse.masks[name], mask), f"{algorithm}: masks of {name} differ"
+    tolerance = _tolerance(masked)
+    reference = _trained_weights(masked)
+    for name, value in _trained_weights(sparse).items():
+        assert value.dtype == torch.float64
+        torch.testing.assert_close(value, reference[name], rtol=tolerance, atol=tolerance)
+    # the FLOP count sees the truly sparse layers as the linear layers they compute
+    assert sparse.flops.total == pytest.approx(masked.flops.total)
+
+
+def test_run_record_says_truly_sparse_ran_and_its_peak_memory(quick_overrides, tmp_path):
+    trainer = Trainer(
+        compose_cfg(
+            quick_overrides
+            + ["sparse=set", "execution=truly_sparse", "epochs=2", "limit_batches=3", f"results_dir={tmp_path}"]
+        )
+    )
+    result = trainer.fit()
+    record = json.loads((tmp_path / f"{trainer.run_id}.json").read_text())
+    assert record["execution"] == result["execution"] == "truly_sparse"
+    assert record["peak_rss_mb"] > 0
+    assert record["final_density"] == pytest.approx(0.05, abs=1e-3)
+    assert record["history"][0]["pruned"] > 0  # SET's epoch-end round ran
+
+
+@pytest.mark.parametrize("algorithm", ["static", "rigl"])
+def test_a_checkpoint_resumes_across_executions(algorithm, quick_overrides, tmp_path):
+    """masked to epoch 1, truly sparse to epoch 2, masked to 3 = masked throughout; and truly sparse first."""
+    base = quick_overrides + [f"sparse={algorithm}", "density=0.1", "epochs=3", "limit_batches=6"]
+    base += FAST.get(algorithm, [])
+    whole = _fit(base + [f"results_dir={tmp_path / 'whole'}"], float64=True)
+    tolerance = _tolerance(whole)
+    for order in (("masked", "truly_sparse", "masked"), ("truly_sparse", "masked", "truly_sparse")):
+        runs = [*base, f"results_dir={tmp_path / '-'.join(order)}"]
+        _fit(runs + [f"execution={order[0]}", "stop_after_epoch=1"], float64=True)
+        _fit(runs + [f"execution={order[1]}", "stop_after_epoch=2", "resume=true"], float64=True)
+        resumed = _fit(runs + [f"execution={order[2]}", "resume=true"], float64=True)
+        assert resumed.progress.epoch == 3 and resumed.execution.name == order[2]
+        for name, mask in whole.sparse.masks.items():
+            assert torch.equal(resumed.sparse.masks[name], mask), f"{order}: masks of {name} differ"
+        reference = _trained_weights(whole)
+        for name, value in _trained_weights(resumed).items():
+            torch.testing.assert_close(value, reference[name], rtol=tolerance, atol=tolerance)
