@@ -174,7 +174,7 @@ def test_a_convolution_is_refused_with_one_line():
         to_truly_sparse(model, {"0.weight": torch.ones(4, 1, 3, 3, dtype=torch.bool)})
 
 
-@pytest.mark.parametrize("name", ["momentum", "deepr", "dense"])
+@pytest.mark.parametrize("name", ["momentum", "dense"])
 def test_unsupported_algorithms_are_refused_with_one_line(name):
     with pytest.raises(ConfigError, match=f"does not run sparse={name}") as info:
         check_supported(name)

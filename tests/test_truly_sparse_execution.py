@@ -263,3 +263,78 @@ def test_a_checkpoint_resumes_across_executions(algorithm, quick_overrides, tmp_
         reference = _trained_weights(whole)
         for name, value in _trained_weights(resumed).items():
             torch.testing.assert_close(value, reference[name], rtol=tolerance, atol=tolerance)
+
+
+# --- DeepR: every step moves theta; crossed connections sleep, as many dormant ones wake ---------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["deepr", "deepr_dsr_code"])
+def test_deepr_step_drops_the_masked_modes_connections_and_wakes_as_many_elsewhere(algorithm):
+    """One step at temperature 0 (no noise: the L1 shrink and the crossings are deterministic)."""
+    options = {"temperatures": [[0.0, 0.0]], "alpha": 0.05 if algorithm == "deepr" else 1.0}
+    masked_model, masked = library_run("masked", algorithm, steps=1, **options)
+    model, sparse = library_run("truly_sparse", algorithm, steps=1, **options)
+    start_model = mlp()
+    start = snfs.sparsify(
+        start_model,
+        torch.optim.SGD(start_model.parameters(), lr=0.1),
+        "static",
+        0.25,
+        epochs=1,
+        steps_per_epoch=1,
+        seed=3,
+        verbose=False,
+    ).masks  # the initial masks: the same draw from the same seed
+    truly = dense_weights(model)
+    crossed_somewhere = 0
+    for name, weight in dense_weights(masked_model).items():
+        before, after_masked, after_truly = start[name], masked.masks[name], sparse.masks[name]
+        kept = before & after_masked
+        crossed_somewhere += int((before & ~after_masked).sum())
+        assert torch.equal(before & after_truly, kept), f"{name}: other connections crossed zero"
+        torch.testing.assert_close(truly[name][kept], weight[kept], atol=ATOL, rtol=RTOL)
+        woken = after_truly & ~before
+        assert int(woken.sum()) == int((after_masked & ~before).sum())  # as many woken as crossed, per layer
+        assert bool((truly[name][woken] == 0).all())  # at theta = 0
+        layer = model.get_submodule(name.removesuffix(".weight"))
+        momentum = sparse.optimizer.state[layer.values]["momentum_buffer"]
+        assert bool((momentum[woken.reshape(-1)[layer.indices]] == 0).all())
+    assert crossed_somewhere > 0, "no connection crossed zero: the comparison would be vacuous"
+
+
+def test_dormant_signs_are_a_fair_coin_per_position_and_layer():
+    from snfs.algorithms.deepr import dormant_sign
+
+    n = 1_000_000
+    positions = torch.arange(n)
+    first, second = dormant_sign(positions, 17_000_051), dormant_sign(positions, 17_000_052)
+    assert set(first.unique().tolist()) == {-1.0, 1.0}
+    bound = 5 * 0.5 / n**0.5  # five standard deviations of a fair coin's frequency over n draws
+    for frequency in (
+        (first > 0).double().mean(),
+        (first[1:] == first[:-1]).double().mean(),  # neighbours independent
+        (first == second).double().mean(),  # layers independent
+    ):
+        assert abs(float(frequency) - 0.5) < bound
+    assert torch.equal(dormant_sign(positions[:1000], 17_000_051), first[:1000])  # fixed: a function of position
+
+
+@pytest.mark.parametrize("algorithm", ["deepr", "deepr_dsr_code"])
+def test_deepr_through_the_trainer_keeps_its_counts_and_resumes_across_executions(algorithm, quick_overrides, tmp_path):
+    base = quick_overrides + [
+        f"sparse={algorithm}",
+        "density=0.1",
+        "epochs=3",
+        "limit_batches=6",
+        "sparse.temperatures=[[0.0,1e-4]]",
+        f"results_dir={tmp_path / 'runs'}",
+    ]
+    _fit(base + ["execution=truly_sparse", "stop_after_epoch=1"])
+    middle = _fit(base + ["execution=masked", "stop_after_epoch=2", "resume=true"])
+    assert middle.progress.epoch == 2
+    last = _fit(base + ["execution=truly_sparse", "resume=true"])
+    assert last.progress.epoch == 3
+    history = last.progress.history
+    assert sum(h["pruned"] for h in history) > 0 and [h["pruned"] for h in history] == [h["regrown"] for h in history]
+    assert last.sparse.active_counts() == middle.sparse.active_counts()
+    assert all(h["density"] == pytest.approx(history[0]["density"]) for h in history)

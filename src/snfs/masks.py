@@ -456,12 +456,18 @@ class DropGrowChoice:
 
     ``keep[k]``: a bool per active weight of layer ``k`` (row-major position order), False where it
     is dropped; ``grow[k]``: how many inactive positions it activates; ``extras``: the algorithm's
-    scalars for the round's statistics (e.g. DSR's threshold).
+    scalars for the round's statistics (e.g. DSR's threshold). ``values[k]``, when given, are the
+    active weights' new values (DeepR moves them in its round); ``regrow_dropped``: whether a
+    just-dropped position may be grown again in the same round (DeepR: only when too few others are
+    free); ``report_empty``: whether a round that changed no mask still counts as a mask update.
     """
 
     keep: dict[str, torch.Tensor]
     grow: dict[str, int]
     extras: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, torch.Tensor] | None = None
+    regrow_dropped: bool = True
+    report_empty: bool = True
 
     def kept_masks(self, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The choice as dense masks after the drop, given the masks it was made on."""

@@ -597,6 +597,7 @@ class TrulySparseTraining:
         algorithm.params = {name: layer.values for name, layer in self.layers.items()}
         if algorithm.ctx.params is not None:
             algorithm.ctx.params = {**algorithm.ctx.params, **algorithm.params}
+        algorithm.to_index_space()
         if optimizer is not None:
             self.attach_optimizer(optimizer)
         self._update_step = False
@@ -618,7 +619,8 @@ class TrulySparseTraining:
 
     # --- algorithm hooks ---
     def before_step(self, step: int) -> None:
-        pass  # the values' gradient has no inactive entries to mask
+        # the values' gradient has no inactive entries to mask; what an algorithm adds to it (DeepR) it adds here
+        self.algorithm.index_space_before_step(step, {k: layer.indices for k, layer in self.layers.items()})
 
     def after_step(self, step: int) -> dict | None:
         self.algorithm.advance(step)
@@ -644,19 +646,33 @@ class TrulySparseTraining:
         else:
             raise ValueError(f"sparse={algo.name} grows {algo.grows!r}; this mode grows 'random' or 'gradient'")
         choice = algo.drop_grow_choice(
-            {k: self.layers[k].values.detach() for k in names}, {k: self.layers[k].numel for k in names}, step
+            {k: self.layers[k].values.detach() for k in names},
+            {k: self.layers[k].numel for k in names},
+            step,
+            positions={k: self.layers[k].indices for k in names},
         )
         start_values = algo.new_weight_values()
         changes = {}
         for k in names:
             layer, keep, n = self.layers[k], choice.keep[k], int(choice.grow[k])
+            if choice.values is not None:
+                with torch.no_grad():
+                    layer.values.copy_(choice.values[k])
+            if n == 0 and bool(keep.all()):
+                changes[k] = LayerChange(pruned=0, regrown=0)
+                continue
             kept_positions = layer.indices[keep]
             if algo.grows == "gradient":
                 grown = top_gradient_inactive(*factors[k], kept_positions, n)
-            else:  # free = inactive after the drop: a just-dropped position may come back as a new weight
-                grown = sample_inactive(kept_positions, layer.numel, n, algo.generator)
+            else:  # free = inactive after the drop; a just-dropped position may come back unless the algorithm says no
+                free_of = kept_positions
+                if not choice.regrow_dropped and n <= layer.numel - layer.nnz:
+                    free_of = layer.indices
+                grown = sample_inactive(free_of, layer.numel, n, algo.generator)
             start = None if start_values is None or n == 0 else start_values(k, n)
             changes[k] = LayerChange(**layer.rewire(keep, grown, start, self.optimizer))
+        if not choice.report_empty and not any(c.pruned or c.regrown for c in changes.values()):
+            return None
         return DropGrowResult(changes, dict(choice.extras)).as_stats()
 
     # --- what the run reports: the algorithm's own queries, on an IndexMaskState ---
@@ -684,10 +700,10 @@ class TrulySparseTraining:
 
     # --- persistence: the algorithm's state without masks (the pattern is the model's ``indices``) ---
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.algorithm.state_dict().items() if k != "masks"}
+        return self.algorithm.index_space_state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.algorithm.load_state_dict({**state, "masks": {}})
+        self.algorithm.load_index_space_state_dict(state)
         for layer in self.layers.values():
             layer._structure = None
 

@@ -206,10 +206,30 @@ class SparseAlgorithm:
         return False
 
     def drop_grow_choice(
-        self, values: Mapping[str, torch.Tensor], numels: Mapping[str, int], step: int
+        self,
+        values: Mapping[str, torch.Tensor],
+        numels: Mapping[str, int],
+        step: int,
+        positions: Mapping[str, torch.Tensor] | None = None,
     ) -> DropGrowChoice:
-        """One round's choice from each layer's active values (in row-major position order) and dense size."""
+        """One round's choice from each layer's active values (in row-major order of their flat ``positions``)
+        and dense size."""
         raise NotImplementedError(f"sparse={self.name} makes no drop-and-grow rounds")
+
+    def to_index_space(self) -> None:
+        """Called once the layers hold only their active entries (``params`` are then their values): drop
+        what was kept per dense weight."""
+
+    def index_space_before_step(self, step: int, positions: Mapping[str, torch.Tensor]) -> None:
+        """``before_step`` with ``params`` the layers' active values (at flat ``positions``): what the algorithm
+        adds to their gradients, or reads before the optimizer moves them."""
+
+    def index_space_state_dict(self) -> dict:
+        """``state_dict`` without the masks (the model's state holds the pattern)."""
+        return {k: v for k, v in self.state_dict().items() if k != "masks"}
+
+    def load_index_space_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.load_state_dict({**state, "masks": {}})
 
     def new_weight_values(self) -> Callable[[str, int], torch.Tensor] | None:
         """The start values of grown weights, ``f(layer, n)``; None: 0."""

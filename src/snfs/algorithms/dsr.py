@@ -89,7 +89,7 @@ class DSR(SparseAlgorithm):
     def log_stats(self) -> dict:
         return {"threshold": self.threshold, "target_prune": self.target}
 
-    def drop_grow_choice(self, values, numels, step) -> DropGrowChoice:
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
         """Prune |w| < H in every layer, adapt H, share the same total between layers by surviving weights."""
         keep = {k: v.detach().abs() >= self.threshold for k, v in values.items()}
         total = sum(int(v.numel()) - int(keep[k].sum()) for k, v in values.items())

@@ -80,7 +80,7 @@ class RigL(SparseAlgorithm):
     def drop_count(fraction: float, active: int) -> int:
         return int(round(fraction * active))
 
-    def drop_grow_choice(self, values, numels, step) -> DropGrowChoice:
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
         """The round of ``update_masks`` on the active values (the layers given, those with a gradient)."""
         fraction = drop_fraction(step, self.end_step, self.alpha)
         counts = {k: self.drop_count(fraction, v.numel()) for k, v in values.items()}

@@ -111,7 +111,7 @@ class SET(SparseAlgorithm):
             return None
         return lambda name, n: torch.randn(n, generator=self.generator) * self.init_std[name]
 
-    def drop_grow_choice(self, values, numels, step) -> DropGrowChoice:
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
         """The round of ``update_masks`` on the active values: SET's drop per sign, as many regrown at random."""
         keep = {k: set_keep(v, self.drop_count_per_sign(v.numel())) for k, v in values.items()}
         return DropGrowChoice(keep, {k: int(m.numel() - m.sum()) for k, m in keep.items()})
