@@ -7,6 +7,7 @@ tests/test_truly_sparse.py; here the execution is a choice like the other two.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -338,3 +339,72 @@ def test_deepr_through_the_trainer_keeps_its_counts_and_resumes_across_execution
     assert sum(h["pruned"] for h in history) > 0 and [h["pruned"] for h in history] == [h["regrown"] for h in history]
     assert last.sparse.active_counts() == middle.sparse.active_counts()
     assert all(h["density"] == pytest.approx(history[0]["density"]) for h in history)
+
+
+def _chi_square_bound(dof: int) -> float:
+    """The chi-square quantile at p = 1e-4 (Wilson-Hilferty approximation), as tests/test_truly_sparse.py uses."""
+    z = 3.719
+    return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
+
+
+@pytest.mark.parametrize(
+    "algorithm,options",
+    [
+        ("set", {"schedule": "step", "period": 1, "zeta": 0.5}),
+        ("dsr", {"rewire_periods": [[0, 1]], "initial_threshold": 0.3, "target_prune": 3}),
+        ("deepr", {"temperatures": [[0.0, 0.0]], "alpha": 2.0}),
+    ],
+)
+def test_every_rounds_random_growth_is_uniform_over_the_free_positions(algorithm, options, monkeypatch):
+    """Many rounds on one 4 x 5 layer: each grown position's rank among the free ones is uniform, counts exact."""
+    import snfs.truly_sparse as truly_sparse
+
+    calls: list[tuple[torch.Tensor, int, int, torch.Tensor]] = []
+    sampler = truly_sparse.sample_inactive
+
+    def recording(occupied, numel, n, generator):
+        grown = sampler(occupied, numel, n, generator)
+        calls.append((occupied.clone(), numel, n, grown.clone()))
+        return grown
+
+    monkeypatch.setattr(truly_sparse, "sample_inactive", recording)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rounds = 3000
+    sparse = snfs.sparsify(
+        model,
+        optimizer,
+        algorithm,
+        0.4,
+        epochs=1,
+        steps_per_epoch=rounds,
+        seed=7,
+        verbose=False,
+        execution="truly_sparse",
+        **options,
+    )
+    run = sparse.execution
+    ranks = torch.zeros(20, dtype=torch.long)
+    free_sizes = set()
+    for step in range(rounds):
+        before = run.layers["0.weight"].indices.clone()
+        calls.clear()
+        run.before_step(step)  # DeepR reads its signs here
+        run.round(step)
+        for occupied, numel, n, grown in calls:
+            assert grown.numel() == n and grown.unique().numel() == n  # exact count, distinct
+            free = sorted(set(range(numel)) - set(occupied.tolist()))
+            assert set(grown.tolist()) <= set(free)
+            if algorithm == "deepr":  # dormant ones only: the just-crossed stay asleep
+                assert not set(grown.tolist()) & set(before.tolist())
+            free_sizes.add(len(free))
+            for position in grown.tolist():
+                ranks[free.index(position)] += 1
+    assert len(free_sizes) == 1, f"the free set changed size {free_sizes}: ranks are comparable only at one size"
+    size = free_sizes.pop()
+    counts = ranks[:size].double()
+    assert counts.sum() > 10 * size, "too few positions grown for the test to say anything"
+    expected = counts.sum() / size
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < _chi_square_bound(size - 1), f"chi-square {chi2:.0f} over {size - 1} degrees of freedom"
