@@ -102,11 +102,65 @@ def test_sparse_momentum_is_refused_in_one_line_that_says_why_and_names_the_supp
         assert supported in message.split("valid choices: ")[1]
 
 
-def test_a_model_with_a_sparse_convolution_is_refused_in_one_line():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+def conv_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
+
+
+def conv_run(execution: str, algorithm: str, steps: int = STEPS, **options):
+    model = conv_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(1)
+    data = [
+        (torch.randn(BATCH, 1, 8, 8, generator=g), torch.randint(0, 10, (BATCH,), generator=g)) for _ in range(steps)
+    ]
+    sparse = snfs.sparsify(
+        model,
+        optimizer,
+        algorithm,
+        0.25,
+        epochs=1,
+        steps_per_epoch=steps,
+        seed=3,
+        execution=execution,
+        sample_batch=data[0],
+        loss_fn=F.cross_entropy,
+        verbose=False,
+        **options,
+    )
+    for x, y in data:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        sparse.step()
+    return model, sparse
+
+
+@pytest.mark.parametrize("algorithm", ["static", "snip", "rigl"])
+def test_a_convolution_keeps_the_masked_route_beside_truly_sparse_linear_layers(algorithm):
+    options = {"delta_t": 3, "end_fraction": 1.0} if algorithm == "rigl" else {}
+    masked_model, masked = conv_run("masked", algorithm, **options)
+    model, sparse = conv_run("truly_sparse", algorithm, **options)
+    assert sparse.execution.routes() == {"0.weight": "masked", "3.weight": "truly_sparse", "5.weight": "truly_sparse"}
+    assert isinstance(model[0], nn.Conv2d) and isinstance(model[3], TrulySparseLinear)
+    for name, mask in masked.masks.items():
+        assert torch.equal(sparse.masks[name], mask), f"{algorithm}: {name}"
+    assert bool((model[0].weight[~sparse.masks["0.weight"]] == 0).all())  # the masked layer stays masked
+    for name, weight in dense_weights(masked_model).items():
+        torch.testing.assert_close(dense_weights(model)[name], weight, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model[0].weight, masked_model[0].weight, atol=ATOL, rtol=RTOL)
+    if algorithm == "rigl":
+        first = conv_run("masked", algorithm, steps=1, **options)[1].masks
+        assert any(not torch.equal(first[k], m) for k, m in sparse.masks.items()), "no round changed a mask"
+    assert set(sparse.state_dict()["algorithm"]["masks"]) == {"0.weight"}  # only the masked layer's
+
+
+def test_deepr_on_a_model_with_a_sparse_convolution_is_refused_in_one_line():
+    model = conv_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ConfigError, match="sparse nn.Linear layers only; 0.weight is a Conv2d") as info:
-        snfs.sparsify(model, optimizer, "static", 0.25, epochs=1, steps_per_epoch=1, execution="truly_sparse")
+        snfs.sparsify(model, optimizer, "deepr", 0.25, epochs=1, steps_per_epoch=1, execution="truly_sparse")
     assert "\n" not in str(info.value)
 
 
@@ -408,3 +462,30 @@ def test_every_rounds_random_growth_is_uniform_over_the_free_positions(algorithm
     expected = counts.sum() / size
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < _chi_square_bound(size - 1), f"chi-square {chi2:.0f} over {size - 1} degrees of freedom"
+
+
+@pytest.mark.parametrize("algorithm", ["static", "rigl"])
+def test_trainer_lenet5_keeps_its_convolutions_masked_and_resumes_across_executions(
+    algorithm, quick_overrides, tmp_path
+):
+    """LeNet-5-Caffe: convolutions masked, fully connected layers truly sparse; equal to masked throughout."""
+    base = quick_overrides + ["model=lenet5_caffe", f"sparse={algorithm}", "density=0.1", "epochs=3", "limit_batches=4"]
+    base += FAST.get(algorithm, [])
+    masked = _fit(base + ["execution=masked", f"results_dir={tmp_path / 'masked'}"], float64=True)
+    runs = [*base, f"results_dir={tmp_path / 'mixed'}"]
+    _fit(runs + ["execution=truly_sparse", "stop_after_epoch=1"], float64=True)
+    _fit(runs + ["execution=masked", "stop_after_epoch=2", "resume=true"], float64=True)
+    resumed = _fit(runs + ["execution=truly_sparse", "resume=true"], float64=True)
+    routes = resumed.execution.routes()
+    assert {routes[k] for k in routes if k.startswith("conv")} == {"masked"}
+    assert {routes[k] for k in routes if k.startswith("fc")} == {"truly_sparse"}
+    for name, mask in masked.sparse.masks.items():
+        assert torch.equal(resumed.sparse.masks[name], mask), f"{algorithm}: masks of {name} differ"
+    tolerance = _tolerance(masked)
+    reference = {k: v for k, v in masked.model.state_dict().items()}
+    reference.update(_trained_weights(masked))
+    for name, value in _trained_weights(resumed).items():
+        torch.testing.assert_close(value, reference[name], rtol=tolerance, atol=tolerance)
+    for name, value in resumed.model.state_dict().items():
+        if name.startswith("conv"):
+            torch.testing.assert_close(value, reference[name], rtol=tolerance, atol=tolerance)

@@ -20,16 +20,19 @@ with optimizer state 0. ``to_truly_sparse``/``to_masked`` convert a model (dense
 in place both ways, and ``checkpoint_to_truly_sparse``/``checkpoint_to_masked`` convert a
 training checkpoint, so a run written in one mode resumes in the other.
 
-Algorithms: static, SNIP (its one dense scoring pass happens before the conversion), SET, RigL and
-DSR. Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight,
-active or not, so it needs the dense momentum by definition. DeepR is not ported yet.
+Algorithms: every one that declares ``index_space`` (static, SNIP after its dense scoring pass,
+SET, RigL, DSR, DeepR and deepr_dsr_code); this module names none of them: a round is the
+algorithm's ``drop_grow_choice`` on the active values, applied here (``TrulySparseTraining.round``).
+Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight, active
+or not, so it needs the dense momentum by definition. Sparse weights of other layers (convolutions)
+keep the masked route in the same run (``MaskedLayer``).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,6 +233,18 @@ class TrulySparseLinear(nn.Module):
         mask[self.indices] = True
         return mask.view(self.shape)
 
+    # --- what a round reads and writes (the same on a MaskedLayer) ---
+    def active_values(self) -> torch.Tensor:
+        return self.values.detach()
+
+    def set_active_values(self, values: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.values.copy_(values)
+
+    def grow_by_gradient(self, kept_positions: torch.Tensor, n: int) -> torch.Tensor:
+        """The ``n`` free positions of largest |dense gradient| of the kept step (row blocks; RigL)."""
+        return top_gradient_inactive(*self.gradient_factors, kept_positions, n)
+
     def rewire(
         self,
         keep: torch.Tensor,
@@ -284,6 +299,89 @@ class TrulySparseLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, active={self.nnz} "
             f"({self.nnz / max(1, self.numel):.2%}), bias={self.bias is not None}"
         )
+
+
+class MaskedLayer:
+    """A sparse weight that keeps the masked route in a truly sparse run (a convolution): its dense weight and mask.
+
+    It answers what a round and an ``IndexMaskState`` ask of a ``TrulySparseLinear`` (active
+    positions and values, counts, ``rewire``), so the algorithms' rounds span both kinds of layer;
+    the execution masks its gradient before and its weight after each optimizer step, as the
+    masked mode does.
+    """
+
+    def __init__(self, weight: nn.Parameter, mask: torch.Tensor):
+        self.values = weight  # the parameter the optimizer and the algorithm hold: here the dense weight
+        self.mask = mask.to(device=weight.device, dtype=torch.bool)
+        self._indices: torch.Tensor | None = None
+        self.keep_gradient_factors = False
+        self.gradient_factors: torch.Tensor | None = None  # |dense gradient| of an update step (RigL)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def numel(self) -> int:
+        return self.values.numel()
+
+    @property
+    def indices(self) -> torch.Tensor:
+        if self._indices is None:
+            self._indices = self.mask.reshape(-1).nonzero().squeeze(1)
+        return self._indices
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.numel())
+
+    def dense_mask(self) -> torch.Tensor:
+        return self.mask
+
+    def active_values(self) -> torch.Tensor:
+        return self.values.detach().reshape(-1).index_select(0, self.indices)
+
+    def set_active_values(self, values: torch.Tensor) -> None:
+        with torch.no_grad():
+            flat = self.values.detach().reshape(-1).clone()  # row-major, whatever the weight's memory format
+            flat[self.indices] = values
+            self.values.copy_(flat.view(self.shape))
+
+    def mask_gradient(self) -> None:
+        if self.values.grad is not None:
+            if self.keep_gradient_factors:  # read before it is masked, as RigL's masked path reads it
+                self.gradient_factors = self.values.grad.detach().abs().clone()
+            self.values.grad.mul_(self.mask)
+
+    def apply_mask(self) -> None:
+        with torch.no_grad():
+            self.values.mul_(self.mask)
+
+    def grow_by_gradient(self, kept_positions: torch.Tensor, n: int) -> torch.Tensor:
+        score = self.gradient_factors.reshape(-1).float().clone()
+        score[kept_positions] = -float("inf")
+        return torch.topk(score, n).indices if n > 0 else kept_positions[:0]
+
+    def rewire(
+        self,
+        keep: torch.Tensor,
+        grown: torch.Tensor,
+        grown_values: torch.Tensor | None,
+        optimizer: torch.optim.Optimizer | None,
+    ) -> dict[str, int]:
+        """``TrulySparseLinear.rewire`` on the dense weight: the masked mode's ``reset_new_weights``."""
+        from snfs.masks import reset_new_weights
+
+        old = self.mask
+        kept = torch.zeros(self.numel, dtype=torch.bool, device=old.device)
+        kept[self.indices[keep]] = True
+        new = kept.clone()
+        new[grown.to(old.device)] = True
+        kept, new = kept.view(self.shape), new.view(self.shape)
+        start = None if grown_values is None else (lambda n: grown_values)
+        change = reset_new_weights(self.values, old, kept, new, optimizer, start)
+        self.mask, self._indices = new, None
+        return change
 
 
 # --- prune and grow in index space -------------------------------------------------------------------------
@@ -369,20 +467,28 @@ def _parent(model: nn.Module, module_name: str) -> tuple[nn.Module, str]:
 
 
 def to_truly_sparse(
-    model: nn.Module, masks: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None
-) -> dict[str, TrulySparseLinear]:
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+    keep_masked: bool = False,
+) -> dict[str, TrulySparseLinear | MaskedLayer]:
     """Replace, in place, every ``nn.Linear`` whose ``<name>.weight`` has a mask by a ``TrulySparseLinear``.
 
-    Returns the new layers by weight name. A masked weight of any other layer type is a ConfigError
-    (convolutions keep today's modes). With ``optimizer``, each dense weight in its parameter groups
-    is replaced by the layer's ``values`` and its state (momentum, Adam's moments) by the active
-    entries' (the bias parameters are kept as they are); without, build the optimizer after this,
+    Returns the new layers by weight name. A masked weight of any other layer (a convolution) stays
+    as it is, a ``MaskedLayer``, with ``keep_masked``; without, it is a ConfigError. With
+    ``optimizer``, each dense weight in its parameter groups is replaced by the layer's ``values``
+    and its state (momentum, Adam's moments) by the active entries' (the bias parameters are kept
+    as they are); without, build the optimizer after this,
     over ``model.parameters()``.
     """
-    layers = {}
+    layers: dict[str, TrulySparseLinear | MaskedLayer] = {}
+    params = dict(model.named_parameters())
     for weight_name, mask in masks.items():
         module_name = weight_name.removesuffix(".weight")
-        module = model.get_submodule(module_name)
+        module = model.get_submodule(module_name) if weight_name.endswith(".weight") else None
+        if keep_masked and not isinstance(module, nn.Linear):
+            layers[weight_name] = MaskedLayer(params[weight_name], mask)
+            continue
         if not isinstance(module, nn.Linear):
             raise ConfigError(
                 f"execution=truly_sparse runs sparse nn.Linear layers only; {weight_name} is a "
@@ -437,7 +543,9 @@ def to_masked(model: nn.Module) -> dict[str, torch.Tensor]:
     return masks
 
 
-def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str]) -> dict:
+def checkpoint_to_truly_sparse(
+    state: Mapping[str, Any], param_names: list[str], names: Collection[str] | None = None
+) -> dict:
     """A masked-mode checkpoint (``model``, ``optimizer``, ``algorithm`` with ``masks``) as this mode's.
 
     ``param_names``: the masked model's ``[name for name, _ in model.named_parameters()]``, the
@@ -446,7 +554,8 @@ def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str])
     masks = state["algorithm"]["masks"]
     model = dict(state["model"])
     optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
-    for name, mask in masks.items():
+    converted = {k: m for k, m in masks.items() if names is None or k in names}  # the rest stay masked layers
+    for name, mask in converted.items():
         indices = mask.reshape(-1).nonzero().squeeze(1)
         prefix = name.removesuffix("weight")
         model[prefix + "values"] = model.pop(name).reshape(-1)[indices].clone()
@@ -458,6 +567,8 @@ def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str])
                 for k, v in optimizer["state"][number].items()
             }
     algorithm = {k: v for k, v in state["algorithm"].items() if k != "masks"}
+    if len(converted) < len(masks):
+        algorithm["masks"] = {k: m for k, m in masks.items() if k not in converted}
     return {**state, "model": _ordered_like(model, state["model"]), "optimizer": optimizer, "algorithm": algorithm}
 
 
@@ -465,7 +576,7 @@ def checkpoint_to_masked(state: Mapping[str, Any], param_names: list[str], shape
     """This mode's checkpoint as a masked-mode one; ``shapes``: each sparse weight's dense shape by name."""
     model = dict(state["model"])
     optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
-    masks = {}
+    masks = dict(state["algorithm"].get("masks") or {})  # those of layers that stayed masked
     for name, shape in shapes.items():
         prefix = name.removesuffix("weight")
         indices, values = model.pop(prefix + "indices"), model.pop(prefix + "values")
@@ -550,12 +661,16 @@ class IndexMaskState:
             ) % (2**52)
         return total
 
-    # the pattern lives in the model's state (each layer's ``indices``), not in the algorithm's
+    # a truly sparse layer's pattern lives in the model's state (its ``indices``); a masked layer's mask here
     def state_dict(self) -> dict:
-        return {}
+        return {
+            k: layer.mask.detach().cpu().clone() for k, layer in self.layers.items() if isinstance(layer, MaskedLayer)
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
+        for k, mask in state.items():
+            layer = self.layers[k]
+            layer.mask, layer._indices = mask.to(device=layer.mask.device, dtype=torch.bool), None
 
     def apply(self, params: Mapping[str, torch.Tensor]) -> None:
         pass  # a layer holds no inactive weight to zero
@@ -591,7 +706,12 @@ class TrulySparseTraining:
         self.optimizer: torch.optim.Optimizer | None = None
         # from a masked model (dense weights + the algorithm's masks; an optimizer given here is converted
         # in place), or the layers of ``build_from_scratch``
-        self.layers = layers if layers is not None else to_truly_sparse(model, algorithm.masks.masks, optimizer)
+        self.layers = (
+            layers
+            if layers is not None
+            else to_truly_sparse(model, algorithm.masks.masks, optimizer, keep_masked=algorithm.mixes_masked_layers)
+        )
+        self.masked_layers = [layer for layer in self.layers.values() if isinstance(layer, MaskedLayer)]
         algorithm.masks = IndexMaskState(self.layers)
         # the algorithm's sparse parameters are now the layers' values; the dense weights are let go
         algorithm.params = {name: layer.values for name, layer in self.layers.items()}
@@ -615,14 +735,20 @@ class TrulySparseTraining:
             layer.gradient_factors = None
 
     def routes(self) -> dict[str, str]:
-        return {name: "truly_sparse" for name in self.layers}
+        return {
+            name: "masked" if isinstance(layer, MaskedLayer) else "truly_sparse" for name, layer in self.layers.items()
+        }
 
     # --- algorithm hooks ---
     def before_step(self, step: int) -> None:
         # the values' gradient has no inactive entries to mask; what an algorithm adds to it (DeepR) it adds here
+        for layer in self.masked_layers:
+            layer.mask_gradient()
         self.algorithm.index_space_before_step(step, {k: layer.indices for k, layer in self.layers.items()})
 
     def after_step(self, step: int) -> dict | None:
+        for layer in self.masked_layers:  # the optimizer's weight decay and momentum moved inactive weights
+            layer.apply_mask()
         self.algorithm.advance(step)
         return self.round(step) if self.algorithm.round_after_step(step) else None
 
@@ -635,18 +761,15 @@ class TrulySparseTraining:
         """One drop-and-grow round: the algorithm's choice on the values, the refill in index space, ``rewire``."""
         algo = self.algorithm
         if algo.grows == "gradient":  # only layers that kept this step's gradient factors can grow towards it
-            factors = {k: layer.gradient_factors for k, layer in self.layers.items() if layer.gradient_factors}
-            for layer in self.layers.values():
-                layer.keep_gradient_factors, layer.gradient_factors = False, None
-            if not factors:
+            names = [k for k, layer in self.layers.items() if layer.gradient_factors is not None]
+            if not names:
                 return None
-            names = list(factors)
         elif algo.grows == "random":
             names = list(self.layers)
         else:
             raise ValueError(f"sparse={algo.name} grows {algo.grows!r}; this mode grows 'random' or 'gradient'")
         choice = algo.drop_grow_choice(
-            {k: self.layers[k].values.detach() for k in names},
+            {k: self.layers[k].active_values() for k in names},
             {k: self.layers[k].numel for k in names},
             step,
             positions={k: self.layers[k].indices for k in names},
@@ -656,14 +779,13 @@ class TrulySparseTraining:
         for k in names:
             layer, keep, n = self.layers[k], choice.keep[k], int(choice.grow[k])
             if choice.values is not None:
-                with torch.no_grad():
-                    layer.values.copy_(choice.values[k])
+                layer.set_active_values(choice.values[k])
             if n == 0 and bool(keep.all()):
                 changes[k] = LayerChange(pruned=0, regrown=0)
                 continue
             kept_positions = layer.indices[keep]
             if algo.grows == "gradient":
-                grown = top_gradient_inactive(*factors[k], kept_positions, n)
+                grown = layer.grow_by_gradient(kept_positions, n)
             else:  # free = inactive after the drop; a just-dropped position may come back unless the algorithm says no
                 free_of = kept_positions
                 if not choice.regrow_dropped and n <= layer.numel - layer.nnz:
@@ -671,6 +793,8 @@ class TrulySparseTraining:
                 grown = sample_inactive(free_of, layer.numel, n, algo.generator)
             start = None if start_values is None or n == 0 else start_values(k, n)
             changes[k] = LayerChange(**layer.rewire(keep, grown, start, self.optimizer))
+        for layer in self.layers.values():
+            layer.keep_gradient_factors, layer.gradient_factors = False, None
         if not choice.report_empty and not any(c.pruned or c.regrown for c in changes.values()):
             return None
         return DropGrowResult(changes, dict(choice.extras)).as_stats()
@@ -710,27 +834,35 @@ class TrulySparseTraining:
     # --- checkpoints of the other mode, and export ---
     def masked_parameter_names(self) -> list[str]:
         """The names the model's parameters have in the masked mode (the numbering of the optimizer's state)."""
-        converted = {name.removesuffix("weight") + "values": name for name in self.layers}
+        converted = {
+            name.removesuffix("weight") + "values": name
+            for name, layer in self.layers.items()
+            if isinstance(layer, TrulySparseLinear)
+        }
         return [converted.get(name, name) for name, _ in self.model.named_parameters()]
 
     def adapt_checkpoint(self, state: Mapping[str, Any]) -> dict:
         """A training checkpoint (``model``, ``optimizer``, ``algorithm``) in this mode's layout, from either mode's."""
-        if not any(name in state["model"] for name in self.layers):
+        linear = [name for name, layer in self.layers.items() if isinstance(layer, TrulySparseLinear)]
+        if not any(name in state["model"] for name in linear):
             return dict(state)
-        return checkpoint_to_truly_sparse(state, self.masked_parameter_names())
+        return checkpoint_to_truly_sparse(state, self.masked_parameter_names(), linear)
 
     def export(self, path: str, config: Mapping[str, Any] | None = None) -> int:
         """``snfs.save_sparse``'s file (loads into the dense model class), built from the active entries only."""
-        from snfs.export import write_sparse
+        from snfs.export import _csr, write_sparse
 
         state = self.model.state_dict()
         tensors: dict[str, torch.Tensor] = {}
         for key, value in state.items():
             prefix, _, last = key.rpartition(".")
             layer_name = f"{prefix}.weight" if prefix else "weight"
-            if layer_name in self.layers and last in ("values", "indices"):
+            if isinstance(self.layers.get(layer_name), TrulySparseLinear) and last in ("values", "indices"):
                 if last == "values":
                     tensors[layer_name] = self.layers[layer_name].csr_weight()
+                continue
+            if isinstance(self.layers.get(key), MaskedLayer):
+                tensors[key] = _csr(value, self.layers[key].mask)
                 continue
             tensors[key] = value.detach().cpu()
         shapes = {name: list(layer.shape) for name, layer in self.layers.items()}
@@ -739,7 +871,8 @@ class TrulySparseTraining:
 
 def adapt_masked_checkpoint(state: Mapping[str, Any], model: nn.Module, shapes: Mapping[str, tuple]) -> dict:
     """A training checkpoint in the masked layout for ``model`` (dense), from either mode's."""
-    if not any(name.removesuffix("weight") + "values" in state["model"] for name in shapes):
+    shapes = {name: shape for name, shape in shapes.items() if name.removesuffix("weight") + "values" in state["model"]}
+    if not shapes:
         return dict(state)
     return checkpoint_to_masked(state, [name for name, _ in model.named_parameters()], shapes)
 

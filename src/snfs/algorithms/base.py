@@ -193,6 +193,8 @@ class SparseAlgorithm:
     index_space = False
     #: why not, for the one-line error that refuses it
     index_space_refusal = "it is not ported to index space yet"
+    #: whether a model's sparse layers other than nn.Linear (convolutions) may keep the masked route in that mode
+    mixes_masked_layers = True
     #: where a round refills the freed slots: "random" (uniformly among the inactive positions) or
     #: "gradient" (the inactive positions of largest |dense weight gradient| of the step's mini-batch)
     grows = "random"
@@ -225,11 +227,14 @@ class SparseAlgorithm:
         adds to their gradients, or reads before the optimizer moves them."""
 
     def index_space_state_dict(self) -> dict:
-        """``state_dict`` without the masks (the model's state holds the pattern)."""
-        return {k: v for k, v in self.state_dict().items() if k != "masks"}
+        """``state_dict`` with only the masks of layers that stayed masked (the model's state holds the others')."""
+        state = self.state_dict()
+        if not state.get("masks"):
+            state.pop("masks", None)
+        return state
 
     def load_index_space_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.load_state_dict({**state, "masks": {}})
+        self.load_state_dict({"masks": {}, **state})
 
     def new_weight_values(self) -> Callable[[str, int], torch.Tensor] | None:
         """The start values of grown weights, ``f(layer, n)``; None: 0."""

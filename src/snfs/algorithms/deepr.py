@@ -117,6 +117,7 @@ class DeepR(SparseAlgorithm):
     mask_gradients = True
     flops_accounting = "sparse"
     index_space = True
+    mixes_masked_layers = False  # its index-space step reads every sparse layer as a vector of active values
     # Bellec et al.'s definition with the published temperature schedule (conf/sparse/deepr.yaml states the same)
     options = (
         *SparseAlgorithm.options,
