@@ -162,6 +162,7 @@ class TrulySparseLinear(nn.Module):
         self.values = nn.Parameter(values.detach()[order].clone())
         # an existing bias parameter is kept as it is, so an optimizer that holds it keeps its state
         self.bias = bias if bias is None or isinstance(bias, nn.Parameter) else nn.Parameter(bias.detach().clone())
+        self.indices: torch.Tensor
         self.register_buffer("indices", indices.detach()[order].to(torch.int64).clone())
         self._structure: CsrStructure | None = None
         self.keep_gradient_factors = False
@@ -243,7 +244,9 @@ class TrulySparseLinear(nn.Module):
 
     def grow_by_gradient(self, kept_positions: torch.Tensor, n: int) -> torch.Tensor:
         """The ``n`` free positions of largest |dense gradient| of the kept step (row blocks; RigL)."""
-        return top_gradient_inactive(*self.gradient_factors, kept_positions, n)
+        assert self.gradient_factors is not None, "grow_by_gradient outside an update step"
+        grad_out_t, x = self.gradient_factors
+        return top_gradient_inactive(grad_out_t, x, kept_positions, n)
 
     def rewire(
         self,
@@ -358,6 +361,7 @@ class MaskedLayer:
             self.values.mul_(self.mask)
 
     def grow_by_gradient(self, kept_positions: torch.Tensor, n: int) -> torch.Tensor:
+        assert self.gradient_factors is not None, "grow_by_gradient outside an update step"
         score = self.gradient_factors.reshape(-1).float().clone()
         score[kept_positions] = -float("inf")
         return torch.topk(score, n).indices if n > 0 else kept_positions[:0]
@@ -504,7 +508,7 @@ def to_truly_sparse(
 
 
 def _hand_over(
-    optimizer: torch.optim.Optimizer, weight: nn.Parameter, values: nn.Parameter, indices: torch.Tensor
+    optimizer: torch.optim.Optimizer, weight: torch.Tensor, values: nn.Parameter, indices: torch.Tensor
 ) -> None:
     """In ``optimizer``, ``values`` takes the place of the dense ``weight``, with its state at the active entries."""
     for group in optimizer.param_groups:
@@ -580,22 +584,22 @@ def checkpoint_to_masked(state: Mapping[str, Any], param_names: list[str], shape
     for name, shape in shapes.items():
         prefix = name.removesuffix("weight")
         indices, values = model.pop(prefix + "indices"), model.pop(prefix + "values")
-        numel = math.prod(shape)
-
-        def dense(v: torch.Tensor) -> torch.Tensor:
-            out = torch.zeros(numel, dtype=v.dtype)
-            out[indices] = v
-            return out.view(shape)
-
-        model[name] = dense(values)
-        masks[name] = dense(torch.ones_like(values)).bool()
+        model[name] = _scattered(values, indices, shape)
+        masks[name] = _scattered(torch.ones_like(values), indices, shape).bool()
         number = param_names.index(name)
         if number in optimizer["state"]:
             optimizer["state"][number] = {
-                k: (dense(v) if torch.is_tensor(v) and v.shape == values.shape else v)
+                k: (_scattered(v, indices, shape) if torch.is_tensor(v) and v.shape == values.shape else v)
                 for k, v in optimizer["state"][number].items()
             }
     return {**state, "model": model, "optimizer": optimizer, "algorithm": {**state["algorithm"], "masks": masks}}
+
+
+def _scattered(values: torch.Tensor, indices: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """A dense tensor of ``shape``: ``values`` at the flat ``indices``, 0 elsewhere."""
+    out = torch.zeros(math.prod(shape), dtype=values.dtype)
+    out[indices] = values
+    return out.view(shape)
 
 
 def _ordered_like(model: dict, original: Mapping[str, Any]) -> dict:
@@ -620,7 +624,7 @@ class IndexMaskState:
     (export to dense tools, tests); nothing in training asks for it.
     """
 
-    def __init__(self, layers: Mapping[str, TrulySparseLinear]):
+    def __init__(self, layers: Mapping[str, TrulySparseLinear | MaskedLayer]):
         self.layers = dict(layers)
 
     @property
@@ -670,6 +674,7 @@ class IndexMaskState:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for k, mask in state.items():
             layer = self.layers[k]
+            assert isinstance(layer, MaskedLayer), f"{k} is a truly sparse layer: its pattern is in the model's state"
             layer.mask, layer._indices = mask.to(device=layer.mask.device, dtype=torch.bool), None
 
     def apply(self, params: Mapping[str, torch.Tensor]) -> None:
@@ -697,7 +702,7 @@ class TrulySparseTraining:
         self,
         algorithm,
         model: nn.Module,
-        layers: dict[str, TrulySparseLinear] | None = None,
+        layers: Mapping[str, TrulySparseLinear | MaskedLayer] | None = None,
         optimizer: torch.optim.Optimizer | None = None,
     ):
         check_supported(algorithm)
@@ -706,8 +711,8 @@ class TrulySparseTraining:
         self.optimizer: torch.optim.Optimizer | None = None
         # from a masked model (dense weights + the algorithm's masks; an optimizer given here is converted
         # in place), or the layers of ``build_from_scratch``
-        self.layers = (
-            layers
+        self.layers: dict[str, TrulySparseLinear | MaskedLayer] = (
+            dict(layers)
             if layers is not None
             else to_truly_sparse(model, algorithm.masks.masks, optimizer, keep_masked=algorithm.mixes_masked_layers)
         )
@@ -829,7 +834,8 @@ class TrulySparseTraining:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.algorithm.load_index_space_state_dict(state)
         for layer in self.layers.values():
-            layer._structure = None
+            if isinstance(layer, TrulySparseLinear):
+                layer._structure = None
 
     # --- checkpoints of the other mode, and export ---
     def masked_parameter_names(self) -> list[str]:
@@ -857,12 +863,13 @@ class TrulySparseTraining:
         for key, value in state.items():
             prefix, _, last = key.rpartition(".")
             layer_name = f"{prefix}.weight" if prefix else "weight"
-            if isinstance(self.layers.get(layer_name), TrulySparseLinear) and last in ("values", "indices"):
+            sparse_layer, masked_layer = self.layers.get(layer_name), self.layers.get(key)
+            if isinstance(sparse_layer, TrulySparseLinear) and last in ("values", "indices"):
                 if last == "values":
-                    tensors[layer_name] = self.layers[layer_name].csr_weight()
+                    tensors[layer_name] = sparse_layer.csr_weight()
                 continue
-            if isinstance(self.layers.get(key), MaskedLayer):
-                tensors[key] = _csr(value, self.layers[key].mask)
+            if isinstance(masked_layer, MaskedLayer):
+                tensors[key] = _csr(value, masked_layer.mask)
                 continue
             tensors[key] = value.detach().cpu()
         shapes = {name: list(layer.shape) for name, layer in self.layers.items()}
@@ -916,8 +923,9 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
             p.is_meta for p in [*module.parameters(recurse=False), *module.buffers(recurse=False)]
         ):
             module.to_empty(device=device, recurse=False)
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
     if hasattr(algorithm, "init_std"):
         algorithm.init_std = {name: 1.0 / math.sqrt(3.0 * shapes[name][1]) for name in shapes}
     run = TrulySparseTraining(algorithm, model, layers)
@@ -925,11 +933,11 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
     return run
 
 
-def check_supported(algorithm) -> None:
+def check_supported(algorithm: Any) -> None:
     """A one-line ConfigError for an algorithm (an object, class or name) this mode does not run."""
     from snfs.algorithms import ALGORITHMS, VARIANTS
 
-    cls = algorithm if isinstance(algorithm, type) else type(algorithm)
+    cls: Any = algorithm if isinstance(algorithm, type) else type(algorithm)
     if isinstance(algorithm, str):
         cls = ALGORITHMS.get(VARIANTS.get(algorithm, (algorithm,))[0])
     name = algorithm if isinstance(algorithm, str) else cls.name
