@@ -489,3 +489,11 @@ def test_trainer_lenet5_keeps_its_convolutions_masked_and_resumes_across_executi
     for name, value in resumed.model.state_dict().items():
         if name.startswith("conv"):
             torch.testing.assert_close(value, reference[name], rtol=tolerance, atol=tolerance)
+
+
+def test_the_config_check_refuses_sparse_momentum_before_any_data_loads():
+    from snfs.config import validate_config
+
+    with pytest.raises(ConfigError, match="execution=truly_sparse does not run sparse=momentum"):
+        validate_config(compose_cfg(["sparse=momentum", "execution=truly_sparse"]))
+    validate_config(compose_cfg(["sparse=deepr_dsr_code", "execution=truly_sparse"]))

@@ -163,3 +163,7 @@ def validate_config(cfg: DictConfig) -> None:
     algorithm = ALGORITHMS.get(sparse.get("name"))
     algorithm.check_config(sparse)
     algorithm.check_optimizer(sparse, optim)
+    if cfg.execution == "truly_sparse":  # before any data loads: an algorithm that mode cannot run
+        from snfs.truly_sparse import check_supported
+
+        check_supported(algorithm)
