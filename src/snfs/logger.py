@@ -67,8 +67,7 @@ class RunLogger:
                 warnings.warn(
                     f"wandb could not start in {mode} mode after {time.monotonic() - started:.0f} s "
                     f"({type(exc).__name__}: {reason[:200]}); "
-                    f"{'logging offline instead (wandb sync uploads it later)' if mode != 'offline' else 'logging to the local results store only'}",
-                    stacklevel=2,
+                    f"{'logging offline instead (wandb sync uploads it later)' if mode != 'offline' else 'logging to the local results store only'}", stacklevel=2
                 )
         self.mode = "disabled"
 
