@@ -69,7 +69,12 @@ TOP_LEVEL_OPTIONS = (
     Option("seed", int, 17, low=0, doc="seed of the weights, masks and batch order"),
     Option("device", str, "auto", doc="auto | cpu | cuda | cuda:N"),
     Option("threads", str, "auto", doc="CPU threads: auto or a positive integer (checked by snfs.threads)"),
-    Option("execution", str, "masked", doc="masked | sparse: how sparse layers compute (choices: snfs.execution)"),
+    Option(
+        "execution",
+        str,
+        "masked",
+        doc="masked | sparse | truly_sparse: how sparse layers compute (choices: snfs.execution)",
+    ),
     Option("precision", str, "fp32", choices=PRECISION_NAMES, doc="autocast precision"),
     Option("channels_last", bool, True, doc="channels_last memory format for convnets"),
     Option("keep_freed_memory", bool, True, doc="CPU runs: glibc keeps freed blocks for reuse"),
@@ -167,3 +172,7 @@ def validate_config(cfg: DictConfig) -> None:
     algorithm = ALGORITHMS.get(str(sparse.get("name")))
     algorithm.check_config(sparse)
     algorithm.check_optimizer(sparse, optim)
+    if cfg.execution == "truly_sparse":  # before any data loads: an algorithm that mode cannot run
+        from snfs.truly_sparse import check_supported
+
+        check_supported(algorithm)

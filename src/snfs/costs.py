@@ -28,6 +28,12 @@ from torch import nn
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
+
+def _counted_as(module: nn.Module) -> type | None:
+    """The layer type a module computes as, when it is not one (snfs.truly_sparse's layer: nn.Linear)."""
+    return getattr(type(module), "counted_as", None)
+
+
 #: accounting row -> training multiply-adds per sample per step, as f(f_sparse, f_dense, delta_t)
 ROWS: dict[str, Callable[[float, float, int], float]] = {
     "dense": lambda f_sparse, f_dense, delta_t: 3.0 * f_dense,
@@ -99,7 +105,7 @@ def layer_macs(model: nn.Module, input_shape) -> dict[str, int]:
         def hook(module: nn.Linear | nn.modules.conv._ConvNd, inputs, output):
             per_output = (
                 module.in_features
-                if isinstance(module, nn.Linear)
+                if isinstance(module, nn.Linear) or _counted_as(module) is nn.Linear
                 else (module.in_channels // module.groups * math.prod(module.kernel_size))
             )
             outputs_per_sample = output.numel() // output.shape[0]
@@ -108,7 +114,7 @@ def layer_macs(model: nn.Module, input_shape) -> dict[str, int]:
         return hook
 
     for mname, module in model.named_modules():
-        if isinstance(module, _COUNTED):
+        if isinstance(module, _COUNTED) or _counted_as(module) in _COUNTED:
             handles.append(module.register_forward_hook(hook_for(_weight_name(mname))))
     device, dtype = _model_device_dtype(model)
     x = torch.zeros((1, *_per_sample_shape(input_shape)), device=device, dtype=dtype)

@@ -35,7 +35,8 @@ from torch import nn
 
 from snfs.errors import ConfigError
 
-EXECUTIONS = ("masked", "sparse")
+#: truly_sparse: layers that hold only their active entries (snfs.truly_sparse, docs/findings/truly_sparse.md)
+EXECUTIONS = ("masked", "sparse", "truly_sparse")
 # PyTorch marks its CSR tensors "beta" on every construction; we pin the version these kernels were tested on.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 ROUTE_CHOICES = ("timed", "csr", "dense")
@@ -242,7 +243,7 @@ def _csr_call(function, x, weight, bias, pattern: CsrPattern, dense_weight_grad:
     return function.apply(x, weight, bias, pattern, dense_weight_grad, *extra)
 
 
-def _layer_step(run, x: torch.Tensor, module: nn.Module, train: bool):
+def _layer_step(run, x: torch.Tensor, module: nn.Linear | nn.Conv2d, train: bool):
     """One forward (and, when training, backward) of ``run(x, weight, bias)`` on detached copies."""
     weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
 
@@ -282,7 +283,7 @@ class SparseExecution:
         self.settings = settings or RouteSettings()
         self.settings.check()
         self.dense_weight_grad = True  # until the loop says which step this is
-        self.modules: dict[str, nn.Module] = {}
+        self.modules: dict[str, nn.Linear | nn.Conv2d] = {}
         self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
         self._took_csr: dict[str, bool] = {}  # name -> the route its last forward took
         # name -> (pattern, (input shape, dtype, grad enabled, dense weight grad, mode), route): the last
@@ -293,12 +294,14 @@ class SparseExecution:
             name = f"{module_name}.weight" if module_name else "weight"
             if name not in algorithm.params:
                 continue
+            # the instance's forward, not the class's: the model keeps its modules, only their route changes
+            geometry = _conv_geometry(module) if isinstance(module, nn.Conv2d) else None
             if isinstance(module, nn.Linear):
                 self.modules[name] = module
-                module.forward = self._forward_of(name, module)
-            elif isinstance(module, nn.Conv2d) and _conv_geometry(module) is not None:
+                module.forward = self._forward_of(name, module)  # type: ignore[method-assign]
+            elif isinstance(module, nn.Conv2d) and geometry is not None:
                 self.modules[name] = module
-                module.forward = self._conv_forward_of(name, module, _conv_geometry(module))
+                module.forward = self._conv_forward_of(name, module, geometry)  # type: ignore[method-assign]
 
     def _forward_of(self, name: str, module: nn.Linear):
         def dense(x, w, b):
@@ -334,7 +337,7 @@ class SparseExecution:
         return _csr_call(function, x, module.weight, module.bias, pattern, self.dense_weight_grad, *extra)
 
     def _csr_wins(
-        self, name: str, module: nn.Module, x: torch.Tensor, pattern: CsrPattern, function, dense, *extra
+        self, name: str, module: nn.Linear | nn.Conv2d, x: torch.Tensor, pattern: CsrPattern, function, dense, *extra
     ) -> bool:
         """Whether the CSR route is the faster one for this layer shape, input shape, density and gradient need."""
         train = torch.is_grad_enabled()
@@ -411,9 +414,26 @@ class SparseExecution:
         return out
 
 
-def build_execution(name: str, model: nn.Module, algorithm, device: torch.device, routes: RouteSettings | None = None):
+def build_execution(
+    name: str,
+    model: nn.Module,
+    algorithm,
+    device: torch.device,
+    routes: RouteSettings | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+):
+    """The execution ``name`` for ``model``; ``truly_sparse`` converts the model (and ``optimizer``) in place."""
     if name == "masked":
         return MaskedExecution()
+    if name == "truly_sparse":
+        from snfs.truly_sparse import TrulySparseTraining
+
+        if device.type != "cpu":
+            raise ConfigError(
+                f"execution=truly_sparse runs on cpu (it is tested there only), not on {device.type}; "
+                f"use execution=masked or sparse"
+            )
+        return TrulySparseTraining(algorithm, model, optimizer=optimizer)
     if name != "sparse":
         raise ConfigError(f"execution={name!r} is not a valid choice; valid choices: {', '.join(EXECUTIONS)}")
     if device.type not in ("cpu", "cuda"):

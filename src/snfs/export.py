@@ -48,9 +48,19 @@ def save_sparse(
     for name, value in state.items():
         tensors[name] = _csr(value, masks[name].to(value.device)) if name in masks else value.detach().cpu()
     shapes = {name: list(state[name].shape) for name in masks}
+    return write_sparse(path, tensors, shapes, config)
+
+
+def write_sparse(
+    path: str | os.PathLike,
+    tensors: Mapping[str, torch.Tensor],
+    shapes: Mapping[str, list[int]],
+    config: Mapping[str, Any] | None = None,
+) -> int:
+    """Write the file of ``save_sparse`` from its parts (sparse weights already CSR); returns its size in bytes."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "tensors": tensors, "shapes": shapes, "config": dict(config or {})}, tmp)
+    torch.save({"format": FORMAT, "tensors": dict(tensors), "shapes": dict(shapes), "config": dict(config or {})}, tmp)
     os.replace(tmp, path)  # never a half-written file under the real name
     return path.stat().st_size
 

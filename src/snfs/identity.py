@@ -120,7 +120,8 @@ def _canonical(v: Any) -> Any:
 
 def density_of(config: Mapping[str, Any]) -> float:
     """The density a run trains at: 1.0 for the dense baseline, whatever ``density`` says."""
-    sparse = config.get("sparse") if isinstance(config.get("sparse"), Mapping) else {}
+    section = config.get("sparse")
+    sparse: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
     density = float(config.get("density", 1.0))
     return 1.0 if is_dense(sparse.get("name"), density) else density
 

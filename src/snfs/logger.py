@@ -42,7 +42,7 @@ class RunLogger:
                     group=cfg.get("group"),
                     tags=list(cfg.get("tags") or []),
                     dir=str(cfg.get("dir", ".")),
-                    mode=mode,
+                    mode=mode,  # type: ignore[arg-type]  # one of LOGGER_MODES, checked by snfs.config
                     name=run_name,
                     id=wandb_id,
                     resume="allow" if wandb_id else None,
@@ -113,10 +113,13 @@ class RunLogger:
 
     def where(self) -> str:
         """One line: where wandb keeps this run, and how to look at it."""
+        run = self.run
+        if run is None:
+            return ""
         try:
-            if self.mode == "online" and getattr(self.run, "url", None):
-                return f"wandb: {self.run.url}"
-            folder = Path(self.run.dir).parent  # <dir>/wandb/offline-run-<time>-<id>/files -> the run's folder
+            if self.mode == "online" and getattr(run, "url", None):
+                return f"wandb: {run.url}"
+            folder = Path(run.dir).parent  # <dir>/wandb/offline-run-<time>-<id>/files -> the run's folder
             return (
                 f"wandb: logged offline to {folder} "
                 f"(`wandb sync {folder}` uploads it, `wandb leet {folder.parent}` shows it)"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import platform
 import re
+import resource
+import sys
 from pathlib import Path
 
 import torch
@@ -148,3 +150,9 @@ def denormals_flushed() -> bool:
     """
     tiny = torch.full((1 << 20,), 2.0**-120, dtype=torch.float32)
     return not bool(torch.count_nonzero(tiny * 2.0**-10))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (``ru_maxrss``; the run record's ``peak_rss_mb``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

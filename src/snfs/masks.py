@@ -117,6 +117,9 @@ class MaskState:
     def names(self) -> list[str]:
         return list(self.masks)
 
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(m.shape) for k, m in self.masks.items()}
+
     def active(self, name: str) -> int:
         return int(self.masks[name].sum())
 
@@ -424,11 +427,57 @@ def reset_new_weights(
     return {"pruned": int(old.sum()) - int(kept.sum()), "regrown": n_grown}
 
 
+def smallest(score: torch.Tensor, candidates: torch.Tensor, n: int) -> torch.Tensor:
+    """Positions (into the vector ``score``) of the ``n`` entries where ``candidates`` of smallest score."""
+    where = candidates.nonzero().squeeze(1)
+    if n > where.numel():
+        raise ValueError(f"cannot pick {n} of {where.numel()} active weights")
+    return where[torch.topk(score.index_select(0, where), n, largest=False).indices]
+
+
+def magnitude_keep(values: torch.Tensor, n: int) -> torch.Tensor:
+    """A bool per active value: False for the ``n`` of smallest |w| (``prune_by_score`` by |w|, in index space)."""
+    keep = torch.ones(values.numel(), dtype=torch.bool, device=values.device)
+    if n > 0:
+        keep[smallest(values.detach().abs(), keep, n)] = False
+    return keep
+
+
 def drop_smallest(
     masks: MaskState, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]
 ) -> dict[str, torch.Tensor]:
     """Per layer, the mask left after dropping the ``counts[k]`` active weights of smallest ``scores[k]``."""
     return {k: prune_by_score(scores[k], masks.masks[k], counts[k]) for k in scores}
+
+
+@dataclass
+class DropGrowChoice:
+    """What an algorithm chose for one round, over each layer's active values (``SparseAlgorithm.drop_grow_choice``).
+
+    ``keep[k]``: a bool per active weight of layer ``k`` (row-major position order), False where it
+    is dropped; ``grow[k]``: how many inactive positions it activates; ``extras``: the algorithm's
+    scalars for the round's statistics (e.g. DSR's threshold). ``values[k]``, when given, are the
+    active weights' new values (DeepR moves them in its round); ``regrow_dropped``: whether a
+    just-dropped position may be grown again in the same round (DeepR: only when too few others are
+    free); ``report_empty``: whether a round that changed no mask still counts as a mask update.
+    """
+
+    keep: dict[str, torch.Tensor]
+    grow: dict[str, int]
+    extras: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, torch.Tensor] | None = None
+    regrow_dropped: bool = True
+    report_empty: bool = True
+
+    def kept_masks(self, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The choice as dense masks after the drop, given the masks it was made on."""
+        kept = {}
+        for k, keep in self.keep.items():
+            flat = masks[k].reshape(-1)
+            new = torch.zeros_like(flat)
+            new[flat.nonzero().squeeze(1)[keep]] = True
+            kept[k] = new.view_as(masks[k])
+        return kept
 
 
 @dataclass

@@ -47,7 +47,8 @@ class RunRecord:
     flops_ratio: float | None = None  # train_flops / dense_train_flops
     wall_time_s: float | None = None  # training wall time, resumes summed
     median_epoch_time_s: float | None = None  # the median epoch's wall time (validation and mask updates included)
-    execution: str | None = None  # masked | sparse (how sparse layers computed)
+    execution: str | None = None  # masked | sparse | truly_sparse (how sparse layers computed)
+    peak_rss_mb: float | None = None  # the process's peak resident memory (ru_maxrss), MiB; CPU memory only
     device: str | None = None
     world_size: int | None = None
     machine: str | None = None  # snfs.machine.describe_line: CPU model, vector extensions, threads, BLAS, host; or GPU
@@ -67,7 +68,8 @@ class RunRecord:
         """A record from its JSON; fields this version does not know are dropped, missing optional ones are None."""
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in d.items() if k in known}
-        config = fields.get("config") if isinstance(fields.get("config"), Mapping) else {}
+        section = fields.get("config")
+        config: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
         # the summary fields repeat the config; a record that lacks them (hand-written) takes them from it
         for key, (group, sub) in {
             "dataset": ("dataset", "name"),
@@ -257,6 +259,7 @@ WANDB_SUMMARY_FIELDS = (
     "median_epoch_time_s",
     "speedup_estimate",
     "execution",
+    "peak_rss_mb",
     "git_commit",
     "device",
     "machine",

@@ -14,6 +14,7 @@ that ends an epoch (``epoch_end="auto"``), so a plain loop needs no second call.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -137,7 +138,14 @@ class Sparsifier:
         self.algorithm: SparseAlgorithm = build_algorithm(ctx, cfg)
         self.algorithm.init_masks()
         device = next(iter(self.algorithm.params.values())).device if self.algorithm.params else torch.device("cpu")
-        self.execution = build_execution(execution, model, self.algorithm, device, routes)
+        if execution == "truly_sparse" and _distributed():
+            raise ConfigError(
+                "execution=truly_sparse does not run under DDP (a layer's parameter changes length when it rewires); "
+                "valid choices: masked, sparse"
+            )
+        self.execution = build_execution(execution, model, self.algorithm, device, routes, optimizer)
+        # an execution that holds the sparse layers itself (truly_sparse) runs the algorithm's hooks on them
+        self._hooks = self.execution if getattr(self.execution, "runs_algorithm", False) else self.algorithm
         self.steps = 0
         self._masks_changed()
         self.execution.begin_step(self.steps)
@@ -156,18 +164,19 @@ class Sparsifier:
         ``max_grad_norm`` clips after the gradients are masked, so inactive weights do not count.
         Returns the mask update's statistics when the masks changed, else None.
         """
-        step, amp = self.steps, scaler is not None and scaler.is_enabled()
-        if amp:
-            _unscale_once(scaler, self.optimizer)
-        self.algorithm.before_step(step, self.execution.masked_grads())
+        step = self.steps
+        amp = scaler if scaler is not None and scaler.is_enabled() else None
+        if amp is not None:
+            _unscale_once(amp, self.optimizer)
+        self._hooks.before_step(step, self.execution.masked_grads())
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
-        if amp:
-            scaler.step(self.optimizer)
-            scaler.update()
+        if amp is not None:
+            amp.step(self.optimizer)
+            amp.update()
         else:
             self.optimizer.step()
-        update = self.algorithm.after_step(step)
+        update = self._hooks.after_step(step)
         self.steps += 1
         if update:
             self._masks_changed()
@@ -184,7 +193,7 @@ class Sparsifier:
         """
         if epoch is None:
             epoch = max(0, self.steps // self.steps_per_epoch - 1)
-        update = self.algorithm.on_epoch_end(epoch)
+        update = self._hooks.on_epoch_end(epoch)
         if update:
             self._masks_changed()
         return update
@@ -192,7 +201,7 @@ class Sparsifier:
     # --- what users read ---------------------------------------------------------------
     @property
     def masks(self) -> dict[str, torch.Tensor]:
-        """Parameter name -> boolean mask (True: active weight)."""
+        """Parameter name -> boolean mask (True: active weight); formed on each call under ``truly_sparse``."""
         return self.algorithm.masks.masks
 
     @property
@@ -203,12 +212,19 @@ class Sparsifier:
     def layer_densities(self) -> dict[str, float]:
         return self.algorithm.masks.layer_densities()
 
+    def active_counts(self) -> dict[str, int]:
+        return self.algorithm.masks.active_counts()
+
+    def mask_checksum(self) -> int:
+        """Which weights are active, as one number (ranks compare it under DDP)."""
+        return self.algorithm.masks.checksum()
+
     def summary(self) -> str:
         """A table of the sparse layers: shape, active weights, density."""
         rows = [("layer", "shape", "active", "density")]
-        for name, mask in self.masks.items():
-            active = int(mask.sum())
-            rows.append((name, "x".join(map(str, mask.shape)), str(active), f"{active / max(1, mask.numel()):.4f}"))
+        for name, shape in self.algorithm.masks.shapes().items():
+            active, numel = self.algorithm.masks.active(name), math.prod(shape)
+            rows.append((name, "x".join(map(str, shape)), str(active), f"{active / max(1, numel):.4f}"))
         total = self.algorithm.masks
         rows.append(("all", "", str(total.total_active()), f"{total.density():.4f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -224,10 +240,11 @@ class Sparsifier:
 
     # --- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"algorithm": self.algorithm.state_dict(), "steps": self.steps}
+        """The algorithm's state and the steps taken (under ``truly_sparse`` the model's state holds the pattern)."""
+        return {"algorithm": self._hooks.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.algorithm.load_state_dict(state["algorithm"])
+        self._hooks.load_state_dict(state["algorithm"])
         self.steps = int(state["steps"])
         self._masks_changed()
         self.execution.begin_step(self.steps)
@@ -237,15 +254,27 @@ class Sparsifier:
         from snfs.export import save_sparse
 
         meta = {"algorithm": self.algorithm.name, "density": self.density, **(config or {})}
+        if hasattr(self.execution, "export"):  # truly_sparse: from the active entries, no dense weight formed
+            return self.execution.export(path, meta)
         return save_sparse(self.model, path, self.masks, meta)
+
+    def adapt_checkpoint(self, state: Mapping[str, Any]) -> dict:
+        """A training checkpoint (``model``, ``optimizer``, ``algorithm``) written under any execution, in this
+        one's layout: a masked run resumes a truly sparse one's checkpoint and the other way round."""
+        if hasattr(self.execution, "adapt_checkpoint"):
+            return self.execution.adapt_checkpoint(state)
+        from snfs.truly_sparse import adapt_masked_checkpoint
+
+        shapes = {name: tuple(mask.shape) for name, mask in self.masks.items()}
+        return adapt_masked_checkpoint(state, self.model, shapes)
 
     # --- internals ---------------------------------------------------------------------
     def _masks_changed(self) -> None:
         if _distributed():  # every rank must hold the same masks; a mismatch stops the run in one line
             from snfs.distributed import assert_same_on_all_ranks
 
-            device = next(iter(self.masks.values())).device
-            assert_same_on_all_ranks(self.algorithm.masks.checksum(), "mask checksum", device)
+            device = next(iter(self.algorithm.params.values())).device
+            assert_same_on_all_ranks(self.mask_checksum(), "mask checksum", device)
 
     def _say(self, message: str) -> None:
         if not self.verbose:

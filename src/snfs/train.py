@@ -23,11 +23,11 @@ if __name__ == "__main__":  # a bad command line: one line within about a second
 import hydra  # noqa: E402
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from snfs import identity
 from snfs.checkpoint import check_fingerprint, checkpoint_path, move_aside, read_checkpoint, save_checkpoint
-from snfs.config import CONF_DIR, validate_config
+from snfs.config import CONF_DIR, plain, validate_config
 from snfs.costs import FlopCounter, layer_macs, speedup_estimate
 from snfs.data import build_data
 from snfs.distributed import all_reduce_sum, cleanup, init_distributed
@@ -35,7 +35,7 @@ from snfs.errors import CheckpointError, ConfigError, DivergenceError, SnfsError
 from snfs.evaluation import evaluate
 from snfs.execution import RouteSettings
 from snfs.logger import RunLogger
-from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals
+from snfs.machine import denormals_flushed, describe, describe_line, flush_denormals, peak_rss_mb
 from snfs.malloc import keep_freed_memory
 from snfs.models import build_model
 from snfs.optim import build_lr_schedule, build_optimizer
@@ -64,12 +64,12 @@ NON_SEMANTIC_KEYS = identity.NON_SEMANTIC_KEYS
 
 def make_run_id(cfg: DictConfig, data_md5: dict | None = None) -> str:
     """This run's id (``snfs.identity.run_id``): ``<dataset>-<model>-<algorithm>-d<density>-s<seed>-<hash>``."""
-    return identity.run_id(OmegaConf.to_container(cfg, resolve=True), data_md5)
+    return identity.run_id(plain(cfg), data_md5)
 
 
 def config_fingerprint(cfg: DictConfig, data_md5: dict | None = None) -> str:
     """The identity hash of a run: what a checkpoint must have been written by to be resumed."""
-    return identity.identity_hash(identity.identity(OmegaConf.to_container(cfg, resolve=True), data_md5))
+    return identity.identity_hash(identity.identity(plain(cfg), data_md5))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,7 +109,7 @@ def record_divergence(
             algorithm=cfg.sparse.name,
             density=float(cfg.density),
             seed=cfg.seed,
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=plain(cfg),
             history=progress.history,
             git_commit=git_commit(),
             reason=reason,
@@ -171,7 +171,7 @@ class Trainer:
         self.ckpt = checkpoint_path(self.results_dir, self.run_id)
         if self.dist.enabled and hasattr(data.train, "shard"):  # loaders with a DistributedSampler shard themselves
             data.train.shard(self.dist.rank, self.dist.world_size)
-        model_opts = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+        model_opts = {k: v for k, v in plain(cfg.model).items() if k != "name"}
         self.model = model = build_model(cfg.model.name, data.num_classes, **model_opts).to(device)
         if hasattr(data.train, "min_share"):  # no rank trains BatchNorm on a single sample (snfs.data.batches)
             from snfs.data.batches import min_training_share
@@ -189,7 +189,7 @@ class Trainer:
         self.lr_schedule = build_lr_schedule(cfg.optim.schedule, self.optimizer, self.steps_per_epoch, cfg.epochs)
 
         # the public library object (snfs.sparsify): the CLI and a user's own loop take the same path
-        sparse_options = OmegaConf.to_container(cfg.sparse, resolve=True)
+        sparse_options = plain(cfg.sparse)
         self.sparse = Sparsifier(
             model,
             self.optimizer,
@@ -223,7 +223,7 @@ class Trainer:
         )
         self.progress = Progress()
         self.epoch_rng = data.train.generator.get_state()  # batch order of the current epoch
-        self.config_dict = OmegaConf.to_container(cfg, resolve=True)
+        self.config_dict = plain(cfg)
         self.logger: RunLogger | None = None
 
     # --- pieces -----------------------------------------------------------------------------
@@ -300,6 +300,7 @@ class Trainer:
         self.say(f"resuming {self.run_id} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
 
     def _load_state(self, state: dict) -> None:
+        state = self.sparse.adapt_checkpoint(state)  # written under another execution: converted to this one's
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -331,7 +332,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "lr_schedule": self.lr_schedule.state_dict(),
-                "algorithm": self.algo.state_dict(),
+                "algorithm": self.sparse.state_dict()["algorithm"],
                 "scaler": self.scaler.state_dict(),
                 "flops": self.flops.state_dict(),
                 "rng": {
@@ -383,7 +384,7 @@ class Trainer:
         self.epoch_rng = self.data.train.generator.get_state()
         loss_sum = torch.tensor(sums.loss_sum, device=self.device)
         wrong = torch.tensor(sums.wrong, device=self.device, dtype=torch.long)
-        densities = self.algo.masks.layer_densities()
+        densities = self.sparse.layer_densities()
         global_size = getattr(self.data.train, "global_batch_size", None)  # else every rank holds an equal share
         for batch_index, (x, y) in enumerate(self.data.train):
             if batch_index >= self.steps_per_epoch:
@@ -399,7 +400,7 @@ class Trainer:
             if update:
                 sums.updates.append(update)
                 self.flops.update(densities, sums.pending_samples)
-                sums.pending_samples, densities = 0, self.algo.masks.layer_densities()
+                sums.pending_samples, densities = 0, self.sparse.layer_densities()
             # all-reduced like end_epoch's check, so that every rank stops here together and rank 0 records it
             if progress.step % 100 == 0 and all_reduce_sum([float(not torch.isfinite(loss_sum))], self.device)[0] > 0:
                 raise DivergenceError(f"non-finite training loss at step {progress.step} (epoch {epoch + 1})")
@@ -434,8 +435,8 @@ class Trainer:
         if update:
             sums.updates.append(update)
         record.update(summarise_updates(sums.updates))
-        record["density"] = self.algo.masks.density()
-        record["layer_density"] = self.algo.masks.layer_densities()
+        record["density"] = self.sparse.density
+        record["layer_density"] = self.sparse.layer_densities()
         record["train_flops"], record["flops_ratio"] = self.flops.total, self.flops.ratio
         self.progress.epoch = epoch + 1
         self.progress.history.append(record)
@@ -447,9 +448,9 @@ class Trainer:
         cfg, progress = self.cfg, self.progress
         found = find_finished(self.results_dir, self.run_id, self.fingerprint)
         if found is not None:  # never train a finished run again (the committed store holds the evidence)
-            finished, where = found
-            self.say(already_finished_message(self.run_id, finished, where))
-            return finished
+            record, where = found
+            self.say(already_finished_message(self.run_id, record, where))
+            return record
         state = self.find_checkpoint()
         if state is not None:
             self.resume(state)
@@ -514,6 +515,7 @@ class Trainer:
                     machine=describe_line(self.device),
                     fingerprint=self.fingerprint,
                     data_md5=self.data_md5,
+                    peak_rss_mb=peak_rss_mb(),
                 )
             self.logger.finish(exit_code=1)
             kept = (
@@ -548,7 +550,7 @@ class Trainer:
             test_error=test_error,
             test_loss=test_loss,
             val_error=progress.history[-1].get("val_error"),
-            final_density=self.algo.masks.density(),
+            final_density=self.sparse.density,
             train_flops=flops.total,
             dense_train_flops=flops.dense_total,
             flops_ratio=flops.ratio,
@@ -556,6 +558,7 @@ class Trainer:
             # the measured cost: tables divide the dense row's by this (snfs.report.tables, measured speedup)
             median_epoch_time_s=median_epoch_time(progress.history),
             execution=cfg.execution,
+            peak_rss_mb=peak_rss_mb(),
             device=str(self.device),
             world_size=self.dist.world_size,
             machine=describe_line(self.device),
@@ -565,7 +568,7 @@ class Trainer:
         )
         if cfg.speedup_estimate and self.dist.is_main:
             record.speedup_estimate = speedup_estimate(
-                self.model, self.data.input_shape, self.algo.masks.masks, device=self.device
+                self.model, self.data.input_shape, self.sparse.masks, device=self.device
             )
         result = record.to_dict()
         if self.dist.is_main:
@@ -577,6 +580,7 @@ class Trainer:
             f"density {result['final_density']:.4f}, FLOPs {flops.ratio:.3f} of dense, "
             f"{result['wall_time_s']:.1f} s"
         )
+        assert self.logger is not None, "finish() runs after fit() started the logger"
         self.logger.summary(wandb_summary(result))  # what a table read from wandb needs besides the config
         self.logger.finish()
         return result

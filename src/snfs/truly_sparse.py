@@ -20,18 +20,19 @@ with optimizer state 0. ``to_truly_sparse``/``to_masked`` convert a model (dense
 in place both ways, and ``checkpoint_to_truly_sparse``/``checkpoint_to_masked`` convert a
 training checkpoint, so a run written in one mode resumes in the other.
 
-Algorithms: static, SNIP (its one dense scoring pass happens before the conversion), SET, RigL and
-DSR. Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight,
-active or not, so it needs the dense momentum by definition. DeepR is not ported yet.
+Algorithms: every one that declares ``index_space`` (static, SNIP after its dense scoring pass,
+SET, RigL, DSR, DeepR and deepr_dsr_code); this module names none of them: a round is the
+algorithm's ``drop_grow_choice`` on the active values, applied here (``TrulySparseTraining.round``).
+Sparse momentum is refused: it redistributes and regrows by the momentum of *every* weight, active
+or not, so it needs the dense momentum by definition. Sparse weights of other layers (convolutions)
+keep the masked route in the same run (``MaskedLayer``).
 """
 
 from __future__ import annotations
 
 import math
-import resource
-import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +40,10 @@ import torch
 from torch import nn
 
 from snfs.errors import ConfigError
+from snfs.masks import DropGrowResult, LayerChange
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
-#: algorithms this mode runs; every other one is refused with a one-line error
-SUPPORTED_ALGORITHMS = ("static", "snip", "set", "rigl", "dsr")
-WHY_NOT = {
-    "momentum": "sparse momentum grows and redistributes by the momentum of every weight, active or not, so it "
-    "needs the dense momentum by definition",
-    "dense": "sparse=dense trains every weight",
-}
 #: RigL's dense gradient is computed this many elements at a time (row blocks of about 4 MB in fp32)
 GROW_BLOCK_ELEMENTS = 1 << 20
 
@@ -148,6 +143,9 @@ class TrulySparseLinearFunction(torch.autograd.Function):
 class TrulySparseLinear(nn.Module):
     """A linear layer whose weight exists only as its active ``values`` at the sorted flat ``indices``."""
 
+    #: FLOP counting (snfs.costs.layer_macs) counts it as the nn.Linear it computes
+    counted_as = nn.Linear
+
     def __init__(
         self,
         in_features: int,
@@ -164,6 +162,7 @@ class TrulySparseLinear(nn.Module):
         self.values = nn.Parameter(values.detach()[order].clone())
         # an existing bias parameter is kept as it is, so an optimizer that holds it keeps its state
         self.bias = bias if bias is None or isinstance(bias, nn.Parameter) else nn.Parameter(bias.detach().clone())
+        self.indices: torch.Tensor
         self.register_buffer("indices", indices.detach()[order].to(torch.int64).clone())
         self._structure: CsrStructure | None = None
         self.keep_gradient_factors = False
@@ -212,6 +211,17 @@ class TrulySparseLinear(nn.Module):
         out = TrulySparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), self.values, self.bias, self)
         return out.reshape(*lead, self.out_features)
 
+    def csr_weight(self) -> torch.Tensor:
+        """The weight as a CPU CSR matrix (int32 indices) of its active entries: the export's form."""
+        structure = CsrStructure.from_indices(self.indices.cpu(), self.shape)
+        return torch.sparse_csr_tensor(
+            structure.crow.to(torch.int32),
+            structure.col.to(torch.int32),
+            self.values.detach().cpu().clone(),
+            size=self.shape,
+            check_invariants=False,
+        )
+
     def dense_weight(self) -> torch.Tensor:
         """The dense weight (conversion back to the masked mode and tests only)."""
         weight = torch.zeros(self.numel, dtype=self.values.dtype, device=self.values.device)
@@ -223,6 +233,20 @@ class TrulySparseLinear(nn.Module):
         mask = torch.zeros(self.numel, dtype=torch.bool, device=self.indices.device)
         mask[self.indices] = True
         return mask.view(self.shape)
+
+    # --- what a round reads and writes (the same on a MaskedLayer) ---
+    def active_values(self) -> torch.Tensor:
+        return self.values.detach()
+
+    def set_active_values(self, values: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.values.copy_(values)
+
+    def grow_by_gradient(self, kept_positions: torch.Tensor, n: int) -> torch.Tensor:
+        """The ``n`` free positions of largest |dense gradient| of the kept step (row blocks; RigL)."""
+        assert self.gradient_factors is not None, "grow_by_gradient outside an update step"
+        grad_out_t, x = self.gradient_factors
+        return top_gradient_inactive(grad_out_t, x, kept_positions, n)
 
     def rewire(
         self,
@@ -280,42 +304,91 @@ class TrulySparseLinear(nn.Module):
         )
 
 
-# --- prune and grow in index space -------------------------------------------------------------------------
+class MaskedLayer:
+    """A sparse weight that keeps the masked route in a truly sparse run (a convolution): its dense weight and mask.
 
-
-def smallest(score: torch.Tensor, candidates: torch.Tensor, n: int) -> torch.Tensor:
-    """Positions (into ``score``) of the ``n`` candidates with the smallest score."""
-    where = candidates.nonzero().squeeze(1)
-    if n > where.numel():
-        raise ValueError(f"cannot pick {n} of {where.numel()} active weights")
-    return where[torch.topk(score.index_select(0, where), n, largest=False).indices]
-
-
-def magnitude_keep(values: torch.Tensor, n: int) -> torch.Tensor:
-    """A bool per value: False for the ``n`` values of smallest |w| (RigL's drop, Evci et al. 2020, Alg. 1)."""
-    keep = torch.ones(values.numel(), dtype=torch.bool, device=values.device)
-    if n > 0:
-        keep[smallest(values.detach().abs(), keep, n)] = False
-    return keep
-
-
-def set_keep(values: torch.Tensor, n_half: int) -> torch.Tensor:
-    """SET's drop on the values (Mocanu et al. 2018, Sec. 2): the ``n_half`` smallest w >= 0 and ``n_half`` largest w < 0.
-
-    A sign with fewer than ``n_half`` weights passes its shortfall to the other, as ``snfs.algorithms.set.prune_set``.
+    It answers what a round and an ``IndexMaskState`` ask of a ``TrulySparseLinear`` (active
+    positions and values, counts, ``rewire``), so the algorithms' rounds span both kinds of layer;
+    the execution masks its gradient before and its weight after each optimizer step, as the
+    masked mode does.
     """
-    w = values.detach()
-    pos, neg = w >= 0, w < 0
-    n_pos_avail, n_neg_avail = int(pos.sum()), int(neg.sum())
-    n_pos, n_neg = min(n_half, n_pos_avail), min(n_half, n_neg_avail)
-    short = 2 * n_half - n_pos - n_neg
-    extra = min(short, n_pos_avail - n_pos)
-    n_pos, n_neg = n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
-    keep = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
-    for candidates, n in ((pos, n_pos), (neg, n_neg)):
-        if n > 0:
-            keep[smallest(w.abs(), candidates, n)] = False
-    return keep
+
+    def __init__(self, weight: nn.Parameter, mask: torch.Tensor):
+        self.values = weight  # the parameter the optimizer and the algorithm hold: here the dense weight
+        self.mask = mask.to(device=weight.device, dtype=torch.bool)
+        self._indices: torch.Tensor | None = None
+        self.keep_gradient_factors = False
+        self.gradient_factors: torch.Tensor | None = None  # |dense gradient| of an update step (RigL)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def numel(self) -> int:
+        return self.values.numel()
+
+    @property
+    def indices(self) -> torch.Tensor:
+        if self._indices is None:
+            self._indices = self.mask.reshape(-1).nonzero().squeeze(1)
+        return self._indices
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.numel())
+
+    def dense_mask(self) -> torch.Tensor:
+        return self.mask
+
+    def active_values(self) -> torch.Tensor:
+        return self.values.detach().reshape(-1).index_select(0, self.indices)
+
+    def set_active_values(self, values: torch.Tensor) -> None:
+        with torch.no_grad():
+            flat = self.values.detach().reshape(-1).clone()  # row-major, whatever the weight's memory format
+            flat[self.indices] = values
+            self.values.copy_(flat.view(self.shape))
+
+    def mask_gradient(self) -> None:
+        if self.values.grad is not None:
+            if self.keep_gradient_factors:  # read before it is masked, as RigL's masked path reads it
+                self.gradient_factors = self.values.grad.detach().abs().clone()
+            self.values.grad.mul_(self.mask)
+
+    def apply_mask(self) -> None:
+        with torch.no_grad():
+            self.values.mul_(self.mask)
+
+    def grow_by_gradient(self, kept_positions: torch.Tensor, n: int) -> torch.Tensor:
+        assert self.gradient_factors is not None, "grow_by_gradient outside an update step"
+        score = self.gradient_factors.reshape(-1).float().clone()
+        score[kept_positions] = -float("inf")
+        return torch.topk(score, n).indices if n > 0 else kept_positions[:0]
+
+    def rewire(
+        self,
+        keep: torch.Tensor,
+        grown: torch.Tensor,
+        grown_values: torch.Tensor | None,
+        optimizer: torch.optim.Optimizer | None,
+    ) -> dict[str, int]:
+        """``TrulySparseLinear.rewire`` on the dense weight: the masked mode's ``reset_new_weights``."""
+        from snfs.masks import reset_new_weights
+
+        old = self.mask
+        kept = torch.zeros(self.numel, dtype=torch.bool, device=old.device)
+        kept[self.indices[keep]] = True
+        new = kept.clone()
+        new[grown.to(old.device)] = True
+        kept, new = kept.view(self.shape), new.view(self.shape)
+        start = None if grown_values is None else (lambda n: grown_values)
+        change = reset_new_weights(self.values, old, kept, new, optimizer, start)
+        self.mask, self._indices = new, None
+        return change
+
+
+# --- prune and grow in index space -------------------------------------------------------------------------
 
 
 def _first_occurrences(draws: torch.Tensor) -> torch.Tensor:
@@ -398,20 +471,28 @@ def _parent(model: nn.Module, module_name: str) -> tuple[nn.Module, str]:
 
 
 def to_truly_sparse(
-    model: nn.Module, masks: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None
-) -> dict[str, TrulySparseLinear]:
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+    keep_masked: bool = False,
+) -> dict[str, TrulySparseLinear | MaskedLayer]:
     """Replace, in place, every ``nn.Linear`` whose ``<name>.weight`` has a mask by a ``TrulySparseLinear``.
 
-    Returns the new layers by weight name. A masked weight of any other layer type is a ConfigError
-    (convolutions keep today's modes). With ``optimizer``, each dense weight in its parameter groups
-    is replaced by the layer's ``values`` and its state (momentum, Adam's moments) by the active
-    entries' (the bias parameters are kept as they are); without, build the optimizer after this,
+    Returns the new layers by weight name. A masked weight of any other layer (a convolution) stays
+    as it is, a ``MaskedLayer``, with ``keep_masked``; without, it is a ConfigError. With
+    ``optimizer``, each dense weight in its parameter groups is replaced by the layer's ``values``
+    and its state (momentum, Adam's moments) by the active entries' (the bias parameters are kept
+    as they are); without, build the optimizer after this,
     over ``model.parameters()``.
     """
-    layers = {}
+    layers: dict[str, TrulySparseLinear | MaskedLayer] = {}
+    params = dict(model.named_parameters())
     for weight_name, mask in masks.items():
         module_name = weight_name.removesuffix(".weight")
-        module = model.get_submodule(module_name)
+        module = model.get_submodule(module_name) if weight_name.endswith(".weight") else None
+        if keep_masked and not isinstance(module, nn.Linear):
+            layers[weight_name] = MaskedLayer(params[weight_name], mask)
+            continue
         if not isinstance(module, nn.Linear):
             raise ConfigError(
                 f"execution=truly_sparse runs sparse nn.Linear layers only; {weight_name} is a "
@@ -427,7 +508,7 @@ def to_truly_sparse(
 
 
 def _hand_over(
-    optimizer: torch.optim.Optimizer, weight: nn.Parameter, values: nn.Parameter, indices: torch.Tensor
+    optimizer: torch.optim.Optimizer, weight: torch.Tensor, values: nn.Parameter, indices: torch.Tensor
 ) -> None:
     """In ``optimizer``, ``values`` takes the place of the dense ``weight``, with its state at the active entries."""
     for group in optimizer.param_groups:
@@ -466,7 +547,9 @@ def to_masked(model: nn.Module) -> dict[str, torch.Tensor]:
     return masks
 
 
-def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str]) -> dict:
+def checkpoint_to_truly_sparse(
+    state: Mapping[str, Any], param_names: list[str], names: Collection[str] | None = None
+) -> dict:
     """A masked-mode checkpoint (``model``, ``optimizer``, ``algorithm`` with ``masks``) as this mode's.
 
     ``param_names``: the masked model's ``[name for name, _ in model.named_parameters()]``, the
@@ -475,7 +558,8 @@ def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str])
     masks = state["algorithm"]["masks"]
     model = dict(state["model"])
     optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
-    for name, mask in masks.items():
+    converted = {k: m for k, m in masks.items() if names is None or k in names}  # the rest stay masked layers
+    for name, mask in converted.items():
         indices = mask.reshape(-1).nonzero().squeeze(1)
         prefix = name.removesuffix("weight")
         model[prefix + "values"] = model.pop(name).reshape(-1)[indices].clone()
@@ -487,6 +571,8 @@ def checkpoint_to_truly_sparse(state: Mapping[str, Any], param_names: list[str])
                 for k, v in optimizer["state"][number].items()
             }
     algorithm = {k: v for k, v in state["algorithm"].items() if k != "masks"}
+    if len(converted) < len(masks):
+        algorithm["masks"] = {k: m for k, m in masks.items() if k not in converted}
     return {**state, "model": _ordered_like(model, state["model"]), "optimizer": optimizer, "algorithm": algorithm}
 
 
@@ -494,26 +580,26 @@ def checkpoint_to_masked(state: Mapping[str, Any], param_names: list[str], shape
     """This mode's checkpoint as a masked-mode one; ``shapes``: each sparse weight's dense shape by name."""
     model = dict(state["model"])
     optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
-    masks = {}
+    masks = dict(state["algorithm"].get("masks") or {})  # those of layers that stayed masked
     for name, shape in shapes.items():
         prefix = name.removesuffix("weight")
         indices, values = model.pop(prefix + "indices"), model.pop(prefix + "values")
-        numel = math.prod(shape)
-
-        def dense(v: torch.Tensor) -> torch.Tensor:
-            out = torch.zeros(numel, dtype=v.dtype)
-            out[indices] = v
-            return out.view(shape)
-
-        model[name] = dense(values)
-        masks[name] = dense(torch.ones_like(values)).bool()
+        model[name] = _scattered(values, indices, shape)
+        masks[name] = _scattered(torch.ones_like(values), indices, shape).bool()
         number = param_names.index(name)
         if number in optimizer["state"]:
             optimizer["state"][number] = {
-                k: (dense(v) if torch.is_tensor(v) and v.shape == values.shape else v)
+                k: (_scattered(v, indices, shape) if torch.is_tensor(v) and v.shape == values.shape else v)
                 for k, v in optimizer["state"][number].items()
             }
     return {**state, "model": model, "optimizer": optimizer, "algorithm": {**state["algorithm"], "masks": masks}}
+
+
+def _scattered(values: torch.Tensor, indices: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """A dense tensor of ``shape``: ``values`` at the flat ``indices``, 0 elsewhere."""
+    out = torch.zeros(math.prod(shape), dtype=values.dtype)
+    out[indices] = values
+    return out.view(shape)
 
 
 def _ordered_like(model: dict, original: Mapping[str, Any]) -> dict:
@@ -530,140 +616,41 @@ def _ordered_like(model: dict, original: Mapping[str, Any]) -> dict:
 # --- the algorithms in index space ------------------------------------------------------------------------
 
 
-class TrulySparseTraining:
-    """Static, SNIP, SET, RigL or DSR on ``TrulySparseLinear`` layers, with the hooks of ``SparseAlgorithm`` and of
-    an execution (``begin_step``).
+class IndexMaskState:
+    """``MaskState``'s queries answered from the layers' indices: no dense mask is kept.
 
-    ``algorithm`` is today's algorithm object after ``init_masks`` (its options, schedule and
-    random generator carry over); ``model`` is converted in place and the algorithm's dense masks
-    are dropped. Build the optimizer over ``model.parameters()`` afterwards and hand it to
-    ``attach_optimizer``. The training loop calls, per step: ``begin_step`` (before the forward),
-    backward, ``before_step``, ``optimizer.step()``, ``after_step``; and ``on_epoch_end``.
+    The algorithm's ``masks`` in this mode, so that whatever reads densities, counts or the
+    checksum reads them alike in every mode. ``masks`` forms the dense boolean masks on demand
+    (export to dense tools, tests); nothing in training asks for it.
     """
 
-    name = "truly_sparse"
+    def __init__(self, layers: Mapping[str, TrulySparseLinear | MaskedLayer]):
+        self.layers = dict(layers)
 
-    def __init__(
-        self,
-        algorithm,
-        model: nn.Module,
-        layers: dict[str, TrulySparseLinear] | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-    ):
-        check_supported(algorithm.name)
-        self.algorithm = algorithm
-        self.optimizer: torch.optim.Optimizer | None = None
-        # from a masked model (dense weights + the algorithm's masks; an optimizer given here is converted
-        # in place), or the layers of ``build_from_scratch``
-        self.layers = layers if layers is not None else to_truly_sparse(model, algorithm.masks.masks, optimizer)
-        algorithm.masks = None  # from here on the pattern is the layers' indices
-        if optimizer is not None:
-            self.attach_optimizer(optimizer)
-        self._update_step = False
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        return {name: layer.dense_mask() for name, layer in self.layers.items()}
 
-    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        self.algorithm.ctx.optimizer = optimizer
+    def names(self) -> list[str]:
+        return list(self.layers)
 
-    # --- execution hooks ---
-    def begin_step(self, step: int) -> None:
-        self._update_step = self.algorithm.name == "rigl" and self.algorithm.is_update_step(step)
-        for layer in self.layers.values():
-            layer.keep_gradient_factors = self._update_step
-            layer.gradient_factors = None
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: layer.shape for name, layer in self.layers.items()}
 
-    def routes(self) -> dict[str, str]:
-        return {name: "truly_sparse" for name in self.layers}
+    def active(self, name: str) -> int:
+        return self.layers[name].nnz
 
-    # --- algorithm hooks ---
-    def before_step(self, step: int) -> None:
-        pass  # the values' gradient has no inactive entries to mask
-
-    def after_step(self, step: int) -> dict | None:
-        algo = self.algorithm
-        if algo.name == "rigl":
-            algo.step = step + 1
-            if self._update_step:
-                return self.rigl_update(step)
-        elif algo.name == "set":
-            if algo.schedule == "step" and (step + 1) % algo.period == 0 and step + 1 < algo.ctx.total_steps:
-                return self.set_update()
-        elif algo.name == "dsr":
-            epoch = step // max(1, algo.ctx.steps_per_epoch)
-            if (algo.stop_epoch is None or epoch < algo.stop_epoch) and step > 0 and step % algo.period(step) == 0:
-                return self.dsr_update()
-        return None
-
-    def on_epoch_end(self, epoch: int) -> dict | None:
-        algo = self.algorithm
-        if (
-            algo.name == "set"
-            and algo.schedule == "epoch"
-            and (epoch + 1) % algo.period == 0
-            and epoch < algo.ctx.epochs - 1
-        ):
-            return self.set_update()
-        return None
-
-    def rigl_update(self, step: int) -> dict:
-        """RigL's round (snfs.algorithms.rigl): drop alpha(t) by |w|, grow as many by |dense gradient|, in blocks."""
-        from snfs.algorithms.rigl import drop_fraction
-        from snfs.masks import round_stats
-
-        algo = self.algorithm
-        fraction = drop_fraction(step, algo.end_step, algo.alpha)
-        per_layer = {}
-        for name, layer in self.layers.items():
-            factors, layer.gradient_factors = layer.gradient_factors, None
-            layer.keep_gradient_factors = False
-            n = int(round(fraction * layer.nnz)) if factors is not None else 0
-            keep = magnitude_keep(layer.values, n)
-            kept_positions = layer.indices[keep]
-            grown = top_gradient_inactive(*factors, kept_positions, n) if n else kept_positions[:0]
-            per_layer[name] = layer.rewire(keep, grown, None, self.optimizer)
-        return round_stats(per_layer, drop_fraction=fraction)
-
-    def set_update(self) -> dict:
-        """SET's round (snfs.algorithms.set): drop zeta by SET's rule, regrow as many at uniformly random free positions."""
-        from snfs.masks import round_stats
-
-        algo = self.algorithm
-        per_layer = {}
-        for name, layer in self.layers.items():
-            keep = set_keep(layer.values, int(round(algo.zeta * layer.nnz / 2.0)))
-            n = layer.nnz - int(keep.sum())
-            # free = inactive after the drop: a just-dropped position may come back as a new weight
-            grown = sample_inactive(layer.indices[keep], layer.numel, n, algo.generator)
-            new_values = algo.new_weight_values()
-            per_layer[name] = layer.rewire(
-                keep, grown, None if new_values is None else new_values(name, n), self.optimizer
-            )
-        return round_stats(per_layer)
-
-    def dsr_update(self) -> dict:
-        """DSR's round (snfs.algorithms.dsr): prune |w| < H everywhere, adapt H, regrow the total by survivors."""
-        from snfs.algorithms.dsr import threshold_update
-        from snfs.masks import redistribute, round_stats
-
-        algo = self.algorithm
-        keep = {k: layer.values.detach().abs() >= algo.threshold for k, layer in self.layers.items()}
-        total = sum(layer.nnz - int(keep[k].sum()) for k, layer in self.layers.items())
-        algo.threshold = threshold_update(algo.threshold, total, algo.target, algo.tolerance)
-        survivors = {k: float(m.sum()) for k, m in keep.items()}
-        capacity = {k: layer.numel - int(keep[k].sum()) for k, layer in self.layers.items()}
-        regrow = redistribute(total, survivors, capacity)
-        per_layer = {}
-        for k, layer in self.layers.items():
-            grown = sample_inactive(layer.indices[keep[k]], layer.numel, regrow[k], algo.generator)
-            per_layer[k] = layer.rewire(keep[k], grown, None, self.optimizer)  # new weights and state at 0
-        return round_stats(per_layer, threshold=algo.threshold)
-
-    # --- what the run reports (the queries of MaskState the training loop asks, from the indices) ---
     def active_counts(self) -> dict[str, int]:
         return {name: layer.nnz for name, layer in self.layers.items()}
 
+    def total_active(self) -> int:
+        return sum(self.active_counts().values())
+
+    def total_numel(self) -> int:
+        return sum(layer.numel for layer in self.layers.values())
+
     def density(self) -> float:
-        return sum(l.nnz for l in self.layers.values()) / max(1, sum(l.numel for l in self.layers.values()))
+        return self.total_active() / max(1, self.total_numel())
 
     def layer_densities(self) -> dict[str, float]:
         return {name: layer.nnz / layer.numel for name, layer in self.layers.items()}
@@ -678,6 +665,160 @@ class TrulySparseTraining:
             ) % (2**52)
         return total
 
+    # a truly sparse layer's pattern lives in the model's state (its ``indices``); a masked layer's mask here
+    def state_dict(self) -> dict:
+        return {
+            k: layer.mask.detach().cpu().clone() for k, layer in self.layers.items() if isinstance(layer, MaskedLayer)
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k, mask in state.items():
+            layer = self.layers[k]
+            assert isinstance(layer, MaskedLayer), f"{k} is a truly sparse layer: its pattern is in the model's state"
+            layer.mask, layer._indices = mask.to(device=layer.mask.device, dtype=torch.bool), None
+
+    def apply(self, params: Mapping[str, torch.Tensor]) -> None:
+        pass  # a layer holds no inactive weight to zero
+
+
+class TrulySparseTraining:
+    """An algorithm's training on ``TrulySparseLinear`` layers: the hooks of ``SparseAlgorithm`` plus ``begin_step``.
+
+    ``algorithm`` is the algorithm object after ``init_masks`` (its options, schedule and random
+    generator carry over); ``model`` is converted in place and the algorithm's dense masks are
+    replaced by an ``IndexMaskState``. Nothing here names an algorithm: the schedule, the drop and
+    the counts come from the algorithm's ``round_after_step``/``round_at_epoch_end`` and
+    ``drop_grow_choice`` (what its masked path asks too), the refill from its ``grows`` (at random,
+    or by the dense gradient in row blocks) and ``new_weight_values``. The training loop calls, per
+    step: ``begin_step`` (before the forward), backward, ``before_step``, ``optimizer.step()``,
+    ``after_step``; and ``on_epoch_end``.
+    """
+
+    name = "truly_sparse"
+    #: the Sparsifier calls this object's hooks instead of the algorithm's
+    runs_algorithm = True
+
+    def __init__(
+        self,
+        algorithm,
+        model: nn.Module,
+        layers: Mapping[str, TrulySparseLinear | MaskedLayer] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ):
+        check_supported(algorithm)
+        self.algorithm = algorithm
+        self.model = model
+        self.optimizer: torch.optim.Optimizer | None = None
+        # from a masked model (dense weights + the algorithm's masks; an optimizer given here is converted
+        # in place), or the layers of ``build_from_scratch``
+        self.layers: dict[str, TrulySparseLinear | MaskedLayer] = (
+            dict(layers)
+            if layers is not None
+            else to_truly_sparse(model, algorithm.masks.masks, optimizer, keep_masked=algorithm.mixes_masked_layers)
+        )
+        self.masked_layers = [layer for layer in self.layers.values() if isinstance(layer, MaskedLayer)]
+        # the algorithm's sparse parameters are now the layers' values; the dense weights are let go
+        algorithm.to_index_space(
+            IndexMaskState(self.layers), {name: layer.values for name, layer in self.layers.items()}
+        )
+        if optimizer is not None:
+            self.attach_optimizer(optimizer)
+        self._update_step = False
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.algorithm.ctx.optimizer = optimizer
+
+    # --- execution hooks ---
+    def begin_step(self, step: int) -> None:
+        algo = self.algorithm
+        self._update_step = algo.grows == "gradient" and algo.round_after_step(step)
+        for layer in self.layers.values():
+            layer.keep_gradient_factors = self._update_step
+            layer.gradient_factors = None
+
+    def routes(self) -> dict[str, str]:
+        return {
+            name: "masked" if isinstance(layer, MaskedLayer) else "truly_sparse" for name, layer in self.layers.items()
+        }
+
+    # --- algorithm hooks ---
+    def masked_grads(self) -> frozenset[str]:
+        """Layers whose gradient needs no masking: every truly sparse one (its gradient has no inactive entry)."""
+        return frozenset(name for name, layer in self.layers.items() if not isinstance(layer, MaskedLayer))
+
+    def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
+        # the values' gradient has no inactive entries to mask; what an algorithm adds to it (DeepR) it adds here
+        for layer in self.masked_layers:
+            layer.mask_gradient()
+        self.algorithm.index_space_before_step(step, {k: layer.indices for k, layer in self.layers.items()})
+
+    def after_step(self, step: int) -> dict | None:
+        for layer in self.masked_layers:  # the optimizer's weight decay and momentum moved inactive weights
+            layer.apply_mask()
+        self.algorithm.advance(step)
+        return self.round(step) if self.algorithm.round_after_step(step) else None
+
+    def on_epoch_end(self, epoch: int) -> dict | None:
+        if not self.algorithm.round_at_epoch_end(epoch):
+            return None
+        return self.round((epoch + 1) * self.algorithm.ctx.steps_per_epoch - 1)
+
+    def round(self, step: int) -> dict | None:
+        """One drop-and-grow round: the algorithm's choice on the values, the refill in index space, ``rewire``."""
+        algo = self.algorithm
+        if algo.grows == "gradient":  # only layers that kept this step's gradient factors can grow towards it
+            names = [k for k, layer in self.layers.items() if layer.gradient_factors is not None]
+            if not names:
+                return None
+        elif algo.grows == "random":
+            names = list(self.layers)
+        else:
+            raise ValueError(f"sparse={algo.name} grows {algo.grows!r}; this mode grows 'random' or 'gradient'")
+        choice = algo.drop_grow_choice(
+            {k: self.layers[k].active_values() for k in names},
+            {k: self.layers[k].numel for k in names},
+            step,
+            positions={k: self.layers[k].indices for k in names},
+        )
+        start_values = algo.new_weight_values()
+        changes = {}
+        for k in names:
+            layer, keep, n = self.layers[k], choice.keep[k], int(choice.grow[k])
+            if choice.values is not None:
+                layer.set_active_values(choice.values[k])
+            if n == 0 and bool(keep.all()):
+                changes[k] = LayerChange(pruned=0, regrown=0)
+                continue
+            kept_positions = layer.indices[keep]
+            if algo.grows == "gradient":
+                grown = layer.grow_by_gradient(kept_positions, n)
+            else:  # free = inactive after the drop; a just-dropped position may come back unless the algorithm says no
+                free_of = kept_positions
+                if not choice.regrow_dropped and n <= layer.numel - layer.nnz:
+                    free_of = layer.indices
+                grown = sample_inactive(free_of, layer.numel, n, algo.generator)
+            start = None if start_values is None or n == 0 else start_values(k, n)
+            changes[k] = LayerChange(**layer.rewire(keep, grown, start, self.optimizer))
+        for layer in self.layers.values():
+            layer.keep_gradient_factors, layer.gradient_factors = False, None
+        if not choice.report_empty and not any(c.pruned or c.regrown for c in changes.values()):
+            return None
+        return DropGrowResult(changes, dict(choice.extras)).as_stats()
+
+    # --- what the run reports: the algorithm's own queries, on an IndexMaskState ---
+    def active_counts(self) -> dict[str, int]:
+        return self.algorithm.masks.active_counts()
+
+    def density(self) -> float:
+        return self.algorithm.masks.density()
+
+    def layer_densities(self) -> dict[str, float]:
+        return self.algorithm.masks.layer_densities()
+
+    def checksum(self) -> int:
+        return self.algorithm.masks.checksum()
+
     def log_stats(self) -> dict:
         return self.algorithm.log_stats()
 
@@ -688,29 +829,61 @@ class TrulySparseTraining:
     def flops_options(self) -> dict:
         return self.algorithm.flops_options()
 
-    # --- persistence: the pattern lives in the model's state (indices); this is the rest of the algorithm's ---
+    # --- persistence: the algorithm's state without masks (the pattern is the model's ``indices``) ---
     def state_dict(self) -> dict:
-        algo = self.algorithm
-        state: dict[str, Any] = {"generator": algo.generator.get_state()}
-        if hasattr(algo, "init_std"):
-            state["init_std"] = dict(algo.init_std)
-        if algo.name == "rigl":
-            state["step"] = algo.step
-        if algo.name == "dsr":
-            state.update(threshold=algo.threshold, target=algo.target)
-        return state
+        return self.algorithm.index_space_state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        algo = self.algorithm
-        algo.generator.set_state(state["generator"])
-        if "init_std" in state and hasattr(algo, "init_std"):
-            algo.init_std = {k: float(v) for k, v in state["init_std"].items()}
-        if algo.name == "rigl":
-            algo.step = int(state["step"])
-        if algo.name == "dsr":
-            algo.threshold, algo.target = float(state["threshold"]), float(state["target"])
+        self.algorithm.load_index_space_state_dict(state)
         for layer in self.layers.values():
-            layer._structure = None
+            if isinstance(layer, TrulySparseLinear):
+                layer._structure = None
+
+    # --- checkpoints of the other mode, and export ---
+    def masked_parameter_names(self) -> list[str]:
+        """The names the model's parameters have in the masked mode (the numbering of the optimizer's state)."""
+        converted = {
+            name.removesuffix("weight") + "values": name
+            for name, layer in self.layers.items()
+            if isinstance(layer, TrulySparseLinear)
+        }
+        return [converted.get(name, name) for name, _ in self.model.named_parameters()]
+
+    def adapt_checkpoint(self, state: Mapping[str, Any]) -> dict:
+        """A training checkpoint (``model``, ``optimizer``, ``algorithm``) in this mode's layout, from either mode's."""
+        linear = [name for name, layer in self.layers.items() if isinstance(layer, TrulySparseLinear)]
+        if not any(name in state["model"] for name in linear):
+            return dict(state)
+        return checkpoint_to_truly_sparse(state, self.masked_parameter_names(), linear)
+
+    def export(self, path: str, config: Mapping[str, Any] | None = None) -> int:
+        """``snfs.save_sparse``'s file (loads into the dense model class), built from the active entries only."""
+        from snfs.export import _csr, write_sparse
+
+        state = self.model.state_dict()
+        tensors: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            prefix, _, last = key.rpartition(".")
+            layer_name = f"{prefix}.weight" if prefix else "weight"
+            sparse_layer, masked_layer = self.layers.get(layer_name), self.layers.get(key)
+            if isinstance(sparse_layer, TrulySparseLinear) and last in ("values", "indices"):
+                if last == "values":
+                    tensors[layer_name] = sparse_layer.csr_weight()
+                continue
+            if isinstance(masked_layer, MaskedLayer):
+                tensors[key] = _csr(value, masked_layer.mask)
+                continue
+            tensors[key] = value.detach().cpu()
+        shapes = {name: list(layer.shape) for name, layer in self.layers.items()}
+        return write_sparse(path, tensors, shapes, config)
+
+
+def adapt_masked_checkpoint(state: Mapping[str, Any], model: nn.Module, shapes: Mapping[str, tuple]) -> dict:
+    """A training checkpoint in the masked layout for ``model`` (dense), from either mode's."""
+    shapes = {name: shape for name, shape in shapes.items() if name.removesuffix("weight") + "values" in state["model"]}
+    if not shapes:
+        return dict(state)
+    return checkpoint_to_masked(state, [name for name, _ in model.named_parameters()], shapes)
 
 
 def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str = "cpu") -> TrulySparseTraining:
@@ -725,9 +898,11 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
     """
     from snfs.masks import DISTRIBUTIONS
 
-    check_supported(algorithm.name)
-    if algorithm.name == "snip":
-        raise ConfigError("sparse=snip scores the dense model once: build it densely, then convert (to_truly_sparse)")
+    check_supported(algorithm)
+    if algorithm.needs_sample_batch:
+        raise ConfigError(
+            f"sparse={algorithm.name} scores the dense model once: build it densely, then convert (TrulySparseTraining)"
+        )
     shapes = {name: p.shape for name, p in algorithm.params.items()}
     counts = DISTRIBUTIONS[algorithm.option("distribution")](shapes, algorithm.ctx.density)
     layers = {}
@@ -750,28 +925,29 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
             p.is_meta for p in [*module.parameters(recurse=False), *module.buffers(recurse=False)]
         ):
             module.to_empty(device=device, recurse=False)
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
     if hasattr(algorithm, "init_std"):
         algorithm.init_std = {name: 1.0 / math.sqrt(3.0 * shapes[name][1]) for name in shapes}
-    if algorithm.name == "dsr" and algorithm.target_cfg < 1.0:  # as DSR.init_masks: a fraction of the active weights
-        algorithm.target = algorithm.target_cfg * sum(counts.values())
-    algorithm.masks = None
-    return TrulySparseTraining(algorithm, model, layers)
+    run = TrulySparseTraining(algorithm, model, layers)
+    algorithm.masks_ready()
+    return run
 
 
-def check_supported(algorithm_name: str) -> None:
-    """A one-line ConfigError for an algorithm this mode does not run."""
-    if algorithm_name in SUPPORTED_ALGORITHMS:
+def check_supported(algorithm: Any) -> None:
+    """A one-line ConfigError for an algorithm (an object, class or name) this mode does not run."""
+    from snfs.algorithms import ALGORITHMS, VARIANTS
+
+    cls: Any = algorithm if isinstance(algorithm, type) else type(algorithm)
+    if isinstance(algorithm, str):
+        cls = ALGORITHMS.get(VARIANTS.get(algorithm, (algorithm,))[0])
+    name = algorithm if isinstance(algorithm, str) else cls.name
+    if cls.index_space:
         return
-    why = WHY_NOT.get(algorithm_name, "it is not ported to index space yet")
+    supported = [n for n in ALGORITHMS.names() if ALGORITHMS.get(n).index_space]
+    supported += [v for v, (base, _) in VARIANTS.items() if ALGORITHMS.get(base).index_space]
     raise ConfigError(
-        f"execution=truly_sparse does not run sparse={algorithm_name}: {why}; valid choices: "
-        f"{', '.join(SUPPORTED_ALGORITHMS)} (sparse={algorithm_name} runs with execution=masked or sparse)"
+        f"execution=truly_sparse does not run sparse={name}: {cls.index_space_refusal}; valid choices: "
+        f"{', '.join(sorted(supported))} (sparse={name} runs with execution=masked or sparse)"
     )
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB (the run record's ``peak_rss_mb``)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

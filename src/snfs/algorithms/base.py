@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from snfs.costs import ROWS as FLOP_ROWS
 from snfs.errors import ConfigError
 from snfs.masks import (
     DISTRIBUTIONS,
+    DropGrowChoice,
     DropGrowResult,
     MaskState,
     drop_and_grow,
@@ -96,7 +97,7 @@ class SparseAlgorithm:
         self.cfg = dict(cfg)
         self.params: dict[str, nn.Parameter] = self._sparse_params(ctx, list(self.cfg.get("dense_layers") or ()))
         self.generator = torch.Generator().manual_seed(int(ctx.seed))
-        self.masks: MaskState | None = None
+        self._masks: MaskState | None = None
 
     #: every option this algorithm accepts under ``sparse.``, declared once (snfs.options.Option): the
     #: validator, the defaults of absent keys and the results store's reading of absent keys come from it
@@ -137,7 +138,7 @@ class SparseAlgorithm:
         if type(cfg).__name__ == "DictConfig":  # from Hydra; the library itself never imports omegaconf
             from omegaconf import OmegaConf
 
-            cfg = OmegaConf.to_container(cfg, resolve=True)
+            cfg = cast(dict, OmegaConf.to_container(cfg, resolve=True))
         check_options("sparse", f"sparse={cls.name}", cls.options, cfg)
 
     @classmethod
@@ -145,10 +146,24 @@ class SparseAlgorithm:
         """Raise ConfigError if the optimizer (``optim``: ``describe_optimizer``'s keys) cannot serve ``cfg``."""
 
     # --- hooks -----------------------------------------------------------------------------
+    @property
+    def masks(self) -> MaskState:
+        """The masks ``init_masks`` made (under ``execution=truly_sparse``, a view of the layers' indices)."""
+        if self._masks is None:
+            raise RuntimeError(f"sparse={self.name}: the masks do not exist before init_masks()")
+        return self._masks
+
+    @masks.setter
+    def masks(self, masks: MaskState) -> None:
+        self._masks = masks
+
     def init_masks(self) -> MaskState:
         self.masks = init_masks(self.params, self.ctx.density, self.option("distribution"), self.generator)
         self.masks.apply(self.params)
         return self.masks
+
+    def masks_ready(self) -> None:
+        """Called once the initial masks exist (what depends on their counts, e.g. DSR's target)."""
 
     def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
         """``masked_grads``: the layers whose gradient of this step is already zero outside the mask (the
@@ -179,12 +194,76 @@ class SparseAlgorithm:
         """Scalars worth logging every epoch (e.g. the current prune rate)."""
         return {}
 
+    # --- the mask update as choices over the active values (execution=truly_sparse) -------------
+    # An algorithm that declares ``index_space = True`` makes its mask update from these methods, which
+    # see only each layer's active values (never a dense weight, mask or score): the truly sparse
+    # execution calls them and applies the choice to layers that hold only their active entries
+    # (snfs.truly_sparse; docs/findings/truly_sparse.md). Its masked path asks the same schedule.
+
+    #: whether execution=truly_sparse can run this algorithm (it implements the methods below)
+    index_space = False
+    #: why not, for the one-line error that refuses it
+    index_space_refusal = "it is not ported to index space yet"
+    #: whether a model's sparse layers other than nn.Linear (convolutions) may keep the masked route in that mode
+    mixes_masked_layers = True
+    #: where a round refills the freed slots: "random" (uniformly among the inactive positions) or
+    #: "gradient" (the inactive positions of largest |dense weight gradient| of the step's mini-batch)
+    grows = "random"
+
+    def round_after_step(self, step: int) -> bool:
+        """Whether a drop-and-grow round follows optimizer step ``step``."""
+        return False
+
+    def round_at_epoch_end(self, epoch: int) -> bool:
+        """Whether a drop-and-grow round follows epoch ``epoch`` (from 0)."""
+        return False
+
+    def drop_grow_choice(
+        self,
+        values: Mapping[str, torch.Tensor],
+        numels: Mapping[str, int],
+        step: int,
+        positions: Mapping[str, torch.Tensor] | None = None,
+    ) -> DropGrowChoice:
+        """One round's choice from each layer's active values (in row-major order of their flat ``positions``)
+        and dense size."""
+        raise NotImplementedError(f"sparse={self.name} makes no drop-and-grow rounds")
+
+    def to_index_space(self, masks: Any, params: dict[str, nn.Parameter]) -> None:
+        """Called once the layers hold only their active entries: ``masks`` answers from their indices and
+        ``params`` are their values. Subclasses drop what they kept per dense weight, after this."""
+        self.masks = masks
+        self.params = params
+        if self.ctx.params is not None:
+            self.ctx.params = {**self.ctx.params, **params}
+
+    def index_space_before_step(self, step: int, positions: Mapping[str, torch.Tensor]) -> None:
+        """``before_step`` with ``params`` the layers' active values (at flat ``positions``): what the algorithm
+        adds to their gradients, or reads before the optimizer moves them."""
+
+    def index_space_state_dict(self) -> dict:
+        """``state_dict`` with only the masks of layers that stayed masked (the model's state holds the others')."""
+        state = self.state_dict()
+        if not state.get("masks"):
+            state.pop("masks", None)
+        return state
+
+    def load_index_space_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.load_state_dict({"masks": {}, **state})
+
+    def new_weight_values(self) -> Callable[[str, int], torch.Tensor] | None:
+        """The start values of grown weights, ``f(layer, n)``; None: 0."""
+        return None
+
+    def advance(self, step: int) -> None:
+        """Bookkeeping after optimizer step ``step`` that every execution does (e.g. the step its logs report)."""
+
     # --- helpers for subclasses --------------------------------------------------------------
     def mask_grads(self, skip: Collection[str] = frozenset()) -> None:
-        names = [k for k, p in self.params.items() if p.grad is not None and k not in skip]
-        if names:
-            masks = self.masks.as_float(self.params[names[0]].grad.dtype)
-            torch._foreach_mul_([self.params[k].grad for k in names], [masks[k] for k in names])
+        grads = {k: p.grad for k, p in self.params.items() if p.grad is not None and k not in skip}
+        if grads:
+            masks = self.masks.as_float(next(iter(grads.values())).dtype)
+            torch._foreach_mul_(list(grads.values()), [masks[k] for k in grads])
 
     def momentum(self, name: str) -> torch.Tensor | None:
         """The optimizer's momentum of a weight: SGD's buffer, or Adam's update direction.

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection
+from typing import Any
 
 import torch
+from torch import nn
 
 from snfs.algorithms import ALGORITHMS, VARIANTS
 from snfs.algorithms.base import SparseAlgorithm
 from snfs.errors import ConfigError
-from snfs.masks import MaskState, round_stats
+from snfs.masks import DropGrowChoice, MaskState, round_stats
 from snfs.options import Option, pairs_check
 from snfs.schedules import piecewise_constant
 
@@ -63,6 +65,25 @@ def sample_dormant(
             return distinct[torch.randperm(distinct.numel(), generator=generator)[:n].to(distinct.device)]
 
 
+#: the multipliers of the splitmix64 finaliser (Steele, Lea and Flood 2014), as signed int64
+_MIX = (-7046029254386353131, -4658895280553007687, -7723592293110705685)
+
+
+def dormant_sign(positions: torch.Tensor, salt: int) -> torch.Tensor:
+    """A fixed random sign (+1.0 or -1.0) per flat position: a counter-based hash of (``salt``, position).
+
+    ``execution=truly_sparse`` stores no sign for a dormant connection; the one it wakes with is
+    this function of its position (a fair coin per position, fixed for the run), where the masked
+    mode reads the sign of the dense initial weight there (also a fair coin, for nn.Linear's
+    symmetric init). Integer products wrap modulo 2^64, as the hash intends.
+    """
+    z = positions.to(torch.int64) * _MIX[0] + salt
+    z = (z ^ (z >> 30)) * _MIX[1]
+    z = (z ^ (z >> 27)) * _MIX[2]
+    z = z ^ (z >> 31)
+    return torch.where((z & 1) == 1, 1.0, -1.0)
+
+
 def flat_memory(t: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """A 1-D view of ``t``'s memory, and the map from row-major flat indices to positions in it.
 
@@ -98,6 +119,8 @@ class DeepR(SparseAlgorithm):
     name = "deepr"
     mask_gradients = True
     flops_accounting = "sparse"
+    index_space = True
+    mixes_masked_layers = False  # its index-space step reads every sparse layer as a vector of active values
     # Bellec et al.'s definition with the published temperature schedule (conf/sparse/deepr.yaml states the same)
     options = (
         *SparseAlgorithm.options,
@@ -279,11 +302,16 @@ class DeepR(SparseAlgorithm):
     def regrowth_counts(self, removed: dict[str, int]) -> dict[str, int]:
         """How many dormant connections each layer activates: its own losses (layer scope), or a
         uniform draw over the dormant connections of all layers together (global scope)."""
+        dormant = {k: self.masks.masks[k].numel() - self.active_indices(k).numel() for k in self.params}
+        return self.regrowth_from(removed, dormant)
+
+    def regrowth_from(self, removed: dict[str, int], dormant_counts: dict[str, int]) -> dict[str, int]:
+        """``regrowth_counts`` given each layer's dormant connections before this step's crossings."""
         if self.scope == "layer":
             return dict(removed)
         total = sum(removed.values())
-        names = list(self.params)
-        dormant = [self.masks.masks[k].numel() - self.active_indices(k).numel() for k in names]
+        names = list(removed)
+        dormant = [dormant_counts[k] for k in names]
         if sum(dormant) < total:  # too few dormant: the just-crossed ones become candidates too
             dormant = [d + removed[k] for d, k in zip(dormant, names)]
         counts = dict.fromkeys(names, 0)
@@ -323,6 +351,84 @@ class DeepR(SparseAlgorithm):
                 b[b_at(crossed)] = 0.0
                 b[b_at(pick)] = 0.0
 
+    # --- execution=truly_sparse: the same step on each layer's active values (snfs.truly_sparse) ---
+    def to_index_space(self, masks: Any, params: dict[str, nn.Parameter]) -> None:
+        super().to_index_space(masks, params)
+        # no dense sign tensor: a dormant connection's sign is ``dormant_sign`` of its position, an active one's
+        # is read from its value before each step (``index_space_before_step``), as a vector of the active length
+        self.signs, self._active = {}, {}
+        self._sparse_ids = {id(p) for p in self.params.values()}
+
+    def salt(self, name: str) -> int:
+        """The ``dormant_sign`` salt of a layer: the run's seed and the layer's place."""
+        return int(self.ctx.seed) * 1_000_003 + list(self.params).index(name)
+
+    def active_signs(self, name: str, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """s_k of the active connections: the sign of w_k; where w_k = 0 (just woken, theta = 0), the position's
+        fixed sign, or 0 (not set until its first update) under ``new_sign: first_update``."""
+        signs = torch.sign(values)
+        zero = signs == 0
+        if self.new_sign == "fixed" and bool(zero.any()):
+            signs[zero] = dormant_sign(positions[zero], self.salt(name)).to(signs)
+        return signs
+
+    def index_space_before_step(self, step: int, positions) -> None:
+        # s_k before the optimizer moves w: a step that flips w's sign is a crossing, which the sign after it hides
+        self.signs = {k: self.active_signs(k, p.detach(), positions[k]).to(torch.int8) for k, p in self.params.items()}
+        if self.noise_and_l1 == "gradient":
+            std = math.sqrt(2.0 * self.noise_eta * self.temperature(step))
+            for p in self.params.values():
+                if p.grad is None:
+                    continue
+                with torch.no_grad():
+                    extra = self.alpha * torch.sign(p.detach())
+                    if std > 0:
+                        extra += std * torch.randn(p.numel(), generator=self.generator, dtype=p.dtype).to(p.device)
+                    p.grad += extra
+        if self.cancel_weight_decay:
+            for group in self.ctx.optimizer.param_groups:
+                wd = float(group.get("weight_decay", 0.0))
+                ps = [p for p in group["params"] if p.grad is not None and id(p) in self._sparse_ids]
+                if wd != 0.0 and ps:
+                    torch._foreach_add_([p.grad for p in ps], [p.detach() for p in ps], alpha=-wd)
+
+    def round_after_step(self, step: int) -> bool:
+        return True  # every step moves theta and may put connections to sleep
+
+    def advance(self, step: int) -> None:
+        self.step = step
+
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+        """``after_step`` on the active values: L1 and noise on theta, crossed ones dormant, as many woken."""
+        lr = self.ctx.lr()
+        if self.noise_and_l1 == "step":
+            lr_alpha, std = lr * self.alpha, math.sqrt(2.0 * lr * self.temperature(step))
+        else:
+            lr_alpha, std = 0.0, 0.0
+        keep, moved, removed = {}, {}, {}
+        for k, w in values.items():
+            # read before the optimizer step (index_space_before_step); a loop without that hook: the signs now
+            before = self.signs.get(k)
+            signs = self.active_signs(k, w, positions[k]) if before is None else before.to(w.dtype)
+            theta = w * signs - lr_alpha
+            if std > 0:
+                theta += std * torch.randn(w.numel(), generator=self.generator, dtype=w.dtype).to(w.device)
+            if self.new_sign == "first_update":
+                theta = self.take_first_signs(signs, torch.arange(w.numel()), signs, w, theta, lr_alpha)
+            crossed = theta < 0
+            moved[k] = signs * theta.clamp(min=0.0)
+            keep[k], removed[k] = ~crossed, int(crossed.sum())
+        self.signs = {}
+        grow = self.regrowth_from(removed, {k: numels[k] - v.numel() for k, v in values.items()})
+        return DropGrowChoice(keep, grow, values=moved, regrow_dropped=False, report_empty=False)
+
+    def index_space_state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "step": self.step}
+
+    def load_index_space_state_dict(self, state) -> None:
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+
     def state_dict(self) -> dict:
         return {
             **super().state_dict(),
@@ -336,10 +442,23 @@ class DeepR(SparseAlgorithm):
         self._active = {
             k: (self.masks.masks[k], idx.to(self.masks.masks[k].device)) for k, idx in state.get("active", {}).items()
         }
-        self.signs = {
-            k: state["signs"][k].to(device=p.device, dtype=p.dtype).contiguous() for k, p in self.params.items()
-        }
+        if "signs" in state:
+            self.signs = {
+                k: state["signs"][k].to(device=p.device, dtype=p.dtype).contiguous() for k, p in self.params.items()
+            }
+        else:  # a truly sparse run's checkpoint: the signs its connections have there
+            self.signs = {k: self.signs_from_weights(k) for k in self.params}
         self.step = int(state["step"])
+
+    def signs_from_weights(self, name: str) -> torch.Tensor:
+        """The signs ``execution=truly_sparse`` gives layer ``name``: ``active_signs`` where active, else
+        ``dormant_sign`` (loaded weights and masks)."""
+        p, mask = self.params[name], self.masks.masks[name]
+        flat = torch.arange(p.numel(), device=p.device)
+        signs = dormant_sign(flat, self.salt(name)).to(p.dtype)
+        active = mask.reshape(-1).nonzero().squeeze(1)
+        signs[active] = self.active_signs(name, p.detach().reshape(-1)[active], active)
+        return signs.view_as(p).contiguous()
 
 
 # The DeepR of the DSR authors' code (Mostafa & Wang 2019), which produced the published DeepR numbers

@@ -12,6 +12,7 @@ class Dense(SparseAlgorithm):
     name = "dense"
     mask_gradients = False
     flops_accounting = "dense"
+    index_space_refusal = "sparse=dense (or density 1) trains every weight"
     options = COMMON_OPTIONS  # every weight active: no initial distribution
 
     def init_masks(self) -> MaskState:

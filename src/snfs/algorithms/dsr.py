@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import SparseAlgorithm
-from snfs.masks import MaskState, redistribute
+from snfs.masks import DropGrowChoice, MaskState, redistribute
 from snfs.options import Option, pairs_check
 from snfs.schedules import piecewise_constant
 
@@ -41,6 +41,7 @@ class DSR(SparseAlgorithm):
     name = "dsr"
     mask_gradients = True
     flops_accounting = "sparse"
+    index_space = True
     options = (
         *SparseAlgorithm.options,
         Option(
@@ -77,9 +78,12 @@ class DSR(SparseAlgorithm):
 
     def init_masks(self) -> MaskState:
         masks = super().init_masks()
-        if self.target_cfg < 1.0:  # a fraction of the active weights
-            self.target = self.target_cfg * masks.total_active()
+        self.masks_ready()
         return masks
+
+    def masks_ready(self) -> None:
+        if self.target_cfg < 1.0:  # a fraction of the active weights
+            self.target = self.target_cfg * self.masks.total_active()
 
     def period(self, step: int) -> int:
         return piecewise_constant(self.schedule, step // max(1, self.ctx.steps_per_epoch))
@@ -87,26 +91,32 @@ class DSR(SparseAlgorithm):
     def log_stats(self) -> dict:
         return {"threshold": self.threshold, "target_prune": self.target}
 
-    def rewire(self) -> dict:
-        """Prune |w| < H in every layer, adapt H, regrow the same total at random by surviving weights."""
-        self.masks.apply(self.params)
-        old = {k: self.masks.masks[k] for k in self.params}
-        kept = {k: old[k] & (p.detach().abs() >= self.threshold) for k, p in self.params.items()}
-        total = sum(int(old[k].sum()) - int(kept[k].sum()) for k in self.params)
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+        """Prune |w| < H in every layer, adapt H, share the same total between layers by surviving weights."""
+        keep = {k: v.detach().abs() >= self.threshold for k, v in values.items()}
+        total = sum(int(v.numel()) - int(keep[k].sum()) for k, v in values.items())
         self.threshold = threshold_update(self.threshold, total, self.target, self.tolerance)
-        survivors = {k: float(m.sum()) for k, m in kept.items()}
-        capacity = {k: m.numel() - int(m.sum()) for k, m in kept.items()}
-        regrow = redistribute(total, survivors, capacity)
-        return self.drop_and_grow(kept, regrow, threshold=self.threshold).as_stats()
+        survivors = {k: float(m.sum()) for k, m in keep.items()}
+        capacity = {k: numels[k] - int(m.sum()) for k, m in keep.items()}
+        return DropGrowChoice(keep, redistribute(total, survivors, capacity), {"threshold": self.threshold})
+
+    def rewire(self, step: int = 0) -> dict:
+        """One round (``drop_grow_choice``) on the dense weights and masks; regrowth at random."""
+        self.masks.apply(self.params)
+        masks = {k: self.masks.masks[k] for k in self.params}
+        values = {k: p.detach().reshape(-1)[masks[k].reshape(-1)] for k, p in self.params.items()}
+        choice = self.drop_grow_choice(values, {k: m.numel() for k, m in masks.items()}, step)
+        return self.drop_and_grow(choice.kept_masks(masks), choice.grow, **choice.extras).as_stats()
+
+    def round_after_step(self, step: int) -> bool:
+        epoch = step // max(1, self.ctx.steps_per_epoch)
+        if self.stop_epoch is not None and epoch >= self.stop_epoch:
+            return False
+        return step > 0 and step % self.period(step) == 0
 
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)
-        epoch = step // max(1, self.ctx.steps_per_epoch)
-        if self.stop_epoch is not None and epoch >= self.stop_epoch:
-            return None
-        if step > 0 and step % self.period(step) == 0:
-            return self.rewire()
-        return None
+        return self.rewire(step) if self.round_after_step(step) else None
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "threshold": self.threshold, "target": self.target}

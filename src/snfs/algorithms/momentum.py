@@ -29,6 +29,10 @@ class SparseMomentum(SparseAlgorithm):
     name = "momentum"
     mask_gradients = False
     flops_accounting = "dense_weight_gradient"  # it feeds the momentum of every weight, every step
+    index_space_refusal = (
+        "sparse momentum grows and redistributes by the momentum of every weight, active or not, so it needs the "
+        "dense momentum by definition"
+    )
 
     options = (
         *SparseAlgorithm.options,

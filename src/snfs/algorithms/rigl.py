@@ -20,7 +20,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
-from snfs.masks import drop_smallest
+from snfs.masks import DropGrowChoice, drop_smallest, magnitude_keep
 from snfs.options import Option
 
 
@@ -38,6 +38,8 @@ class RigL(SparseAlgorithm):
     name = "rigl"
     mask_gradients = True
     flops_accounting = "periodic_dense_weight_gradient"  # the dense gradient once every delta_t steps
+    index_space = True
+    grows = "gradient"
     options = (
         *COMMON_OPTIONS,
         dataclasses.replace(DISTRIBUTION, default="erk"),  # the RigL paper
@@ -75,11 +77,30 @@ class RigL(SparseAlgorithm):
             self.dense_grads = {k: p.grad.detach().abs().clone() for k, p in self.params.items() if p.grad is not None}
         super().before_step(step, masked_grads)
 
+    @staticmethod
+    def drop_count(fraction: float, active: int) -> int:
+        return int(round(fraction * active))
+
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+        """The round of ``update_masks`` on the active values (the layers given, those with a gradient)."""
+        fraction = drop_fraction(step, self.end_step, self.alpha)
+        counts = {k: self.drop_count(fraction, v.numel()) for k, v in values.items()}
+        keep = {k: magnitude_keep(v, counts[k]) for k, v in values.items()}
+        return DropGrowChoice(keep, counts, {"drop_fraction": fraction})
+
+    def round_after_step(self, step: int) -> bool:
+        return self.is_update_step(step)
+
+    def advance(self, step: int) -> None:
+        self.step = step + 1
+
     def update_masks(self, step: int) -> dict:
         """Drop alpha(t) of each layer's active weights by |w|, grow as many by |dense gradient|."""
         fraction = drop_fraction(step, self.end_step, self.alpha)
         # a layer without a gradient has nothing to grow towards: it keeps its mask
-        counts = {k: int(round(fraction * self.masks.active(k))) if k in self.dense_grads else 0 for k in self.params}
+        counts = {
+            k: self.drop_count(fraction, self.masks.active(k)) if k in self.dense_grads else 0 for k in self.params
+        }
         scores = {k: self.dense_grads.get(k, torch.zeros_like(p)) for k, p in self.params.items()}
         kept = drop_smallest(self.masks, {k: p.detach().abs() for k, p in self.params.items()}, counts)
         result = self.drop_and_grow(kept, counts, grow_scores=scores, drop_fraction=fraction)
@@ -87,9 +108,9 @@ class RigL(SparseAlgorithm):
         return result.as_stats()
 
     def after_step(self, step: int) -> dict | None:
-        self.step = step + 1
+        self.advance(step)
         self.masks.apply(self.params)
-        if self.is_update_step(step) and self.dense_grads:
+        if self.round_after_step(step) and self.dense_grads:
             return self.update_masks(step)
         return None
 

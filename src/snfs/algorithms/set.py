@@ -15,7 +15,7 @@ import torch
 
 from snfs.algorithms import ALGORITHMS
 from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
-from snfs.masks import MaskState, prune_by_score
+from snfs.masks import DropGrowChoice, MaskState, prune_by_score, smallest
 from snfs.options import Option
 
 
@@ -36,6 +36,25 @@ def prune_set(weight: torch.Tensor, mask: torch.Tensor, n_half: int) -> torch.Te
     return prune_by_score(w.abs(), pos, n_pos) | prune_by_score(w.abs(), neg, n_neg)
 
 
+def set_keep(values: torch.Tensor, n_half: int) -> torch.Tensor:
+    """``prune_set`` on a layer's active values: False for the ``n_half`` smallest w >= 0 and ``n_half`` largest w < 0.
+
+    The same shortfall rule: a sign with fewer than ``n_half`` weights passes the rest to the other.
+    """
+    w = values.detach()
+    pos, neg = w >= 0, w < 0
+    n_pos_avail, n_neg_avail = int(pos.sum()), int(neg.sum())
+    n_pos, n_neg = min(n_half, n_pos_avail), min(n_half, n_neg_avail)
+    short = 2 * n_half - n_pos - n_neg
+    extra = min(short, n_pos_avail - n_pos)
+    n_pos, n_neg = n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
+    keep = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
+    for candidates, n in ((pos, n_pos), (neg, n_neg)):
+        if n > 0:
+            keep[smallest(w.abs(), candidates, n)] = False
+    return keep
+
+
 @ALGORITHMS.register("set")
 class SET(SparseAlgorithm):
     """Prune zeta of each layer's weights nearest zero (half positive, half negative), regrow at random."""
@@ -43,6 +62,7 @@ class SET(SparseAlgorithm):
     name = "set"
     mask_gradients = True
     flops_accounting = "sparse"
+    index_space = True
     options = (
         *COMMON_OPTIONS,
         dataclasses.replace(DISTRIBUTION, default="erdos_renyi"),  # Mocanu et al.
@@ -70,13 +90,16 @@ class SET(SparseAlgorithm):
     def log_stats(self) -> dict:
         return {"zeta": self.zeta}
 
+    def drop_count_per_sign(self, active: int) -> int:
+        """Weights dropped per sign in a layer of ``active`` weights: zeta/2 of them (Mocanu et al. 2018, Sec. 2)."""
+        return int(round(self.zeta * active / 2.0))
+
     def update_masks(self) -> dict:
         """One SET round: prune (prune_set) and regrow at random in every layer, counts unchanged."""
         self.masks.apply(self.params)  # inactive weights exactly 0 before comparing magnitudes
         active = self.masks.active_counts()
         kept = {
-            k: prune_set(p, self.masks.masks[k], int(round(self.zeta * active[k] / 2.0)))
-            for k, p in self.params.items()
+            k: prune_set(p, self.masks.masks[k], self.drop_count_per_sign(active[k])) for k, p in self.params.items()
         }
         # as many regrown at random as dropped, just-dropped positions included (they restart as new weights)
         regrow = {k: active[k] - int(m.sum()) for k, m in kept.items()}
@@ -89,16 +112,23 @@ class SET(SparseAlgorithm):
             return None
         return lambda name, n: torch.randn(n, generator=self.generator) * self.init_std[name]
 
+    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+        """The round of ``update_masks`` on the active values: SET's drop per sign, as many regrown at random."""
+        keep = {k: set_keep(v, self.drop_count_per_sign(v.numel())) for k, v in values.items()}
+        return DropGrowChoice(keep, {k: int(m.numel() - m.sum()) for k, m in keep.items()})
+
+    def round_after_step(self, step: int) -> bool:
+        return self.schedule == "step" and (step + 1) % self.period == 0 and step + 1 < self.ctx.total_steps
+
+    def round_at_epoch_end(self, epoch: int) -> bool:
+        return self.schedule == "epoch" and (epoch + 1) % self.period == 0 and epoch < self.ctx.epochs - 1
+
     def after_step(self, step: int) -> dict | None:
         self.masks.apply(self.params)
-        if self.schedule == "step" and (step + 1) % self.period == 0 and step + 1 < self.ctx.total_steps:
-            return self.update_masks()
-        return None
+        return self.update_masks() if self.round_after_step(step) else None
 
     def on_epoch_end(self, epoch: int) -> dict | None:
-        if self.schedule == "epoch" and (epoch + 1) % self.period == 0 and epoch < self.ctx.epochs - 1:
-            return self.update_masks()
-        return None
+        return self.update_masks() if self.round_at_epoch_end(epoch) else None
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "init_std": dict(self.init_std)}

@@ -48,6 +48,7 @@ class SNIP(SparseAlgorithm):
     mask_gradients = True
     flops_accounting = "sparse"
     needs_sample_batch = True
+    index_space = True  # a fixed mask: nothing to choose after the start
     options = COMMON_OPTIONS  # the mask comes from the scores, not from an initial distribution
 
     def saliency(self) -> dict[str, torch.Tensor]:

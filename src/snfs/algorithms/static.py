@@ -8,3 +8,4 @@ from snfs.algorithms.base import SparseAlgorithm
 class StaticSparse(SparseAlgorithm):
     name = "static"
     flops_accounting = "sparse"
+    index_space = True  # a fixed mask: nothing to choose after the start

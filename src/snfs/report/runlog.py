@@ -237,7 +237,7 @@ class RunFolder:
         obj, why = read_record(path, LISTING_FIELDS, needs_config=False)
         if obj is None:
             return None, why
-        history = [h for h in obj.get("history") or [] if isinstance(h, Mapping)]
+        history = [dict(h) for h in obj.get("history") or [] if isinstance(h, Mapping)]
         return Run(record=obj, path=path, mtime=mtime, history=history), None
 
 
@@ -354,7 +354,7 @@ def read_wandb_log(path: Path, skip: set[str] | frozenset = frozenset()) -> dict
 
     out: dict[str, Any] = {"run_id": None, "config": {}, "history": [], "exited": False, "partial": False}
     for raw in wandb_log_records(path.read_bytes()):
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class, no stubs
         try:
             rec.ParseFromString(raw)
         except Exception:  # a damaged record: keep what came before it
