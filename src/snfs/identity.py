@@ -83,7 +83,7 @@ def semantic(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _yaml(path: str) -> dict:
+def _yaml(path: str) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
@@ -108,7 +108,7 @@ def _same(a: Any, b: Any) -> bool:
         return (math.isnan(a) and math.isnan(b)) or math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
+    return bool(a == b)
 
 
 def _canonical(v: Any) -> Any:

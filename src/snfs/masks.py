@@ -236,7 +236,7 @@ def erdos_renyi_counts(shapes: Mapping[str, torch.Size], density: float, kernel:
     return largest_remainder(target, quotas, numel)
 
 
-DISTRIBUTIONS = {
+DISTRIBUTIONS: dict[str, Callable[[Mapping[str, torch.Size], float], dict[str, int]]] = {
     "uniform": uniform_counts,
     "erk": lambda shapes, d: erdos_renyi_counts(shapes, d, kernel=True),
     "erdos_renyi": lambda shapes, d: erdos_renyi_counts(shapes, d, kernel=False),
@@ -503,7 +503,7 @@ class DropGrowResult:
     def regrown(self) -> int:
         return sum(c.regrown for c in self.layers.values())
 
-    def as_stats(self) -> dict:
+    def as_stats(self) -> dict[str, Any]:
         """The dict the training loop logs (``round_stats``: totals, per layer, extras)."""
         return round_stats(
             {k: {"pruned": c.pruned, "regrown": c.regrown} for k, c in self.layers.items()}, **self.extras
@@ -546,7 +546,7 @@ def drop_and_grow(
     return DropGrowResult(layers, dict(extras))
 
 
-def round_stats(per_layer: Mapping[str, Mapping[str, int]], **extra) -> dict:
+def round_stats(per_layer: Mapping[str, Mapping[str, int]], **extra: Any) -> dict[str, Any]:
     """The stats dict of one mask update from each layer's ``{"pruned", "regrown"}`` (the training log reads it)."""
     pruned = {k: int(s["pruned"]) for k, s in per_layer.items()}
     regrown = {k: int(s["regrown"]) for k, s in per_layer.items()}

@@ -48,7 +48,7 @@ class Option:
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
-    items: Callable[[list], str | None] | None = None
+    items: Callable[[list[Any]], str | None] | None = None
 
     def range_text(self) -> str:
         lo = "-inf" if self.low is None else f"{self.low:g}"
@@ -108,10 +108,10 @@ def check_options(section: str, owner: str, options: Iterable[Option], cfg: Mapp
             raise ConfigError(f"{section}.{key}={value!r} is not valid for {owner}; {why}")
 
 
-def pairs_check(first: Option, second: Option, what: str) -> Callable[[list], str | None]:
+def pairs_check(first: Option, second: Option, what: str) -> Callable[[list[Any]], str | None]:
     """An ``items`` check for a non-empty list of [first, second] pairs, each element checked as declared."""
 
-    def check(value: list) -> str | None:
+    def check(value: list[Any]) -> str | None:
         if not value:
             return f"must be a non-empty list of {what} pairs"
         for pair in value:
@@ -126,7 +126,7 @@ def pairs_check(first: Option, second: Option, what: str) -> Callable[[list], st
     return check
 
 
-def str_list(value: list) -> str | None:
+def str_list(value: list[Any]) -> str | None:
     """An ``items`` check: every element a string."""
     bad = [v for v in value if not isinstance(v, str)]
     return f"must be a list of strings; {bad[0]!r} is not one" if bad else None

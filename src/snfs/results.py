@@ -33,9 +33,10 @@ class RunRecord:
     algorithm: str  # the sparse algorithm (sparse.name)
     density: float  # the density asked for (1.0 for dense)
     seed: int
-    config: dict  # the whole resolved config; its identity (snfs.identity) decides which table rows it fills
+    config: dict[str, Any]  # the whole resolved config; its identity (snfs.identity) decides which table rows it fills
     epochs: int | None = None
-    history: list = field(default_factory=list)  # one dict per epoch: losses, errors, lr, densities, mask updates
+    # one dict per epoch: losses, errors, lr, densities, mask updates
+    history: list[dict[str, Any]] = field(default_factory=list)
     git_commit: str | None = None  # the source tree's commit, "+dirty" with uncommitted changes
     # finished runs
     test_error: float | None = None  # percent, on the test set after the last epoch
@@ -52,15 +53,18 @@ class RunRecord:
     device: str | None = None
     world_size: int | None = None
     machine: str | None = None  # snfs.machine.describe_line: CPU model, vector extensions, threads, BLAS, host; or GPU
-    machine_info: dict | None = None  # snfs.machine.describe: the same as fields, with torch's build and flush_denormal
+    # snfs.machine.describe: the same as fields, with torch's build and flush_denormal
+    machine_info: dict[str, Any] | None = None
     fingerprint: str | None = None  # the identity hash (checkpoints are resumed only by the same)
-    data_md5: dict | None = None  # md5 of each data file when not verified against the dataset's declared sums
-    speedup_estimate: dict | None = None  # speedup_estimate=true: timed dense convs, estimated sparse speedups
+    # md5 of each data file when not verified against the dataset's declared sums
+    data_md5: dict[str, str] | None = None
+    # speedup_estimate=true: timed dense convs, estimated sparse speedups
+    speedup_estimate: dict[str, Any] | None = None
     # diverged and failed runs
     reason: str | None = None
     epochs_completed: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
@@ -166,7 +170,7 @@ def record_problem(obj: Any, fields: tuple[str, ...] = STORE_FIELDS, needs_confi
 
 def read_record(
     path: str | Path, fields: tuple[str, ...] = STORE_FIELDS, needs_config: bool = True
-) -> tuple[dict | None, str | None]:
+) -> tuple[dict[str, Any] | None, str | None]:
     """(the record, None), or (None, why it cannot be used): unreadable, not UTF-8, not JSON, not a record
     (``record_problem``)."""
     try:
@@ -181,7 +185,7 @@ def read_record(
 
 def iter_records(
     results_dir: str | Path, status: str | None = "finished", warn: bool = True
-) -> Iterator[tuple[Path, dict]]:
+) -> Iterator[tuple[Path, dict[str, Any]]]:
     """(file, record) of every run record in the store (finished ones by default); any other file is skipped,
     and named on stderr where ``warn``."""
     for p in sorted(Path(results_dir).glob("*.json")):
@@ -194,7 +198,9 @@ def iter_records(
             yield p, run
 
 
-def iter_results(results_dir: str | Path, status: str | None = "finished", warn: bool = True) -> Iterator[dict]:
+def iter_results(
+    results_dir: str | Path, status: str | None = "finished", warn: bool = True
+) -> Iterator[dict[str, Any]]:
     """Every run record in the store (finished ones by default); any other file is skipped, and named on stderr."""
     for _, run in iter_records(results_dir, status, warn):
         yield run
@@ -218,22 +224,22 @@ class RunLookup:
     """Records found by run id, else by identity hash: a record under a run id of an older scheme, or one made
     before an option with a default existed (identities count only differences from the defaults)."""
 
-    def __init__(self, records: Iterable[dict]):
+    def __init__(self, records: Iterable[dict[str, Any]]):
         records = list(records)
         self.by_id = {r["run_id"]: r for r in records}
-        self.by_identity: dict[str, dict] = {}
+        self.by_identity: dict[str, dict[str, Any]] = {}
         # sorted by run id, so that which of two records of one identity is found never depends on file order
         for r in sorted(records, key=lambda r: str(r.get("run_id"))):
             ident = record_identity(r)
             if ident is not None:
                 self.by_identity.setdefault(ident, r)
 
-    def find(self, run_id: str, identity_hash: str) -> dict | None:
+    def find(self, run_id: str, identity_hash: str) -> dict[str, Any] | None:
         found = self.by_id.get(run_id)
         return found if found is not None else self.by_identity.get(identity_hash)
 
 
-def find_finished(results_dir: str | Path, run_id: str, identity_hash: str) -> tuple[dict, Path] | None:
+def find_finished(results_dir: str | Path, run_id: str, identity_hash: str) -> tuple[dict[str, Any], Path] | None:
     """A finished run's record and its file: under ``run_id``, or under another file name with the same identity
     (a run id of an older scheme); None if the store has no finished record of this run."""
     path = result_path(results_dir, run_id)
@@ -271,7 +277,7 @@ def wandb_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in WANDB_SUMMARY_FIELDS if k in record}
 
 
-def _summary_dict(summary: Any) -> dict:
+def _summary_dict(summary: Any) -> dict[str, Any]:
     if summary is None:
         return {}
     try:
@@ -280,7 +286,7 @@ def _summary_dict(summary: Any) -> dict:
         return dict(summary)
 
 
-def record_from_wandb(run: Any) -> dict:
+def record_from_wandb(run: Any) -> dict[str, Any]:
     """A run record from a ``wandb.apis.public.Run``: its config, its summary (``wandb_summary``), its name (our
     run id) and state; finished when wandb says so and the summary has a test error."""
     from snfs.identity import flatten
@@ -326,7 +332,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def summarise_updates(updates: list[dict]) -> dict:
+def summarise_updates(updates: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-epoch totals of the mask updates: how many, and weights pruned and regrown."""
     if not updates:
         return {"mask_updates": 0, "pruned": 0, "regrown": 0}
@@ -342,7 +348,7 @@ def summarise_updates(updates: list[dict]) -> dict:
     return out
 
 
-def median_epoch_time(history: list[dict]) -> float | None:
+def median_epoch_time(history: list[dict[str, Any]]) -> float | None:
     """The median training epoch time of a run (wall clock, validation and mask updates included)."""
     times = sorted(float(h["epoch_time_s"]) for h in history if h.get("epoch_time_s") is not None)
     if not times:

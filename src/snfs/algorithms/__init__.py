@@ -16,7 +16,7 @@ from snfs.errors import UnknownChoiceError
 from snfs.registry import Registry
 from snfs.results import is_dense
 
-ALGORITHMS: Registry = Registry("sparse")
+ALGORITHMS: Registry[type[SparseAlgorithm]] = Registry("sparse")
 #: named presets of a registered algorithm (name -> (algorithm, options)), e.g. deepr_dsr_code; each has
 #: its conf/sparse/<name>.yaml too, and tests/unit/test_library.py checks that the two agree
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -103,7 +103,7 @@ class SparseAlgorithm:
     #: validator, the defaults of absent keys and the results store's reading of absent keys come from it
     options: tuple[Option, ...] = (*COMMON_OPTIONS, DISTRIBUTION)
 
-    def __init_subclass__(cls, **kwargs) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         names = [o.name for o in cls.options]
         if len(names) != len(set(names)):
@@ -138,7 +138,7 @@ class SparseAlgorithm:
         if type(cfg).__name__ == "DictConfig":  # from Hydra; the library itself never imports omegaconf
             from omegaconf import OmegaConf
 
-            cfg = cast(dict, OmegaConf.to_container(cfg, resolve=True))
+            cfg = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
         check_options("sparse", f"sparse={cls.name}", cls.options, cfg)
 
     @classmethod
@@ -171,11 +171,11 @@ class SparseAlgorithm:
         if self.mask_gradients:
             self.mask_grads(skip=masked_grads)
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         self.masks.apply(self.params)
         return None
 
-    def on_epoch_end(self, epoch: int) -> dict | None:
+    def on_epoch_end(self, epoch: int) -> dict[str, Any] | None:
         return None
 
     def needs_dense_grad(self, step: int) -> bool:
@@ -186,11 +186,11 @@ class SparseAlgorithm:
         """
         return not self.mask_gradients
 
-    def flops_options(self) -> dict:
+    def flops_options(self) -> dict[str, Any]:
         """Extra arguments of this algorithm's FLOP formula (RigL: ``delta_t``, its update period)."""
         return {}
 
-    def log_stats(self) -> dict:
+    def log_stats(self) -> dict[str, Any]:
         """Scalars worth logging every epoch (e.g. the current prune rate)."""
         return {}
 
@@ -241,7 +241,7 @@ class SparseAlgorithm:
         """``before_step`` with ``params`` the layers' active values (at flat ``positions``): what the algorithm
         adds to their gradients, or reads before the optimizer moves them."""
 
-    def index_space_state_dict(self) -> dict:
+    def index_space_state_dict(self) -> dict[str, Any]:
         """``state_dict`` with only the masks of layers that stayed masked (the model's state holds the others')."""
         state = self.state_dict()
         if not state.get("masks"):
@@ -274,9 +274,9 @@ class SparseAlgorithm:
         """
         state = self.ctx.optimizer.state.get(self.params[name], {})
         if "momentum_buffer" in state:
-            return state["momentum_buffer"]
+            return cast(torch.Tensor, state["momentum_buffer"])
         if "exp_avg" in state and "exp_avg_sq" in state:
-            return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8)
+            return cast(torch.Tensor, state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8))
         return None
 
     def drop_and_grow(
@@ -308,7 +308,7 @@ class SparseAlgorithm:
         return optimizer_state_tensors(self.ctx.optimizer, self.params[name])
 
     # --- persistence -------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"masks": self.masks.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -14,14 +14,14 @@ temperature schedule and why weight decay stays on by default: docs/algorithms.m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from snfs.algorithms import ALGORITHMS, VARIANTS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import SparseAlgorithm, TrainingContext
 from snfs.errors import ConfigError
 from snfs.masks import DropGrowChoice, MaskState, round_stats
 from snfs.options import Option, pairs_check
@@ -35,7 +35,7 @@ def sample_indices(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
     if 4 * k >= n:  # dense draw: one permutation
         return torch.randperm(n, generator=generator)[:k]
     while True:  # sparse draw: oversample, then a random k of the distinct values (uniform by symmetry)
-        distinct = torch.unique(torch.randint(n, (2 * k + 16,), generator=generator))
+        distinct: torch.Tensor = torch.unique(torch.randint(n, (2 * k + 16,), generator=generator))
         if distinct.numel() >= k:
             return distinct[torch.randperm(distinct.numel(), generator=generator)[:k]]
 
@@ -60,7 +60,7 @@ def sample_dormant(
         return free[sample_indices(free.numel(), n, generator).to(free.device)]
     while True:  # mostly dormant: draw positions, keep dormant ones, a random n of the distinct (uniform by symmetry)
         draw = torch.randint(numel, (4 * n + 16,), generator=generator).to(flat_mask.device)
-        distinct = torch.unique(draw[~flat_mask[draw]])
+        distinct: torch.Tensor = torch.unique(draw[~flat_mask[draw]])
         if distinct.numel() >= n:
             return distinct[torch.randperm(distinct.numel(), generator=generator)[:n].to(distinct.device)]
 
@@ -162,7 +162,7 @@ class DeepR(SparseAlgorithm):
     )
 
     @classmethod
-    def check_optimizer(cls, cfg, optim) -> None:
+    def check_optimizer(cls, cfg: Mapping[str, Any], optim: Mapping[str, Any]) -> None:
         # AdamW decays the weights outside the gradient, so subtracting the decay from it cancels nothing
         if cfg.get("cancel_weight_decay") and optim.get("name") == "adamw" and optim.get("weight_decay"):
             raise ConfigError(
@@ -170,7 +170,7 @@ class DeepR(SparseAlgorithm):
                 f"decoupled weight decay bypasses the gradient; use Adam or SGD, or weight_decay=0"
             )
 
-    def __init__(self, ctx, cfg):
+    def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]) -> None:
         super().__init__(ctx, cfg)
         self.alpha = float(self.option("alpha"))
         self.schedule = sorted(((float(f), float(t)) for f, t in self.option("temperatures")), key=lambda pair: pair[0])
@@ -197,7 +197,7 @@ class DeepR(SparseAlgorithm):
         total = self.ctx.total_steps
         return piecewise_constant(((fraction * total, t) for fraction, t in self.schedule), step)
 
-    def log_stats(self) -> dict:
+    def log_stats(self) -> dict[str, Any]:
         return {"temperature": self.temperature(self.step)}
 
     def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
@@ -235,7 +235,7 @@ class DeepR(SparseAlgorithm):
             cached = self._active[name] = (mask, mask.view(-1).nonzero().squeeze(1))
         return cached[1]
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         self.step = step
         self.masks.apply(self.params)
         lr = self.ctx.lr()
@@ -372,7 +372,7 @@ class DeepR(SparseAlgorithm):
             signs[zero] = dormant_sign(positions[zero], self.salt(name)).to(signs)
         return signs
 
-    def index_space_before_step(self, step: int, positions) -> None:
+    def index_space_before_step(self, step: int, positions: Mapping[str, torch.Tensor]) -> None:
         # s_k before the optimizer moves w: a step that flips w's sign is a crossing, which the sign after it hides
         self.signs = {k: self.active_signs(k, p.detach(), positions[k]).to(torch.int8) for k, p in self.params.items()}
         if self.noise_and_l1 == "gradient":
@@ -398,7 +398,13 @@ class DeepR(SparseAlgorithm):
     def advance(self, step: int) -> None:
         self.step = step
 
-    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+    def drop_grow_choice(
+        self,
+        values: Mapping[str, torch.Tensor],
+        numels: Mapping[str, int],
+        step: int,
+        positions: Mapping[str, torch.Tensor] | None = None,
+    ) -> DropGrowChoice:
         """``after_step`` on the active values: L1 and noise on theta, crossed ones dormant, as many woken."""
         lr = self.ctx.lr()
         if self.noise_and_l1 == "step":
@@ -409,7 +415,12 @@ class DeepR(SparseAlgorithm):
         for k, w in values.items():
             # read before the optimizer step (index_space_before_step); a loop without that hook: the signs now
             before = self.signs.get(k)
-            signs = self.active_signs(k, w, positions[k]) if before is None else before.to(w.dtype)
+            if before is not None:
+                signs = before.to(w.dtype)
+            elif positions is not None:
+                signs = self.active_signs(k, w, positions[k])
+            else:  # no signs recorded before the step (index_space_before_step) and no positions to derive them
+                raise TypeError("sparse=deepr: drop_grow_choice needs positions when no signs were recorded")
             theta = w * signs - lr_alpha
             if std > 0:
                 theta += std * torch.randn(w.numel(), generator=self.generator, dtype=w.dtype).to(w.device)
@@ -422,14 +433,14 @@ class DeepR(SparseAlgorithm):
         grow = self.regrowth_from(removed, {k: numels[k] - v.numel() for k, v in values.items()})
         return DropGrowChoice(keep, grow, values=moved, regrow_dropped=False, report_empty=False)
 
-    def index_space_state_dict(self) -> dict:
+    def index_space_state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "step": self.step}
 
-    def load_index_space_state_dict(self, state) -> None:
+    def load_index_space_state_dict(self, state: Mapping[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.step = int(state["step"])
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
             "signs": {k: s.detach().cpu().to(torch.int8) for k, s in self.signs.items()},
@@ -437,7 +448,7 @@ class DeepR(SparseAlgorithm):
             "step": self.step,
         }
 
-    def load_state_dict(self, state) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self._active = {
             k: (self.masks.masks[k], idx.to(self.masks.masks[k].device)) for k, idx in state.get("active", {}).items()

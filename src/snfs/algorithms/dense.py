@@ -1,5 +1,7 @@
 """Dense training: every weight active; the baseline the sparse methods are measured against."""
 
+from typing import Any
+
 import torch
 
 from snfs.algorithms import ALGORITHMS
@@ -19,5 +21,5 @@ class Dense(SparseAlgorithm):
         self.masks = MaskState({k: torch.ones_like(p, dtype=torch.bool) for k, p in self.params.items()})
         return self.masks
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         return None  # nothing to re-mask

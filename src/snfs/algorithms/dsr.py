@@ -18,8 +18,13 @@ code's defaults and mnist_schedule.yaml): N_p = 600, K = 100/200/400/800 from ep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import SparseAlgorithm, TrainingContext
 from snfs.masks import DropGrowChoice, MaskState, redistribute
 from snfs.options import Option, pairs_check
 from snfs.schedules import piecewise_constant
@@ -64,7 +69,7 @@ class DSR(SparseAlgorithm):
         Option("stop_epoch", int, None, low=0, nullable=True, doc="no rewiring from this epoch on (null: never stop)"),
     )
 
-    def __init__(self, ctx, cfg):
+    def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]) -> None:
         super().__init__(ctx, cfg)
         self.threshold = float(self.option("initial_threshold"))
         self.tolerance = float(self.option("tolerance"))
@@ -88,10 +93,16 @@ class DSR(SparseAlgorithm):
     def period(self, step: int) -> int:
         return piecewise_constant(self.schedule, step // max(1, self.ctx.steps_per_epoch))
 
-    def log_stats(self) -> dict:
+    def log_stats(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "target_prune": self.target}
 
-    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+    def drop_grow_choice(
+        self,
+        values: Mapping[str, torch.Tensor],
+        numels: Mapping[str, int],
+        step: int,
+        positions: Mapping[str, torch.Tensor] | None = None,
+    ) -> DropGrowChoice:
         """Prune |w| < H in every layer, adapt H, share the same total between layers by surviving weights."""
         keep = {k: v.detach().abs() >= self.threshold for k, v in values.items()}
         total = sum(int(v.numel()) - int(keep[k].sum()) for k, v in values.items())
@@ -100,7 +111,7 @@ class DSR(SparseAlgorithm):
         capacity = {k: numels[k] - int(m.sum()) for k, m in keep.items()}
         return DropGrowChoice(keep, redistribute(total, survivors, capacity), {"threshold": self.threshold})
 
-    def rewire(self, step: int = 0) -> dict:
+    def rewire(self, step: int = 0) -> dict[str, Any]:
         """One round (``drop_grow_choice``) on the dense weights and masks; regrowth at random."""
         self.masks.apply(self.params)
         masks = {k: self.masks.masks[k] for k in self.params}
@@ -114,14 +125,14 @@ class DSR(SparseAlgorithm):
             return False
         return step > 0 and step % self.period(step) == 0
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         self.masks.apply(self.params)
         return self.rewire(step) if self.round_after_step(step) else None
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "threshold": self.threshold, "target": self.target}
 
-    def load_state_dict(self, state) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.threshold = float(state["threshold"])
         self.target = float(state["target"])

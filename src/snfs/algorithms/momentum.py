@@ -8,11 +8,13 @@ masks are updated with the prune rate p(t) of the current step.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import SparseAlgorithm
+from snfs.algorithms.base import SparseAlgorithm, TrainingContext
 from snfs.errors import ConfigError
 from snfs.masks import drop_smallest, redistribute
 from snfs.options import Option
@@ -50,7 +52,7 @@ class SparseMomentum(SparseAlgorithm):
     )
 
     @classmethod
-    def check_optimizer(cls, cfg, optim) -> None:
+    def check_optimizer(cls, cfg: Mapping[str, Any], optim: Mapping[str, Any]) -> None:
         uses = [k for k in ("redistribution", "growth") if cfg.get(k, "momentum") == "momentum"]
         if not uses:
             return
@@ -66,11 +68,11 @@ class SparseMomentum(SparseAlgorithm):
                 f"sparse.{uses[0]}=momentum; it needs optim.momentum > 0"
             )
 
-    def __init__(self, ctx, cfg):
+    def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]) -> None:
         super().__init__(ctx, cfg)
         self.step = 0
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         self.step = step + 1
         self.masks.apply(self.params)
         return None
@@ -84,7 +86,7 @@ class SparseMomentum(SparseAlgorithm):
             self.option("prune_rate_min"),
         )
 
-    def log_stats(self) -> dict:
+    def log_stats(self) -> dict[str, Any]:
         return {"prune_rate": self.current_prune_rate()}
 
     def _momentum(self, name: str) -> torch.Tensor:
@@ -111,7 +113,7 @@ class SparseMomentum(SparseAlgorithm):
         total = sum(scores.values())
         return {k: v / total for k, v in scores.items()} if total > 0 else scores
 
-    def update_masks(self) -> dict:
+    def update_masks(self) -> dict[str, Any]:
         """One prune -> redistribute -> grow round (Algorithm 1 of the paper).
 
         Grown weights start at 0 and keep their momentum (docs/algorithms.md, grow step): it is
@@ -133,14 +135,14 @@ class SparseMomentum(SparseAlgorithm):
             kept, regrow, grow_scores=growth, reset_optimizer_state=False, prune_rate=rate
         ).as_stats()
 
-    def on_epoch_end(self, epoch: int) -> dict | None:
+    def on_epoch_end(self, epoch: int) -> dict[str, Any] | None:
         if epoch >= self.ctx.epochs - 1:  # no update after the last epoch
             return None
         return self.update_masks()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "step": self.step}
 
-    def load_state_dict(self, state) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import torch
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
+from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm, TrainingContext
 from snfs.masks import DropGrowChoice, drop_smallest, magnitude_keep
 from snfs.options import Option
 
@@ -48,7 +49,7 @@ class RigL(SparseAlgorithm):
         Option("end_fraction", float, 0.75, low=0.0, high=1.0, doc="T_end as a fraction of all training steps"),
     )
 
-    def __init__(self, ctx, cfg):
+    def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]) -> None:
         super().__init__(ctx, cfg)
         self.delta_t = int(self.option("delta_t"))
         self.alpha = float(self.option("alpha"))
@@ -56,7 +57,7 @@ class RigL(SparseAlgorithm):
         self.dense_grads: dict[str, torch.Tensor] = {}
         self.step = 0
 
-    def flops_options(self) -> dict:
+    def flops_options(self) -> dict[str, Any]:
         return {"delta_t": self.delta_t}
 
     @property
@@ -66,7 +67,7 @@ class RigL(SparseAlgorithm):
     def is_update_step(self, step: int) -> bool:
         return 0 < step < self.end_step and step % self.delta_t == 0
 
-    def log_stats(self) -> dict:
+    def log_stats(self) -> dict[str, Any]:
         return {"drop_fraction": drop_fraction(self.step, self.end_step, self.alpha)}
 
     def needs_dense_grad(self, step: int) -> bool:
@@ -81,7 +82,13 @@ class RigL(SparseAlgorithm):
     def drop_count(fraction: float, active: int) -> int:
         return int(round(fraction * active))
 
-    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+    def drop_grow_choice(
+        self,
+        values: Mapping[str, torch.Tensor],
+        numels: Mapping[str, int],
+        step: int,
+        positions: Mapping[str, torch.Tensor] | None = None,
+    ) -> DropGrowChoice:
         """The round of ``update_masks`` on the active values (the layers given, those with a gradient)."""
         fraction = drop_fraction(step, self.end_step, self.alpha)
         counts = {k: self.drop_count(fraction, v.numel()) for k, v in values.items()}
@@ -94,7 +101,7 @@ class RigL(SparseAlgorithm):
     def advance(self, step: int) -> None:
         self.step = step + 1
 
-    def update_masks(self, step: int) -> dict:
+    def update_masks(self, step: int) -> dict[str, Any]:
         """Drop alpha(t) of each layer's active weights by |w|, grow as many by |dense gradient|."""
         fraction = drop_fraction(step, self.end_step, self.alpha)
         # a layer without a gradient has nothing to grow towards: it keeps its mask
@@ -107,16 +114,16 @@ class RigL(SparseAlgorithm):
         self.dense_grads = {}
         return result.as_stats()
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         self.advance(step)
         self.masks.apply(self.params)
         if self.round_after_step(step) and self.dense_grads:
             return self.update_masks(step)
         return None
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "step": self.step}
 
-    def load_state_dict(self, state) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])

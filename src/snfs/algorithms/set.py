@@ -10,11 +10,13 @@ schedule and how the reference code's "SET" differs: docs/algorithms.md (SET; De
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 from snfs.algorithms import ALGORITHMS
-from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm
+from snfs.algorithms.base import COMMON_OPTIONS, DISTRIBUTION, SparseAlgorithm, TrainingContext
 from snfs.masks import DropGrowChoice, MaskState, prune_by_score, smallest
 from snfs.options import Option
 
@@ -74,7 +76,7 @@ class SET(SparseAlgorithm):
         Option("new_weights", str, "random", choices=("random", "zero"), doc="value of a regrown weight"),
     )
 
-    def __init__(self, ctx, cfg):
+    def __init__(self, ctx: TrainingContext, cfg: Mapping[str, Any]) -> None:
         super().__init__(ctx, cfg)
         self.zeta = float(self.option("zeta"))
         self.period = int(self.option("period"))
@@ -87,14 +89,14 @@ class SET(SparseAlgorithm):
         self.init_std = {k: float(p.detach().float().std()) if p.numel() > 1 else 0.0 for k, p in self.params.items()}
         return super().init_masks()
 
-    def log_stats(self) -> dict:
+    def log_stats(self) -> dict[str, Any]:
         return {"zeta": self.zeta}
 
     def drop_count_per_sign(self, active: int) -> int:
         """Weights dropped per sign in a layer of ``active`` weights: zeta/2 of them (Mocanu et al. 2018, Sec. 2)."""
         return int(round(self.zeta * active / 2.0))
 
-    def update_masks(self) -> dict:
+    def update_masks(self) -> dict[str, Any]:
         """One SET round: prune (prune_set) and regrow at random in every layer, counts unchanged."""
         self.masks.apply(self.params)  # inactive weights exactly 0 before comparing magnitudes
         active = self.masks.active_counts()
@@ -105,14 +107,20 @@ class SET(SparseAlgorithm):
         regrow = {k: active[k] - int(m.sum()) for k, m in kept.items()}
         return self.drop_and_grow(kept, regrow, new_values=self.new_weight_values()).as_stats()
 
-    def new_weight_values(self):
+    def new_weight_values(self) -> Callable[[str, int], torch.Tensor] | None:
         """``new_weights: random``: n draws from N(0, sigma_l^2), sigma_l the layer's initial std;
         ``zero``: None (0)."""
         if self.new_weights != "random":
             return None
         return lambda name, n: torch.randn(n, generator=self.generator) * self.init_std[name]
 
-    def drop_grow_choice(self, values, numels, step, positions=None) -> DropGrowChoice:
+    def drop_grow_choice(
+        self,
+        values: Mapping[str, torch.Tensor],
+        numels: Mapping[str, int],
+        step: int,
+        positions: Mapping[str, torch.Tensor] | None = None,
+    ) -> DropGrowChoice:
         """The round of ``update_masks`` on the active values: SET's drop per sign, as many regrown at random."""
         keep = {k: set_keep(v, self.drop_count_per_sign(v.numel())) for k, v in values.items()}
         return DropGrowChoice(keep, {k: int(m.numel() - m.sum()) for k, m in keep.items()})
@@ -123,16 +131,16 @@ class SET(SparseAlgorithm):
     def round_at_epoch_end(self, epoch: int) -> bool:
         return self.schedule == "epoch" and (epoch + 1) % self.period == 0 and epoch < self.ctx.epochs - 1
 
-    def after_step(self, step: int) -> dict | None:
+    def after_step(self, step: int) -> dict[str, Any] | None:
         self.masks.apply(self.params)
         return self.update_masks() if self.round_after_step(step) else None
 
-    def on_epoch_end(self, epoch: int) -> dict | None:
+    def on_epoch_end(self, epoch: int) -> dict[str, Any] | None:
         return self.update_masks() if self.round_at_epoch_end(epoch) else None
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "init_std": dict(self.init_std)}
 
-    def load_state_dict(self, state) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.init_std = {k: float(v) for k, v in state.get("init_std", self.init_std).items()}
