@@ -21,6 +21,15 @@ from snfs.masks import DropGrowChoice, MaskState, prune_by_score, smallest
 from snfs.options import Option
 
 
+def sign_counts(n_pos_avail: int, n_neg_avail: int, n_half: int) -> tuple[int, int]:
+    """How many positive and negative weights a SET round drops: ``n_half`` of each, a sign short of
+    ``n_half`` passing its shortfall to the other, so ``min(2 * n_half, active)`` in all."""
+    n_pos, n_neg = min(n_half, n_pos_avail), min(n_half, n_neg_avail)
+    short = 2 * n_half - n_pos - n_neg
+    extra = min(short, n_pos_avail - n_pos)
+    return n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
+
+
 def prune_set(weight: torch.Tensor, mask: torch.Tensor, n_half: int) -> torch.Tensor:
     """SET pruning (Mocanu et al. 2018, Sec. 2): drop the ``n_half`` smallest w >= 0 and the ``n_half`` largest w < 0.
 
@@ -29,11 +38,7 @@ def prune_set(weight: torch.Tensor, mask: torch.Tensor, n_half: int) -> torch.Te
     """
     w = weight.detach()
     pos, neg = mask & (w >= 0), mask & (w < 0)
-    n_pos_avail, n_neg_avail = int(pos.sum()), int(neg.sum())
-    n_pos, n_neg = min(n_half, n_pos_avail), min(n_half, n_neg_avail)
-    short = 2 * n_half - n_pos - n_neg
-    extra = min(short, n_pos_avail - n_pos)
-    n_pos, n_neg = n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
+    n_pos, n_neg = sign_counts(int(pos.sum()), int(neg.sum()), n_half)
     # pruning by |w| within one sign's mask removes that sign's weights closest to zero
     return prune_by_score(w.abs(), pos, n_pos) | prune_by_score(w.abs(), neg, n_neg)
 
@@ -45,11 +50,7 @@ def set_keep(values: torch.Tensor, n_half: int) -> torch.Tensor:
     """
     w = values.detach()
     pos, neg = w >= 0, w < 0
-    n_pos_avail, n_neg_avail = int(pos.sum()), int(neg.sum())
-    n_pos, n_neg = min(n_half, n_pos_avail), min(n_half, n_neg_avail)
-    short = 2 * n_half - n_pos - n_neg
-    extra = min(short, n_pos_avail - n_pos)
-    n_pos, n_neg = n_pos + extra, n_neg + min(short - extra, n_neg_avail - n_neg)
+    n_pos, n_neg = sign_counts(int(pos.sum()), int(neg.sum()), n_half)
     keep = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
     for candidates, n in ((pos, n_pos), (neg, n_neg)):
         if n > 0:
