@@ -120,6 +120,14 @@ class CsrPattern:
         )
 
 
+def csr_linear(matrix: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x W^T + b`` as ``(W_csr x^T + b)^T`` with PyTorch's CSR product; returns it (a transposed view, so
+    a following sparse layer gets its ``x^T`` contiguous without a copy) and the contiguous ``x^T``."""
+    xt = x.t().contiguous()
+    out_t = torch.mm(matrix, xt) if bias is None else torch.addmm(bias.detach()[:, None], matrix, xt)
+    return out_t.t(), xt
+
+
 def _weight_grad(ctx, g: torch.Tensor, inputs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``g @ inputs`` shaped like ``w``: dense, or only at the pattern's active positions (zero elsewhere)."""
     if ctx.dense_weight_grad:
@@ -148,11 +156,10 @@ class SparseLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, pattern: CsrPattern, dense_weight_grad: bool):
         w = weight.detach()
         matrix = pattern.matrix(w)
-        xt = x.t().contiguous()
-        out_t = torch.mm(matrix, xt) if bias is None else torch.addmm(bias.detach()[:, None], matrix, xt)
+        out, _ = csr_linear(matrix, x, bias)
         ctx.save_for_backward(x, w)
         ctx.matrix, ctx.pattern, ctx.dense_weight_grad = matrix, pattern, dense_weight_grad
-        return out_t.t()
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from snfs.errors import ConfigError
+from snfs.execution import csr_linear
 from snfs.masks import DropGrowResult, LayerChange
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -116,13 +117,11 @@ class TrulySparseLinearFunction(torch.autograd.Function):
     def forward(ctx, x, values, bias, layer: TrulySparseLinear):
         structure = layer.structure()
         matrix = structure.matrix(values.detach())
-        xt = x.t().contiguous()
-        out_t = torch.mm(matrix, xt) if bias is None else torch.addmm(bias.detach()[:, None], matrix, xt)
+        out, xt = csr_linear(matrix, x, bias)
         # x^T, not x: the sampled product reads its second factor transposed, so it then needs no copy of x
         ctx.save_for_backward(xt, values)
         ctx.matrix, ctx.structure, ctx.layer = matrix, structure, layer
-        # transposed view: a following sparse layer gets its x^T contiguous without a copy
-        return out_t.t()
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -928,8 +927,7 @@ def build_from_scratch(model: nn.Module, algorithm, device: torch.device | str =
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
-    if hasattr(algorithm, "init_std"):
-        algorithm.init_std = {name: 1.0 / math.sqrt(3.0 * shapes[name][1]) for name in shapes}
+    algorithm.built_from_scratch(shapes)
     run = TrulySparseTraining(algorithm, model, layers)
     algorithm.masks_ready()
     return run

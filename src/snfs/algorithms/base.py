@@ -165,6 +165,10 @@ class SparseAlgorithm:
     def masks_ready(self) -> None:
         """Called once the initial masks exist (what depends on their counts, e.g. DSR's target)."""
 
+    def built_from_scratch(self, shapes: Mapping[str, torch.Size]) -> None:
+        """The sparse linear layers of these ``shapes`` were drawn with no dense weight (``build_from_scratch``,
+        PyTorch's default ``nn.Linear`` initialisation): set what ``init_masks`` would have read from them."""
+
     def before_step(self, step: int, masked_grads: Collection[str] = frozenset()) -> None:
         """``masked_grads``: the layers whose gradient of this step is already zero outside the mask (the
         execution computed it at the active weights only), so that masking it again is skipped."""

@@ -10,6 +10,7 @@ schedule and how the reference code's "SET" differs: docs/algorithms.md (SET; De
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -89,6 +90,10 @@ class SET(SparseAlgorithm):
         # the scale of the layer's initialisation, recorded before masking, for random new weights
         self.init_std = {k: float(p.detach().float().std()) if p.numel() > 1 else 0.0 for k, p in self.params.items()}
         return super().init_masks()
+
+    def built_from_scratch(self, shapes: Mapping[str, torch.Size]) -> None:
+        # nn.Linear draws U(-1/sqrt(fan_in), 1/sqrt(fan_in)), whose std is 1/sqrt(3 fan_in)
+        self.init_std = {k: 1.0 / math.sqrt(3.0 * shape[1]) for k, shape in shapes.items()}
 
     def log_stats(self) -> dict[str, Any]:
         return {"zeta": self.zeta}
