@@ -37,7 +37,7 @@ class RunRecord:
     epochs: int | None = None
     # one dict per epoch: losses, errors, lr, densities, mask updates
     history: list[dict[str, Any]] = field(default_factory=list)
-    git_commit: str | None = None  # the source tree's commit, "+dirty" with uncommitted changes
+    git_commit: str | None = None  # the commit the run started from, "+dirty" with uncommitted changes
     # finished runs
     test_error: float | None = None  # percent, on the test set after the last epoch
     test_loss: float | None = None

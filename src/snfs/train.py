@@ -111,7 +111,6 @@ def record_divergence(
             seed=cfg.seed,
             config=plain(cfg),
             history=progress.history,
-            git_commit=git_commit(),
             reason=reason,
             epochs_completed=progress.epoch,
             epochs=cfg.epochs,
@@ -140,6 +139,8 @@ class Trainer:
         """``routes``: which layers ``execution=sparse`` computes through CSR kernels (default: the faster here)."""
         validate_config(cfg)
         self.cfg = cfg
+        # the commit of the code this process runs: read now, since the tree may change while it trains
+        self.source_commit = git_commit()
         # first: torch's CPU threads copy the setting when they start (snfs.machine.flush_denormals)
         flush = bool(cfg.get("flush_denormal", True))
         if flush_denormals(flush) and flush and not denormals_flushed():
@@ -516,6 +517,7 @@ class Trainer:
                     fingerprint=self.fingerprint,
                     data_md5=self.data_md5,
                     peak_rss_mb=peak_rss_mb(),
+                    git_commit=self.source_commit,
                 )
             self.logger.finish(exit_code=1)
             kept = (
@@ -546,7 +548,7 @@ class Trainer:
             config=self.config_dict,
             epochs=cfg.epochs,
             history=progress.history,
-            git_commit=git_commit(),
+            git_commit=self.source_commit,
             test_error=test_error,
             test_loss=test_loss,
             val_error=progress.history[-1].get("val_error"),

@@ -20,6 +20,16 @@ from snfs.train import Trainer, train
 MNIST_MODELS = ["lenet300_100", "lenet5_caffe"]
 
 
+def test_the_record_names_the_commit_the_run_started_from(quick_overrides, tmp_path, monkeypatch):
+    """A tree edited while a run trains does not relabel the run: its record keeps the commit it started at."""
+    trainer = Trainer(compose_cfg(quick_overrides + ["epochs=1", "limit_batches=1"]))
+    started = trainer.source_commit
+    monkeypatch.setattr(train_module, "git_commit", lambda *args, **kwargs: "edited-while-it-trained")
+    result = trainer.fit()
+    assert result["git_commit"] == started
+    assert started != "edited-while-it-trained"
+
+
 @pytest.mark.parametrize("model", MNIST_MODELS)
 def test_one_batch_cpu_run_per_model(model, quick_overrides, tmp_path):
     """The record says what ran (its fields agree with the config) and what came out (its test error is that of
