@@ -292,7 +292,6 @@ class SparseExecution:
         self.dense_weight_grad = True  # until the loop says which step this is
         self.modules: dict[str, nn.Linear | nn.Conv2d] = {}
         self._patterns: dict[str, tuple] = {}  # name -> (MaskState, mask, pattern, version)
-        self._took_csr: dict[str, bool] = {}  # name -> the route its last forward took
         # name -> (pattern, (input shape, dtype, grad enabled, dense weight grad, mode), route): the last
         # decision, so that a step like the one before builds no timing key (tens of microseconds per layer)
         self._last_route: dict[str, tuple] = {}
@@ -380,7 +379,6 @@ class SparseExecution:
                 )
                 TIMED_ROUTES[key] = sparse_s < dense_s
             wins = TIMED_ROUTES[key]
-        self._took_csr[name] = wins
         self._last_route[name] = (pattern, situation, wins)
         return wins
 
@@ -416,7 +414,8 @@ class SparseExecution:
             csr = module is not None and self.pattern(name) is not None
             if csr:
                 mode = self.settings.conv if isinstance(module, nn.Conv2d) else self.settings.linear
-                csr = self._took_csr.get(name, mode == "csr")
+                last = self._last_route.get(name)  # the route of its last forward
+                csr = last[2] if last is not None else mode == "csr"
             out[name] = "csr" if csr else "masked"
         return out
 

@@ -136,9 +136,9 @@ class SparseAlgorithm:
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
         """Raise ConfigError for a key this algorithm does not declare, or a value its declaration refuses."""
         if type(cfg).__name__ == "DictConfig":  # from Hydra; the library itself never imports omegaconf
-            from omegaconf import OmegaConf
+            from snfs.config import plain
 
-            cfg = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+            cfg = plain(cfg)
         check_options("sparse", f"sparse={cls.name}", cls.options, cfg)
 
     @classmethod
